@@ -1,0 +1,66 @@
+"""Hermetic test environment: every test gets its own HOME, git config and tmp repository.
+
+Nothing here fakes git: repositories, bare remotes and worktrees are real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text("[user]\n\tname = Test User\n\temail = test@example.invalid\n"
+                         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    for key in list(os.environ):
+        if key.startswith(("GIT_", "LOGIST_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    monkeypatch.setenv("GIT_EDITOR", "false")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    # import from the checkout under test when run as a subprocess
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    import logist.gitcmd as gitcmd
+    monkeypatch.setattr(gitcmd, "_BASE_ENV", None)
+    yield
+
+
+def git(cwd, *args, check=True) -> str:
+    proc = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {args} failed: {proc.stderr}")
+    return proc.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A real git repository with one commit on main."""
+    path = tmp_path / "project"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# project\n")
+    git(path, "add", "README.md")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+def run_logist(*args, cwd, env=None, input=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (`python -m logist`)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "logist", *map(str, args)], cwd=str(cwd),
+                          capture_output=True, text=True, env=full_env, input=input, timeout=timeout)
