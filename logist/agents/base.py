@@ -1,0 +1,377 @@
+"""The agent interface: what a step asks of an agent, and what comes back.
+
+An agent is a provider selected by name (see :mod:`logist.agents`). It never runs anything itself:
+:meth:`Agent.build` turns a :class:`StepContext` into an :class:`Invocation` (argv, environment
+additions, stdin text) that a runtime starts in the job's worktree, and :meth:`Agent.parse` turns
+the process's combined output and exit code into an :class:`AgentResult`.
+
+Two families share the code here:
+
+* :class:`PlainAgent` (``mock``, ``command``): exit 0 is COMPLETED unless the output holds a
+  fenced outcome, which then wins; a non-zero exit is FAILED.
+* :class:`CliAgent` (``claude``, ``codex``, ``aider``, ``cline``, ``gemini``): an AI coding CLI in
+  its documented non-interactive mode. Its native output gives the final text, cost, tokens and
+  session id; the outcome is read from the final text. A successful process without a valid
+  outcome is NO_OUTCOME (the engine sends the job to a person); a non-zero exit or an error the
+  tool reports is FAILED.
+
+Nothing here prints, exits, touches git, or imports the store, the engine or the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
+
+from logist.agents.outcome import find_outcome
+from logist.errors import AgentError
+
+Action = Literal["COMPLETED", "STUCK", "RETRY", "FAILED", "NO_OUTCOME"]
+
+#: Longest prompt (in bytes) passed as one argv element. Linux refuses any single argument or
+#: environment string over 128 KiB (MAX_ARG_STRLEN); longer prompts go through stdin where the
+#: tool supports it.
+ARGV_PROMPT_LIMIT = 100_000
+
+_REASON_MAX = 300
+
+
+@dataclass
+class StepContext:
+    """Everything an agent needs to build one step's invocation."""
+
+    job_id: str
+    step_number: int  # 1-based
+    step_count: int
+    step_name: str
+    prompt: str  # the fully assembled prompt, recorded verbatim by the engine
+    workdir: Path  # the job's worktree; the agent runs there
+    options: dict[str, Any]  # the step's options from the job file
+    attempt: int = 1
+    session_id: str | None = None  # a previous session to resume, where the agent supports it
+
+
+@dataclass
+class Invocation:
+    """How to start an agent: argv (never a shell), environment additions, stdin text."""
+
+    argv: list[str]
+    env: dict[str, str]
+    stdin: str | None = None
+
+
+@dataclass
+class AgentResult:
+    """What a step's agent reported, read from its output and exit code."""
+
+    action: Action
+    summary: str = ""
+    evidence_files: list[str] = field(default_factory=list)
+    cost_usd: float = 0.0
+    tokens: int = 0
+    session_id: str | None = None
+    reason: str = ""  # for FAILED / NO_OUTCOME / STUCK: why, one line
+    exit_code: int | None = None
+    requests_approval: bool = False
+
+
+class Agent(Protocol):
+    """A provider that builds a step's invocation and reads its result."""
+
+    name: str
+    ai: bool  # True: a missing or invalid outcome is NO_OUTCOME. False: plain exit 0 = COMPLETED
+    runs_commands: bool  # True only for `command` (a fetched job needs explicit trust)
+
+    def build(self, ctx: StepContext) -> Invocation: ...
+
+    def parse(self, output: str, exit_code: int | None, ctx: StepContext) -> AgentResult: ...
+
+    def executable(self) -> str | None: ...
+
+    def validate_options(self, options: dict[str, Any]) -> None: ...
+
+
+# --------------------------------------------------------------------------- option checks
+
+def check_str_list(value: Any, what: str, *, non_empty: bool = False) -> list[str]:
+    """``value`` when it is a list of strings, else an AgentError naming ``what``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise AgentError(f"{what} must be a list of strings, got {value!r}")
+    if non_empty and (not value or not value[0]):
+        raise AgentError(f"{what} must be a non-empty list of strings whose first item names a "
+                         f"program, got {value!r}")
+    return value
+
+
+def validate_common(agent: str, options: Any) -> None:
+    """Type checks of the options every agent understands: model, args, and the flags."""
+    if not isinstance(options, dict):
+        raise AgentError(f"agent {agent!r}: step options must be a table, got {options!r}")
+    model = options.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise AgentError(f"agent {agent!r}: model must be a non-empty string, got {model!r}")
+    if "args" in options:
+        check_str_list(options["args"], f"agent {agent!r}: args")
+    for flag in ("skip_permissions", "requires_approval"):
+        if flag in options and not isinstance(options[flag], bool):
+            raise AgentError(f"agent {agent!r}: {flag} must be true or false, "
+                             f"got {options[flag]!r}")
+
+
+# --------------------------------------------------------------------------- result helpers
+
+def clip(text: str, limit: int = _REASON_MAX) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    one = " ".join(text.split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def last_text_line(output: str) -> str:
+    """The last non-empty line of ``output`` that is not JSON or a code fence."""
+    for line in reversed(output.splitlines()):
+        s = line.strip()
+        if s and not s.startswith(("{", "}", "[", "]", "```")):
+            return clip(s)
+    return ""
+
+
+def exit_reason(label: str, exit_code: int, detail: str = "") -> str:
+    """``"<label> exited with code N"`` (or killed by a signal), plus ``": detail"``."""
+    if exit_code < 0:
+        try:
+            sig = signal.Signals(-exit_code).name
+        except ValueError:
+            sig = str(-exit_code)
+        text = f"{label} was killed by signal {sig}"
+    else:
+        text = f"{label} exited with code {exit_code}"
+    return f"{text}: {clip(detail)}" if detail else text
+
+
+def from_outcome(outcome: dict[str, Any], *, exit_code: int | None, cost_usd: float = 0.0,
+                 tokens: int = 0, session_id: str | None = None) -> AgentResult:
+    """An AgentResult from a validated outcome; measured cost/tokens win over reported ones."""
+    reason = outcome["reason"]
+    if outcome["action"] == "STUCK" and not reason:
+        reason = clip(outcome["summary"]) or "the agent reported STUCK without a reason"
+    return AgentResult(
+        action=outcome["action"], summary=outcome["summary"],
+        evidence_files=list(outcome["evidence_files"]),
+        cost_usd=cost_usd or outcome.get("cost_usd", 0.0),
+        tokens=tokens or outcome.get("tokens", 0),
+        session_id=session_id, reason=reason, exit_code=exit_code,
+        requests_approval=outcome["approval"])
+
+
+_UNKNOWN_EXIT = "exit status unknown (the process was not our child) and no outcome in its output"
+
+
+def plain_result(label: str, output: str, exit_code: int | None) -> AgentResult:
+    """Result rules of mock/command: exit 0 = COMPLETED unless a fenced outcome says otherwise."""
+    outcome = find_outcome(output)
+    if exit_code is not None and exit_code != 0:
+        return AgentResult("FAILED", summary=outcome["summary"] if outcome else "",
+                           reason=exit_reason(label, exit_code, last_text_line(output)),
+                           exit_code=exit_code)
+    if outcome is not None:
+        return from_outcome(outcome, exit_code=exit_code)
+    if exit_code is None:
+        return AgentResult("NO_OUTCOME", reason=_UNKNOWN_EXIT)
+    return AgentResult("COMPLETED", summary=f"{label} exited with code 0", exit_code=0)
+
+
+@dataclass
+class NativeOutput:
+    """What an AI CLI's own output format says, before the outcome protocol is applied."""
+
+    text: str = ""  # the agent's final answer (where the outcome block is looked for)
+    cost_usd: float = 0.0
+    tokens: int = 0
+    session_id: str | None = None
+    error: str | None = None  # an error the tool itself reported
+
+
+def ai_result(label: str, native: NativeOutput, output: str, exit_code: int | None) -> AgentResult:
+    """Result rules of AI agents: FAILED on error, the outcome if valid, else NO_OUTCOME."""
+    outcome = find_outcome(native.text) or find_outcome(output)
+    measured = dict(cost_usd=native.cost_usd, tokens=native.tokens, session_id=native.session_id)
+    summary = clip(native.text, 500)
+    if exit_code is not None and exit_code != 0:
+        detail = native.error or last_text_line(output)
+        return AgentResult("FAILED", summary=summary, exit_code=exit_code,
+                           reason=exit_reason(label, exit_code, detail), **measured)
+    if native.error:
+        return AgentResult("FAILED", summary=summary, exit_code=exit_code,
+                           reason=f"{label} reported an error: {clip(native.error)}", **measured)
+    if outcome is not None:
+        return from_outcome(outcome, exit_code=exit_code, **measured)
+    if exit_code is None:
+        return AgentResult("NO_OUTCOME", summary=summary, reason=_UNKNOWN_EXIT, **measured)
+    return AgentResult("NO_OUTCOME", summary=summary, exit_code=0, **measured,
+                       reason=f"{label} finished without a valid outcome: its reply must end with "
+                              "a fenced ```json block holding "
+                              '{"action": "COMPLETED"|"STUCK"|"RETRY", "summary": ...}')
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+def iter_json_objects(text: str) -> Iterator[dict[str, Any]]:
+    """Every JSON object in ``text`` that starts a line: JSON Lines, pretty-printed objects, or
+    either mixed with plain log lines (stdout and stderr share one log)."""
+    decoder = json.JSONDecoder()
+    pos, end = 0, len(text)
+    while pos < end:
+        nl = text.find("\n", pos)
+        line_end = end if nl < 0 else nl
+        start = pos
+        while start < line_end and text[start] in " \t\r":
+            start += 1
+        if start < line_end and text[start] == "{":
+            try:
+                obj, obj_end = decoder.raw_decode(text, start)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                yield obj
+                nl = text.find("\n", obj_end)
+                line_end = end if nl < 0 else nl
+        pos = line_end + 1
+
+
+def number(value: Any) -> float:
+    """``value`` as a non-negative number, or 0 for anything else (bool, str, None, <0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0.0
+    return max(float(value), 0.0)
+
+
+def token_sum(usage: Any, *keys: str) -> int:
+    """The sum of the numeric ``keys`` of a usage mapping (missing or odd values count 0)."""
+    if not isinstance(usage, dict):
+        return 0
+    return int(sum(number(usage.get(k)) for k in keys))
+
+
+def error_text(value: Any) -> str | None:
+    """A readable message from an error field that may be a string or ``{"message": ...}``."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        msg = value.get("message") or value.get("error") or value.get("type")
+        return str(msg) if msg else json.dumps(value)[:_REASON_MAX]
+    return None
+
+
+# --------------------------------------------------------------------------- argv helpers
+
+def positional(prompt: str) -> list[str]:
+    """The prompt as a positional argument (after ``--`` when it looks like an option)."""
+    return ["--", prompt] if prompt.startswith("-") else [prompt]
+
+
+def option_value(flag: str, value: str) -> list[str]:
+    """``[flag, value]``, or ``[flag=value]`` when the value would look like an option."""
+    return [f"{flag}={value}"] if value.startswith("-") else [flag, value]
+
+
+def model_args(options: dict[str, Any], flag: str = "--model") -> list[str]:
+    """The model flag for ``options["model"]``, if set."""
+    model = options.get("model")
+    return option_value(flag, model) if model else []
+
+
+def user_args(options: dict[str, Any]) -> list[str]:
+    """The step's extra argv (``args = [...]`` in the job file)."""
+    return list(options.get("args") or [])
+
+
+# --------------------------------------------------------------------------- base classes
+
+class BaseAgent:
+    """Shared defaults: class-level identity, common option checks, the step environment."""
+
+    name: ClassVar[str] = ""
+    ai: ClassVar[bool] = False
+    runs_commands: ClassVar[bool] = False
+
+    def executable(self) -> str | None:
+        """The binary this agent needs, or None when it needs none in particular."""
+        return None
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        """Raise AgentError for options this agent cannot use (run at job creation)."""
+        validate_common(self.name, options)
+
+    def step_env(self, ctx: StepContext) -> dict[str, str]:
+        """Variables every agent process gets: which job, step and attempt it serves."""
+        return {"LOGIST_JOB_ID": ctx.job_id, "LOGIST_STEP": str(ctx.step_number),
+                "LOGIST_STEP_COUNT": str(ctx.step_count), "LOGIST_STEP_NAME": ctx.step_name,
+                "LOGIST_ATTEMPT": str(ctx.attempt)}
+
+    def __repr__(self) -> str:
+        return f"<agent {self.name}>"
+
+
+class PlainAgent(BaseAgent):
+    """mock and command: plain exit 0 = COMPLETED; a fenced outcome in the output wins."""
+
+    label: ClassVar[str] = ""  # how reasons name the process: "command", "mock agent"
+
+    def parse(self, output: str, exit_code: int | None, ctx: StepContext) -> AgentResult:
+        """Read the result with the plain rules (see :func:`plain_result`)."""
+        return plain_result(self.label or self.name, output, exit_code)
+
+
+class CliAgent(BaseAgent):
+    """An AI coding CLI run non-interactively. Subclasses give the binary, the command line and
+    the reader of the tool's native output; building and the result rules are shared."""
+
+    ai: ClassVar[bool] = True
+    binary: ClassVar[str] = ""
+    install_hint: ClassVar[str] = ""
+
+    def executable(self) -> str | None:
+        """The tool's path on PATH, or None when it is not installed."""
+        return shutil.which(self.binary)
+
+    def require_executable(self) -> str:
+        """The tool's path, or an AgentError saying how to install it."""
+        exe = self.executable()
+        if exe is None:
+            raise AgentError(f"agent {self.name!r} needs the `{self.binary}` program, which is "
+                             "not on PATH",
+                             hint=f"{self.install_hint}, or use agent = \"mock\" to try logist "
+                                  "without it")
+        return exe
+
+    def build(self, ctx: StepContext) -> Invocation:
+        """argv from :meth:`command_line`; a prompt too long for argv goes through stdin."""
+        exe = self.require_executable()
+        if len(ctx.prompt.encode("utf-8")) <= ARGV_PROMPT_LIMIT:
+            return Invocation([exe, *self.command_line(ctx, ctx.prompt)], self.step_env(ctx))
+        return Invocation([exe, *self.command_line(ctx, None)], self.step_env(ctx),
+                          stdin=ctx.prompt)
+
+    def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
+        """The arguments after the binary; ``prompt`` None means it is read from stdin."""
+        raise NotImplementedError
+
+    def too_long(self, ctx: StepContext) -> AgentError:
+        """The error for a prompt too long for argv when the tool cannot read it from stdin."""
+        return AgentError(f"the prompt of step {ctx.step_number} is "
+                          f"{len(ctx.prompt.encode('utf-8'))} bytes: too long for the command "
+                          f"line of {self.binary}, which cannot read it from stdin",
+                          hint="shorten the job or step prompt")
+
+    def read_output(self, output: str) -> NativeOutput:
+        """The final text, cost, tokens, session id and error in the tool's native output."""
+        raise NotImplementedError
+
+    def parse(self, output: str, exit_code: int | None, ctx: StepContext) -> AgentResult:
+        """Apply the AI result rules (see :func:`ai_result`) to the native output."""
+        return ai_result(self.name, self.read_output(output), output, exit_code)

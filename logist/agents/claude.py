@@ -1,0 +1,91 @@
+"""The ``claude`` agent: Claude Code in headless mode (``claude -p``).
+
+argv: ``claude -p --output-format stream-json --verbose [--resume ID] [--model M]
+[--permission-mode acceptEdits | --dangerously-skip-permissions] [args...] PROMPT``.
+
+Output formats (both are read; the step option ``output_format`` picks one):
+
+* ``json``: one object at the end, ``{"type": "result", "subtype": "success", "is_error": false,
+  "result": "<final text>", "session_id": ..., "total_cost_usd": ..., "usage": {...}}``.
+* ``stream-json`` (default; needs ``--verbose`` with ``-p``): one object per line, a
+  ``system/init`` line, ``assistant`` messages as they come, and a final line with the same
+  ``"type": "result"`` object. It is the default because logist's observer and sentinel follow the
+  step's output live: ``json`` prints nothing until the very end, which looks like a hang.
+
+Tokens are input + output + cache creation + cache read tokens. ``is_error`` or an ``error_*``
+subtype is a failure. Without ``skip_permissions`` the agent may edit files in its worktree
+(``--permission-mode acceptEdits``), nothing more; a prompt over the argv limit goes via stdin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
+                                iter_json_objects, model_args, number, option_value, positional,
+                                token_sum, user_args)
+from logist.errors import AgentError
+
+FORMATS = ("stream-json", "json")
+
+
+class ClaudeAgent(CliAgent):
+    """Claude Code, ``claude -p``."""
+
+    name: ClassVar[str] = "claude"
+    binary: ClassVar[str] = "claude"
+    install_hint: ClassVar[str] = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        """Common checks plus ``output_format`` in ``json`` / ``stream-json``."""
+        super().validate_options(options)
+        if options.get("output_format", FORMATS[0]) not in FORMATS:
+            raise AgentError(f"agent 'claude': output_format must be one of "
+                             f"{', '.join(FORMATS)}, got {options['output_format']!r}")
+
+    def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
+        """Headless flags, then the prompt (absent: claude reads it from stdin)."""
+        opts = ctx.options
+        fmt = opts.get("output_format", FORMATS[0])
+        args = ["-p", "--output-format", fmt]
+        if fmt == "stream-json":
+            args.append("--verbose")
+        if ctx.session_id:
+            args += option_value("--resume", ctx.session_id)
+        args += model_args(opts)
+        args += (["--dangerously-skip-permissions"] if opts.get("skip_permissions")
+                 else ["--permission-mode", "acceptEdits"])
+        args += user_args(opts)
+        return args + (positional(prompt) if prompt is not None else [])
+
+    def read_output(self, output: str) -> NativeOutput:
+        """The last ``result`` object; assistant text and the init session id as fallbacks."""
+        result: dict[str, Any] | None = None
+        texts: list[str] = []
+        session = None
+        for obj in iter_json_objects(output):
+            kind = obj.get("type")
+            if kind == "result":
+                result = obj
+            elif kind == "system" and isinstance(obj.get("session_id"), str):
+                session = obj["session_id"]
+            elif kind == "assistant" and isinstance(obj.get("message"), dict):
+                for part in obj["message"].get("content") or []:
+                    if isinstance(part, dict) and part.get("type") == "text":
+                        texts.append(str(part.get("text", "")))
+        if result is None:
+            return NativeOutput(text="\n".join(texts), session_id=session)
+        text = result.get("result") if isinstance(result.get("result"), str) else "\n".join(texts)
+        subtype = str(result.get("subtype") or "")
+        error = None
+        if result.get("is_error") is True or subtype.startswith("error"):
+            errors = result.get("errors")
+            listed = "; ".join(map(str, errors)) if isinstance(errors, list) else ""
+            error = error_text(result.get("result")) or listed or subtype or "is_error"
+        return NativeOutput(
+            text=text, error=error,
+            cost_usd=number(result.get("total_cost_usd", result.get("cost_usd"))),
+            tokens=token_sum(result.get("usage"), "input_tokens", "output_tokens",
+                             "cache_creation_input_tokens", "cache_read_input_tokens"),
+            session_id=result.get("session_id") if isinstance(result.get("session_id"), str)
+            else session)

@@ -1,0 +1,89 @@
+"""The ``gemini`` agent: Gemini CLI in headless mode (``gemini --prompt ...``).
+
+argv: ``gemini --output-format stream-json [--approval-mode auto_edit | --yolo] [--model M]
+[--resume SESSION_ID] [args...] --prompt PROMPT``. Without ``--prompt`` (a prompt over the argv
+limit) Gemini CLI reads it from stdin.
+
+Output formats (both are read; the step option ``output_format`` picks one):
+
+* ``json``: one object at the end, ``{"session_id": ..., "response": "<final text>",
+  "stats": {"models": {NAME: {"tokens": {"total": N, ...}}}, ...}, "error": {...}}``.
+* ``stream-json`` (default, so the observer sees progress live): JSON Lines events ``init``
+  (``session_id``), ``message`` (``role``, ``content``, ``delta``), ``tool_use``,
+  ``tool_result``, ``error`` (non-fatal) and a final ``result`` (``status``, ``error``,
+  ``stats.total_tokens``).
+
+Gemini CLI reports no cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
+                                iter_json_objects, model_args, number, option_value, user_args)
+from logist.errors import AgentError
+
+FORMATS = ("stream-json", "json")
+
+
+def _model_tokens(stats: Any) -> int:
+    """The sum of ``stats.models.*.tokens.total`` of the single-object JSON format."""
+    models = stats.get("models") if isinstance(stats, dict) else None
+    if not isinstance(models, dict):
+        return 0
+    return int(sum(number((m.get("tokens") or {}).get("total")) for m in models.values()
+                   if isinstance(m, dict) and isinstance(m.get("tokens"), dict)))
+
+
+class GeminiAgent(CliAgent):
+    """Google Gemini CLI, headless."""
+
+    name: ClassVar[str] = "gemini"
+    binary: ClassVar[str] = "gemini"
+    install_hint: ClassVar[str] = "install Gemini CLI (npm install -g @google/gemini-cli)"
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        """Common checks plus ``output_format`` in ``json`` / ``stream-json``."""
+        super().validate_options(options)
+        if options.get("output_format", FORMATS[0]) not in FORMATS:
+            raise AgentError(f"agent 'gemini': output_format must be one of "
+                             f"{', '.join(FORMATS)}, got {options['output_format']!r}")
+
+    def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
+        """Headless flags, then ``--prompt`` (absent: Gemini CLI reads stdin)."""
+        opts = ctx.options
+        args = ["--output-format", opts.get("output_format", FORMATS[0])]
+        args += ["--yolo"] if opts.get("skip_permissions") else ["--approval-mode", "auto_edit"]
+        args += model_args(opts)
+        if ctx.session_id:
+            args += option_value("--resume", ctx.session_id)
+        args += user_args(opts)
+        return args + (option_value("--prompt", prompt) if prompt is not None else [])
+
+    def read_output(self, output: str) -> NativeOutput:
+        """Either format: the response text, tokens, session id and a fatal error."""
+        native = NativeOutput()
+        chunks: list[str] = []
+        for obj in iter_json_objects(output):
+            kind = obj.get("type")
+            if kind is None and ("response" in obj or "stats" in obj or "error" in obj):
+                if isinstance(obj.get("response"), str):
+                    native.text = obj["response"]
+                native.tokens = _model_tokens(obj.get("stats"))
+                native.error = error_text(obj.get("error"))
+                if isinstance(obj.get("session_id"), str):
+                    native.session_id = obj["session_id"]
+            elif kind == "init" and isinstance(obj.get("session_id"), str):
+                native.session_id = obj["session_id"]
+            elif kind == "message" and obj.get("role") == "assistant":
+                content = str(obj.get("content", ""))
+                chunks.append(content if obj.get("delta") or not chunks else "\n" + content)
+            elif kind == "result":
+                stats = obj.get("stats") if isinstance(obj.get("stats"), dict) else {}
+                native.tokens = int(number(stats.get("total_tokens")))
+                if obj.get("status") == "error":
+                    native.error = error_text(obj.get("error")) or "gemini reported an error"
+        if chunks:
+            native.text = "".join(chunks)
+        return native

@@ -1,0 +1,109 @@
+"""The `logist` command line: the only place that prints and chooses exit codes.
+
+Commands live in ``logist/commands/`` (one module per group) and are loaded lazily, so
+``logist --help`` and ``logist job status`` only pay for what they use. Exit codes: 0 ok,
+1 refused or failed, 2 usage, 3 internal error (a bug: a log file is written), 4 busy or
+contention, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from cyclopts import App
+
+from logist.errors import ExitCode, LogistError
+
+app = App(name="logist", version="0.1.0", help_on_error=False,
+          help="Run and track agent jobs in your git repository: every job is a branch plus a "
+               "worktree, every state transition a commit.\n\nGlobal option: -C PATH runs as if "
+               "logist was started in PATH.")
+job = App(name="job", help="Create, inspect, run and steer jobs.")
+app.command(job)
+
+_C = "logist.commands."
+app.command(_C + "init:init", name="init")
+for _name in ("create", "list", "status", "show", "history", "select", "path", "activate", "suspend",
+              "resume", "cancel", "approve", "reject", "resubmit"):
+    job.command(f"{_C}job:{_name}_cmd" if _name in ("list",) else f"{_C}job:{_name}", name=_name)
+for _name in ("step", "run", "attach", "metrics", "log"):
+    job.command(f"{_C}run:{_name}", name=_name)
+app.command(_C + "dashboard:dashboard", name="dashboard")
+
+# Set by main() from a leading `-C PATH` (like git); read by commands through repo().
+CWD: Path | None = None
+
+
+def store():
+    """The JobStore of the repository the command runs in."""
+    from logist.store import JobStore
+
+    return JobStore.discover(CWD)
+
+
+def _split_global(argv: list[str]) -> list[str]:
+    global CWD
+    out = list(argv)
+    while len(out) >= 2 and out[0] == "-C":
+        path = Path(out[1])
+        CWD = path if CWD is None or path.is_absolute() else CWD / path
+        out = out[2:]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a command, map errors to exit codes."""
+    global CWD
+    CWD = None
+    tokens = _split_global(sys.argv[1:] if argv is None else list(argv))
+    from cyclopts import CycloptsError
+
+    try:
+        result = app(tokens, result_action="return_value", exit_on_error=False, print_error=True)
+    except CycloptsError:
+        return _exit(ExitCode.USAGE, argv)
+    except LogistError as exc:
+        _print_error(exc)
+        return _exit(exc.exit_code, argv)
+    except KeyboardInterrupt:
+        print("logist: interrupted", file=sys.stderr)
+        return _exit(ExitCode.INTERRUPTED, argv)
+    except BrokenPipeError:
+        return _exit(0, argv)
+    except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback in a log, not on screen
+        _internal_error(exc)
+        return _exit(3, argv)
+    code = result if isinstance(result, int) and not isinstance(result, bool) else 0
+    return _exit(code, argv)
+
+
+def _exit(code: int, argv) -> int:
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _print_error(exc: LogistError) -> None:
+    print(f"logist: error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"  hint: {exc.hint}", file=sys.stderr)
+
+
+def _internal_error(exc: Exception) -> None:
+    import tempfile
+    import traceback
+
+    log = Path(tempfile.gettempdir()) / f"logist-crash-{os.getpid()}.log"
+    try:
+        log.write_text("".join(traceback.format_exception(exc)))
+        where = f"; details in {log}"
+    except OSError:
+        where = ""
+    print(f"logist: internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+    print("  hint: this is a bug in logist; please report it with the log file", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,35 @@
+"""`logist init`."""
+
+from __future__ import annotations
+
+from logist import cli
+from logist.output import say
+
+
+def init() -> int:
+    """Set up logist in this git repository (idempotent).
+
+    Creates .logist/config.toml from the template, makes `git log` show logist's notes
+    (notes.displayRef), installs the post-merge/post-rewrite hooks (an existing hook is kept
+    and chained as <hook>.legacy) and ignores per-machine files in .git/info/exclude.
+    Works from a subdirectory or a linked worktree; refuses bare repositories.
+    """
+    from logist.install import init_repo
+    from logist.store import find_repo
+
+    paths = find_repo(cli.CWD)
+    report = init_repo(paths)
+    if not report.changed:
+        say(f"logist is already set up in {paths.root}")
+        return 0
+    say(f"logist set up in {paths.root}")
+    for line in report.created:
+        say(f"  created  {line}")
+    for line in report.config:
+        say(f"  config   {line}")
+    for line in report.hooks:
+        say(f"  hook     {line}")
+    for line in report.excludes:
+        say(f"  exclude  {line}")
+    say("next: logist job create --title \"...\" --step \"...\" --activate")
+    return 0

@@ -1,0 +1,601 @@
+"""The step engine (DESIGN.md §6): PENDING -> PROVISIONING -> EXECUTING -> HARVESTING -> rest.
+
+Each arrow is one commit, made under the job's lease and fenced by it. The agent runs in the
+job's worktree as a child process in its own process group; the side process (observer +
+sentinel) watches it. Recovery from the tip (DESIGN.md §7) re-enters the same code at the
+phase the tip names, so a crash anywhere resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logist import refs
+from logist.errors import JobStateError, LogistError, TrustError
+from logist.gitcmd import git
+from logist.job_state import Update, apply_update
+from logist.locks import Lease, acquire, boot_id, pid_alive, process_start_time
+from logist.model import TERMINAL, Execution, Manifest, State, StepStatus
+from logist.store import JobStore, new_transition_id, utcnow
+
+Progress = Callable[[str], None]
+
+
+def crash_point(name: str) -> None:
+    """Test-only: end the process abruptly at a named point (LOGIST_CRASH_AT=name)."""
+    if os.environ.get("LOGIST_CRASH_AT") == name:
+        os._exit(137)
+
+
+@dataclass
+class StepResult:
+    job_id: str
+    state: State
+    step: int
+    outcome: str | None = None
+    reason: str = ""
+    commits: list[str] = field(default_factory=list)
+
+
+def assemble_prompt(m: Manifest, step_no: int) -> str:
+    """Job prompt + step prompt + previous step's summary + the outcome protocol."""
+    from logist.agents.outcome import OUTCOME_INSTRUCTIONS
+
+    step = m.steps[step_no - 1]
+    parts = []
+    if m.prompt.strip():
+        parts.append(f"# Job: {m.title}\n\n{m.prompt.strip()}")
+    else:
+        parts.append(f"# Job: {m.title}")
+    parts.append(f"## Step {step_no}/{m.step_count}: {step.name}\n\n{step.prompt.strip()}")
+    if step_no > 1:
+        prev = m.steps[step_no - 2]
+        if prev.summary:
+            parts.append(f"## Previous step ({prev.name}) summary\n\n{prev.summary.strip()}")
+    if step.reason and step.status == StepStatus.PENDING:
+        parts.append(f"## Reviewer's note\n\n{step.reason.strip()}")
+    parts.append(OUTCOME_INSTRUCTIONS.strip())
+    return "\n\n".join(parts) + "\n"
+
+
+class Engine:
+    """Runs steps of one repository's jobs. Never prints: progress goes to ``progress``."""
+
+    def __init__(self, store: JobStore, *, progress: Progress | None = None, trust: bool = False,
+                 watch: bool = True) -> None:
+        self.store = store
+        self.progress = progress or (lambda msg: None)
+        self.trust = trust
+        self.watch = watch and os.environ.get("LOGIST_NO_WATCHER") != "1"
+
+    # ---- the transition primitive -----------------------------------------------------
+    def _transition(self, lease: Lease, update: Update, *, body: str = "", include_worktree=False,
+                    parent: str | None = None, history_from: str | None = None,
+                    expected: str | None = None, trailers: dict[str, str] | None = None
+                    ) -> tuple[str, Manifest]:
+        job_id = lease.job_id
+        if expected is None:
+            tip, manifest = self.store.read(job_id)
+        else:
+            tip = expected
+            _, manifest = self.store.read(job_id, at=history_from or expected)
+        result = apply_update(manifest, update, now=utcnow(), transition_id=new_transition_id())
+        if result is None:
+            return tip, manifest
+        new, entry = result
+        oid = self.store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=body,
+                                           include_worktree=include_worktree, parent=parent,
+                                           history_from=history_from, extra_trailers=trailers)
+        self.progress(f"{job_id}: {entry.from_state} -> {entry.to_state} (step {new.step}/{new.step_count})"
+                      + (f": {update.reason}" if update.reason and new.state != State.PENDING else ""))
+        return oid, new
+
+    # ---- public API -------------------------------------------------------------------
+    def step(self, job_id: str, *, lease: Lease | None = None) -> StepResult:
+        """Run exactly one step of a PENDING job (or finish an interrupted one)."""
+        refs.validate_job_id(job_id)
+        own = lease is None
+        lease = lease or acquire(self.store, job_id)
+        try:
+            lease.start_heartbeat()
+            return self._step_locked(lease)
+        finally:
+            lease.stop_heartbeat()
+            if own:
+                lease.release()
+
+    def run(self, job_id: str, *, max_steps: int | None = None) -> StepResult:
+        """Steps until the job rests in anything but PENDING."""
+        refs.validate_job_id(job_id)
+        lease = acquire(self.store, job_id)
+        try:
+            lease.start_heartbeat()
+            result = None
+            count = 0
+            while True:
+                _, m = self.store.read(job_id)
+                if m.state != State.PENDING and m.state not in (State.PROVISIONING, State.EXECUTING,
+                                                                State.RECOVERING, State.HARVESTING):
+                    if result is None:
+                        if m.state == State.DRAFT:
+                            raise JobStateError(f"job {job_id} is a DRAFT",
+                                                hint=f"activate it first: `logist job activate {job_id}`")
+                        return StepResult(job_id, m.state, m.step, reason=m.reason)
+                    return result
+                result = self._step_locked(lease)
+                count += 1
+                if max_steps is not None and count >= max_steps:
+                    return result
+        finally:
+            lease.stop_heartbeat()
+            lease.release()
+
+    # ---- one step ---------------------------------------------------------------------
+    def _step_locked(self, lease: Lease) -> StepResult:
+        job_id = lease.job_id
+        tip, m = self.store.read(job_id)
+        if m.state == State.PENDING:
+            return self._start(lease, tip, m)
+        if m.state == State.PROVISIONING:
+            return self._provision_and_execute(lease)
+        if m.state == State.EXECUTING:
+            return self._resume_executing(lease, m)
+        if m.state == State.RECOVERING:
+            return self._recover_or_give_up(lease, "resumed after an interruption")
+        if m.state == State.HARVESTING:
+            return self._harvest(lease)
+        if m.state == State.DRAFT:
+            raise JobStateError(f"job {job_id} is a DRAFT; it has not been activated",
+                                hint=f"run `logist job activate {job_id}`")
+        hint = {State.APPROVAL_REQUIRED: f"review it, then `logist job approve {job_id}` or `reject`",
+                State.INTERVENTION_REQUIRED: f"fix the cause, then `logist job resubmit {job_id}`",
+                State.SUSPENDED: f"run `logist job resume {job_id}`",
+                }.get(m.state, f"start a new run with `logist job rerun {job_id}`")
+        raise JobStateError(f"job {job_id} is {m.state.value}; there is no step to run"
+                            + (f" ({m.reason})" if m.reason else ""), hint=hint)
+
+    def _budget_breach(self, m: Manifest, *, extra_seconds: float = 0.0) -> str | None:
+        b = m.budget
+        if b.max_cost_usd is not None and m.cost_usd > b.max_cost_usd + 1e-9:
+            return f"budget exceeded: cost ${m.cost_usd:.4f} > max_cost_usd ${b.max_cost_usd:.4f}"
+        if b.max_seconds is not None and m.seconds + extra_seconds > b.max_seconds:
+            return f"budget exceeded: {m.seconds + extra_seconds:.1f}s > max_seconds {b.max_seconds:g}s"
+        return None
+
+    def _start(self, lease: Lease, tip: str, m: Manifest) -> StepResult:
+        from logist.agents import get_agent
+
+        n = m.step
+        step = m.current
+        agent = get_agent(step.agent)
+        if agent.runs_commands and not (m.trusted or self.trust):
+            raise TrustError(
+                f"job {m.id} came from {m.origin} and its step {n} runs a command: "
+                f"{step.options.get('command')!r}; it is not executed until you trust the job",
+                hint=f"review it, then `logist job trust {m.id}` (or pass --trust)")
+        breach = self._budget_breach(m)
+        if breach is None and m.attempt >= m.budget.max_attempts:
+            breach = f"attempts spent: {m.attempt} of max_attempts {m.budget.max_attempts}"
+        prompt = assemble_prompt(m, n)
+        tid = new_transition_id()
+        log = self._log_path(m, n, m.attempt + 1)
+
+        def start(x: Manifest) -> None:
+            x.attempt += 1
+            s = x.current
+            s.status = StepStatus.RUNNING
+            s.attempt = x.attempt
+            if x.attempt == 1 or s.started_commit is None:
+                s.started_commit = tip
+            if s.first_started_commit is None:
+                s.first_started_commit = tip
+            s.assembled_prompt = prompt
+            x.execution = Execution(transition_id=tid, host=socket.gethostname(), boot_id=boot_id(),
+                                    started_at=utcnow(), log=str(log))
+
+        oid, m = self._transition(lease, Update(event="start", mutate=start, reason=f"step {n} starts",
+                                                data={"attempt": m.attempt + 1, "agent": step.agent}),
+                                  body=f"Prompt:\n\n{prompt}")
+        crash_point("after-provisioning-commit")
+        if breach:
+            return self._finish_intervention(lease, "provision_failed", breach)
+        return self._provision_and_execute(lease)
+
+    def _provision_and_execute(self, lease: Lease) -> StepResult:
+        job_id = lease.job_id
+        try:
+            wt = self.store.ensure_worktree(job_id)
+            self.store.sync_worktree_record(job_id)
+            git(["worktree", "lock", "--reason", f"logist: a step of {job_id} is running", "--", str(wt)],
+                cwd=self.store.root, check=False)
+        except LogistError as exc:
+            return self._finish_intervention(lease, "provision_failed", f"provisioning failed: {exc.message}")
+        crash_point("after-provision")
+        _, m = self.store.read(job_id)
+        oid, m = self._transition(lease, Update(event="provisioned", reason="worktree ready; agent starts"))
+        crash_point("after-executing-commit")
+        return self._execute(lease, oid, m)
+
+    def _log_path(self, m: Manifest, n: int, attempt: int) -> Path:
+        d = self.store.run_dir(m.id)
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"run{m.run}-step{n}-attempt{attempt}.log"
+
+    def _agent_file(self, job_id: str) -> Path:
+        return self.store.run_dir(job_id) / "agent.json"
+
+    def _execute(self, lease: Lease, executing_commit: str, m: Manifest) -> StepResult:
+        """Start the agent (and its watcher), wait for it, then harvest or recover."""
+        from logist.agents import get_agent
+        from logist.agents.base import StepContext
+        from logist.runtimes import get_runtime
+
+        job_id = m.id
+        n = m.step
+        step = m.current
+        agent = get_agent(step.agent)
+        wt = self.store.worktree_path(job_id)
+        ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
+                          prompt=step.assembled_prompt or assemble_prompt(m, n), workdir=wt,
+                          options=dict(step.options), attempt=m.attempt, session_id=step.session_id)
+        inv = agent.build(ctx)
+        log = Path(m.execution.log) if m.execution and m.execution.log else self._log_path(m, n, m.attempt)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        verdict = self.store.run_dir(job_id) / "verdict.json"
+        verdict.unlink(missing_ok=True)
+        env = {"LOGIST_JOB_ID": job_id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(m.attempt),
+               "LOGIST_RUN": str(m.run), **inv.env}
+        handle = get_runtime("host").spawn(inv.argv, cwd=wt, env=env, log_path=log, stdin=inv.stdin)
+        tid = m.execution.transition_id if m.execution else ""
+        self._write_agent_file(job_id, {"transition_id": tid, "pid": handle.pid, "pgid": handle.pgid,
+                                        "start_time": process_start_time(handle.pid), "log": str(log),
+                                        "commit": executing_commit, "host": socket.gethostname()})
+        self.progress(f"{job_id}: agent {step.agent} running (pid {handle.pid}), log {log}")
+        watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, executing_commit, wt, verdict)
+        crash_point("agent-running")
+        exit_code, killed_reason = self._wait(handle, m)
+        self._stop_watcher(watcher_pid)
+        crash_point("after-agent-exit")
+        return self._after_agent(lease, m, exit_code, log, verdict, killed_reason)
+
+    def _write_agent_file(self, job_id: str, data: dict) -> None:
+        path = self._agent_file(job_id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+
+    def _wait(self, handle, m: Manifest) -> tuple[int | None, str | None]:
+        """Wait for the agent; stop it when the job's time budget runs out."""
+        started = time.monotonic()
+        limit = None
+        if m.budget.max_seconds is not None:
+            limit = max(0.0, m.budget.max_seconds - m.seconds)
+        while True:
+            code = handle.wait(timeout=0.5)
+            if code is not None or not handle.is_alive():
+                return (code if code is not None else handle.exit_code), None
+            if limit is not None and time.monotonic() - started > limit:
+                handle.terminate()
+                if handle.wait(timeout=3) is None:
+                    handle.kill()
+                    handle.wait(timeout=5)
+                return handle.exit_code, (f"budget exceeded: step stopped after max_seconds "
+                                          f"{m.budget.max_seconds:g}s of job time")
+
+    def _start_watcher(self, m: Manifest, log: Path, pid: int, pgid: int, commit: str, wt: Path,
+                       verdict: Path) -> int | None:
+        if not self.watch:
+            return None
+        try:
+            from logist.watcher import spawn_watcher
+        except ImportError:
+            return None
+        cfg = self.store.config
+        sentinel = {**cfg.sentinel, **m.sentinel}
+        patterns = {**cfg.observer.patterns, **m.observer_patterns}
+        try:
+            return spawn_watcher(repo=self.store.root, job_id=m.id, log=log, pid=pid, pgid=pgid,
+                                 commit=commit, workdir=wt, verdict_file=verdict,
+                                 config={"patterns": patterns, "sentinel": sentinel})
+        except Exception as exc:  # noqa: BLE001 - a watcher failure never affects the step
+            self.progress(f"{m.id}: warning: watcher did not start: {exc}")
+            return None
+
+    def _stop_watcher(self, pid: int | None) -> None:
+        if not pid:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if done:
+                return
+            time.sleep(0.02)
+        try:
+            os.kill(pid, 15)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+    def _after_agent(self, lease: Lease, m: Manifest, exit_code: int | None, log: Path,
+                     verdict: Path, killed_reason: str | None) -> StepResult:
+        job_id = m.id
+        elapsed = _elapsed_since(m.execution.started_at) if m.execution else 0.0
+        if verdict.exists():
+            try:
+                v = json.loads(verdict.read_text())
+                reason = f"sentinel: {v.get('reason', 'agent looked hung')}"
+            except (OSError, ValueError):
+                reason = "sentinel stopped the agent"
+            verdict.unlink(missing_ok=True)
+            _, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed))
+            return self._recover_or_give_up(lease, reason)
+        self._transition(lease, Update(event="agent_exited", seconds_delta=elapsed,
+                                       reason=killed_reason or f"agent exited with code {exit_code}",
+                                       data={"exit_code": exit_code,
+                                             **({"stopped": killed_reason} if killed_reason else {})}))
+        crash_point("after-harvesting-commit")
+        return self._harvest(lease, exit_code=exit_code, killed_reason=killed_reason)
+
+    def _resume_executing(self, lease: Lease, m: Manifest) -> StepResult:
+        """EXECUTING at the tip: re-attach to a live agent, or recover a dead one."""
+        info = self._read_agent_file(m.id)
+        tid = m.execution.transition_id if m.execution else None
+        tip, _ = self.store.read(m.id)
+        if info and info.get("transition_id") == tid and info.get("host") == socket.gethostname() \
+                and pid_alive(int(info["pid"]), info.get("start_time")):
+            from logist.runtimes.host import attach
+
+            self.progress(f"{m.id}: re-attaching to the running agent (pid {info['pid']})")
+            handle = attach(int(info["pid"]))
+            code, killed = self._wait(handle, m)
+            verdict = self.store.run_dir(m.id) / "verdict.json"
+            return self._after_agent(lease, m, code, Path(info["log"]), verdict, killed)
+        _, m = self._transition(lease, Update(event="hung", reason="the agent is gone (runner was interrupted)"))
+        return self._recover_or_give_up(lease, "the agent is gone (runner was interrupted)")
+
+    def _read_agent_file(self, job_id: str) -> dict | None:
+        try:
+            return json.loads(self._agent_file(job_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _recover_or_give_up(self, lease: Lease, reason: str) -> StepResult:
+        tip, m = self.store.read(lease.job_id)
+        if m.attempt >= m.budget.max_attempts:
+            return self._finish_intervention(
+                lease, "gave_up", f"{reason}; attempts spent ({m.attempt} of {m.budget.max_attempts})")
+        tid = new_transition_id()
+        log = self._log_path(m, m.step, m.attempt + 1)
+
+        def restart(x: Manifest) -> None:
+            x.attempt += 1
+            x.current.attempt = x.attempt
+            x.current.status = StepStatus.RUNNING
+            x.execution = Execution(transition_id=tid, host=socket.gethostname(), boot_id=boot_id(),
+                                    started_at=utcnow(), log=str(log))
+
+        self.store.ensure_worktree(m.id)
+        oid, m = self._transition(lease, Update(event="restarted", mutate=restart,
+                                                reason=f"re-executing step {m.step} (attempt {m.attempt + 1})"))
+        return self._execute(lease, oid, m)
+
+    def _finish_intervention(self, lease: Lease, event: str, reason: str) -> StepResult:
+        def mut(x: Manifest) -> None:
+            x.current.status = StepStatus.FAILURE
+            x.current.reason = reason
+            x.execution = None
+
+        oid, m = self._transition(lease, Update(event=event, reason=reason, mutate=mut))
+        self._unlock_worktree(m.id)
+        return StepResult(m.id, m.state, m.step, reason=reason, commits=[oid])
+
+    def _unlock_worktree(self, job_id: str) -> None:
+        git(["worktree", "unlock", "--", str(self.store.worktree_path(job_id))], cwd=self.store.root,
+            check=False)
+
+    # ---- harvest ----------------------------------------------------------------------
+    def _harvest(self, lease: Lease, *, exit_code: int | None = None,
+                 killed_reason: str | None = None) -> StepResult:
+        """HARVESTING -> resting: parse the outcome, commit the agent's work and the record."""
+        from logist.agents import get_agent
+        from logist.agents.base import StepContext
+
+        job_id = lease.job_id
+        own_tip = self._own_tip(job_id)
+        _, m = self.store.read(job_id, at=own_tip)
+        if exit_code is None:
+            last = [e for e in self.store.read_history(job_id, at=own_tip) if e.to_state == State.HARVESTING]
+            if last and "exit_code" in last[-1].data:
+                exit_code = last[-1].data["exit_code"]
+                killed_reason = last[-1].data.get("stopped")
+        step = m.current
+        n = m.step
+        wt = self.store.ensure_worktree(job_id)
+        log = Path(m.execution.log) if m.execution and m.execution.log else None
+        output = _read_text(log) if log else ""
+        agent = get_agent(step.agent)
+        ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
+                          prompt=step.assembled_prompt or "", workdir=wt, options=dict(step.options),
+                          attempt=m.attempt, session_id=step.session_id)
+        res = agent.parse(output, exit_code, ctx)
+        warnings = []
+        for f in res.evidence_files:
+            if not (wt / f).exists():
+                warnings.append(f"evidence file {f!r} does not exist")
+        # Where does the new commit go? On top of the branch tip, keeping any agent commits.
+        tip = self.store.tip(job_id)
+        parent = tip
+        displaced = None
+        if tip != own_tip:
+            if not _is_ancestor(self.store.root, own_tip, tip):
+                displaced = self._keep_displaced(job_id, own_tip)
+                warnings.append(f"the agent rewrote the job branch; logist's previous commit is kept at {displaced}")
+            else:
+                warnings.append("the agent made its own commits on the job branch; they are kept")
+        if _record_tampered(self.store, job_id, wt, tip, own_tip):
+            warnings.append("the agent changed .logist/; the record was restored from logist's last commit")
+
+        cost = float(res.cost_usd or 0.0)
+        tokens = int(res.tokens or 0)
+        probe = m.model_copy(deep=True)
+        probe.cost_usd += cost
+        breach = killed_reason if killed_reason and killed_reason.startswith("budget") else \
+            self._budget_breach(probe)
+        last_step = n == m.step_count
+        action = res.action
+        reason = res.reason or res.summary
+        if breach:
+            event, reason = "intervention", breach
+        elif action == "COMPLETED":
+            if last_step:
+                needs = m.requires_approval or step.requires_approval or res.requests_approval
+                event = "completed_approval" if needs else "completed_last"
+            else:
+                event = "completed"
+            reason = res.summary or "step completed"
+        elif action == "RETRY":
+            if m.attempt < m.budget.max_attempts:
+                event = "retry"
+                reason = f"agent asked to retry: {res.summary or res.reason}".rstrip(": ")
+            else:
+                event = "intervention"
+                reason = f"RETRY exhausted after {m.attempt} attempts: {res.summary or res.reason}".rstrip(": ")
+        elif action == "STUCK":
+            event, reason = "intervention", f"agent is stuck: {res.summary or res.reason}".rstrip(": ")
+        elif action == "FAILED":
+            event, reason = "intervention", res.reason or f"agent failed (exit code {exit_code})"
+        else:
+            event, reason = "intervention", res.reason or "the agent gave no valid outcome"
+
+        def mut(x: Manifest) -> None:
+            s = x.current
+            s.cost_usd = round(s.cost_usd + cost, 6)
+            s.tokens += tokens
+            s.summary = res.summary or s.summary
+            s.session_id = res.session_id or s.session_id
+            s.seconds = round(s.seconds + (_elapsed_since(x.execution.started_at) if False else 0.0), 3)
+            x.execution = None
+            if event in ("completed", "completed_last", "completed_approval"):
+                s.status = StepStatus.SUCCESS
+                s.reason = ""
+                if event == "completed":
+                    x.step = n + 1
+                    x.attempt = 0
+            elif event == "retry":
+                s.status = StepStatus.PENDING
+                s.reason = reason
+            else:
+                s.status = StepStatus.FAILURE
+                s.reason = reason
+
+        data = {"action": action, "exit_code": exit_code, "summary": res.summary[:2000],
+                "evidence_files": res.evidence_files}
+        if warnings:
+            data["warnings"] = warnings
+        if res.session_id:
+            data["session_id"] = res.session_id
+        oid, new = self._transition(
+            lease, Update(event=event, reason=reason, outcome=action, cost_delta=cost, tokens_delta=tokens,
+                          mutate=mut, data=data),
+            body=_harvest_body(res, reason, warnings), include_worktree=True, parent=parent,
+            history_from=own_tip, expected=tip,
+            trailers={"Logist-Tokens-Total": str(new_tokens(m, tokens)),
+                      "Logist-Cost-USD-Total": f"{m.cost_usd + cost:.6f}".rstrip("0").rstrip(".")})
+        crash_point("after-harvest-commit")
+        self._unlock_worktree(job_id)
+        if log is not None:
+            self._note_log(oid, output)
+        return StepResult(job_id, new.state, new.step, outcome=action, reason=reason, commits=[oid])
+
+    def _own_tip(self, job_id: str) -> str:
+        """logist's own last commit: the newest commit whose trailers name this job's transition."""
+        from logist.gitcmd import git_out
+
+        out = git_out(["log", "-n", "50", "--format=%H%x00%(trailers:key=Logist-Job,valueonly)",
+                       refs.branch_ref(job_id), "--"], cwd=self.store.root)
+        for line in out.splitlines():
+            oid, _, job = line.partition("\x00")
+            if job.strip() == job_id:
+                return oid
+        # rewritten away entirely: fall back to the newest displaced/run ref or the tip
+        return self.store.tip(job_id)
+
+    def _keep_displaced(self, job_id: str, oid: str) -> str:
+        from logist.gitcmd import git_out
+
+        existing = git_out(["for-each-ref", "--format=%(refname)", refs.DISPLACED_PREFIX + job_id + "/"],
+                           cwd=self.store.root).split()
+        k = len(existing) + 1
+        ref = refs.displaced_ref(job_id, k)
+        self.store.update_refs(f"create {ref} {oid}\n")
+        return ref
+
+    def _note_log(self, commit: str, output: str) -> None:
+        try:
+            from logist.notes import set_note
+            from logist.redact import cap, redact
+        except ImportError:
+            return
+        text = cap(redact(output), self.store.config.logs.max_note_bytes)
+        if text:
+            try:
+                set_note(self.store.root, refs.NOTES_LOGS, commit, text)
+            except LogistError as exc:
+                self.progress(f"warning: step log not noted: {exc.message}")
+
+
+def new_tokens(m: Manifest, tokens: int) -> int:
+    return m.tokens + tokens
+
+
+def _harvest_body(res, reason: str, warnings: list[str]) -> str:
+    lines = [reason]
+    if res.summary and res.summary != reason:
+        lines += ["", "Summary: " + res.summary]
+    if res.evidence_files:
+        lines += ["", "Evidence: " + ", ".join(res.evidence_files)]
+    for w in warnings:
+        lines += ["", "Warning: " + w]
+    return "\n".join(lines)
+
+
+def _elapsed_since(iso: str) -> float:
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    from datetime import timezone
+
+    return max(0.0, round((datetime.now(timezone.utc) - t).total_seconds(), 3))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_ancestor(root: Path, a: str, b: str) -> bool:
+    return git(["merge-base", "--is-ancestor", a, b], cwd=root, check=False).returncode == 0
+
+
+def _record_tampered(store: JobStore, job_id: str, wt: Path, tip: str, own_tip: str) -> bool:
+    proc = git(["diff", "--quiet", own_tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
+    if proc.returncode != 0:
+        return True
+    if tip != own_tip:
+        proc = git(["diff", "--quiet", own_tip, tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
+        return proc.returncode != 0
+    return False

@@ -1,0 +1,114 @@
+"""Job files (TOML), the source of `logist job create --file`.
+
+Unknown keys, wrong types, no steps, a step with neither prompt nor command: a JobFileError
+naming the file, the key and (where it can be found) the line. Nothing is created on error.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from logist.errors import JobFileError
+from logist.tomlcompat import tomllib
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BudgetFile(_Strict):
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+
+
+class ObserverFile(_Strict):
+    patterns: dict[str, str] = Field(default_factory=dict)
+
+
+class StepFile(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    prompt: str = ""
+    agent: str | None = None
+    command: list[str] | None = Field(default=None, min_length=1)
+    requires_approval: bool = False
+    mock: dict[str, Any] | None = None
+    model: str | None = None
+    args: list[str] = Field(default_factory=list)
+    skip_permissions: bool = False
+
+    @model_validator(mode="after")
+    def _prompt_or_command(self) -> "StepFile":
+        if not self.prompt.strip() and not self.command:
+            raise ValueError("a step needs a prompt or a command")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if self.command:
+            opts["command"] = list(self.command)
+        if self.mock is not None:
+            opts["mock"] = dict(self.mock)
+        if self.model:
+            opts["model"] = self.model
+        if self.args:
+            opts["args"] = list(self.args)
+        if self.skip_permissions:
+            opts["skip_permissions"] = True
+        return opts
+
+
+class JobFile(_Strict):
+    title: str = Field(min_length=1, max_length=300)
+    prompt: str = ""
+    agent: str = "mock"
+    requires_approval: bool = False
+    budget: BudgetFile = Field(default_factory=BudgetFile)
+    sentinel: dict[str, float | int | bool] = Field(default_factory=dict)
+    observer: ObserverFile = Field(default_factory=ObserverFile)
+    steps: list[StepFile] = Field(min_length=1)
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pat = re.compile(rf"^\s*(\[+\s*)?{re.escape(key)}\b", re.M)
+    m = pat.search(text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def parse_job_file(path: str | Path) -> JobFile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobFileError(f"job file {path} does not exist",
+                           hint="check the path, or create one from .logist/jobs.example.toml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobFileError(f"cannot read job file {path}: {exc}") from None
+    return parse_job_text(text, str(path))
+
+
+def parse_job_text(text: str, where: str = "<job file>") -> JobFile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobFileError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        return JobFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        parts = [str(p) for p in err["loc"]]
+        key = ".".join(parts) or "(top level)"
+        last_name = next((p for p in reversed(parts) if not p.isdigit()), None)
+        line = _line_of(text, last_name) if last_name else None
+        at = f" (line {line})" if line else ""
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        raise JobFileError(f"{where}: {key}{at}: {msg}",
+                           hint="see docs/jobfile.md for the format; nothing was created") from None

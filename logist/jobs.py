@@ -1,0 +1,226 @@
+"""Use-cases on job records that run no agent: create, read, and human transitions.
+
+Layer 5: returns results and raises LogistError; never prints or exits.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from logist import refs
+from logist.errors import JobFileError, JobStateError, UsageError
+from logist.job_state import Update, apply_update
+from logist.jobfile import JobFile, StepFile
+from logist.locks import Lease, acquire, read_lock
+from logist.model import (TERMINAL, TRANSIENT, Budget, HistoryEntry, Manifest, State, Step)
+from logist.store import JobStore, new_transition_id, utcnow
+
+_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+def make_job_id(title: str, *, rand: str | None = None) -> str:
+    """A slug of the title plus a short unique suffix, e.g. ``fix-login-7k2q``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "job"
+    suffix = rand or "".join(secrets.choice(_ALPHABET) for _ in range(4))
+    return refs.validate_job_id(f"{slug}-{suffix}")
+
+
+def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: str = "local") -> Manifest:
+    from logist.agents import get_agent
+
+    steps = []
+    for i, s in enumerate(spec.steps, 1):
+        agent_name = s.agent or (("command" if s.command else None) or spec.agent)
+        agent = get_agent(agent_name)
+        opts = s.options()
+        agent.validate_options(opts)
+        steps.append(Step(name=s.name or f"step-{i}", prompt=s.prompt, agent=agent_name, options=opts,
+                          requires_approval=s.requires_approval))
+    patterns = dict(spec.observer.patterns)
+    if patterns:
+        from logist.observer import validate_patterns
+
+        validate_patterns(patterns)
+    if spec.sentinel:
+        from logist.sentinel import SentinelConfig
+
+        SentinelConfig.from_dict(dict(spec.sentinel))
+    return Manifest(id=job_id, title=spec.title, prompt=spec.prompt, base=base, agent=spec.agent,
+                    requires_approval=spec.requires_approval, steps=steps,
+                    budget=Budget(**spec.budget.model_dump()), sentinel=dict(spec.sentinel),
+                    observer_patterns=patterns, created_at=now, updated_at=now, origin=origin,
+                    trusted=origin == "local")
+
+
+def spec_from_options(*, title: str | None, prompt: str | None, agent: str | None,
+                      step_prompts: list[str], default_agent: str) -> JobFile:
+    if not title:
+        raise UsageError("a job needs a title: pass --title or --file",
+                         hint='logist job create --title "Add greeting" --step "Create hello.txt"')
+    steps = [StepFile(name=f"step-{i}", prompt=p) for i, p in enumerate(step_prompts, 1) if p.strip()]
+    if not steps:
+        if not prompt:
+            raise UsageError("a job needs at least one step: pass --step PROMPT (repeatable), "
+                             "--prompt, or --file")
+        steps = [StepFile(name="step-1", prompt=prompt)]
+    try:
+        return JobFile(title=title, prompt=prompt or "", agent=agent or default_agent, steps=steps)
+    except ValueError as exc:
+        raise JobFileError(f"invalid job: {exc}") from None
+
+
+def resolve_base(store: JobStore, base: str | None) -> str:
+    from logist.gitcmd import git
+
+    rev = base or "HEAD"
+    if rev.startswith("-"):
+        raise UsageError(f"invalid base {rev!r}")
+    proc = git(["rev-parse", "--verify", "-q", "--end-of-options", rev + "^{commit}"],
+               cwd=store.root, check=False)
+    if proc.returncode != 0:
+        raise UsageError(f"base {rev!r} is not a commit in this repository",
+                         hint="pass --base with a branch, tag or commit (default: HEAD)")
+    return proc.stdout.strip()
+
+
+def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activate: bool = False,
+               job_id: str | None = None) -> Manifest:
+    store.require_initialized()
+    base_oid = resolve_base(store, base)
+    now = utcnow()
+    jid = refs.validate_job_id(job_id) if job_id else make_job_id(spec.title)
+    manifest = build_manifest(spec, job_id=jid, base=base_oid, now=now)
+    if activate:
+        manifest.state = State.PENDING
+    entry = HistoryEntry(t=now, event="create", run=1, step=1, transition_id=new_transition_id(),
+                         reason=f"created from {spec.title!r}",
+                         **{"from": None, "to": manifest.state})
+    store.create_job(manifest, entry)
+    return manifest
+
+
+# Human transitions (DESIGN.md §3): activate, suspend, resume, cancel, approve, reject, resubmit.
+HUMAN_EVENTS = ("activate", "suspend", "resume", "cancel", "approve", "reject", "resubmit")
+
+
+def _mutate_for(event: str, message: str | None):
+    def mutate(m: Manifest) -> None:
+        if event == "reject":
+            # Rejection sends the last step back: it runs again with the reviewer's message.
+            m.attempt = 0
+            m.current.status = Step.model_fields["status"].default
+            m.current.reason = message or "rejected"
+        elif event == "resubmit":
+            m.attempt = 0
+            m.current.status = Step.model_fields["status"].default
+        elif event == "approve":
+            m.current.reason = message or ""
+        if event in ("cancel", "suspend", "resume", "resubmit", "approve", "reject"):
+            m.execution = None
+    return mutate
+
+
+def human_transition(store: JobStore, job_id: str, event: str, *, message: str | None = None) -> Manifest:
+    """Apply one human event under the job's lock; one commit, or a JobStateError and no change."""
+    if event not in HUMAN_EVENTS:
+        raise UsageError(f"unknown action {event!r}")
+    refs.validate_job_id(job_id)
+    tip, manifest = store.read(job_id)
+    if manifest.state in TRANSIENT and event in ("suspend", "cancel"):
+        pass  # allowed by the table; the lock below refuses while a runner is alive
+    with acquire(store, job_id) as lease:
+        return _human_locked(store, lease, job_id, event, message)
+
+
+def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None) -> Manifest:
+    tip, manifest = store.read(job_id)
+    update = Update(event=event, reason=message or f"{event} by user", mutate=_mutate_for(event, message),
+                    data={"message": message} if message else None)
+    result = apply_update(manifest, update, now=utcnow(), transition_id=new_transition_id())
+    if result is None:  # pragma: no cover - an event always changes the state
+        return manifest
+    new, entry = result
+    store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=message or "")
+    return new
+
+
+@dataclass
+class JobStatus:
+    manifest: Manifest
+    tip: str
+    worktree: str
+    holder: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "id": m.id, "title": m.title, "state": m.state.value, "step": m.step,
+            "step_count": m.step_count, "step_name": m.current.name, "agent": m.current.agent,
+            "attempt": m.attempt, "run": m.run, "branch": refs.branch_name(m.id),
+            "worktree": self.worktree, "head": self.tip, "base": m.base, "cost_usd": m.cost_usd,
+            "tokens": m.tokens, "seconds": m.seconds, "reason": m.reason,
+            "updated_at": m.updated_at, "created_at": m.created_at, "holder": self.holder,
+            "interrupted": is_interrupted(m, self.holder),
+        }
+
+
+def is_interrupted(m: Manifest, holder: dict[str, Any] | None) -> bool:
+    """A job in a transient state whose holder is gone (or that nobody holds)."""
+    return m.state in TRANSIENT and (holder is None or bool(holder.get("stale")))
+
+
+def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:
+    current = read_lock(store, job_id)
+    if current is None:
+        return None
+    oid, holder = current
+    if holder is None:
+        return {"lock": oid, "valid": False, "stale": True, "stale_reason": "unreadable lock record"}
+    reason = holder.stale_reason()
+    return {"lock": oid, "pid": holder.pid, "host": holder.host, "command": holder.command,
+            "since": holder.since(), "heartbeat_at": holder.heartbeat_at,
+            "lease_seconds": holder.lease_seconds, "stale": reason is not None, "stale_reason": reason}
+
+
+def job_status(store: JobStore, job_id: str) -> JobStatus:
+    tip, manifest = store.read(job_id)
+    return JobStatus(manifest, tip, str(store.worktree_path(job_id)), holder_info(store, job_id))
+
+
+def selected_job(store: JobStore, job_id: str | None) -> str:
+    """The job id given, or $LOGIST_JOB, or the one chosen with `logist job select`."""
+    import os
+
+    if job_id:
+        return refs.validate_job_id(job_id)
+    env = os.environ.get("LOGIST_JOB")
+    if env:
+        return refs.validate_job_id(env)
+    path = store.paths.logist_dir / "selected"
+    try:
+        chosen = path.read_text().strip()
+    except OSError:
+        chosen = ""
+    if not chosen:
+        raise UsageError("no job given and none selected",
+                         hint="pass a job id, set LOGIST_JOB, or run `logist job select ID`")
+    return refs.validate_job_id(chosen)
+
+
+def select_job(store: JobStore, job_id: str) -> None:
+    store.tip(refs.validate_job_id(job_id))  # must exist
+    path = store.paths.logist_dir / "selected"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(job_id + "\n")
+
+
+def terminal(m: Manifest) -> bool:
+    return m.state in TERMINAL
+
+
+def ensure_not_state(m: Manifest, states: set[State], what: str) -> None:
+    if m.state in states:
+        raise JobStateError(f"job {m.id} is {m.state.value}; cannot {what}")

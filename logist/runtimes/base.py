@@ -1,0 +1,141 @@
+"""The runtime interface: start an agent process and control it as a whole process group.
+
+A runtime spawns argv (never through a shell) in a directory, with stdout and stderr appended to a
+log file, in a process group of its own, and hands back a :class:`ProcessHandle`. Signals go to
+the whole group, so an agent's children and grandchildren stop with it.
+
+The ``/proc`` helpers here let logist recognise a process after its own restart: a pid alone can
+be reused by the system, a pid plus its start time cannot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Protocol
+
+
+class ProcessHandle(Protocol):
+    """A running (or finished) agent process and its process group."""
+
+    pid: int
+    pgid: int
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code once known (negative: killed by that signal); None while running or
+        when it cannot be known (a process we did not start)."""
+        ...
+
+    def is_alive(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the process to end; its exit code, or None on timeout (or if unknowable)."""
+        ...
+
+    def interrupt(self) -> None:
+        """SIGINT to the process group."""
+        ...
+
+    def terminate(self) -> None:
+        """SIGTERM to the process group."""
+        ...
+
+    def kill(self) -> None:
+        """SIGKILL to the process group."""
+        ...
+
+
+class Runtime(Protocol):
+    """Starts agent processes somewhere (the host; later perhaps a container)."""
+
+    name: str
+
+    def spawn(self, argv: list[str], *, cwd: str | Path, env: dict[str, str],
+              log_path: str | Path, stdin: str | None = None) -> ProcessHandle:
+        """Start ``argv`` in ``cwd`` with ``env`` added to the environment, output appended to
+        ``log_path``, ``stdin`` text (or nothing) on its standard input."""
+        ...
+
+
+# --------------------------------------------------------------------------- /proc helpers
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 onwards), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
+    return data[data.rfind(")") + 2:].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (/proc/<pid>/stat field 22), or None."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, start_time: int | None = None) -> bool:
+    """True when ``pid`` runs and is not a zombie (and, if given, started at ``start_time``)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by someone else
+    fields = _stat_fields(pid)
+    if fields is None:
+        return not Path("/proc/self/stat").exists()  # no /proc: trust kill(0)
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or process_start_time(pid) == start_time
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids of live (non-zombie) processes in process group ``pgid`` (via /proc)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        # fields: state, ppid, pgrp, ...
+        if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any live process is left in process group ``pgid``."""
+    if pgid <= 0:
+        return False
+    if os.path.isdir("/proc/self"):
+        return bool(group_members(pgid))
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group is already gone."""
+    if pgid <= 1 or pgid == os.getpgrp():
+        raise ValueError(f"refusing to signal process group {pgid}")
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+SIGNALS = {"interrupt": signal.SIGINT, "terminate": signal.SIGTERM, "kill": signal.SIGKILL}

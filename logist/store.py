@@ -1,0 +1,512 @@
+"""The job store: the only module that reads and writes job branches.
+
+A job is ``refs/heads/logist/<id>`` plus a worktree. Every transition is one commit built
+in process with dulwich (blob, trees, commit) and published with one
+``git update-ref --stdin`` transaction that verifies the holder's lock (fencing) and moves the
+branch by compare-and-swap. The job worktree's index is brought along afterwards, so
+``git status`` in the worktree stays clean (DESIGN.md §5a).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from logist import refs
+from logist.errors import (ConcurrentUpdateError, GitError, JobNotFoundError, ManifestError,
+                           NotARepositoryError, NotInitializedError, UsageError)
+from logist.gitcmd import CatFileBatch, git, git_out
+from logist.model import HistoryEntry, Manifest, canonical_json, history_line, parse_manifest
+
+RECORD_FILES = ("manifest.json", "history.jsonl")
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_transition_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    root: Path  # top of the work tree logist was called from
+    git_dir: Path
+    common_dir: Path
+
+    @property
+    def logist_dir(self) -> Path:
+        """Private, per-repository state under the common git dir."""
+        return self.common_dir / "logist"
+
+
+def find_repo(cwd: str | Path | None = None) -> RepoPaths:
+    """Discover the repository around ``cwd`` (linked worktrees and subdirectories too)."""
+    cwd = Path(cwd or os.getcwd())
+    if not cwd.is_dir():
+        raise NotARepositoryError(f"{cwd} is not a directory")
+    proc = git(["rev-parse", "--is-bare-repository", "--show-toplevel", "--absolute-git-dir",
+                "--git-common-dir"], cwd=cwd, check=False)
+    if proc.returncode != 0:
+        raise NotARepositoryError(f"not a git repository: {cwd}",
+                                  hint="run logist inside a git repository (or `git init` first)")
+    lines = proc.stdout.splitlines()
+    if lines and lines[0] == "true":
+        raise NotARepositoryError(f"{cwd} is a bare repository; logist needs a work tree",
+                                  hint="clone it (`git clone`) and run logist in the clone")
+    if len(lines) < 4:
+        raise NotARepositoryError(f"not inside a git work tree: {cwd}",
+                                  hint="cd into the work tree of the repository")
+    root, git_dir, common = Path(lines[1]), Path(lines[2]), Path(lines[3])
+    if not common.is_absolute():
+        common = (cwd / common).resolve()
+    return RepoPaths(root=root, git_dir=git_dir, common_dir=common.resolve())
+
+
+@dataclass
+class JobSummary:
+    id: str
+    tip: str
+    manifest: Manifest | None
+    error: str | None = None
+
+
+@dataclass
+class _Identity:
+    name: bytes
+    email: bytes
+
+
+class ObjectWriter:
+    """Builds blobs, trees and commits in process with dulwich."""
+
+    def __init__(self, common_dir: Path) -> None:
+        from dulwich.object_store import DiskObjectStore
+
+        self.store = DiskObjectStore(str(common_dir / "objects"))
+        self._ident: _Identity | None = None
+        self._common_dir = common_dir
+
+    def identity(self) -> _Identity:
+        if self._ident is None:
+            out = git_out(["var", "GIT_COMMITTER_IDENT"], cwd=self._common_dir, check=False)
+            name, _, rest = out.partition(" <")
+            email = rest.partition(">")[0]
+            if not name or not email:
+                name, email = "logist", "logist@localhost"
+            self._ident = _Identity(name.encode(), email.encode())
+        return self._ident
+
+    def blob(self, data: bytes) -> bytes:
+        from dulwich.objects import Blob
+
+        b = Blob.from_string(data)
+        self.store.add_object(b)
+        return b.id
+
+    def read_tree(self, oid: bytes | None):
+        from dulwich.objects import Tree
+
+        if oid is None:
+            return Tree()
+        obj = self.store[oid]
+        return obj.copy() if hasattr(obj, "copy") else obj
+
+    def tree_with_record(self, root_tree: bytes, job_id: str, files: dict[str, bytes]) -> bytes:
+        """``root_tree`` with .logist/jobs/<id>/ replaced by ``files`` (other jobs untouched)."""
+        from dulwich.objects import Tree
+
+        record = Tree()
+        for name, data in sorted(files.items()):
+            record.add(name.encode(), 0o100644, self.blob(data))
+        self.store.add_object(record)
+        path = [b".logist", b"jobs", job_id.encode()]
+        return self._replace(root_tree, path, record.id)
+
+    def _replace(self, tree_oid: bytes | None, path: list[bytes], new_oid: bytes) -> bytes:
+        from dulwich.objects import Tree
+
+        tree = Tree()
+        if tree_oid is not None:
+            for entry in self.store[tree_oid].iteritems():
+                tree.add(entry.path, entry.mode, entry.sha)
+        head, rest = path[0], path[1:]
+        if rest:
+            sub = None
+            if head in tree:
+                mode, sha = tree[head]
+                if mode == 0o040000:
+                    sub = sha
+            child = self._replace(sub, rest, new_oid)
+        else:
+            child = new_oid
+        tree[head] = (0o040000, child)
+        self.store.add_object(tree)
+        return tree.id
+
+    def commit(self, tree: bytes, parents: list[str], message: str) -> str:
+        from dulwich.objects import Commit
+
+        ident = self.identity()
+        c = Commit()
+        c.tree = tree
+        c.parents = [p.encode() for p in parents]
+        who = ident.name + b" <" + ident.email + b">"
+        c.author = c.committer = who
+        now = int(time.time())
+        c.author_time = c.commit_time = now
+        c.author_timezone = c.commit_timezone = 0
+        c.encoding = b"UTF-8"
+        c.message = message.encode()
+        self.store.add_object(c)
+        return c.id.decode()
+
+    def commit_tree_of(self, commit_oid: str) -> bytes:
+        return self.store[commit_oid.encode()].tree
+
+
+def commit_message(job_id: str, entry: HistoryEntry, manifest: Manifest, *, body: str = "",
+                   lease: str | None = None, extra_trailers: dict[str, str] | None = None) -> str:
+    """Subject ``logist(<id>): FROM -> TO (step n/m)``, a body, and Logist-* trailers."""
+    frm = entry.from_state.value if entry.from_state else "create"
+    to = entry.to_state.value if entry.to_state else manifest.state.value
+    if entry.event in ("run", "restep", "note"):
+        subject = f"logist({job_id}): {entry.event} {frm} -> {to}"
+    else:
+        subject = f"logist({job_id}): {frm} -> {to}"
+    subject += f" (step {manifest.step}/{manifest.step_count})"
+    trailers = {
+        "Logist-Job": job_id,
+        "Logist-Run": str(manifest.run),
+        "Logist-Step": f"{manifest.step}/{manifest.step_count}",
+        "Logist-From": frm,
+        "Logist-To": to,
+        "Logist-Event": entry.event,
+        "Logist-Transition-Id": entry.transition_id or "",
+    }
+    if entry.outcome:
+        trailers["Logist-Outcome"] = entry.outcome
+    if entry.cost_usd:
+        trailers["Logist-Cost-USD"] = f"{entry.cost_usd:.6f}".rstrip("0").rstrip(".")
+    if entry.tokens:
+        trailers["Logist-Tokens"] = str(entry.tokens)
+    if lease:
+        trailers["Logist-Lease"] = lease
+    trailers.update(extra_trailers or {})
+    text = body or entry.reason
+    lines = [subject, ""]
+    if text:
+        lines += [_one_paragraph(text), ""]
+    lines += [f"{k}: {_trailer_value(v)}" for k, v in trailers.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _one_paragraph(text: str) -> str:
+    # Keep the body from looking like trailers or a second subject.
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())[:4000]
+
+
+def _trailer_value(v: str) -> str:
+    return " ".join(str(v).split())[:300]
+
+
+class JobStore:
+    """Read and write jobs in one repository."""
+
+    def __init__(self, paths: RepoPaths) -> None:
+        self.paths = paths
+        self._writer: ObjectWriter | None = None
+        self._config = None
+
+    @classmethod
+    def discover(cls, cwd: str | Path | None = None) -> "JobStore":
+        return cls(find_repo(cwd))
+
+    # ---- configuration and locations -------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @property
+    def config(self):
+        if self._config is None:
+            from logist.config import load_config
+
+            self._config = load_config(self.paths.root)
+        return self._config
+
+    @property
+    def writer(self) -> ObjectWriter:
+        if self._writer is None:
+            self._writer = ObjectWriter(self.paths.common_dir)
+        return self._writer
+
+    def is_initialized(self) -> bool:
+        return (self.paths.root / ".logist" / "config.toml").is_file()
+
+    def require_initialized(self) -> None:
+        if not self.is_initialized():
+            raise NotInitializedError(f"logist is not set up in {self.paths.root}",
+                                      hint="run `logist init` first")
+
+    def worktrees_dir(self) -> Path:
+        configured = self.config.worktrees.dir
+        if configured:
+            p = Path(os.path.expanduser(configured))
+            return p if p.is_absolute() else (self.paths.root / p)
+        return self.paths.logist_dir / "worktrees"
+
+    def worktree_path(self, job_id: str) -> Path:
+        return self.worktrees_dir() / refs.validate_job_id(job_id)
+
+    def run_dir(self, job_id: str) -> Path:
+        """Per-job scratch (step logs, runner info) under the git dir; never committed."""
+        return self.paths.logist_dir / "run" / refs.validate_job_id(job_id)
+
+    # ---- reads -----------------------------------------------------------------------
+    def tip(self, job_id: str) -> str:
+        proc = git(["rev-parse", "--verify", "-q", refs.branch_ref(job_id) + "^{commit}"],
+                   cwd=self.paths.root, check=False)
+        if proc.returncode != 0:
+            raise JobNotFoundError(f"no job {job_id!r} in this repository",
+                                   hint="run `logist job list` to see jobs")
+        return proc.stdout.strip()
+
+    def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]:
+        """(commit, manifest) at the branch tip (or at commit ``at``)."""
+        refs.validate_job_id(job_id)
+        with CatFileBatch(self.paths.root) as batch:
+            oid = at or self._resolve(batch, refs.branch_ref(job_id))
+            if oid is None:
+                raise JobNotFoundError(f"no job {job_id!r} in this repository",
+                                       hint="run `logist job list` to see jobs")
+            raw = batch.read(f"{oid}:{refs.manifest_path(job_id)}")
+        return oid, self._validate(job_id, oid, raw)
+
+    def _resolve(self, batch: CatFileBatch, ref: str) -> str | None:
+        proc = git(["rev-parse", "--verify", "-q", ref + "^{commit}"], cwd=self.paths.root, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def _validate(self, job_id: str, oid: str, raw: bytes | None) -> Manifest:
+        if raw is None:
+            raise ManifestError(f"job {job_id}: commit {oid[:12]} has no record at "
+                                f"{refs.manifest_path(job_id)}",
+                                hint=f"inspect it with `git show {oid[:12]}`; `logist recover {job_id}` "
+                                     "restores the record from logist's last commit")
+        try:
+            m = parse_manifest(raw)
+        except ValueError as exc:
+            first = str(exc).splitlines()
+            detail = first[1].strip() + ": " + first[2].strip() if len(first) > 2 else first[0]
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} is invalid ({detail})",
+                                hint=f"inspect it with `git show {oid[:12]}:{refs.manifest_path(job_id)}`"
+                                ) from None
+        if m.id != job_id:
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} names job {m.id!r}")
+        return m
+
+    def read_history(self, job_id: str, *, at: str | None = None) -> list[HistoryEntry]:
+        from logist.model import parse_history
+
+        oid = at or self.tip(job_id)
+        with CatFileBatch(self.paths.root) as batch:
+            raw = batch.read(f"{oid}:{refs.history_path(job_id)}")
+        if raw is None:
+            return []
+        try:
+            return parse_history(raw)
+        except ValueError as exc:
+            raise ManifestError(f"job {job_id}: history at {oid[:12]} is invalid: "
+                                f"{str(exc).splitlines()[0]}") from None
+
+    def job_ids(self) -> list[tuple[str, str]]:
+        """[(id, tip)] of every job branch, sorted by id."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", refs.BRANCH_PREFIX],
+                      cwd=self.paths.root)
+        result = []
+        for line in out.splitlines():
+            oid, _, ref = line.partition(" ")
+            job_id = refs.job_id_from_branch_ref(ref)
+            if job_id:
+                result.append((job_id, oid))
+        return result
+
+    def list_jobs(self, prefix: str = refs.BRANCH_PREFIX) -> list[JobSummary]:
+        """Every job's tip record: one for-each-ref and one cat-file --batch, whatever the count."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", prefix],
+                      cwd=self.paths.root)
+        pairs = []
+        for line in out.splitlines():
+            oid, _, ref = line.partition(" ")
+            rest = ref[len(prefix):]
+            if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
+                pairs.append((rest, oid))
+        if not pairs:
+            return []
+        with CatFileBatch(self.paths.root) as batch:
+            blobs = batch.read_many([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
+        result = []
+        for (jid, oid), raw in zip(pairs, blobs):
+            try:
+                result.append(JobSummary(jid, oid, self._validate(jid, oid, raw)))
+            except ManifestError as exc:
+                result.append(JobSummary(jid, oid, None, exc.message))
+        return result
+
+    # ---- writes ----------------------------------------------------------------------
+    def record_files(self, job_id: str, manifest: Manifest, history_raw: bytes,
+                     entries: list[HistoryEntry]) -> dict[str, bytes]:
+        hist = history_raw + b"".join(history_line(e) for e in entries)
+        return {"manifest.json": canonical_json(manifest), "history.jsonl": hist}
+
+    def _history_raw(self, oid: str, job_id: str) -> bytes:
+        with CatFileBatch(self.paths.root) as batch:
+            return batch.read(f"{oid}:{refs.history_path(job_id)}") or b""
+
+    def create_job(self, manifest: Manifest, entry: HistoryEntry, *, make_worktree: bool = True) -> str:
+        """Create branch logist/<id> at base + a record commit (create-only), then its worktree."""
+        job_id = manifest.id
+        files = self.record_files(job_id, manifest, b"", [entry])
+        base_tree = self.writer.commit_tree_of(manifest.base)
+        tree = self.writer.tree_with_record(base_tree, job_id, files)
+        oid = self.writer.commit(tree, [manifest.base], commit_message(job_id, entry, manifest))
+        proc = git(["update-ref", "--stdin"], cwd=self.paths.root,
+                   input=f"create {refs.branch_ref(job_id)} {oid}\n", check=False)
+        if proc.returncode != 0:
+            raise ConcurrentUpdateError(f"job {job_id} already exists",
+                                        hint="choose another title or id")
+        if make_worktree:
+            self.ensure_worktree(job_id)
+        return oid
+
+    def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest,
+                          entries: list[HistoryEntry], *, lease: str | None = None,
+                          parent: str | None = None, include_worktree: bool = False,
+                          body: str = "", extra_trailers: dict[str, str] | None = None,
+                          sync_worktree: bool = True, history_from: str | None = None) -> str:
+        """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``).
+
+        ``parent`` (default ``old_tip``) is the commit the new one builds on; the branch must
+        still be at ``old_tip``; ``history_from`` is the commit whose history is appended to. With ``include_worktree`` the commit also takes the worktree's
+        changes (``git add -A``, respecting .gitignore). Raises ConcurrentUpdateError (exit 4)
+        when the branch moved or the lease was lost; nothing changes then.
+        """
+        parent = parent or old_tip
+        # The history is appended to logist's own last record (never to what an agent left).
+        history_raw = self._history_raw(history_from or old_tip, job_id)
+        files = self.record_files(job_id, manifest, history_raw, entries)
+        wt = self.worktree_path(job_id)
+        if include_worktree:
+            git(["add", "-A"], cwd=wt)
+            base_tree = git_out(["write-tree"], cwd=wt).encode()
+        else:
+            base_tree = self.writer.commit_tree_of(parent)
+        tree = self.writer.tree_with_record(base_tree, job_id, files)
+        msg = commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
+                             extra_trailers=extra_trailers)
+        oid = self.writer.commit(tree, [parent], msg)
+        self.publish(job_id, oid, old_tip, lease=lease)
+        if sync_worktree:
+            self.sync_worktree_record(job_id, files)
+        return oid
+
+    def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None) -> None:
+        """One ref transaction: verify the lock value (fencing), then CAS the branch."""
+        lines = []
+        if lease:
+            lines.append(f"verify {refs.lock_ref(job_id)} {lease}\n")
+        lines.append(f"update {refs.branch_ref(job_id)} {new} {old}\n")
+        proc = self._update_ref("".join(lines))
+        if proc.returncode != 0:
+            err = proc.stderr.strip()
+            if lease and refs.lock_ref(job_id) in err:
+                raise ConcurrentUpdateError(
+                    f"job {job_id}: this process lost its lease; another process holds the job now",
+                    hint=f"run `logist job status {job_id}` to see who holds it")
+            raise ConcurrentUpdateError(
+                f"job {job_id} changed while this command ran (branch is no longer at {old[:12]})",
+                hint=f"run `logist job status {job_id}` and try again")
+
+    def _update_ref(self, stdin: str, attempts: int = 5):
+        """`git update-ref --stdin`, retrying briefly when a stale-looking .lock is in the way."""
+        for i in range(attempts):
+            proc = git(["update-ref", "--stdin"], cwd=self.paths.root, input=stdin, check=False)
+            if proc.returncode == 0 or ".lock" not in proc.stderr or "File exists" not in proc.stderr:
+                return proc
+            time.sleep(0.01 * (2 ** i))
+        return proc
+
+    def update_refs(self, stdin: str) -> None:
+        proc = self._update_ref(stdin)
+        if proc.returncode != 0:
+            raise ConcurrentUpdateError(f"ref update refused: {proc.stderr.strip()}")
+
+    # ---- worktrees -------------------------------------------------------------------
+    def ensure_worktree(self, job_id: str) -> Path:
+        """The job's worktree, created (or repaired) if missing. Idempotent."""
+        wt = self.worktree_path(job_id)
+        if (wt / ".git").exists():
+            return wt
+        git(["worktree", "prune"], cwd=self.paths.root, check=False)
+        wt.parent.mkdir(parents=True, exist_ok=True)
+        if wt.exists() and not any(wt.iterdir()):
+            wt.rmdir()
+        if wt.exists():
+            raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
+                             hint="move it away, then run the command again")
+        try:
+            git(["worktree", "add", "-q", "--", str(wt), refs.branch_name(job_id)], cwd=self.paths.root)
+        except GitError as exc:
+            raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
+                           hint="run `git worktree list` and `git worktree prune`") from None
+        return wt
+
+    def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None) -> bool:
+        """Bring the worktree's copy of the record (files and index) to the branch tip.
+
+        Returns True when the working copy differed from the tip (it is overwritten, never
+        believed: DESIGN.md §5.1).
+        """
+        wt = self.worktree_path(job_id)
+        if not (wt / ".git").exists():
+            return False
+        if files is None:
+            tip = self.tip(job_id)
+            with CatFileBatch(self.paths.root) as batch:
+                files = {}
+                for name in RECORD_FILES:
+                    data = batch.read(f"{tip}:{refs.record_dir(job_id)}/{name}")
+                    if data is not None:
+                        files[name] = data
+        rec = wt / refs.record_dir(job_id)
+        rec.mkdir(parents=True, exist_ok=True)
+        differed = False
+        for name, data in files.items():
+            target = rec / name
+            try:
+                if target.read_bytes() == data:
+                    continue
+            except OSError:
+                pass
+            differed = True
+            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        paths = [f"{refs.record_dir(job_id)}/{n}" for n in files]
+        git(["update-index", "--add", "--", *paths], cwd=wt)
+        return differed
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, indent=2)
