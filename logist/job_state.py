@@ -174,7 +174,7 @@ def apply_update(manifest: Manifest, update: Update, *, now: str, transition_id:
     new.transition_seq += 1
     new.updated_at = now
     entry = HistoryEntry(
-        t=now, event=update.history_event, run=new.run, step=new.step,
+        t=now, event=update.history_event, run=new.run, step=manifest.step,
         transition_id=transition_id, reason=update.reason or "", outcome=update.outcome,
         cost_usd=update.cost_delta or None, tokens=update.tokens_delta or None,
         data=update.data or {},

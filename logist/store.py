@@ -181,11 +181,12 @@ def commit_message(job_id: str, entry: HistoryEntry, manifest: Manifest, *, body
         subject = f"logist({job_id}): {entry.event} {frm} -> {to}"
     else:
         subject = f"logist({job_id}): {frm} -> {to}"
-    subject += f" (step {manifest.step}/{manifest.step_count})"
+    step = entry.step or manifest.step  # the step this transition acted on
+    subject += f" (step {step}/{manifest.step_count})"
     trailers = {
         "Logist-Job": job_id,
         "Logist-Run": str(manifest.run),
-        "Logist-Step": f"{manifest.step}/{manifest.step_count}",
+        "Logist-Step": f"{step}/{manifest.step_count}",
         "Logist-From": frm,
         "Logist-To": to,
         "Logist-Event": entry.event,
