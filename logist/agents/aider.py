@@ -20,8 +20,6 @@ are summed over the lines; the cost is the last ``session`` figure).
 from __future__ import annotations
 
 import re
-from typing import ClassVar
-
 from logist.agents.base import (CliAgent, NativeOutput, StepContext, model_args, option_value,
                                 user_args)
 
@@ -41,9 +39,9 @@ def _count(digits: str, suffix: str) -> int:
 class AiderAgent(CliAgent):
     """aider, one ``--message`` and exit."""
 
-    name: ClassVar[str] = "aider"
-    binary: ClassVar[str] = "aider"
-    install_hint: ClassVar[str] = "install aider (python -m pip install aider-install && aider-install)"
+    name: str = "aider"
+    binary: str = "aider"
+    install_hint: str = "install aider (python -m pip install aider-install && aider-install)"
 
     def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
         """``--message`` plus the non-interactive, no-commit flags."""

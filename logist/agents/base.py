@@ -21,12 +21,13 @@ Nothing here prints, exits, touches git, or imports the store, the engine or the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from logist.agents.outcome import find_outcome
 from logist.errors import AgentError
@@ -131,6 +132,12 @@ def clip(text: str, limit: int = _REASON_MAX) -> str:
     return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
+def clip_tail(text: str, limit: int = 500) -> str:
+    """The end of ``text`` on one line, at most ``limit`` characters (an agent's last words)."""
+    one = " ".join(text.split())
+    return one if len(one) <= limit else "…" + one[-(limit - 1):]
+
+
 def last_text_line(output: str) -> str:
     """The last non-empty line of ``output`` that is not JSON or a code fence."""
     for line in reversed(output.splitlines()):
@@ -198,49 +205,52 @@ class NativeOutput:
 
 def ai_result(label: str, native: NativeOutput, output: str, exit_code: int | None) -> AgentResult:
     """Result rules of AI agents: FAILED on error, the outcome if valid, else NO_OUTCOME."""
-    outcome = find_outcome(native.text) or find_outcome(output)
-    measured = dict(cost_usd=native.cost_usd, tokens=native.tokens, session_id=native.session_id)
-    summary = clip(native.text, 500)
+
+    def result(action: Action, reason: str) -> AgentResult:
+        return AgentResult(action, summary=clip_tail(native.text), cost_usd=native.cost_usd,
+                           tokens=native.tokens, session_id=native.session_id, reason=reason,
+                           exit_code=exit_code)
+
     if exit_code is not None and exit_code != 0:
-        detail = native.error or last_text_line(output)
-        return AgentResult("FAILED", summary=summary, exit_code=exit_code,
-                           reason=exit_reason(label, exit_code, detail), **measured)
+        return result("FAILED", exit_reason(label, exit_code,
+                                            native.error or last_text_line(output)))
     if native.error:
-        return AgentResult("FAILED", summary=summary, exit_code=exit_code,
-                           reason=f"{label} reported an error: {clip(native.error)}", **measured)
+        return result("FAILED", f"{label} reported an error: {clip(native.error)}")
+    outcome = find_outcome(native.text) or find_outcome(output)
     if outcome is not None:
-        return from_outcome(outcome, exit_code=exit_code, **measured)
+        return from_outcome(outcome, exit_code=exit_code, cost_usd=native.cost_usd,
+                            tokens=native.tokens, session_id=native.session_id)
     if exit_code is None:
-        return AgentResult("NO_OUTCOME", summary=summary, reason=_UNKNOWN_EXIT, **measured)
-    return AgentResult("NO_OUTCOME", summary=summary, exit_code=0, **measured,
-                       reason=f"{label} finished without a valid outcome: its reply must end with "
-                              "a fenced ```json block holding "
-                              '{"action": "COMPLETED"|"STUCK"|"RETRY", "summary": ...}')
+        return result("NO_OUTCOME", _UNKNOWN_EXIT)
+    return result("NO_OUTCOME", f"{label} finished without a valid outcome: its reply must end "
+                                "with a fenced ```json block holding "
+                                '{"action": "COMPLETED"|"STUCK"|"RETRY", "summary": ...}')
 
 
 # --------------------------------------------------------------------------- parsing helpers
+
+_OBJECT_LINE = re.compile(r"^[ \t\r]*\{", re.M)
+
 
 def iter_json_objects(text: str) -> Iterator[dict[str, Any]]:
     """Every JSON object in ``text`` that starts a line: JSON Lines, pretty-printed objects, or
     either mixed with plain log lines (stdout and stderr share one log)."""
     decoder = json.JSONDecoder()
-    pos, end = 0, len(text)
-    while pos < end:
-        nl = text.find("\n", pos)
-        line_end = end if nl < 0 else nl
-        start = pos
-        while start < line_end and text[start] in " \t\r":
-            start += 1
-        if start < line_end and text[start] == "{":
-            try:
-                obj, obj_end = decoder.raw_decode(text, start)
-            except ValueError:
-                obj = None
-            if isinstance(obj, dict):
-                yield obj
-                nl = text.find("\n", obj_end)
-                line_end = end if nl < 0 else nl
-        pos = line_end + 1
+    pos = 0
+    while True:
+        m = _OBJECT_LINE.search(text, pos)
+        if m is None:
+            return
+        try:
+            obj, end = decoder.raw_decode(text, m.end() - 1)
+        except ValueError:
+            pos = m.end()
+            continue
+        if isinstance(obj, dict):
+            yield obj
+            pos = end
+        else:
+            pos = m.end()
 
 
 def number(value: Any) -> float:
@@ -295,9 +305,9 @@ def user_args(options: dict[str, Any]) -> list[str]:
 class BaseAgent:
     """Shared defaults: class-level identity, common option checks, the step environment."""
 
-    name: ClassVar[str] = ""
-    ai: ClassVar[bool] = False
-    runs_commands: ClassVar[bool] = False
+    name: str = ""
+    ai: bool = False
+    runs_commands: bool = False
 
     def executable(self) -> str | None:
         """The binary this agent needs, or None when it needs none in particular."""
@@ -320,7 +330,7 @@ class BaseAgent:
 class PlainAgent(BaseAgent):
     """mock and command: plain exit 0 = COMPLETED; a fenced outcome in the output wins."""
 
-    label: ClassVar[str] = ""  # how reasons name the process: "command", "mock agent"
+    label: str = ""  # how reasons name the process: "command", "mock agent"
 
     def parse(self, output: str, exit_code: int | None, ctx: StepContext) -> AgentResult:
         """Read the result with the plain rules (see :func:`plain_result`)."""
@@ -331,9 +341,9 @@ class CliAgent(BaseAgent):
     """An AI coding CLI run non-interactively. Subclasses give the binary, the command line and
     the reader of the tool's native output; building and the result rules are shared."""
 
-    ai: ClassVar[bool] = True
-    binary: ClassVar[str] = ""
-    install_hint: ClassVar[str] = ""
+    ai: bool = True
+    binary: str = ""
+    install_hint: str = ""
 
     def executable(self) -> str | None:
         """The tool's path on PATH, or None when it is not installed."""

@@ -19,7 +19,7 @@ subtype is a failure. Without ``skip_permissions`` the agent may edit files in i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
                                 iter_json_objects, model_args, number, option_value, positional,
@@ -32,9 +32,9 @@ FORMATS = ("stream-json", "json")
 class ClaudeAgent(CliAgent):
     """Claude Code, ``claude -p``."""
 
-    name: ClassVar[str] = "claude"
-    binary: ClassVar[str] = "claude"
-    install_hint: ClassVar[str] = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
+    name: str = "claude"
+    binary: str = "claude"
+    install_hint: str = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
 
     def validate_options(self, options: dict[str, Any]) -> None:
         """Common checks plus ``output_format`` in ``json`` / ``stream-json``."""
@@ -75,13 +75,14 @@ class ClaudeAgent(CliAgent):
                         texts.append(str(part.get("text", "")))
         if result is None:
             return NativeOutput(text="\n".join(texts), session_id=session)
-        text = result.get("result") if isinstance(result.get("result"), str) else "\n".join(texts)
+        answer = result.get("result")
+        text = answer if isinstance(answer, str) else "\n".join(texts)
         subtype = str(result.get("subtype") or "")
         error = None
         if result.get("is_error") is True or subtype.startswith("error"):
             errors = result.get("errors")
             listed = "; ".join(map(str, errors)) if isinstance(errors, list) else ""
-            error = error_text(result.get("result")) or listed or subtype or "is_error"
+            error = error_text(answer) or listed or subtype or "is_error"
         return NativeOutput(
             text=text, error=error,
             cost_usd=number(result.get("total_cost_usd", result.get("cost_usd"))),

@@ -18,7 +18,7 @@ Output: one JSON object per line. Two shapes are read:
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 from logist.agents.base import (CliAgent, NativeOutput, StepContext, iter_json_objects,
                                 model_args, number, positional, token_sum, user_args)
@@ -38,9 +38,9 @@ def _api_info(text: Any) -> dict[str, Any]:
 class ClineAgent(CliAgent):
     """Cline CLI, headless."""
 
-    name: ClassVar[str] = "cline"
-    binary: ClassVar[str] = "cline"
-    install_hint: ClassVar[str] = "install Cline CLI (npm install -g cline)"
+    name: str = "cline"
+    binary: str = "cline"
+    install_hint: str = "install Cline CLI (npm install -g cline)"
 
     def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
         """Autonomous JSON mode, then the prompt (absent: Cline reads stdin)."""

@@ -13,8 +13,6 @@ message. Codex reports no cost.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
                                 iter_json_objects, model_args, positional, token_sum, user_args)
 
@@ -22,9 +20,9 @@ from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
 class CodexAgent(CliAgent):
     """OpenAI Codex CLI, ``codex exec``."""
 
-    name: ClassVar[str] = "codex"
-    binary: ClassVar[str] = "codex"
-    install_hint: ClassVar[str] = "install the Codex CLI (npm install -g @openai/codex)"
+    name: str = "codex"
+    binary: str = "codex"
+    install_hint: str = "install the Codex CLI (npm install -g @openai/codex)"
 
     def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
         """``exec --json`` flags, the optional ``resume ID``, then the prompt or ``-``."""

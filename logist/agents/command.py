@@ -12,7 +12,7 @@ the user trusts it (``runs_commands``).
 from __future__ import annotations
 
 import shutil
-from typing import Any, ClassVar
+from typing import Any
 
 from logist.agents.base import (ARGV_PROMPT_LIMIT, Invocation, PlainAgent, StepContext,
                                 check_str_list)
@@ -22,9 +22,9 @@ from logist.errors import AgentError
 class CommandAgent(PlainAgent):
     """Runs ``options["command"]`` as given; the prompt is in ``LOGIST_PROMPT``."""
 
-    name: ClassVar[str] = "command"
-    label: ClassVar[str] = "command"
-    runs_commands: ClassVar[bool] = True
+    name: str = "command"
+    label: str = "command"
+    runs_commands: bool = True
 
     def validate_options(self, options: dict[str, Any]) -> None:
         """A ``command`` that is a non-empty list of strings is required."""

@@ -18,7 +18,7 @@ Gemini CLI reports no cost.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
                                 iter_json_objects, model_args, number, option_value, user_args)
@@ -39,9 +39,9 @@ def _model_tokens(stats: Any) -> int:
 class GeminiAgent(CliAgent):
     """Google Gemini CLI, headless."""
 
-    name: ClassVar[str] = "gemini"
-    binary: ClassVar[str] = "gemini"
-    install_hint: ClassVar[str] = "install Gemini CLI (npm install -g @google/gemini-cli)"
+    name: str = "gemini"
+    binary: str = "gemini"
+    install_hint: str = "install Gemini CLI (npm install -g @google/gemini-cli)"
 
     def validate_options(self, options: dict[str, Any]) -> None:
         """Common checks plus ``output_format`` in ``json`` / ``stream-json``."""
@@ -80,8 +80,9 @@ class GeminiAgent(CliAgent):
                 content = str(obj.get("content", ""))
                 chunks.append(content if obj.get("delta") or not chunks else "\n" + content)
             elif kind == "result":
-                stats = obj.get("stats") if isinstance(obj.get("stats"), dict) else {}
-                native.tokens = int(number(stats.get("total_tokens")))
+                stats = obj.get("stats")
+                if isinstance(stats, dict):
+                    native.tokens = int(number(stats.get("total_tokens")))
                 if obj.get("status") == "error":
                     native.error = error_text(obj.get("error")) or "gemini reported an error"
         if chunks:

@@ -11,10 +11,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from logist.agents.base import Invocation, PlainAgent, StepContext, check_str_list
-from logist.agents.mock_agent import SCENARIOS, unsafe_path
 from logist.errors import AgentError
 
 # The directory that holds the `logist` package, so `python -m` finds it from any worktree.
@@ -37,6 +36,10 @@ def _number(spec: dict[str, Any], key: str, *, integer: bool = False, minimum: f
 
 def validate_spec(spec: Any) -> None:
     """Raise AgentError for a ``[steps.mock]`` table the mock agent cannot play."""
+    # Imported here, not at the top: `python -m logist.agents.mock_agent` imports this package
+    # first, and runpy warns when the module it is about to run was already imported.
+    from logist.agents.mock_agent import SCENARIOS, unsafe_path
+
     if not isinstance(spec, dict):
         raise AgentError(f"mock options must be a table, got {spec!r}")
     unknown = sorted(set(spec) - _SPEC_KEYS)
@@ -71,8 +74,8 @@ def validate_spec(spec: Any) -> None:
 class MockAgent(PlainAgent):
     """Runs the mock agent process; the spec travels as JSON in ``LOGIST_MOCK_SPEC``."""
 
-    name: ClassVar[str] = "mock"
-    label: ClassVar[str] = "mock agent"
+    name: str = "mock"
+    label: str = "mock agent"
 
     def executable(self) -> str | None:
         """The Python interpreter that runs the mock process."""

@@ -95,7 +95,8 @@ def run(spec: dict[str, Any], attempt: int) -> int:
     """Play the scenario; returns the exit code."""
     scenario = spec.get("scenario", "success")
     delay = float(spec.get("delay_s", 0) or 0)
-    say(f"mock: scenario {scenario}, attempt {attempt}")
+    if scenario != "hang":  # a hung agent prints nothing at all
+        say(f"mock: scenario {scenario}, attempt {attempt}")
     if scenario == "success":
         finish(spec, delay)
     elif scenario == "stuck":

@@ -29,12 +29,14 @@ When you have finished, end your reply with exactly one fenced JSON block that r
 outcome of this step:
 
 ```json
-{"action": "<COMPLETED|STUCK|RETRY>", "summary": "<one or two sentences: what you did or what blocks you>", "evidence_files": ["<paths of files you created or changed, relative to the repository root>"]}
+{"action": "<COMPLETED|STUCK|RETRY>", "summary": "<what you did>", "evidence_files": ["<path>"]}
 ```
 
 - "action" is one of "COMPLETED" (the step is done), "STUCK" (you cannot go on without a person:
   say why in "summary") or "RETRY" (a transient problem: running the step again may work).
-- "summary" is a string; "evidence_files" is a list of strings (it may be empty).
+- "summary" is a string: one or two sentences on what you did, or on what blocks you.
+- "evidence_files" lists the files you created or changed, as paths relative to the repository
+  root (it may be empty).
 - Optional fields: "reason" (string, why you are STUCK), "approval" (true to ask a person to
   review and sign off), "cost_usd" (number) and "tokens" (integer).
 - Put nothing after the block. If you write several blocks, only the last one counts.

@@ -11,7 +11,6 @@ be reused by the system, a pid plus its start time cannot.
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 from typing import Protocol
 
@@ -137,5 +136,3 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
     return True
 
-
-SIGNALS = {"interrupt": signal.SIGINT, "terminate": signal.SIGTERM, "kill": signal.SIGKILL}
