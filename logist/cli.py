@@ -24,13 +24,37 @@ job = App(name="job", help="Create, inspect, run and steer jobs.")
 app.command(job)
 
 _C = "logist.commands."
-app.command(_C + "init:init", name="init")
-for _name in ("create", "list", "status", "show", "history", "select", "path", "activate", "suspend",
-              "resume", "cancel", "approve", "reject", "resubmit"):
-    job.command(f"{_C}job:{_name}_cmd" if _name in ("list",) else f"{_C}job:{_name}", name=_name)
-for _name in ("step", "run", "attach", "metrics", "log"):
-    job.command(f"{_C}run:{_name}", name=_name)
-app.command(_C + "dashboard:dashboard", name="dashboard")
+
+
+def _register(group: App, name: str, target: str, help: str, **kw) -> None:
+    """Register a command lazily: its module is imported only when it runs (or its --help)."""
+    group.command(_C + target, name=name, help=help, **kw)
+
+
+_register(app, "init", "init:init", "Set up logist in this git repository (idempotent).")
+for _name, _target, _help in (
+    ("create", "job:create", "Create a job: branch logist/<id>, a worktree, a first commit."),
+    ("list", "job:list_cmd", "List jobs (--all for finished ones, --remote R for fetched ones)."),
+    ("status", "job:status", "Where a job stands: state, step, run, holder, last signal, cost."),
+    ("show", "job:show", "The whole job record (the manifest at the branch tip)."),
+    ("history", "job:history", "The job's transitions, runs and resteps (--notes adds notes)."),
+    ("select", "job:select", "Make a job the default for commands that omit the id."),
+    ("path", "job:path", "Print the path of a job's worktree."),
+    ("activate", "job:activate", "DRAFT -> PENDING."),
+    ("suspend", "job:suspend", "Any non-terminal state -> SUSPENDED."),
+    ("resume", "job:resume", "SUSPENDED -> PENDING."),
+    ("cancel", "job:cancel", "Any non-terminal state -> CANCELED."),
+    ("approve", "job:approve", "APPROVAL_REQUIRED -> SUCCESS."),
+    ("reject", "job:reject", "APPROVAL_REQUIRED -> PENDING: the last step runs again."),
+    ("resubmit", "job:resubmit", "INTERVENTION_REQUIRED -> PENDING: the failed step runs again."),
+    ("step", "run:step", "Run exactly one step of a job."),
+    ("run", "run:run", "Run steps until the job rests (no id: every PENDING job)."),
+    ("attach", "run:attach", "Follow a running job's output live."),
+    ("metrics", "run:metrics", "Cost, tokens, time and attempts per step and in total."),
+    ("log", "run:log", "A step's output (live, or from refs/notes/logist/logs)."),
+):
+    _register(job, _name, _target, _help)
+_register(app, "dashboard", "dashboard:dashboard", "A live terminal view of all jobs (--once: one frame).")
 
 # Set by main() from a leading `-C PATH` (like git); read by commands through repo().
 CWD: Path | None = None
