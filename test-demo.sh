@@ -88,9 +88,7 @@ git show "logist/$job:hello.txt"
 git fsck --no-progress 2>&1 | grep -v '^dangling' || true
 
 step "STUCK -> INTERVENTION_REQUIRED -> fix -> resubmit -> SUCCESS"
-stuck=$(logist job create --title "Stuck then fixed" --step "try something" --activate)
-git -C "$(logist job path "$stuck")" log -1 --format=%s
-# make the step get stuck by editing the job file? use a job file with the stuck scenario:
+# a command step that fails until a human creates FIXED in the job's worktree
 cat > "$scratch/stuck.toml" <<'TOML'
 title = "Needs a human"
 [[steps]]

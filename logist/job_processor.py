@@ -355,7 +355,7 @@ class Engine:
             from logist.runtimes.host import attach
 
             self.progress(f"{m.id}: re-attaching to the running agent (pid {info['pid']})")
-            handle = attach(int(info["pid"]))
+            handle = attach(int(info["pid"]), pgid=info.get("pgid"), start_time=info.get("start_time"))
             code, killed = self._wait(handle, m)
             verdict = self.store.run_dir(m.id) / "verdict.json"
             return self._after_agent(lease, m, code, Path(info["log"]), verdict, killed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -40,6 +40,7 @@ class StepFile(_Strict):
     model: str | None = None
     args: list[str] = Field(default_factory=list)
     skip_permissions: bool = False
+    output_format: Literal["json", "stream-json"] | None = None
 
     @model_validator(mode="after")
     def _prompt_or_command(self) -> "StepFile":
@@ -59,6 +60,8 @@ class StepFile(_Strict):
             opts["args"] = list(self.args)
         if self.skip_permissions:
             opts["skip_permissions"] = True
+        if self.output_format:
+            opts["output_format"] = self.output_format
         return opts
 
 
