@@ -338,7 +338,10 @@ class Engine:
             verdict.unlink(missing_ok=True)
             _, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed))
             return self._recover_or_give_up(lease, reason)
-        self._transition(lease, Update(event="agent_exited", seconds_delta=elapsed,
+        def add_time(x: Manifest) -> None:
+            x.current.seconds = round(x.current.seconds + elapsed, 3)
+
+        self._transition(lease, Update(event="agent_exited", seconds_delta=elapsed, mutate=add_time,
                                        reason=killed_reason or f"agent exited with code {exit_code}",
                                        data={"exit_code": exit_code,
                                              **({"stopped": killed_reason} if killed_reason else {})}))
@@ -482,7 +485,6 @@ class Engine:
             s.tokens += tokens
             s.summary = res.summary or s.summary
             s.session_id = res.session_id or s.session_id
-            s.seconds = round(s.seconds + (_elapsed_since(x.execution.started_at) if False else 0.0), 3)
             x.execution = None
             if event in ("completed", "completed_last", "completed_approval"):
                 s.status = StepStatus.SUCCESS
