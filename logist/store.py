@@ -235,12 +235,24 @@ class JobStore:
     def root(self) -> Path:
         return self.paths.root
 
+    def config_root(self) -> Path:
+        """Where .logist/config.toml is read from: this work tree, else the main work tree.
+
+        A job's own worktree (or any linked worktree without the file) uses the main one's.
+        """
+        if (self.paths.root / ".logist" / "config.toml").is_file():
+            return self.paths.root
+        main = self.paths.common_dir.parent
+        if self.paths.common_dir.name == ".git" and (main / ".logist" / "config.toml").is_file():
+            return main
+        return self.paths.root
+
     @property
     def config(self):
         if self._config is None:
             from logist.config import load_config
 
-            self._config = load_config(self.paths.root)
+            self._config = load_config(self.config_root())
         return self._config
 
     @property
@@ -250,7 +262,7 @@ class JobStore:
         return self._writer
 
     def is_initialized(self) -> bool:
-        return (self.paths.root / ".logist" / "config.toml").is_file()
+        return (self.config_root() / ".logist" / "config.toml").is_file()
 
     def require_initialized(self) -> None:
         if not self.is_initialized():
