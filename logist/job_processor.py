@@ -300,7 +300,7 @@ class Engine:
         sentinel = {**cfg.sentinel, **m.sentinel}
         patterns = {**cfg.observer.patterns, **m.observer_patterns}
         try:
-            return spawn_watcher(repo=self.store.root, job_id=m.id, log=log, pid=pid, pgid=pgid,
+            return spawn_watcher(repo=self.store.root, job_id=m.id, log_path=log, pid=pid, pgid=pgid,
                                  commit=commit, workdir=wt, verdict_file=verdict,
                                  config={"patterns": patterns, "sentinel": sentinel})
         except Exception as exc:  # noqa: BLE001 - a watcher failure never affects the step
