@@ -124,6 +124,8 @@ def get_current_state_and_role(manifest: Manifest | dict[str, Any]) -> tuple[Sta
             state = State(manifest["state"])
             steps = manifest["steps"]
             step = int(manifest["step"])
+            if not isinstance(steps, list) or not 1 <= step <= len(steps):
+                raise IndexError(f"step {step} is not one of the record's steps (1-based)")
             agent = steps[step - 1].get("agent") or manifest.get("agent")
         except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
             raise JobStateError(f"job record is inconsistent: {exc}") from None

@@ -17,7 +17,8 @@ from logist.tomlcompat import tomllib
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a TOML string is not a number or a boolean ("yes" is not true); ints are floats.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class BudgetFile(_Strict):
@@ -76,10 +77,25 @@ class JobFile(_Strict):
     steps: list[StepFile] = Field(min_length=1)
 
 
-def _line_of(text: str, key: str) -> int | None:
-    pat = re.compile(rf"^\s*(\[+\s*)?{re.escape(key)}\b", re.M)
-    m = pat.search(text)
+def _line_of(text: str, key: str, start: int = 0, end: int | None = None) -> int | None:
+    pat = re.compile(rf"^[ \t]*(\[+[ \t]*)?{re.escape(key)}\b", re.M)
+    m = pat.search(text, start, len(text) if end is None else end)
     return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def _line_for(text: str, parts: list[str]) -> int | None:
+    """The line of the key at ``parts`` (e.g. ``steps.1.prompt``): within the n-th ``[[steps]]``."""
+    if len(parts) >= 2 and parts[0] == "steps" and parts[1].isdigit():
+        headers = list(re.finditer(r"^[ \t]*\[\[[ \t]*steps[ \t]*\]\]", text, re.M))
+        n = int(parts[1])
+        if n < len(headers):
+            start = headers[n].start()
+            end = headers[n + 1].start() if n + 1 < len(headers) else len(text)
+            key = next((p for p in reversed(parts[2:]) if not p.isdigit()), None)
+            line = _line_of(text, key, start, end) if key else None
+            return line or text.count("\n", 0, start) + 1
+    last_name = next((p for p in reversed(parts) if not p.isdigit()), None)
+    return _line_of(text, last_name) if last_name else None
 
 
 def parse_job_file(path: str | Path) -> JobFile:
@@ -105,8 +121,7 @@ def parse_job_text(text: str, where: str = "<job file>") -> JobFile:
         err = exc.errors()[0]
         parts = [str(p) for p in err["loc"]]
         key = ".".join(parts) or "(top level)"
-        last_name = next((p for p in reversed(parts) if not p.isdigit()), None)
-        line = _line_of(text, last_name) if last_name else None
+        line = _line_for(text, parts)
         at = f" (line {line})" if line else ""
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
