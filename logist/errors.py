@@ -54,6 +54,10 @@ class JobNotFoundError(LogistError):
     """No branch logist/<id>."""
 
 
+class JobExistsError(LogistError):
+    """A job with that id exists already (refused: exit 1)."""
+
+
 class JobFileError(LogistError):
     """A job file (TOML) that is missing, malformed or invalid."""
 

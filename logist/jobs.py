@@ -194,7 +194,7 @@ def selected_job(store: JobStore, job_id: str | None) -> str:
     """The job id given, or $LOGIST_JOB, or the one chosen with `logist job select`."""
     import os
 
-    if job_id:
+    if job_id is not None:  # given, even empty: it must be valid
         return refs.validate_job_id(job_id)
     env = os.environ.get("LOGIST_JOB")
     if env:

@@ -7,14 +7,17 @@ serializes to an identical blob: sorted keys, two-space indent, trailing newline
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from logist.refs import JOB_ID_RE
-
 SCHEMA_VERSION = 1
+
+# The job id syntax (DESIGN.md §2). Layer 1 cannot import logist.refs (layer 3), which
+# validates ids with the same pattern; tests/test_model.py checks that the two agree.
+JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
 
 
 class State(str, Enum):

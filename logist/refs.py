@@ -17,8 +17,8 @@ import re
 
 from logist.errors import InvalidIdError
 
-JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
+REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 BRANCH_PREFIX = "refs/heads/logist/"
 LOCKS_PREFIX = "refs/logist/locks/"

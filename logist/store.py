@@ -393,8 +393,10 @@ class JobStore:
         proc = git(["update-ref", "--stdin"], cwd=self.paths.root,
                    input=f"create {refs.branch_ref(job_id)} {oid}\n", check=False)
         if proc.returncode != 0:
-            raise ConcurrentUpdateError(f"job {job_id} already exists",
-                                        hint="choose another title or id")
+            from logist.errors import JobExistsError
+
+            raise JobExistsError(f"job {job_id} already exists",
+                                 hint="choose another title or id (see `logist job list --all`)")
         if make_worktree:
             self.ensure_worktree(job_id)
         return oid

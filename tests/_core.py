@@ -33,17 +33,18 @@ class Cli:
         self.capsys = capsys
         self.repo = repo
 
-    def __call__(self, *args, cwd: Path | None = None) -> Result:
+    def __call__(self, *args, cwd: Path | None | str = "repo") -> Result:
+        """``cwd``: where -C points (default: the repo; None: no -C at all)."""
         from logist.cli import main
 
-        where = cwd or self.repo
+        where = self.repo if cwd == "repo" else cwd
         argv = (["-C", str(where)] if where is not None else []) + [str(a) for a in args]
         self.capsys.readouterr()
         code = main(argv)
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
-    def ok(self, *args, cwd: Path | None = None) -> Result:
+    def ok(self, *args, cwd: Path | None | str = "repo") -> Result:
         r = self(*args, cwd=cwd)
         assert r.code == 0, f"logist {' '.join(map(str, args))} exited {r.code}\n{r.out}\n{r.err}"
         return r
@@ -181,3 +182,12 @@ def create_job(cli: Cli, *args) -> str:
 def create_from_toml(cli: Cli, text: str, *args, name: str = "job.toml") -> str:
     path = write(cli.repo.parent / "jobfiles" / name, text)
     return create_job(cli, "--file", path, *args)
+
+
+def git_input(cwd, *args, input: str) -> str:
+    """``git`` with text on stdin."""
+    import subprocess
+
+    proc = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, input=input)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()

@@ -76,7 +76,7 @@ def test_unicode_is_kept_verbatim():
 @pytest.mark.parametrize("change", [
     {"unknown_key": 1},
     {"schema_version": 2},
-    {"id": "Has-Caps"}, {"id": "../x"}, {"id": "--upload-pack=x"}, {"id": "trailing-"}, {"id": "x" * 64},
+    {"id": "Has-Caps"}, {"id": "../x"}, {"id": "--upload-pack=x"}, {"id": "trailing-"}, {"id": "abc\n"}, {"id": "x" * 64},
     {"state": "RUNNING"},
     {"steps": []},
     {"step": 0},

@@ -246,6 +246,7 @@ def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="
 
     store = cli.store()
     job_id = selected_job(store, id)
+    store.read(job_id)  # the record at the tip must be valid (the error names the commit)
     if notes:
         from logist.job_history import history_with_notes
 

@@ -73,7 +73,11 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     from logist.runner import detach_run, run_all
 
     store = cli.store()
-    job_id = id or os.environ.get("LOGIST_JOB")
+    job_id = id if id is not None else (os.environ.get("LOGIST_JOB") or None)
+    if job_id is not None:
+        from logist.refs import validate_job_id
+
+        store.tip(validate_job_id(job_id))  # a bad or unknown id fails here, not in the background
     if detach:
         pid, log = detach_run(store, job_id, trust=trust, parallel=parallel)
         say(f"running in the background (pid {pid}); output: {log}")

@@ -1,0 +1,186 @@
+"""`logist init` (issue 2 §2): template, notes config, hooks chained with .legacy, excludes;
+idempotent; from a subdirectory and a linked worktree; refused outside a repo and in a bare one."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from _core import Cli, no_traceback, refs_snapshot, tree_digest, write
+from conftest import git, run_logist
+from logist.install import data_dir
+
+
+def config_values(repo: Path, key: str) -> list[str]:
+    proc = subprocess.run(["git", "-C", str(repo), "config", "--get-all", key], capture_output=True, text=True)
+    return proc.stdout.split()
+
+
+def everything_init_touches(repo: Path) -> dict:
+    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    top = Path(git(repo, "rev-parse", "--show-toplevel"))
+    return {
+        "project": tree_digest(top / ".logist") if (top / ".logist").exists() else {},
+        "config": (common / "config").read_text(),
+        "hooks": tree_digest(common / "hooks"),
+        "hook_modes": {p.name: p.stat().st_mode for p in sorted((common / "hooks").iterdir())},
+        "exclude": (common / "info" / "exclude").read_text(),
+        "refs": refs_snapshot(repo),
+    }
+
+
+@pytest.fixture
+def logist(capsys):
+    return Cli(capsys, None)
+
+
+def test_init_sets_everything_up(repo, logist):
+    r = logist.ok("-C", repo, "init")
+    template = data_dir("template")
+    shipped = {p.relative_to(template).as_posix() for p in template.rglob("*") if p.is_file()}
+    assert ".logist/config.toml" in shipped
+    for rel in shipped:
+        assert (repo / rel).read_bytes() == (template / rel).read_bytes(), rel
+    assert "refs/notes/logist/*" in config_values(repo, "notes.displayRef")
+    assert "refs/notes/logist/*" in config_values(repo, "notes.rewriteRef")
+    for hook in sorted(p.name for p in data_dir("hooks").iterdir()):
+        dest = repo / ".git" / "hooks" / hook
+        assert dest.is_file() and dest.stat().st_mode & stat.S_IXUSR, hook
+        assert "logist hook shim" in dest.read_text()
+        assert "@PYTHON@" not in dest.read_text()
+    assert ".logist/config.local.toml" in (repo / ".git" / "info" / "exclude").read_text().splitlines()
+    assert "config.toml" in r.out
+    # the config the template ships is valid for the store
+    from logist.store import JobStore
+
+    store = JobStore.discover(repo)
+    assert store.is_initialized() and store.config.default_agent == "mock"
+
+
+def test_git_log_shows_logist_notes_after_init(repo, logist):
+    logist.ok("-C", repo, "init")
+    git(repo, "notes", "--ref=refs/notes/logist/logs", "add", "-m", "step output here", "HEAD")
+    assert "step output here" in git(repo, "log", "-1")
+
+
+def test_init_is_idempotent(repo, logist):
+    logist.ok("-C", repo, "init")
+    before = everything_init_touches(repo)
+    r = logist.ok("-C", repo, "init")
+    assert "already set up" in r.out
+    assert everything_init_touches(repo) == before
+    assert config_values(repo, "notes.displayRef").count("refs/notes/logist/*") == 1
+    assert (repo / ".git" / "info" / "exclude").read_text().count(".logist/config.local.toml") == 1
+
+
+def test_init_keeps_user_edits(repo, logist):
+    logist.ok("-C", repo, "init")
+    cfg = repo / ".logist" / "config.toml"
+    cfg.write_text(cfg.read_text() + "\n# my edit\n")
+    logist.ok("-C", repo, "init")
+    assert cfg.read_text().endswith("# my edit\n")
+
+
+def test_init_from_a_subdirectory(repo, logist):
+    sub = repo / "src" / "deep"
+    sub.mkdir(parents=True)
+    logist.ok("-C", sub, "init")
+    assert (repo / ".logist" / "config.toml").is_file()
+    assert not (sub / ".logist").exists()
+    assert (repo / ".git" / "hooks" / "post-merge").is_file()
+    before = everything_init_touches(repo)
+    logist.ok("-C", sub, "init")
+    assert everything_init_touches(repo) == before
+
+
+def test_init_from_a_linked_worktree(repo, logist, tmp_path):
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    logist.ok("-C", linked, "init")
+    # hooks and config live in the common git dir, shared by every worktree
+    assert (repo / ".git" / "hooks" / "post-merge").is_file()
+    assert not (repo / ".git" / "worktrees" / "linked" / "hooks").exists()
+    assert "refs/notes/logist/*" in config_values(repo, "notes.displayRef")
+    assert ".logist/config.local.toml" in (repo / ".git" / "info" / "exclude").read_text()
+    assert (linked / ".logist" / "config.toml").is_file()
+    before = everything_init_touches(linked)
+    logist.ok("-C", linked, "init")
+    assert everything_init_touches(linked) == before
+    # jobs can be created from the linked worktree
+    r = logist.ok("-C", linked, "job", "create", "--title", "From linked", "--step", "x", "--json")
+    assert git(repo, "rev-parse", "--verify", f"logist/{r.json()['id']}")
+
+
+def test_existing_hook_is_chained_as_legacy_and_still_runs(repo, logist, tmp_path):
+    marker = tmp_path / "legacy-ran"
+    hook = repo / ".git" / "hooks" / "post-merge"
+    original = f"#!/bin/sh\necho \"$1\" > '{marker}'\nexit 0\n"
+    write(hook, original)
+    hook.chmod(0o755)
+    logist.ok("-C", repo, "init")
+    legacy = hook.with_name("post-merge.legacy")
+    assert legacy.read_text() == original and os.access(legacy, os.X_OK)
+    assert "logist hook shim" in hook.read_text()
+    logist.ok("-C", repo, "init")  # a second run does not chain the shim to itself
+    assert legacy.read_text() == original
+    assert not hook.with_name("post-merge.legacy.legacy").exists()
+    # a real merge runs the shim, which runs the user's hook with git's arguments
+    git(repo, "checkout", "-q", "-b", "topic")
+    write(repo / "topic.txt", "t\n")
+    git(repo, "add", "topic.txt")
+    git(repo, "commit", "-q", "-m", "topic")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "merge topic", "topic")
+    assert marker.read_text().strip() == "0"  # post-merge's argument: not a squash merge
+
+
+def test_hooks_go_where_core_hookspath_points(repo, logist):
+    git(repo, "config", "core.hooksPath", ".githooks")
+    logist.ok("-C", repo, "init")
+    assert (repo / ".githooks" / "post-merge").is_file()
+
+
+def _one_line_error(err: str) -> None:
+    no_traceback(err)
+    lines = err.strip().splitlines()
+    assert lines and lines[0].startswith("logist: error: "), err
+    assert all(line.startswith("  hint: ") for line in lines[1:]), err
+    assert len(lines) <= 2, err
+
+
+def test_init_outside_a_repository(tmp_path):
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    r = run_logist("init", cwd=outside, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert r.returncode == 1, r
+    assert "not a git repository" in r.stderr
+    _one_line_error(r.stderr)
+    assert list(outside.iterdir()) == []
+
+
+def test_init_in_a_bare_repository(tmp_path):
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    before = tree_digest(bare)
+    r = run_logist("init", cwd=bare)
+    assert r.returncode == 1, r
+    assert "bare" in r.stderr
+    _one_line_error(r.stderr)
+    assert tree_digest(bare) == before
+    r = run_logist("-C", bare, "init", cwd=tmp_path)
+    assert r.returncode == 1 and "bare" in r.stderr
+
+
+def test_init_inside_the_git_dir_is_refused(repo, logist):
+    r = logist("-C", repo / ".git", "init")
+    assert r.code == 1
+    _one_line_error(r.err)
+
+
+def test_data_dir_finds_hooks_and_template():
+    assert (data_dir("hooks") / "post-merge").is_file()
+    assert (data_dir("template") / ".logist" / "config.toml").is_file()

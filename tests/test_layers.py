@@ -1,0 +1,108 @@
+"""DESIGN.md §10: lower layers never import higher ones, and only the CLI layer prints.
+
+Imports are read with ``ast`` from every module of the package (lazy imports inside functions
+count too). A module that is not in the table below fails the test: give it a layer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "logist"
+
+LAYERS: dict[int, set[str]] = {
+    0: {"errors", "tomlcompat"},
+    1: {"model"},
+    2: {"job_state"},
+    3: {"gitcmd", "refs", "store", "locks", "notes", "worktrees", "config", "jobfile", "redact"},
+    4: {"agents", "runtimes"},
+    5: {"job_processor", "jobs", "runner", "recovery", "rerun", "sharing", "cleanup", "worker", "observer",
+        "sentinel", "watcher", "job_history", "install", "hooks"},
+    6: {"cli", "commands", "output", "__main__"},
+}
+LAYER_OF = {name: level for level, names in LAYERS.items() for name in names}
+
+# Only these may call print(): the CLI layer, and programs that run as their own process and
+# talk through their stdout (the mock agent *is* the agent's output).
+PRINT_ALLOWED = {"cli", "commands", "output", "__main__"}
+PRINT_ALLOWED_FILES = {"agents/mock_agent.py"}
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py") if "_data" not in p.parts)
+
+
+def top_name(path: Path) -> str:
+    """The first component below the package: ``store`` for store.py, ``agents`` for agents/x.py."""
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imported_logist_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, first component below logist) of every import of a logist module in ``path``."""
+    tree = ast.parse(path.read_text(), str(path))
+    rel = path.relative_to(PKG)
+    package = ["logist", *rel.parts[:-1]]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "logist" and len(parts) > 1:
+                    out.append((node.lineno, parts[1]))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)]
+                parts = base + (node.module.split(".") if node.module else [])
+            else:
+                parts = (node.module or "").split(".")
+            if parts[0] != "logist":
+                continue
+            if len(parts) > 1:
+                out.append((node.lineno, parts[1]))
+            else:  # from logist import refs, store
+                out.extend((node.lineno, alias.name) for alias in node.names)
+    return out
+
+
+def test_every_module_has_a_layer():
+    unknown = sorted({top_name(p) for p in modules()} - set(LAYER_OF) - {"__init__"})
+    assert not unknown, f"give these modules a layer in tests/test_layers.py (DESIGN.md §10): {unknown}"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PKG).as_posix())
+def test_no_import_reaches_up(path):
+    me = top_name(path)
+    if me == "__init__":
+        return
+    mine = LAYER_OF.get(me)
+    if mine is None:
+        pytest.skip("no layer (reported by test_every_module_has_a_layer)")
+    bad = []
+    for line, other in imported_logist_modules(path):
+        level = LAYER_OF.get(other)
+        if other != me and level is not None and level > mine:
+            bad.append(f"line {line}: {me} (layer {mine}) imports {other} (layer {level})")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PKG).as_posix())
+def test_only_the_cli_layer_prints(path):
+    rel = path.relative_to(PKG).as_posix()
+    if top_name(path) in PRINT_ALLOWED or rel in PRINT_ALLOWED_FILES:
+        return
+    tree = ast.parse(path.read_text(), str(path))
+    calls = [node.lineno for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
+    assert not calls, f"{rel} calls print() at lines {calls}; return results or raise, the CLI prints"
+
+
+def test_the_checker_sees_imports():
+    """The analysis itself: it must see lazy, relative and `from logist import x` imports."""
+    found = {name for _, name in imported_logist_modules(PKG / "jobs.py")}
+    assert {"refs", "store", "locks", "agents"} <= found
+    found = {name for _, name in imported_logist_modules(PKG / "commands" / "job.py")}
+    assert {"cli", "output", "jobs"} <= found
