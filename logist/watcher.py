@@ -1,0 +1,482 @@
+"""The side process next to a running step: observer + sentinel (DESIGN.md §8).
+
+    python -m logist.watcher --repo R --job ID --log PATH --pid PID --pgid PGID \\
+        --commit OID --workdir DIR --verdict-file PATH [--config JSON] [--started-at EPOCH]
+
+It tails the step log from its start (following appends, holding back a partial last line),
+feeds the lines to the :class:`~logist.observer.Observer` and appends its signals as JSON lines
+to the note of the step's EXECUTING commit ``OID`` in ``refs/notes/logist/observer`` (batched:
+at most one notes commit per second, and one at exit). Every half second it gives the
+:class:`~logist.sentinel.Sentinel` the evidence (log mtime, newest file in the worktree, CPU
+ticks of the process group, last ``waiting_input``) and carries out its decisions: each rung is
+a note line in ``refs/notes/logist/sentinel``; before the first signal it writes the verdict file
+(JSON ``{"verdict": "hung", "reason", "signal", "action", "t", ...}``, atomically: temp file +
+rename, rewritten at each rung), then sends SIGINT / SIGTERM / SIGKILL to the process GROUP.
+
+The watcher makes no branch commits and holds no lock: the step runner, which holds the job
+lock, reads the verdict file when the agent is gone and makes the EXECUTING -> RECOVERING
+transition. The watcher exits when the agent process is gone, after draining the log and
+flushing its notes; SIGTERM/SIGINT to the watcher itself also end it cleanly. It never writes
+to the agent and only signals the group it was given (never its own), so a crash of the
+watcher leaves the agent running untouched.
+
+``config`` JSON: ``{"patterns": {name: regex}, "sentinel": {...SentinelConfig...},
+"observer": {"repeat_seconds": 5, "max_text": 300}}`` (every key optional).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logist.errors import ConfigError, LogistError, UsageError
+from logist.notes import append_notes, iso_utc, json_line, read_note_lines
+from logist.observer import Observer, compile_patterns
+from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL, validate_job_id
+from logist.sentinel import (Sentinel, SentinelConfig, newest_mtime, pid_alive,
+                             process_group_cpu_ticks)
+
+__all__ = ["LogTail", "WatchConfig", "WatchResult", "main", "parse_config", "run_watch",
+           "spawn_watcher", "watcher_log_path", "write_verdict"]
+
+READ_MAX = 8 * 1024 * 1024  # bytes read from the log per loop turn
+MAX_PARTIAL = 1024 * 1024  # a "line" this long without a newline is cut and fed anyway
+WAITING_LINES = 20  # a waiting_input match counts if it is among the last 20 lines
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    patterns: dict[str, str] = field(default_factory=dict)
+    sentinel: SentinelConfig = field(default_factory=SentinelConfig)
+    repeat_seconds: float = 5.0
+    max_text: int = 300
+
+
+def parse_config(config: str | Mapping | None) -> WatchConfig:
+    """The watcher's configuration from JSON text or a mapping; ConfigError on anything unknown."""
+    if config is None or config == "":
+        return WatchConfig()
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError as exc:
+            raise ConfigError(f"watcher config is not valid JSON: {exc}") from None
+    if not isinstance(config, Mapping):
+        raise ConfigError("watcher config must be a JSON object")
+    unknown = sorted(set(config) - {"patterns", "sentinel", "observer"})
+    if unknown:
+        raise ConfigError(f"unknown watcher config key(s): {', '.join(unknown)}",
+                          hint="known keys: patterns, sentinel, observer")
+    patterns = config.get("patterns") or {}
+    if not isinstance(patterns, Mapping):
+        raise ConfigError("watcher config 'patterns' must be an object of name: regex")
+    compile_patterns(None, patterns)  # validate now, with a clear error
+    sentinel = SentinelConfig.from_dict(config.get("sentinel"))
+    obs = config.get("observer") or {}
+    if not isinstance(obs, Mapping) or set(obs) - {"repeat_seconds", "max_text"}:
+        raise ConfigError("watcher config 'observer' accepts only repeat_seconds and max_text")
+    repeat = obs.get("repeat_seconds", 5.0)
+    max_text = obs.get("max_text", 300)
+    if isinstance(repeat, bool) or not isinstance(repeat, (int, float)) or repeat < 0:
+        raise ConfigError(f"observer.repeat_seconds must be a number >= 0, not {repeat!r}")
+    if isinstance(max_text, bool) or not isinstance(max_text, int) or max_text < 20:
+        raise ConfigError(f"observer.max_text must be a whole number >= 20, not {max_text!r}")
+    return WatchConfig(dict(patterns), sentinel, float(repeat), max_text)
+
+
+class LogTail:
+    """Reads a growing log from its start: whole lines only, the partial last line held back.
+
+    Survives a log that does not exist yet, is truncated (starts over) or replaced."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.pending = b""
+        self.lines = 0  # whole lines handed out so far
+        self._fh = None
+        self._ino: int | None = None
+
+    def _open(self) -> bool:
+        if self._fh is not None:
+            return True
+        try:
+            self._fh = open(self.path, "rb")
+        except OSError:
+            return False
+        self._ino = os.fstat(self._fh.fileno()).st_ino
+        return True
+
+    def mtime(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return None
+
+    def read(self, max_bytes: int = READ_MAX) -> tuple[bytes, int]:
+        """(whole lines appended since the last call, number of their first line)."""
+        if not self._open():
+            return b"", self.lines + 1
+        assert self._fh is not None
+        try:
+            st = os.stat(self.path)
+            if st.st_ino != self._ino or st.st_size < self.offset:  # replaced or truncated
+                self._fh.close()
+                self._fh = None
+                self.offset = 0
+                self.pending = b""
+                if not self._open():
+                    return b"", self.lines + 1
+        except OSError:
+            pass
+        self._fh.seek(self.offset)
+        data = self._fh.read(max_bytes)
+        self.offset += len(data)
+        buf = self.pending + data if self.pending else data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            if len(buf) >= MAX_PARTIAL:
+                complete, self.pending = buf + b"\n", b""
+            else:
+                self.pending = buf
+                return b"", self.lines + 1
+        else:
+            complete, self.pending = buf[:cut + 1], buf[cut + 1:]
+        first = self.lines + 1
+        self.lines += complete.count(b"\n")
+        return complete, first
+
+    def drain(self) -> tuple[bytes, int]:
+        """Everything left, including a final line without a newline."""
+        chunks = []
+        first = self.lines + 1
+        while True:
+            data, _ = self.read()
+            if not data:
+                break
+            chunks.append(data)
+        if self.pending:
+            chunks.append(self.pending + b"\n")
+            self.pending = b""
+            self.lines += 1
+        return b"".join(chunks), first
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def write_verdict(path: str | os.PathLike, verdict: Mapping[str, object]) -> None:
+    """Write ``verdict`` as JSON to ``path`` atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(dict(verdict), sort_keys=True, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class WatchResult:
+    exit_reason: str  # "agent_exited" | "stopped"
+    verdict: dict | None = None
+    lines_read: int = 0
+    observer_lines: int = 0  # note lines written
+    sentinel_lines: int = 0
+    matches: int = 0  # observer matches, including rate-limited ones
+    note_errors: list[str] = field(default_factory=list)
+
+
+class _NoteBuffer:
+    """Note lines waiting for the next notes commit; kept on failure and retried."""
+
+    def __init__(self, repo: Path, ref: str, commit: str, log: Callable[[str], None]) -> None:
+        self.repo, self.ref, self.commit, self.log = repo, ref, commit, log
+        self.lines: list[str] = []
+        self.written = 0
+        self.errors: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        batch = list(self.lines)
+        try:
+            append_notes(self.repo, self.ref, {self.commit: batch})
+        except LogistError as exc:
+            self.errors.append(str(exc))
+            self.log(f"could not write {len(batch)} note line(s) to {self.ref}: {exc}")
+            if len(self.lines) > 10000:  # never grow without bound
+                del self.lines[:-10000]
+            return
+        del self.lines[:len(batch)]
+        self.written += len(batch)
+
+
+def _prior_interventions(repo: Path, commit: str) -> list[float]:
+    """Ladder start times already noted on this commit (a restarted watcher keeps the cap)."""
+    from datetime import datetime
+
+    out = []
+    try:
+        for obj in read_note_lines(repo, NOTES_SENTINEL, commit):
+            if obj.get("action") == "interrupt" and isinstance(obj.get("t"), str):
+                try:
+                    out.append(datetime.fromisoformat(obj["t"].replace("Z", "+00:00")).timestamp())
+                except ValueError:
+                    continue
+    except LogistError:
+        return []
+    return out
+
+
+def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLike, pid: int,
+              pgid: int, commit: str, workdir: str | os.PathLike,
+              verdict_file: str | os.PathLike, config: WatchConfig | str | Mapping | None = None,
+              started_at: float | None = None, poll_interval: float = 0.25,
+              sentinel_interval: float = 0.5, flush_interval: float = 1.0,
+              cpu_interval: float = 1.0, files_interval: float = 2.0,
+              on_event: Callable[[str, dict], None] | None = None,
+              log: Callable[[str], None] | None = None,
+              should_stop: Callable[[], bool] | None = None,
+              clock: Callable[[], float] = time.time) -> WatchResult:
+    """Watch one running step until its agent process ``pid`` is gone (or ``should_stop()``).
+
+    ``on_event(kind, obj)`` is called with kind "observer" or "sentinel" and each note line's
+    object (for ``logist watch`` in the foreground); ``log(message)`` gets problems that do not
+    stop the watch (a note that could not be written). Returns a WatchResult; raises
+    UsageError/ConfigError for bad arguments before touching anything.
+    """
+    validate_job_id(job_id)
+    cfg = config if isinstance(config, WatchConfig) else parse_config(config)
+    pid, pgid = int(pid), int(pgid)
+    if pid <= 1 or pgid <= 1:
+        raise UsageError(f"refusing to watch pid {pid} / process group {pgid}")
+    if pgid == os.getpgrp():
+        raise UsageError(f"process group {pgid} is the watcher's own: the agent must run in its "
+                         "own process group (start_new_session=True)")
+    try:
+        actual = os.getpgid(pid)
+    except ProcessLookupError:
+        actual = None  # already gone: drain the log and note what it printed
+    if actual is not None and actual != pgid:
+        raise UsageError(f"process {pid} is in process group {actual}, not {pgid}")
+    repo = Path(repo)
+    say = log or (lambda _msg: None)
+    emit = on_event or (lambda _kind, _obj: None)
+    now = clock()
+    started = float(started_at) if started_at is not None else now
+    patterns = compile_patterns(None, cfg.patterns)
+    observer = Observer(patterns, repeat_seconds=cfg.repeat_seconds, max_text=cfg.max_text)
+    sentinel = Sentinel(cfg.sentinel, started,
+                        interventions=_prior_interventions(repo, commit)
+                        if cfg.sentinel.enabled else ())
+    obs_notes = _NoteBuffer(repo, NOTES_OBSERVER, commit, say)
+    sen_notes = _NoteBuffer(repo, NOTES_SENTINEL, commit, say)
+    tail = LogTail(log_path)
+    result = WatchResult(exit_reason="stopped")
+    waiting_input_at: float | None = None
+    last_waiting_line = 0
+    files_at: float | None = None
+    cpu: int | None = None
+    next_sentinel = next_flush = next_cpu = next_files = now
+    verdict_written = False
+
+    def feed(data: bytes, first: int, t: float) -> None:
+        nonlocal waiting_input_at, last_waiting_line
+        for sig in observer.feed_chunk(data, first, t):
+            obj = sig.to_dict()
+            obs_notes.add(json_line(obj))
+            emit("observer", obj)
+        seen = observer.last_seen.get("waiting_input")
+        if seen is not None and seen[1] > last_waiting_line:
+            last_waiting_line = seen[1]
+            if seen[1] > tail.lines - WAITING_LINES:
+                waiting_input_at = seen[0]
+
+    def act(decision) -> None:
+        nonlocal verdict_written
+        obj = decision.to_dict()
+        sen_notes.add(json_line(obj))
+        emit("sentinel", obj)
+        if decision.signum is not None:
+            verdict = {"verdict": "hung", "reason": decision.detail, "signal": decision.signal,
+                       "action": decision.action, "t": obj["t"], "job": job_id,
+                       "commit": commit, "pid": pid, "pgid": pgid}
+            try:
+                write_verdict(verdict_file, verdict)
+                verdict_written = True
+                result.verdict = verdict
+            except OSError as exc:
+                say(f"could not write the verdict file {verdict_file}: {exc}")
+            try:
+                os.killpg(pgid, decision.signum)
+            except ProcessLookupError:
+                pass
+            except PermissionError as exc:
+                say(f"cannot signal process group {pgid}: {exc}")
+
+    try:
+        while True:
+            now = clock()
+            data, first = tail.read()
+            if data:
+                feed(data, first, now)
+            alive = pid_alive(pid)
+            if not alive or (should_stop is not None and should_stop()):
+                result.exit_reason = "agent_exited" if not alive else "stopped"
+                break
+            if now >= next_sentinel:
+                next_sentinel = now + sentinel_interval
+                if now >= next_cpu:
+                    next_cpu = now + cpu_interval
+                    cpu = process_group_cpu_ticks(pgid)
+                if now >= next_files:
+                    next_files = now + files_interval
+                    files_at = newest_mtime(workdir)
+                was = sentinel.escalating
+                while True:
+                    decision = sentinel.observe(now, output_at=tail.mtime(),
+                                                files_changed_at=files_at, cpu_ticks=cpu,
+                                                waiting_input_at=waiting_input_at)
+                    if decision is None:
+                        break
+                    act(decision)
+                if was and sentinel.escalating is None and verdict_written:
+                    # work resumed: the agent is no longer considered hung
+                    try:
+                        os.unlink(verdict_file)
+                    except OSError:
+                        pass
+                    verdict_written = False
+                    result.verdict = None
+                if sen_notes.lines:
+                    sen_notes.flush()  # escalations are recorded at once
+            if now >= next_flush:
+                next_flush = now + flush_interval
+                obs_notes.flush()
+            time.sleep(poll_interval)
+    finally:
+        now = clock()
+        try:
+            data, first = tail.drain()
+            if data:
+                feed(data, first, now)
+            for sig in observer.finish(now):
+                obj = sig.to_dict()
+                obs_notes.add(json_line(obj))
+                emit("observer", obj)
+        finally:
+            tail.close()
+            obs_notes.flush()
+            sen_notes.flush()
+    result.lines_read = tail.lines
+    result.observer_lines = obs_notes.written
+    result.sentinel_lines = sen_notes.written
+    result.matches = observer.matches
+    result.note_errors = obs_notes.errors + sen_notes.errors
+    return result
+
+
+def watcher_log_path(log_path: str | os.PathLike) -> Path:
+    """Where spawn_watcher sends the watcher's own output: ``<step log>.watcher.log``."""
+    return Path(log_path).with_suffix(".watcher.log")
+
+
+def spawn_watcher(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLike,
+                  pid: int, pgid: int, commit: str, workdir: str | os.PathLike,
+                  verdict_file: str | os.PathLike,
+                  config: WatchConfig | str | Mapping | None = None,
+                  started_at: float | None = None,
+                  watcher_log: str | os.PathLike | None = None) -> int:
+    """Start ``python -m logist.watcher`` as its own process in its own session and process
+    group (so a signal to the agent's group or the terminal never reaches it, and it never
+    reaches the agent's), stdin from /dev/null, stdout+stderr to ``watcher_log`` (default
+    next to the step log). Returns its pid. The caller may reap it with
+    ``os.waitpid(pid, os.WNOHANG)``; it exits by itself when the agent is gone."""
+    validate_job_id(job_id)
+    if isinstance(config, WatchConfig):
+        config = {"patterns": config.patterns, "sentinel": config.sentinel.to_dict(),
+                  "observer": {"repeat_seconds": config.repeat_seconds,
+                               "max_text": config.max_text}}
+    cfg_text = config if isinstance(config, str) else json.dumps(config or {})
+    parse_config(cfg_text)  # fail here, not in a detached process
+    argv = [sys.executable, "-m", "logist.watcher", "--repo", str(repo), "--job", job_id,
+            "--log", str(log_path), "--pid", str(int(pid)), "--pgid", str(int(pgid)),
+            "--commit", commit, "--workdir", str(workdir), "--verdict-file", str(verdict_file),
+            "--config", cfg_text]
+    if started_at is not None:
+        argv += ["--started-at", repr(float(started_at))]
+    out_path = Path(watcher_log) if watcher_log is not None else watcher_log_path(log_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(out_path, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=str(repo), env=env, start_new_session=True, close_fds=True)
+    return proc.pid
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m logist.watcher",
+                                description="observer + sentinel for one running logist step")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--job", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--pid", required=True, type=int)
+    p.add_argument("--pgid", required=True, type=int)
+    p.add_argument("--commit", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--verdict-file", required=True)
+    p.add_argument("--config", default="")
+    p.add_argument("--started-at", type=float, default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    stop = {"flag": False}
+
+    def on_signal(_signum, _frame) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def log(msg: str) -> None:
+        sys.stderr.write(f"{iso_utc()} logist-watcher[{os.getpid()}] {msg}\n")
+        sys.stderr.flush()
+
+    log(f"watching job {args.job}: pid {args.pid}, group {args.pgid}, log {args.log}")
+    try:
+        result = run_watch(repo=args.repo, job_id=args.job, log_path=args.log, pid=args.pid,
+                           pgid=args.pgid, commit=args.commit, workdir=args.workdir,
+                           verdict_file=args.verdict_file, config=args.config,
+                           started_at=args.started_at, log=log,
+                           should_stop=lambda: stop["flag"])
+    except LogistError as exc:
+        log(f"error: {exc}")
+        return 2
+    log(f"done ({result.exit_reason}): {result.lines_read} lines, {result.matches} matches, "
+        f"{result.observer_lines} observer and {result.sentinel_lines} sentinel note lines"
+        + (f", verdict {result.verdict['verdict']} ({result.verdict['action']})"
+           if result.verdict else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

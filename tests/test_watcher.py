@@ -1,0 +1,257 @@
+"""The side process with real agents (child processes) and real git notes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import git
+from logist.errors import ConfigError, UsageError
+from logist.notes import read_note_lines
+from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL
+from logist.sentinel import group_alive, pid_alive
+from logist.watcher import LogTail, parse_config, run_watch, spawn_watcher, watcher_log_path
+
+FAST_LADDER = {"silence_seconds": 1, "interrupt_grace_seconds": 0.5, "terminate_grace_seconds": 0.5}
+
+
+def start_agent(code: str, log: Path) -> subprocess.Popen:
+    """A child in its own process group writing to a step log, as the step runner starts it."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-u", "-c", code], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def wait_for(pred, timeout: float, what: str, step: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def reaped(pid: int) -> bool:
+    """True once `pid` (a child of ours) has exited; reaps it."""
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return not pid_alive(pid)
+    return done == pid
+
+
+def kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def step(repo, tmp_path):
+    logs = tmp_path / "gitdir-logs"
+    logs.mkdir()
+    workdir = tmp_path / "worktree"
+    workdir.mkdir()
+    (workdir / "file.txt").write_text("x")
+    return {"repo": repo, "commit": git(repo, "rev-parse", "HEAD"), "log": logs / "step-1.log",
+            "verdict": logs / "step-1.verdict.json", "workdir": workdir}
+
+
+def test_question_then_silence_is_stopped_and_noted(step):
+    agent = start_agent("import time\nprint('Reading files...')\n"
+                        "print('Do you want to proceed? (y/n)')\ntime.sleep(120)", step["log"])
+    watcher = spawn_watcher(repo=step["repo"], job_id="fix-login-7k2q", log_path=step["log"],
+                            pid=agent.pid, pgid=agent.pid, commit=step["commit"],
+                            workdir=step["workdir"], verdict_file=step["verdict"],
+                            config={"sentinel": FAST_LADDER})
+    try:
+        wait_for(lambda: b"proceed" in step["log"].read_bytes(), 10, "the question")
+        asked = time.monotonic()
+        wait_for(lambda: agent.poll() is not None, 10, "the agent to be stopped")
+        wait_for(lambda: not group_alive(agent.pid), 5, "the process group to be gone")
+        assert time.monotonic() - asked <= FAST_LADDER["silence_seconds"] + 2
+        assert agent.returncode == -signal.SIGINT  # the first rung was enough
+        wait_for(lambda: reaped(watcher), 15, "the watcher to exit by itself")
+    finally:
+        kill_group(agent) if agent.poll() is None else None
+        kill_pid(watcher)
+
+    verdict = json.loads(step["verdict"].read_text())
+    assert verdict["verdict"] == "hung" and verdict["signal"] == "waiting_input_stuck"
+    assert verdict["action"] == "interrupt" and verdict["reason"] and verdict["t"]
+    assert verdict["pgid"] == agent.pid and verdict["commit"] == step["commit"]
+    assert not list(step["verdict"].parent.glob(".*.tmp"))
+
+    shown = git(step["repo"], "notes", "--ref=logist/sentinel", "show", step["commit"])
+    rungs = [json.loads(line) for line in shown.splitlines()]
+    assert [(r["signal"], r["action"]) for r in rungs] == [
+        ("waiting_input_stuck", "note"), ("waiting_input_stuck", "interrupt")]
+    observed = read_note_lines(step["repo"], NOTES_OBSERVER, step["commit"])
+    assert ("waiting_input", 2) in [(o["signal"], o["line"]) for o in observed]
+    log = git(step["repo"], "log", "-1", "--notes=logist/observer", "--notes=logist/sentinel",
+              step["commit"])
+    assert "Notes (logist/observer):" in log and "Notes (logist/sentinel):" in log
+    assert "done (agent_exited)" in watcher_log_path(step["log"]).read_text()
+
+
+def test_rate_limit_then_exit_is_noted_without_a_verdict(step):
+    code = ("import time\nprint('Working on it')\n"
+            "print('API Error: 429 {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\"}}')\n"
+            "for i in range(200):\n    print(f'retrying request {i}: API Error: 429 rate limited')\n"
+            "time.sleep(0.3)\nprint('Task completed')\n")
+    agent = start_agent(code, step["log"])
+    watcher = spawn_watcher(repo=step["repo"], job_id="rate-1", log_path=step["log"],
+                            pid=agent.pid, pgid=agent.pid, commit=step["commit"],
+                            workdir=step["workdir"], verdict_file=step["verdict"],
+                            config={"sentinel": {"silence_seconds": 30}})
+    try:
+        wait_for(lambda: agent.poll() is not None, 20, "the agent to finish")
+        assert agent.returncode == 0
+        wait_for(lambda: reaped(watcher), 15, "the watcher to exit by itself")
+    finally:
+        kill_group(agent) if agent.poll() is None else None
+        kill_pid(watcher)
+    assert not step["verdict"].exists()
+    observed = read_note_lines(step["repo"], NOTES_OBSERVER, step["commit"])
+    signals = [o["signal"] for o in observed]
+    assert signals.count("rate_limit") == 2  # first match, then the rate-limited rest in one line
+    assert sum(1 + o.get("repeats", 0) for o in observed if o["signal"] == "rate_limit") == 201
+    assert "completed" in signals
+    assert observed[0] == {"t": observed[0]["t"], "signal": "rate_limit", "line": 2,
+                           "text": 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error"}}'}
+    # batched: a handful of notes commits, not one per signal
+    assert int(git(step["repo"], "rev-list", "--count", NOTES_OBSERVER)) <= 3
+    assert git(step["repo"], "notes", "--ref=logist/sentinel", "list", check=False) == ""
+
+
+def test_silent_agent_that_ignores_sigint_is_terminated(step):
+    code = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "print('thinking...')\ntime.sleep(120)")
+    agent = start_agent(code, step["log"])
+    events = []
+    try:
+        wait_for(lambda: b"thinking" in step["log"].read_bytes(), 10, "the agent to start")
+        began = time.monotonic()
+        result = run_watch(repo=step["repo"], job_id="quiet-1", log_path=step["log"],
+                           pid=agent.pid, pgid=agent.pid, commit=step["commit"],
+                           workdir=step["workdir"], verdict_file=step["verdict"],
+                           config={"sentinel": FAST_LADDER},
+                           on_event=lambda kind, obj: events.append((kind, obj)))
+        took = time.monotonic() - began
+        agent.wait(timeout=10)
+    finally:
+        kill_group(agent) if agent.poll() is None else None
+    assert agent.returncode == -signal.SIGTERM
+    assert result.exit_reason == "agent_exited"
+    assert took < 1 + 0.5 + 0.5 + 2
+    actions = [(o["signal"], o["action"]) for kind, o in events if kind == "sentinel"]
+    assert actions == [("no_progress", "note"), ("no_progress", "interrupt"),
+                       ("no_progress", "terminate")]
+    assert result.verdict["action"] == "terminate"
+    assert json.loads(step["verdict"].read_text())["action"] == "terminate"
+    assert [o["action"] for o in read_note_lines(step["repo"], NOTES_SENTINEL, step["commit"])] \
+        == ["note", "interrupt", "terminate"]
+    assert result.sentinel_lines == 3 and not result.note_errors
+
+
+def test_a_crashed_watcher_leaves_the_agent_alone(step):
+    agent = start_agent("import time\nfor i in range(600):\n    print('tick', i)\n"
+                        "    time.sleep(0.05)", step["log"])
+    watcher = spawn_watcher(repo=step["repo"], job_id="crash-1", log_path=step["log"],
+                            pid=agent.pid, pgid=agent.pid, commit=step["commit"],
+                            workdir=step["workdir"], verdict_file=step["verdict"],
+                            config={"sentinel": FAST_LADDER})
+    try:
+        wait_for(lambda: b"tick 5" in step["log"].read_bytes(), 10, "output")
+        os.kill(watcher, signal.SIGKILL)
+        wait_for(lambda: reaped(watcher), 5, "the watcher to die")
+        size = step["log"].stat().st_size
+        wait_for(lambda: step["log"].stat().st_size > size + 50, 5, "the agent to keep printing")
+        assert agent.poll() is None
+    finally:
+        kill_group(agent)
+        kill_pid(watcher)
+    assert not step["verdict"].exists()
+
+
+def test_bad_arguments_fail_before_anything_starts(step):
+    with pytest.raises(ConfigError, match="unknown sentinel setting"):
+        spawn_watcher(repo=step["repo"], job_id="x-1", log_path=step["log"], pid=os.getpid(),
+                      pgid=os.getpgrp(), commit=step["commit"], workdir=step["workdir"],
+                      verdict_file=step["verdict"], config={"sentinel": {"silence": 1}})
+    with pytest.raises(ConfigError, match="'broken'"):
+        parse_config('{"patterns": {"broken": "(unclosed"}}')
+    with pytest.raises(ConfigError, match="JSON"):
+        parse_config("{not json")
+    with pytest.raises(ConfigError, match="unknown watcher config"):
+        parse_config({"sentinels": {}})
+    with pytest.raises(UsageError, match="own"):
+        run_watch(repo=step["repo"], job_id="x-1", log_path=step["log"], pid=os.getpid(),
+                  pgid=os.getpgrp(), commit=step["commit"], workdir=step["workdir"],
+                  verdict_file=step["verdict"])
+    agent = start_agent("import time\ntime.sleep(30)", step["log"])
+    try:
+        with pytest.raises(UsageError, match="not in process group|is in process group"):
+            run_watch(repo=step["repo"], job_id="x-1", log_path=step["log"], pid=agent.pid,
+                      pgid=agent.pid + 100000, commit=step["commit"], workdir=step["workdir"],
+                      verdict_file=step["verdict"])
+    finally:
+        kill_group(agent)
+    with pytest.raises(UsageError):
+        run_watch(repo=step["repo"], job_id="Bad Id", log_path=step["log"], pid=agent.pid,
+                  pgid=agent.pid, commit=step["commit"], workdir=step["workdir"],
+                  verdict_file=step["verdict"])
+
+
+def test_watch_of_an_agent_already_gone_drains_the_log(step):
+    step["log"].write_text("Prompt is too long\nbye without newline: Traceback (most recent call last):")
+    agent = start_agent("pass", step["log"])
+    agent.wait(timeout=10)
+    result = run_watch(repo=step["repo"], job_id="gone-1", log_path=step["log"], pid=agent.pid,
+                       pgid=agent.pid, commit=step["commit"], workdir=step["workdir"],
+                       verdict_file=step["verdict"])
+    assert result.exit_reason == "agent_exited" and result.lines_read == 2
+    assert [(o["signal"], o["line"]) for o in
+            read_note_lines(step["repo"], NOTES_OBSERVER, step["commit"])] == [
+        ("context_full", 1), ("error", 2)]
+
+
+def test_log_tail_follows_appends_partial_lines_and_truncation(tmp_path):
+    path = tmp_path / "step.log"
+    tail = LogTail(path)
+    assert tail.read() == (b"", 1)  # not there yet
+    path.write_bytes(b"one\ntw")
+    assert tail.read() == (b"one\n", 1)
+    assert tail.read() == (b"", 2)
+    with open(path, "ab") as fh:
+        fh.write(b"o\nthree\nfou")
+    assert tail.read() == (b"two\nthree\n", 2)
+    path.write_bytes(b"new\n")  # truncated and rewritten: start over
+    assert tail.read() == (b"new\n", 4)
+    with open(path, "ab") as fh:
+        fh.write(b"last without newline")
+    assert tail.drain() == (b"last without newline\n", 5)
+    assert tail.lines == 5
+    tail.close()
