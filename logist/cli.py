@@ -16,11 +16,11 @@ from cyclopts import App
 
 from logist.errors import ExitCode, LogistError
 
-app = App(name="logist", version="0.1.0", help_on_error=False,
+app = App(name="logist", version="0.1.0", help_on_error=False, help_format="plaintext",
           help="Run and track agent jobs in your git repository: every job is a branch plus a "
                "worktree, every state transition a commit.\n\nGlobal option: -C PATH runs as if "
                "logist was started in PATH.")
-job = App(name="job", help="Create, inspect, run and steer jobs.")
+job = App(name="job", help="Create, inspect, run and steer jobs.", help_format="plaintext")
 app.command(job)
 
 _C = "logist.commands."
@@ -54,7 +54,21 @@ for _name, _target, _help in (
     ("log", "run:log", "A step's output (live, or from refs/notes/logist/logs)."),
 ):
     _register(job, _name, _target, _help)
+_register(app, "watch", "watch:watch", "Observer + sentinel in the foreground for a running job.")
 _register(app, "dashboard", "dashboard:dashboard", "A live terminal view of all jobs (--once: one frame).")
+_register(job, "rerun", "rerun:rerun", "Start a new run: from step 1 or --step N; the old run stays at refs/logist/runs.")
+_register(job, "restep", "rerun:restep", "Re-execute one step (in place, or --isolated); state and run stay.")
+_register(app, "recover", "recover:recover", "Find interrupted jobs and carry them on from the tip (--check, --list, --abandon, --cleanup).")
+_register(app, "push", "share:push", "Push job branches, logist refs and notes to a remote (one atomic push).")
+_register(app, "fetch", "share:fetch", "Fetch a remote's jobs, logist refs and notes (notes merged).")
+_register(job, "adopt", "share:adopt", "Take a job fetched from a remote to work on here.")
+_register(job, "trust", "share:trust", "Show the commands a fetched job runs, then trust them here.")
+_register(job, "pr", "share:pr", "Push a job and open a pull request (gh, else the compare URL).")
+_register(job, "clean", "gc:clean", "Give a job up: archive its tip, remove its worktree and branch (--yes).")
+_register(app, "gc", "gc:gc", "Clean up jobs merged into the base (dry run unless --yes).")
+_register(app, "worker", "worker:worker", "Run PENDING jobs from a shared remote; the remote arbitrates claims.")
+_register(app, "doctor", "doctor:doctor", "Find and fix inconsistent worktrees, locks, lock files and notes.")
+_register(app, "hook", "hook:hook", "Run logist's part of a git hook (used by the installed shims).", show=False)
 
 # Set by main() from a leading `-C PATH` (like git); read by commands through repo().
 CWD: Path | None = None

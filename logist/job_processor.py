@@ -27,10 +27,7 @@ from logist.store import JobStore, new_transition_id, utcnow
 Progress = Callable[[str], None]
 
 
-def crash_point(name: str) -> None:
-    """Test-only: end the process abruptly at a named point (LOGIST_CRASH_AT=name)."""
-    if os.environ.get("LOGIST_CRASH_AT") == name:
-        os._exit(137)
+from logist.store import crash_point  # noqa: E402,F401 - test-only crash points (LOGIST_CRASH_AT)
 
 
 @dataclass
@@ -41,6 +38,17 @@ class StepResult:
     outcome: str | None = None
     reason: str = ""
     commits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AgentRun:
+    """One agent execution outside the step transitions (``Engine.run_agent``)."""
+
+    result: object  # logist.agents.base.AgentResult
+    exit_code: int | None
+    output: str
+    log: Path
+    stopped: str | None = None  # why logist stopped it (time budget, sentinel), if it did
 
 
 def assemble_prompt(m: Manifest, step_no: int) -> str:
@@ -104,22 +112,23 @@ class Engine:
         lease = lease or acquire(self.store, job_id)
         try:
             lease.start_heartbeat()
-            return self._step_locked(lease)
+            return self._repair(lease) or self._step_locked(lease)
         finally:
             lease.stop_heartbeat()
             if own:
                 lease.release()
 
-    def run(self, job_id: str, *, max_steps: int | None = None) -> StepResult:
-        """Steps until the job rests in anything but PENDING."""
+    def run(self, job_id: str, *, max_steps: int | None = None, lease: Lease | None = None) -> StepResult:
+        """Steps until the job rests in anything but PENDING (``lease``: one the caller holds)."""
         refs.validate_job_id(job_id)
-        lease = acquire(self.store, job_id)
+        own = lease is None
+        lease = lease or acquire(self.store, job_id)
         try:
             lease.start_heartbeat()
-            result = None
+            result = self._repair(lease)
             count = 0
             while True:
-                _, m = self.store.read(job_id)
+                _, m = self._current(job_id)
                 if m.state != State.PENDING and m.state not in (State.PROVISIONING, State.EXECUTING,
                                                                 State.RECOVERING, State.HARVESTING):
                     if result is None:
@@ -134,18 +143,32 @@ class Engine:
                     return result
         finally:
             lease.stop_heartbeat()
-            lease.release()
+            if own:
+                lease.release()
+
+    def _repair(self, lease: Lease) -> StepResult | None:
+        """Finish what an interrupted rerun or restep left (see logist.rerun); None if nothing."""
+        from logist.rerun import repair_interrupted
+
+        return repair_interrupted(self, lease)
 
     # ---- one step ---------------------------------------------------------------------
+    def _current(self, job_id: str) -> tuple[str, Manifest]:
+        """logist's own last commit and record (the tip, unless an interrupted step's agent
+        moved the branch: see ``logist.recovery.own_tip``)."""
+        from logist.recovery import own_tip
+
+        return own_tip(self.store, job_id)
+
     def _step_locked(self, lease: Lease) -> StepResult:
         job_id = lease.job_id
-        tip, m = self.store.read(job_id)
+        tip, m = self._current(job_id)
         if m.state == State.PENDING:
             return self._start(lease, tip, m)
         if m.state == State.PROVISIONING:
             return self._provision_and_execute(lease)
         if m.state == State.EXECUTING:
-            return self._resume_executing(lease, m)
+            return self._resume_executing(lease, m, tip)
         if m.state == State.RECOVERING:
             return self._recover_or_give_up(lease, "resumed after an interruption")
         if m.state == State.HARVESTING:
@@ -244,25 +267,45 @@ class Engine:
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or assemble_prompt(m, n), workdir=wt,
                           options=dict(step.options), attempt=m.attempt, session_id=step.session_id)
-        inv = agent.build(ctx)
+        from logist.recovery import exec_base, wrap_argv
+
         log = Path(m.execution.log) if m.execution and m.execution.log else self._log_path(m, n, m.attempt)
         log.parent.mkdir(parents=True, exist_ok=True)
         verdict = self.store.run_dir(job_id) / "verdict.json"
         verdict.unlink(missing_ok=True)
-        env = {"LOGIST_JOB_ID": job_id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(m.attempt),
-               "LOGIST_RUN": str(m.run), **inv.env}
-        handle = get_runtime("host").spawn(inv.argv, cwd=wt, env=env, log_path=log, stdin=inv.stdin)
-        tid = m.execution.transition_id if m.execution else ""
-        self._write_agent_file(job_id, {"transition_id": tid, "pid": handle.pid, "pgid": handle.pgid,
-                                        "start_time": process_start_time(handle.pid), "log": str(log),
-                                        "commit": executing_commit, "host": socket.gethostname()})
+        tid = m.execution.transition_id if m.execution else new_transition_id()
+        # Recorded before the agent starts: the commit it starts from (logist's own record,
+        # whatever the agent does to the branch) and the execution it belongs to.
+        record = {"transition_id": tid, "pid": None, "log": str(log), "commit": executing_commit,
+                  "host": socket.gethostname()}
+        self._write_agent_file(job_id, record)
+        try:
+            inv = agent.build(ctx)
+            env = {"LOGIST_JOB_ID": job_id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(m.attempt),
+                   "LOGIST_RUN": str(m.run), **inv.env}
+            # The wrapper records the agent's pid and exit status where a later process finds them.
+            handle = get_runtime("host").spawn(wrap_argv(exec_base(self.store, job_id, tid), inv.argv),
+                                               cwd=wt, env=env, log_path=log, stdin=inv.stdin)
+        except LogistError as exc:
+            reason = f"the agent could not be started: {exc.message}"
+            self._transition(lease, Update(event="hung", reason=reason))
+            return self._finish_intervention(lease, "gave_up", reason)
+        crash_point("agent-spawned")
+        self._write_agent_file(job_id, {**record, "pid": handle.pid, "pgid": handle.pgid,
+                                        "start_time": process_start_time(handle.pid)})
         self.progress(f"{job_id}: agent {step.agent} running (pid {handle.pid}), log {log}")
         watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, executing_commit, wt, verdict)
+        if watcher_pid:
+            self._write_agent_file(job_id, {**record, "pid": handle.pid, "pgid": handle.pgid,
+                                            "start_time": process_start_time(handle.pid),
+                                            "watcher_pid": watcher_pid,
+                                            "watcher_start_time": process_start_time(watcher_pid)})
         crash_point("agent-running")
         exit_code, killed_reason = self._wait(handle, m)
         self._stop_watcher(watcher_pid)
         crash_point("after-agent-exit")
-        return self._after_agent(lease, m, exit_code, log, verdict, killed_reason)
+        return self._after_agent(lease, m, exit_code, log, verdict, killed_reason,
+                                 executing_commit=executing_commit)
 
     def _write_agent_file(self, job_id: str, data: dict) -> None:
         path = self._agent_file(job_id)
@@ -326,8 +369,23 @@ class Engine:
             pass
 
     def _after_agent(self, lease: Lease, m: Manifest, exit_code: int | None, log: Path,
-                     verdict: Path, killed_reason: str | None) -> StepResult:
+                     verdict: Path, killed_reason: str | None, *,
+                     executing_commit: str | None = None) -> StepResult:
+        """The agent is gone: EXECUTING -> HARVESTING (or RECOVERING when the sentinel stopped it).
+
+        The record comes from logist's own EXECUTING commit, never from what the agent left;
+        the new commit goes on top of the branch as the agent left it (its commits are kept;
+        commits it rewrote away stay reachable under refs/logist/displaced/).
+        """
+        from logist.recovery import exec_base, read_exit, settle_branch
+
         job_id = m.id
+        if exit_code is None and m.execution:  # re-attached: the wrapper recorded the status
+            exit_code = read_exit(exec_base(self.store, job_id, m.execution.transition_id))
+        own = executing_commit or self.store.tip(job_id)
+        tip, warnings = settle_branch(self.store, job_id, own)
+        at = {"expected": tip, "parent": tip, "history_from": own}
+        extra = {"warnings": warnings} if warnings else {}
         elapsed = _elapsed_since(m.execution.started_at) if m.execution else 0.0
         if verdict.exists():
             try:
@@ -336,34 +394,53 @@ class Engine:
             except (OSError, ValueError):
                 reason = "sentinel stopped the agent"
             verdict.unlink(missing_ok=True)
-            _, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed))
+            _, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
+                                                  data=extra or None), **at)
             return self._recover_or_give_up(lease, reason)
         def add_time(x: Manifest) -> None:
             x.current.seconds = round(x.current.seconds + elapsed, 3)
 
-        self._transition(lease, Update(event="agent_exited", seconds_delta=elapsed, mutate=add_time,
-                                       reason=killed_reason or f"agent exited with code {exit_code}",
-                                       data={"exit_code": exit_code,
-                                             **({"stopped": killed_reason} if killed_reason else {})}))
+        oid, _ = self._transition(lease, Update(event="agent_exited", seconds_delta=elapsed, mutate=add_time,
+                                                reason=killed_reason or f"agent exited with code {exit_code}",
+                                                data={"exit_code": exit_code, **extra,
+                                                      **({"stopped": killed_reason} if killed_reason else {})}),
+                                  **at)
         crash_point("after-harvesting-commit")
-        return self._harvest(lease, exit_code=exit_code, killed_reason=killed_reason)
+        return self._harvest(lease, exit_code=exit_code, killed_reason=killed_reason, own_tip=oid)
 
-    def _resume_executing(self, lease: Lease, m: Manifest) -> StepResult:
-        """EXECUTING at the tip: re-attach to a live agent, or recover a dead one."""
-        info = self._read_agent_file(m.id)
-        tid = m.execution.transition_id if m.execution else None
-        tip, _ = self.store.read(m.id)
-        if info and info.get("transition_id") == tid and info.get("host") == socket.gethostname() \
-                and pid_alive(int(info["pid"]), info.get("start_time")):
+    def _resume_executing(self, lease: Lease, m: Manifest, executing_commit: str | None = None
+                          ) -> StepResult:
+        """EXECUTING at logist's own tip (DESIGN.md §7): harvest an agent that finished while
+        nobody watched, re-attach to one that still runs, start one that never started (same
+        attempt), or recover a killed one (RECOVERING, then attempt + 1)."""
+        from logist.recovery import agent_status, settle_branch
+
+        executing_commit = executing_commit or self.store.tip(m.id)
+        st = agent_status(self.store, m)
+        verdict = self.store.run_dir(m.id) / "verdict.json"
+        log = Path(m.execution.log) if m.execution and m.execution.log else \
+            self._log_path(m, m.step, m.attempt)
+        if st.kind == "running":
             from logist.runtimes.host import attach
 
-            self.progress(f"{m.id}: re-attaching to the running agent (pid {info['pid']})")
-            handle = attach(int(info["pid"]), pgid=info.get("pgid"), start_time=info.get("start_time"))
+            self.progress(f"{m.id}: re-attaching to the running agent (pid {st.pid})")
+            handle = attach(st.pid, pgid=st.pgid, start_time=st.start_time)
             code, killed = self._wait(handle, m)
-            verdict = self.store.run_dir(m.id) / "verdict.json"
-            return self._after_agent(lease, m, code, Path(info["log"]), verdict, killed)
-        _, m = self._transition(lease, Update(event="hung", reason="the agent is gone (runner was interrupted)"))
-        return self._recover_or_give_up(lease, "the agent is gone (runner was interrupted)")
+            return self._after_agent(lease, m, code, log, verdict, killed,
+                                     executing_commit=executing_commit)
+        if st.kind == "exited":
+            self.progress(f"{m.id}: the agent finished while nobody watched (exit code {st.exit_code})")
+            return self._after_agent(lease, m, st.exit_code, log, verdict, None,
+                                     executing_commit=executing_commit)
+        if st.kind == "not-started":
+            self.progress(f"{m.id}: the agent of step {m.step} never started; starting it")
+            return self._execute(lease, executing_commit, m)
+        reason = "the agent is gone (its runner was interrupted)"
+        tip, warnings = settle_branch(self.store, m.id, executing_commit)
+        self._transition(lease, Update(event="hung", reason=reason,
+                                       data={"warnings": warnings} if warnings else None),
+                         expected=tip, parent=tip, history_from=executing_commit)
+        return self._recover_or_give_up(lease, reason)
 
     def _read_agent_file(self, job_id: str) -> dict | None:
         try:
@@ -371,11 +448,81 @@ class Engine:
         except (OSError, ValueError):
             return None
 
+    # ---- one agent execution outside the step transitions (used by logist.rerun) ------
+    def run_agent(self, m: Manifest, n: int, workdir: Path, *, prompt: str, log: Path, commit: str,
+                  transition_id: str, attempt: int = 1, session_id: str | None = None) -> AgentRun:
+        """Run step ``n``'s agent in ``workdir`` (any worktree), wait for it and read its result.
+
+        The same spawn, side process (observer + sentinel, notes on ``commit``), budget-aware
+        wait and parse as a step, without its transitions. AgentError if it cannot be built.
+        """
+        from logist.agents import get_agent
+        from logist.agents.base import StepContext
+        from logist.runtimes import get_runtime
+
+        step = m.steps[n - 1]
+        agent = get_agent(step.agent)
+        ctx = StepContext(job_id=m.id, step_number=n, step_count=m.step_count, step_name=step.name,
+                          prompt=prompt, workdir=workdir, options=dict(step.options), attempt=attempt,
+                          session_id=session_id)
+        inv = agent.build(ctx)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        verdict = self.store.run_dir(m.id) / "verdict.json"
+        verdict.unlink(missing_ok=True)
+        env = {"LOGIST_JOB_ID": m.id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(attempt),
+               "LOGIST_RUN": str(m.run), **inv.env}
+        handle = get_runtime("host").spawn(inv.argv, cwd=workdir, env=env, log_path=log, stdin=inv.stdin)
+        self._write_agent_file(m.id, {"transition_id": transition_id, "pid": handle.pid, "pgid": handle.pgid,
+                                      "start_time": process_start_time(handle.pid), "log": str(log),
+                                      "commit": commit, "host": socket.gethostname()})
+        self.progress(f"{m.id}: agent {step.agent} running step {n} (pid {handle.pid}), log {log}")
+        watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, commit, workdir, verdict)
+        crash_point("run-agent-running")
+        code, stopped = self._wait(handle, m)
+        self._stop_watcher(watcher_pid)
+        return self._agent_run(agent, ctx, code, stopped, log, verdict)
+
+    def reattach_agent(self, m: Manifest, n: int, workdir: Path, *, prompt: str, transition_id: str,
+                       attempt: int = 1) -> AgentRun | None:
+        """Wait for the agent that ``transition_id`` started, if it still runs; None if it is gone."""
+        from logist.agents import get_agent
+        from logist.agents.base import StepContext
+        from logist.runtimes.host import attach
+
+        info = self._read_agent_file(m.id)
+        try:
+            pid = int(info["pid"]) if info else 0
+        except (KeyError, TypeError, ValueError):
+            pid = 0
+        if not pid or info.get("transition_id") != transition_id or info.get("host") != socket.gethostname() \
+                or not pid_alive(pid, info.get("start_time")):
+            return None
+        step = m.steps[n - 1]
+        agent = get_agent(step.agent)
+        ctx = StepContext(job_id=m.id, step_number=n, step_count=m.step_count, step_name=step.name,
+                          prompt=prompt, workdir=workdir, options=dict(step.options), attempt=attempt)
+        self.progress(f"{m.id}: re-attaching to the running agent (pid {pid})")
+        handle = attach(pid, pgid=info.get("pgid"), start_time=info.get("start_time"))
+        code, stopped = self._wait(handle, m)
+        log = Path(str(info.get("log") or self._log_path(m, n, attempt)))
+        return self._agent_run(agent, ctx, code, stopped, log, self.store.run_dir(m.id) / "verdict.json")
+
+    def _agent_run(self, agent, ctx, code: int | None, stopped: str | None, log: Path,
+                   verdict: Path) -> AgentRun:
+        if verdict.exists():
+            try:
+                stopped = f"sentinel: {json.loads(verdict.read_text()).get('reason', 'agent looked hung')}"
+            except (OSError, ValueError, AttributeError):
+                stopped = "sentinel stopped the agent"
+            verdict.unlink(missing_ok=True)
+        output = _read_text(log)
+        return AgentRun(agent.parse(output, code, ctx), code, output, log, stopped)
+
     def _recover_or_give_up(self, lease: Lease, reason: str) -> StepResult:
         tip, m = self.store.read(lease.job_id)
         if m.attempt >= m.budget.max_attempts:
             return self._finish_intervention(
-                lease, "gave_up", f"{reason}; attempts spent ({m.attempt} of {m.budget.max_attempts})")
+                lease, "gave_up", f"{reason}; attempts spent ({m.attempt} of max_attempts {m.budget.max_attempts})")
         tid = new_transition_id()
         log = self._log_path(m, m.step, m.attempt + 1)
 
@@ -407,16 +554,21 @@ class Engine:
 
     # ---- harvest ----------------------------------------------------------------------
     def _harvest(self, lease: Lease, *, exit_code: int | None = None,
-                 killed_reason: str | None = None) -> StepResult:
-        """HARVESTING -> resting: parse the outcome, commit the agent's work and the record."""
+                 killed_reason: str | None = None, own_tip: str | None = None) -> StepResult:
+        """HARVESTING -> resting: parse the outcome, commit the agent's work and the record.
+
+        ``own_tip`` is logist's HARVESTING commit (default: the tip; the agent is gone by now).
+        Harvesting again after a crash reads the exit code from the HARVESTING entry.
+        """
         from logist.agents import get_agent
         from logist.agents.base import StepContext
 
         job_id = lease.job_id
-        own_tip = self._own_tip(job_id)
+        own_tip = own_tip or self.store.tip(job_id)
         _, m = self.store.read(job_id, at=own_tip)
+        last = [e for e in self.store.read_history(job_id, at=own_tip) if e.to_state == State.HARVESTING]
+        earlier_warnings = list(last[-1].data.get("warnings") or []) if last else []
         if exit_code is None:
-            last = [e for e in self.store.read_history(job_id, at=own_tip) if e.to_state == State.HARVESTING]
             if last and "exit_code" in last[-1].data:
                 exit_code = last[-1].data["exit_code"]
                 killed_reason = last[-1].data.get("stopped")
@@ -430,7 +582,7 @@ class Engine:
                           prompt=step.assembled_prompt or "", workdir=wt, options=dict(step.options),
                           attempt=m.attempt, session_id=step.session_id)
         res = agent.parse(output, exit_code, ctx)
-        warnings = []
+        warnings = [str(w) for w in earlier_warnings]
         for f in res.evidence_files:
             if not (wt / f).exists():
                 warnings.append(f"evidence file {f!r} does not exist")
@@ -444,6 +596,8 @@ class Engine:
                 warnings.append(f"the agent rewrote the job branch; logist's previous commit is kept at {displaced}")
             else:
                 warnings.append("the agent made its own commits on the job branch; they are kept")
+        if tip == own_tip:  # after a crash between a commit and the worktree's refresh
+            self.store.sync_worktree_record(job_id)
         if _record_tampered(self.store, job_id, wt, tip, own_tip):
             warnings.append("the agent changed .logist/; the record was restored from logist's last commit")
 
@@ -471,7 +625,8 @@ class Engine:
                 reason = f"agent asked to retry: {res.summary or res.reason}".rstrip(": ")
             else:
                 event = "intervention"
-                reason = f"RETRY exhausted after {m.attempt} attempts: {res.summary or res.reason}".rstrip(": ")
+                reason = (f"budget exceeded: RETRY exhausted after {m.attempt} attempts (max_attempts "
+                          f"{m.budget.max_attempts}): {res.summary or res.reason}").rstrip(": ")
         elif action == "STUCK":
             event, reason = "intervention", f"agent is stuck: {res.summary or res.reason}".rstrip(": ")
         elif action == "FAILED":
@@ -513,6 +668,12 @@ class Engine:
             trailers={"Logist-Tokens-Total": str(new_tokens(m, tokens)),
                       "Logist-Cost-USD-Total": f"{m.cost_usd + cost:.6f}".rstrip("0").rstrip(".")})
         crash_point("after-harvest-commit")
+        if m.execution:  # the execution records are not needed once its harvest is committed
+            from logist.recovery import exec_base
+
+            base = exec_base(self.store, job_id, m.execution.transition_id)
+            for suffix in (".pid", ".exit"):
+                (base.parent / (base.name + suffix)).unlink(missing_ok=True)
         self._unlock_worktree(job_id)
         if log is not None:
             self._note_log(oid, output)
