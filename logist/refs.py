@@ -98,3 +98,51 @@ def manifest_path(job_id: str) -> str:
 
 def history_path(job_id: str) -> str:
     return record_dir(job_id) + "/history.jsonl"
+
+
+# ---- sharing (logist push/fetch/worker): remote-tracking namespaces ------------------------
+# `logist fetch R` maps the remote's refs into local namespaces that never collide with the
+# local ones (and never make both X and X/Y):
+#   refs/heads/logist/<id>        -> refs/remotes/<R>/logist/<id>
+#   refs/logist/<ns>/...          -> refs/logist/remotes/<R>/<ns>/...   (ns: SHARED_NAMESPACES)
+#   refs/notes/logist/<kind>      -> refs/notes/remotes/<R>/logist/<kind>
+SHARED_NAMESPACES = ("runs", "resteps", "displaced", "archive", "locks")
+REMOTE_LOGIST_PREFIX = "refs/logist/remotes/"
+NOTES_MERGE_PREFIX = "refs/notes/logist-merge/"  # short-lived refs of an in-progress notes merge
+
+
+def remote_branch_prefix(remote: str) -> str:
+    """refs/remotes/<R>/logist/ (fetched job branches)."""
+    return f"refs/remotes/{validate_remote(remote)}/logist/"
+
+
+def remote_branch_ref(remote: str, job_id: str) -> str:
+    return remote_branch_prefix(remote) + validate_job_id(job_id)
+
+
+def remote_logist_prefix(remote: str, namespace: str) -> str:
+    """refs/logist/remotes/<R>/<ns>/ (fetched runs, resteps, displaced, archive, locks)."""
+    if namespace not in SHARED_NAMESPACES:
+        raise ValueError(f"unknown shared namespace {namespace!r}")
+    return f"{REMOTE_LOGIST_PREFIX}{validate_remote(remote)}/{namespace}/"
+
+
+def remote_lock_ref(remote: str, job_id: str) -> str:
+    return remote_logist_prefix(remote, "locks") + validate_job_id(job_id)
+
+
+def remote_archive_ref(remote: str, job_id: str) -> str:
+    return remote_logist_prefix(remote, "archive") + validate_job_id(job_id)
+
+
+def remote_notes_ref(remote: str, notes_ref: str) -> str:
+    """refs/notes/logist/<kind> -> refs/notes/remotes/<R>/logist/<kind>."""
+    if not notes_ref.startswith("refs/notes/logist/"):
+        raise ValueError(f"not a logist notes ref: {notes_ref!r}")
+    return f"refs/notes/remotes/{validate_remote(remote)}/" + notes_ref[len("refs/notes/"):]
+
+
+def job_refs_prefixes(job_id: str) -> tuple[str, ...]:
+    """The per-job namespaces (besides the branch and lock) that travel with a job."""
+    j = validate_job_id(job_id)
+    return (f"{RUNS_PREFIX}{j}/", f"{RESTEPS_PREFIX}{j}/", f"{DISPLACED_PREFIX}{j}/")
