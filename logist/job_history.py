@@ -13,8 +13,8 @@ from logist.store import JobStore
 
 def _job_commits(store: JobStore, job_id: str) -> list[tuple[str, str, str]]:
     """[(commit, Logist-To, Logist-Transition-Id)] of logist's commits on the branch, oldest first."""
-    out = git(["log", "--reverse", "--format=%H%x00%(trailers:key=Logist-To,valueonly)%x00"
-               "%(trailers:key=Logist-Transition-Id,valueonly)%x00%(trailers:key=Logist-Job,valueonly)",
+    out = git(["log", "--reverse", "--format=%H%x00%(trailers:key=Logist-To,valueonly,separator=%x2C)%x00"
+               "%(trailers:key=Logist-Transition-Id,valueonly,separator=%x2C)%x00%(trailers:key=Logist-Job,valueonly,separator=%x2C)",
                refs.branch_ref(job_id), "--"], cwd=store.root).stdout
     rows = []
     for line in out.splitlines():
@@ -81,8 +81,8 @@ def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
     n = step or m.step
     if m.execution and m.execution.log and n == m.step and Path(m.execution.log).exists():
         return Path(m.execution.log).read_text(errors="replace")
-    out = git(["log", "--format=%H%x00%(trailers:key=Logist-Step,valueonly)%x00"
-               "%(trailers:key=Logist-From,valueonly)", refs.branch_ref(job_id), "--"],
+    out = git(["log", "--format=%H%x00%(trailers:key=Logist-Step,valueonly,separator=%x2C)%x00"
+               "%(trailers:key=Logist-From,valueonly,separator=%x2C)", refs.branch_ref(job_id), "--"],
               cwd=store.root).stdout
     for line in out.splitlines():
         oid, s, frm = (line.split("\x00") + ["", ""])[:3]

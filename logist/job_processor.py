@@ -683,7 +683,7 @@ class Engine:
         """logist's own last commit: the newest commit whose trailers name this job's transition."""
         from logist.gitcmd import git_out
 
-        out = git_out(["log", "-n", "50", "--format=%H%x00%(trailers:key=Logist-Job,valueonly)",
+        out = git_out(["log", "-n", "50", "--format=%H%x00%(trailers:key=Logist-Job,valueonly,separator=%x2C)",
                        refs.branch_ref(job_id), "--"], cwd=self.store.root)
         for line in out.splitlines():
             oid, _, job = line.partition("\x00")

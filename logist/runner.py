@@ -69,7 +69,27 @@ def detach_run(store: JobStore, job_id: str | None, *, trust: bool = False, para
     with open(log, "ab") as fh, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(argv, stdin=devnull, stdout=fh, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=str(store.root))
+    if job_id:
+        _wait_until_taken(store, job_id, proc)
     return proc.pid, log
+
+
+def _wait_until_taken(store: JobStore, job_id: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Return once the background runner holds the job (or is done with it, or has exited), so
+    that a `job attach` right after `job run --detach` finds it running instead of PENDING."""
+    from logist.locks import read_lock
+
+    start_tip = store.tip(job_id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return
+        current = read_lock(store, job_id)
+        if current is not None and current[1] is not None and current[1].pid == proc.pid:
+            return
+        if store.tip(job_id) != start_tip:
+            return
+        time.sleep(0.02)
 
 
 def _current_log(store: JobStore, job_id: str) -> Path | None:

@@ -20,7 +20,7 @@ LAYERS: dict[int, set[str]] = {
     3: {"gitcmd", "refs", "store", "locks", "notes", "worktrees", "config", "jobfile", "redact"},
     4: {"agents", "runtimes"},
     5: {"job_processor", "jobs", "runner", "recovery", "rerun", "sharing", "cleanup", "worker", "observer",
-        "sentinel", "watcher", "job_history", "install", "hooks"},
+        "sentinel", "watcher", "job_history", "install", "hooks", "doctor"},
     6: {"cli", "commands", "output", "__main__"},
 }
 LAYER_OF = {name: level for level, names in LAYERS.items() for name in names}
