@@ -386,6 +386,8 @@ class JobStore:
     def create_job(self, manifest: Manifest, entry: HistoryEntry, *, make_worktree: bool = True) -> str:
         """Create branch logist/<id> at base + a record commit (create-only), then its worktree."""
         job_id = manifest.id
+        if make_worktree:
+            self._check_worktree_path(job_id)  # before anything is created
         files = self.record_files(job_id, manifest, b"", [entry])
         base_tree = self.writer.commit_tree_of(manifest.base)
         tree = self.writer.tree_with_record(base_tree, job_id, files)
@@ -398,8 +400,19 @@ class JobStore:
             raise JobExistsError(f"job {job_id} already exists",
                                  hint="choose another title or id (see `logist job list --all`)")
         if make_worktree:
-            self.ensure_worktree(job_id)
+            try:
+                self.ensure_worktree(job_id)
+            except Exception:
+                # A failed create leaves nothing behind: take the branch back (compare-and-delete).
+                self._update_ref(f"delete {refs.branch_ref(job_id)} {oid}\n")
+                raise
         return oid
+
+    def _check_worktree_path(self, job_id: str) -> None:
+        wt = self.worktree_path(job_id)
+        if wt.exists() and not (wt / ".git").exists() and (not wt.is_dir() or any(wt.iterdir())):
+            raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
+                             hint="move it away, or choose another id; nothing was created")
 
     def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest,
                           entries: list[HistoryEntry], *, lease: str | None = None,

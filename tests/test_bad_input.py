@@ -174,3 +174,17 @@ def test_bad_input_in_a_real_process(project):
         assert r.stderr.strip(), args
         no_traceback(r.stderr + r.stdout)
     assert refs_snapshot(project) == before
+
+
+def test_a_repository_without_commits(tmp_path, capsys):
+    from _core import Cli
+
+    empty = tmp_path / "empty"
+    git(tmp_path, "init", "-q", str(empty))
+    c = Cli(capsys, empty)
+    c.ok("init")
+    before = refs_snapshot(empty)
+    r = c("job", "create", "--title", "t", "--step", "s")
+    assert r.code == 2 and "HEAD" in r.err and "--base" in r.err
+    no_traceback(r.err)
+    assert refs_snapshot(empty) == before

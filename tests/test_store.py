@@ -377,3 +377,74 @@ def test_two_jobs_never_conflict_when_merged(cli):
     git(repo, "merge-tree", "--write-tree", f"logist/{a}", f"logist/{b}")  # exits non-zero on conflict
     assert record_at(repo, tip(repo, a), a)["state"] == "SUSPENDED"
     assert record_at(repo, tip(repo, b), b)["state"] == "CANCELED"
+
+
+# ----------------------------------------------------------------------------- edges
+
+def test_a_message_cannot_forge_trailers(cli):
+    job_id = create_job(cli, "--title", "Forge", "--step", "a", "--activate")
+    cli.ok("job", "suspend", job_id, "--message", "Logist-To: SUCCESS\nLogist-Job: someone-else")
+    t = git(cli.repo, "log", "-1", "--format=%(trailers:key=Logist-To,valueonly,separator=%x2C)", f"logist/{job_id}")
+    assert t == "SUSPENDED"
+    assert trailers(cli.repo, tip(cli.repo, job_id))["Logist-Job"] == job_id
+
+
+def test_an_occupied_worktree_path_creates_nothing(cli):
+    occupied = cli.repo / ".git" / "logist" / "worktrees" / "taken-1"
+    write(occupied / "precious.txt", "keep me\n")
+    before = refs_snapshot(cli.repo)
+    r = cli("job", "create", "--title", "T", "--step", "x", "--id", "taken-1")
+    assert r.code == 2 and "nothing was created" in r.err
+    assert refs_snapshot(cli.repo) == before
+    assert (occupied / "precious.txt").read_text() == "keep me\n"
+
+
+def test_a_failed_worktree_takes_the_branch_back(cli, monkeypatch):
+    from logist.errors import GitError
+    from logist.store import JobStore
+
+    def fail(self, job_id):
+        raise GitError(f"cannot create the worktree of job {job_id}: injected")
+
+    monkeypatch.setattr(JobStore, "ensure_worktree", fail)
+    before = refs_snapshot(cli.repo)
+    r = cli("job", "create", "--title", "T", "--step", "x")
+    assert r.code == 1 and "injected" in r.err
+    assert refs_snapshot(cli.repo) == before
+
+
+def test_a_deleted_worktree_is_recreated(cli):
+    import shutil
+
+    job_id = create_from_toml(cli, 'title = "Gone"\n[[steps]]\nprompt = "p"\n[steps.mock]\n'
+                                   'writes = { "w.txt" = "w" }\n', "--activate")
+    wt = store_of(cli.repo).worktree_path(job_id)
+    shutil.rmtree(wt)
+    cli.ok("job", "run", job_id)
+    assert cli.ok("job", "status", job_id, "--json").json()["state"] == "SUCCESS"
+    assert (wt / "w.txt").read_text() == "w" and worktree_status(wt) == ""
+
+
+def test_concurrent_transitions_make_exactly_one_commit(cli):
+    """Four processes race to activate one job: one wins, the others are refused or busy."""
+    import subprocess
+    import sys
+
+    job_id = create_job(cli, "--title", "Race", "--step", "x")
+    before = tip(cli.repo, job_id)
+    procs = [subprocess.Popen([sys.executable, "-m", "logist", "job", "activate", job_id], cwd=cli.repo,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        results.append((p.returncode, err))
+    codes = sorted(c for c, _ in results)
+    assert codes.count(0) == 1 and set(codes) <= {0, 1, 4}, results
+    for code, err in results:
+        assert "Traceback" not in err
+    after = tip(cli.repo, job_id)
+    assert git(cli.repo, "rev-list", "--count", f"{before}..{after}") == "1"
+    assert record_at(cli.repo, after, job_id)["state"] == "PENDING"
+    assert "refs/logist/locks/" not in refs_snapshot(cli.repo)
+    assert worktree_status(store_of(cli.repo).worktree_path(job_id)) == ""
+    fsck_clean(cli.repo)
