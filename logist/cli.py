@@ -56,7 +56,7 @@ for _name, _target, _help in (
     _register(job, _name, _target, _help)
 _register(app, "watch", "watch:watch", "Observer + sentinel in the foreground for a running job.")
 _register(app, "dashboard", "dashboard:dashboard", "A live terminal view of all jobs (--once: one frame).")
-_register(job, "rerun", "rerun:rerun", "Start a new run: from step 1 or --step N; the old run stays at refs/logist/runs.")
+_register(job, "rerun", "rerun:rerun", "A new run from step 1 or --step N; the old run stays reachable.")
 _register(job, "restep", "rerun:restep", "Re-execute one step (in place, or --isolated); state and run stay.")
 _register(app, "recover", "recover:recover", "Find interrupted jobs and carry them on from the tip (--check, --list, --abandon, --cleanup).")
 _register(app, "push", "share:push", "Push job branches, logist refs and notes to a remote (one atomic push).")

@@ -453,11 +453,13 @@ class Engine:
                   transition_id: str, attempt: int = 1, session_id: str | None = None) -> AgentRun:
         """Run step ``n``'s agent in ``workdir`` (any worktree), wait for it and read its result.
 
-        The same spawn, side process (observer + sentinel, notes on ``commit``), budget-aware
-        wait and parse as a step, without its transitions. AgentError if it cannot be built.
+        The same spawn (under the recording wrapper, so a later process can tell what became of
+        it), side process (observer + sentinel, notes on ``commit``), budget-aware wait and parse
+        as a step, without its transitions. AgentError if it cannot be built or started.
         """
         from logist.agents import get_agent
         from logist.agents.base import StepContext
+        from logist.recovery import exec_base, wrap_argv
         from logist.runtimes import get_runtime
 
         step = m.steps[n - 1]
@@ -469,12 +471,15 @@ class Engine:
         log.parent.mkdir(parents=True, exist_ok=True)
         verdict = self.store.run_dir(m.id) / "verdict.json"
         verdict.unlink(missing_ok=True)
+        record = {"transition_id": transition_id, "pid": None, "log": str(log), "commit": commit,
+                  "host": socket.gethostname()}
+        self._write_agent_file(m.id, record)
         env = {"LOGIST_JOB_ID": m.id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(attempt),
                "LOGIST_RUN": str(m.run), **inv.env}
-        handle = get_runtime("host").spawn(inv.argv, cwd=workdir, env=env, log_path=log, stdin=inv.stdin)
-        self._write_agent_file(m.id, {"transition_id": transition_id, "pid": handle.pid, "pgid": handle.pgid,
-                                      "start_time": process_start_time(handle.pid), "log": str(log),
-                                      "commit": commit, "host": socket.gethostname()})
+        handle = get_runtime("host").spawn(wrap_argv(exec_base(self.store, m.id, transition_id), inv.argv),
+                                           cwd=workdir, env=env, log_path=log, stdin=inv.stdin)
+        self._write_agent_file(m.id, {**record, "pid": handle.pid, "pgid": handle.pgid,
+                                      "start_time": process_start_time(handle.pid)})
         self.progress(f"{m.id}: agent {step.agent} running step {n} (pid {handle.pid}), log {log}")
         watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, commit, workdir, verdict)
         crash_point("run-agent-running")
@@ -482,30 +487,33 @@ class Engine:
         self._stop_watcher(watcher_pid)
         return self._agent_run(agent, ctx, code, stopped, log, verdict)
 
-    def reattach_agent(self, m: Manifest, n: int, workdir: Path, *, prompt: str, transition_id: str,
+    def reattach_agent(self, m: Manifest, n: int, workdir: Path, *, prompt: str, log: Path,
                        attempt: int = 1) -> AgentRun | None:
-        """Wait for the agent that ``transition_id`` started, if it still runs; None if it is gone."""
+        """The result of the agent of ``m.execution`` started by an earlier process: wait for it
+        if it still runs, read it if it finished; None when it was killed or never started."""
         from logist.agents import get_agent
         from logist.agents.base import StepContext
+        from logist.recovery import agent_status, exec_base, read_exit
         from logist.runtimes.host import attach
 
-        info = self._read_agent_file(m.id)
-        try:
-            pid = int(info["pid"]) if info else 0
-        except (KeyError, TypeError, ValueError):
-            pid = 0
-        if not pid or info.get("transition_id") != transition_id or info.get("host") != socket.gethostname() \
-                or not pid_alive(pid, info.get("start_time")):
+        st = agent_status(self.store, m)
+        if st.kind not in ("running", "exited") or m.execution is None:
             return None
         step = m.steps[n - 1]
         agent = get_agent(step.agent)
         ctx = StepContext(job_id=m.id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=prompt, workdir=workdir, options=dict(step.options), attempt=attempt)
-        self.progress(f"{m.id}: re-attaching to the running agent (pid {pid})")
-        handle = attach(pid, pgid=info.get("pgid"), start_time=info.get("start_time"))
-        code, stopped = self._wait(handle, m)
-        log = Path(str(info.get("log") or self._log_path(m, n, attempt)))
-        return self._agent_run(agent, ctx, code, stopped, log, self.store.run_dir(m.id) / "verdict.json")
+        verdict = self.store.run_dir(m.id) / "verdict.json"
+        code, stopped = st.exit_code, None
+        if st.kind == "running":
+            self.progress(f"{m.id}: re-attaching to the running agent (pid {st.pid})")
+            handle = attach(st.pid, pgid=st.pgid, start_time=st.start_time)
+            code, stopped = self._wait(handle, m)
+            if code is None:
+                code = read_exit(exec_base(self.store, m.id, m.execution.transition_id))
+        else:
+            self.progress(f"{m.id}: its agent finished while nobody watched (exit code {code})")
+        return self._agent_run(agent, ctx, code, stopped, log, verdict)
 
     def _agent_run(self, agent, ctx, code: int | None, stopped: str | None, log: Path,
                    verdict: Path) -> AgentRun:
