@@ -273,7 +273,8 @@ class JobStore:
         configured = self.config.worktrees.dir
         if configured:
             p = Path(os.path.expanduser(configured))
-            return p if p.is_absolute() else (self.paths.root / p)
+            # relative to the project the config belongs to, wherever logist runs from
+            return p if p.is_absolute() else (self.config_root() / p).resolve()
         return self.paths.logist_dir / "worktrees"
 
     def worktree_path(self, job_id: str) -> Path:

@@ -448,3 +448,19 @@ def test_concurrent_transitions_make_exactly_one_commit(cli):
     assert "refs/logist/locks/" not in refs_snapshot(cli.repo)
     assert worktree_status(store_of(cli.repo).worktree_path(job_id)) == ""
     fsck_clean(cli.repo)
+
+
+@pytest.mark.parametrize("configured", ["", "../job-worktrees"])
+def test_logist_works_from_inside_a_job_worktree(cli, configured):
+    """An agent running `logist job status` in its own worktree sees the same job and paths."""
+    cfg = cli.repo / ".logist" / "config.toml"
+    cfg.write_text(cfg.read_text().replace('dir = ""', f'dir = "{configured}"'))
+    job_id = create_job(cli, "--title", "Inside", "--step", "x", "--activate")
+    from_main = cli.ok("job", "status", job_id, "--json").json()
+    wt = Path(from_main["worktree"])
+    if configured:
+        assert wt == (cli.repo.parent / "job-worktrees" / job_id)
+    from_inside = cli.ok("job", "status", job_id, "--json", cwd=wt).json()
+    assert from_inside == from_main
+    cli.ok("job", "suspend", job_id, cwd=wt)
+    assert worktree_status(wt) == ""
