@@ -420,3 +420,50 @@ def test_dashboard_once(cli):
     assert "PENDING" in row_b
     r = run_logist("dashboard", "--once", cwd=cli.repo)
     assert r.returncode == 0 and a in r.stdout
+
+
+# ----------------------------------------------------------------------------- harvest details
+
+def test_harvest_respects_gitignore_and_deletions(cli):
+    repo = cli.repo
+    (repo / ".gitignore").write_text("*.log\nbuild/\n")
+    (repo / "old.txt").write_text("old\n")
+    git(repo, "add", ".gitignore", "old.txt")
+    git(repo, "commit", "-q", "-m", "ignore logs")
+    prog = ("import os, pathlib; os.remove('old.txt'); pathlib.Path('debug.log').write_text('noise'); "
+            "pathlib.Path('build').mkdir(); pathlib.Path('build/out.bin').write_text('x'); "
+            "pathlib.Path('kept.txt').write_text('kept')")
+    job_id, status = run_job(cli, f'title = "Ignore"\n[[steps]]\nprompt = "x"\ncommand = [{PY}, "-c", {json.dumps(prog)}]\n')
+    assert status["state"] == "SUCCESS"
+    (h,) = harvest_commits(repo, job_id)
+    changed = git(repo, "diff", "--name-status", f"{h}^", h).splitlines()
+    assert "D\told.txt" in changed and "A\tkept.txt" in changed
+    assert not any("debug.log" in c or "build/" in c for c in changed)
+    assert worktree_status(status["worktree"]) == ""
+
+
+def test_step_log_note_is_capped(cli):
+    cfg = cli.repo / ".logist" / "config.toml"
+    cfg.write_text(cfg.read_text().replace("max_note_bytes = 256000", "max_note_bytes = 2000"))
+    lines = json.dumps([f"line {i:04d} " + "x" * 60 for i in range(400)])
+    job_id, status = run_job(cli, mock_job("Chatty", steps=[f"output = {lines}"]))
+    assert status["state"] == "SUCCESS"
+    (h,) = harvest_commits(cli.repo, job_id)
+    note = git(cli.repo, "notes", "--ref=refs/notes/logist/logs", "show", h)
+    assert 0 < len(note.encode()) <= 2000 + 200
+    assert "line 0000" in note  # the head is kept
+
+
+@pytest.mark.parametrize(("agent", "step"), [("claude", 'prompt = "x"'),
+                                             ("command", 'command = ["definitely-not-a-program-xyz"]')])
+def test_an_agent_that_cannot_start_is_an_intervention(cli, agent, step):
+    import shutil
+
+    if agent == "claude" and shutil.which("claude"):
+        pytest.skip("a real claude is installed here")
+    text = f'title = "Cannot start"\nagent = "{agent}"\n[[steps]]\n{step}\n'
+    job_id, status = run_job(cli, text)
+    assert status["state"] == "INTERVENTION_REQUIRED"
+    assert "not on PATH" in status["reason"]
+    assert "refs/logist/locks/" not in refs_snapshot(cli.repo)
+    assert worktree_status(status["worktree"]) == ""
