@@ -19,7 +19,7 @@ from logist.cleanup import processes_in, worktree_entries
 from logist.errors import LogistError
 from logist.gitcmd import CatFileBatch, git
 from logist.model import TERMINAL, TRANSIENT, State
-from logist.sharing import default_remote, for_each_ref, is_ancestor, rev
+from logist.sharing import default_remote, for_each_ref, is_ancestor, preserved, rev
 from logist.store import JobStore
 
 STALE_LOCK_FILE_SECONDS = 60.0
@@ -159,7 +159,7 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
                                              f"restored the files of {wt}")))
     for jid, s in jobs.items():
         m = s.manifest
-        if m is None or m.state in TERMINAL or jid in registered:
+        if m is None or m.state in TERMINAL:
             continue
         wt = store.worktree_path(jid)
         if wt.exists():
@@ -277,7 +277,7 @@ def _remote(store: JobStore, jobs, remote: str, rep: DoctorReport) -> None:
             continue
         if t == s.tip or is_ancestor(store, s.tip, t):
             continue
-        if is_ancestor(store, t, s.tip):
+        if is_ancestor(store, t, s.tip) or preserved(store, jid, t):
             rep.findings.append(Finding(
                 "unpushed", f"job {jid} has transitions {remote} does not have", job=jid,
                 fix=f"logist push {remote} {jid}",
@@ -321,6 +321,9 @@ def _remote(store: JobStore, jobs, remote: str, rep: DoctorReport) -> None:
 # --------------------------------------------------------------------------- helpers
 
 def _pushed(res) -> str:
+    if res.skipped:
+        ref, why = next(iter(res.skipped.items()))
+        raise LogistError(f"{ref} was not pushed: {why}")
     return f"pushed {len(res.pushed)} ref(s) to {res.remote}" if res.pushed else f"{res.remote} up to date"
 
 

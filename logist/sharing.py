@@ -395,6 +395,16 @@ def _plan_push(store: JobStore, remote: str, job_ids: list[str] | None, include_
     return plan
 
 
+def preserved(store: JobStore, job_id: str, oid: str) -> bool:
+    """Is ``oid`` kept by one of the job's write-once refs (runs, resteps, displaced, archive)?
+    Then a rewritten branch (rerun) may replace it on the remote without losing anything."""
+    kept = list(for_each_ref(store, *refs.job_refs_prefixes(job_id)).values())
+    a = rev(store, refs.archive_ref(job_id))
+    if a:
+        kept.append(a)
+    return any(is_ancestor(store, oid, k) for k in kept)
+
+
 def _job_of(ref: str) -> str:
     rest = ref[len("refs/logist/"):]
     parts = rest.split("/")
@@ -746,6 +756,7 @@ def adopt(store: JobStore, job_id: str, remote: str | None = None, *, do_fetch: 
                                  f"`logist job status {job_id} --remote {remote}`")
     with acquire(store, job_id) as lease:
         res = import_job(store, remote, job_id, lease)
+        store.run_dir(job_id).mkdir(parents=True, exist_ok=True)
         if worktree:
             res.worktree = str(store.ensure_worktree(job_id))
             store.sync_worktree_record(job_id)
@@ -864,8 +875,9 @@ def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: st
         body_file = store.paths.logist_dir / "run" / f"pr-{job_id}.md"
         body_file.parent.mkdir(parents=True, exist_ok=True)
         body_file.write_text(body)
-        argv = [gh, "pr", "create", "--head", branch, "--base", base, "--title", title,
-                "--body-file", str(body_file)]
+        # --opt=value: a title from a fetched record may start with "-"
+        argv = [gh, "pr", "create", f"--head={branch}", f"--base={base}", f"--title={title}",
+                f"--body-file={body_file}"]
         if draft:
             argv.append("--draft")
         from logist.gitcmd import base_env

@@ -377,6 +377,10 @@ class Worker:
         try:
             with acquire(self.store, job_id, command=f"logist worker: adopting {job_id}") as lease:
                 res = import_job(self.store, self.remote, job_id, lease, replace_diverged=True)
+                self.store.ensure_worktree(job_id)
+                self.store.sync_worktree_record(job_id)
+            # the engine keeps per-job scratch (step logs, agent records) in this clone's git dir
+            self.store.run_dir(job_id).mkdir(parents=True, exist_ok=True)
             if res.displaced:
                 self.progress(f"{job_id}: local commits the remote never got are kept at {res.displaced}")
             pusher.start()
