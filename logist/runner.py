@@ -102,20 +102,38 @@ def _current_log(store: JobStore, job_id: str) -> Path | None:
 def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: float = 0.1
            ) -> Iterator[str]:
     """Yield a running job's output as it is written, across attempts; stop when it rests."""
+    import codecs
+
     deadline = None if timeout is None else time.monotonic() + timeout
     offsets: dict[Path, int] = {}
+    decoders: dict[Path, codecs.IncrementalDecoder] = {}  # a character split between two reads
     idle_rest = 0
+    last: Path | None = None
+
+    def new_text(path: Path) -> str:
+        pos = offsets.get(path, 0)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(pos)
+                data = fh.read()
+        except OSError:
+            return ""
+        offsets[path] = pos + len(data)
+        dec = decoders.setdefault(path, codecs.getincrementaldecoder("utf-8")(errors="replace"))
+        return dec.decode(data)
+
     while True:
         _, m = store.read(job_id)
         log = Path(m.execution.log) if m.execution and m.execution.log else None
+        if last is not None and last != log:
+            text = new_text(last)  # what the previous step printed after our last read
+            if text:
+                yield text
         if log is not None and log.exists():
-            pos = offsets.get(log, 0)
-            with open(log, "rb") as fh:
-                fh.seek(pos)
-                data = fh.read()
-            if data:
-                offsets[log] = pos + len(data)
-                yield data.decode(errors="replace")
+            text = new_text(log)
+            if text:
+                yield text
+        last = log
         if m.state not in TRANSIENT:
             # A detached runner may be between steps: PENDING with a live holder.
             from logist.jobs import holder_info

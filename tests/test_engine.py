@@ -389,6 +389,8 @@ def test_run_detach_and_attach(project):
         out, err = attach.communicate(timeout=120)
         assert attach.returncode == 0, err
         assert "working slowly" in out and "second step says hi" in out
+        # the end of each step's output too (printed just before the agent exits)
+        assert out.count("mock: done") == 2 and out.count('"action": "COMPLETED"') == 2, out
         assert out.rstrip().endswith(f"{job_id}: SUCCESS (step 2/2)")
         wait_for(lambda: pid_gone(pid), 20, "the detached runner to exit")
     finally:
