@@ -818,8 +818,9 @@ def repair_interrupted(engine, lease: Lease):
     """Called by the engine under the lease before it runs anything (Engine._repair).
 
     Repairs a worktree left mid-move by an interrupted rerun, and finishes an interrupted
-    restep: re-attaches to its agent if it still runs, else uses an isolated result already
-    kept, else executes it again (attempt + 1) or, when attempts are spent, records a failure.
+    restep: uses an isolated result already kept at its ref; else re-attaches to its agent if
+    it still runs, or harvests its recorded exit if it finished; else (killed, never started)
+    executes it again (attempt + 1) or, when attempts are spent, records a failure.
     Returns the engine's StepResult for a finished restep, None when there was none.
     """
     from logist.job_processor import StepResult
