@@ -31,8 +31,16 @@ from logist import refs
 from logist.errors import JobStateError, LockHeldError, LogistError, UsageError
 from logist.gitcmd import git, git_out
 from logist.model import TERMINAL, TRANSIENT, Manifest, State
-from logist.sharing import (default_remote, for_each_ref, is_ancestor, remote_holder,
-                            remote_lease_expired, resolve_remote, rev, run_push)
+from logist.sharing import (
+    default_remote,
+    for_each_ref,
+    is_ancestor,
+    remote_holder,
+    remote_lease_expired,
+    resolve_remote,
+    rev,
+    run_push,
+)
 from logist.store import JobStore
 
 NEVER_TOUCHED = frozenset({State.DRAFT, State.PENDING}) | TRANSIENT
@@ -472,7 +480,7 @@ def _delete_remote(store: JobStore, jp: JobPlan) -> None:
     assert jp.remote and jp.remote_tip
     archive = refs.archive_ref(jp.job_id)
     branch = refs.branch_ref(jp.job_id)
-    ok, lines, stderr = run_push(store, jp.remote, [f"{archive}:{archive}", f":{branch}"],
+    ok, lines, _ = run_push(store, jp.remote, [f"{archive}:{archive}", f":{branch}"],
                                  leases=[f"{branch}:{jp.remote_tip}"])
     if not ok:
         bad = "; ".join(f"{ln.dst}: {ln.reason}" for ln in lines if ln.rejected)

@@ -95,9 +95,7 @@ def _running(store: JobStore, job_id: str, state: State | None) -> bool:
     from logist.locks import read_lock
 
     cur = read_lock(store, job_id)
-    if cur is not None and cur[1] is not None and cur[1].stale_reason() is None:
-        return True
-    return False
+    return cur is not None and cur[1] is not None and cur[1].stale_reason() is None
 
 
 def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:

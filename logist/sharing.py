@@ -24,15 +24,22 @@ import os
 import random
 import secrets
 import shutil
-import sys
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from logist import refs
-from logist.errors import (ConcurrentUpdateError, GitError, JobNotFoundError, LockHeldError,
-                           LogistError, RemoteError, UsageError)
+from logist.errors import (
+    ConcurrentUpdateError,
+    GitError,
+    JobNotFoundError,
+    LockHeldError,
+    LogistError,
+    RemoteError,
+    UsageError,
+)
 from logist.gitcmd import git, git_out
 from logist.model import Manifest
 from logist.store import JobStore, new_transition_id, utcnow
@@ -165,7 +172,7 @@ def run_push(store: JobStore, remote: str, refspecs: list[str], *, leases: list[
     argv += ["--end-of-options", refs.validate_remote(remote), *refspecs]
     try:
         proc = git(argv, cwd=store.root, check=False, timeout=NETWORK_TIMEOUT)
-    except Exception as exc:  # subprocess.TimeoutExpired
+    except subprocess.TimeoutExpired as exc:
         raise RemoteError(f"pushing to {remote} timed out: {exc}") from None
     lines = parse_porcelain(proc.stdout)
     if proc.returncode == 0:
@@ -216,7 +223,7 @@ def fetch(store: JobStore, remote: str | None = None, *, merge_notes: bool = Tru
         proc = git(["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
                     "--end-of-options", remote, *fetch_refspecs(remote)],
                    cwd=store.root, check=False, timeout=NETWORK_TIMEOUT)
-    except Exception as exc:  # subprocess.TimeoutExpired
+    except subprocess.TimeoutExpired as exc:
         raise RemoteError(f"fetching from {remote} timed out: {exc}") from None
     if proc.returncode != 0:
         raise RemoteError(f"fetching from {remote} failed: {_last_line(proc.stderr)}",
@@ -794,8 +801,7 @@ def pr_text(store: JobStore, job_id: str) -> tuple[str, str]:
     lines = [f"Job `{m.id}`: {cell(m.title)}", ""]
     if m.prompt.strip():
         lines += [m.prompt.strip()[:4000], ""]
-    lines += ["| # | step | agent | status | outcome | summary | cost |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| # | step | agent | status | outcome | summary | cost |", "|---|---|---|---|---|---|---|"]
     for n, s in enumerate(m.steps, 1):
         lines.append(f"| {n} | {cell(s.name)} | {cell(s.agent)} | {s.status.value} | "
                      f"{outcomes.get(n, '-')} | {cell(s.summary or s.reason or '-')} | ${s.cost_usd:.4f} |")
@@ -857,8 +863,6 @@ def compare_url(url: str, base: str, branch: str) -> str | None:
 def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: str | None = None,
             draft: bool = False, use_gh: bool = True) -> PrResult:
     """Push the job, then open a pull request with `gh` (when installed) or give the compare URL."""
-    import subprocess
-
     refs.validate_job_id(job_id)
     remote = resolve_remote(store, remote)
     pushed = push(store, remote, [job_id])
@@ -884,7 +888,11 @@ def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: st
 
         try:
             proc = subprocess.run(argv, cwd=str(store.root), capture_output=True, text=True,
-                                  env=base_env(), timeout=NETWORK_TIMEOUT, stdin=subprocess.DEVNULL)
+                                  env=base_env(), timeout=NETWORK_TIMEOUT, stdin=subprocess.DEVNULL,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RemoteError(f"gh pr create did not finish: {exc}",
+                              hint=f"open it by hand: {url}" if url else None) from None
         finally:
             body_file.unlink(missing_ok=True)
         if proc.returncode != 0:
@@ -896,6 +904,3 @@ def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: st
         return PrResult(job_id, remote, branch, base, link, "gh", out, pushed)
     return PrResult(job_id, remote, branch, base, url, "url" if url else "none", "", pushed)
 
-
-def python_cmd() -> list[str]:
-    return [sys.executable, "-m", "logist"]

@@ -34,16 +34,27 @@ from logist import refs
 from logist.errors import LogistError, RemoteError
 from logist.locks import Holder, boot_id, process_start_time
 from logist.model import TRANSIENT, State
-from logist.sharing import (fetch, for_each_ref, import_job, push, remote_holder,
-                            remote_lease_expired, resolve_remote, rev, run_push, steps_needing_trust,
-                            trusted_here)
+from logist.sharing import (
+    fetch,
+    for_each_ref,
+    import_job,
+    push,
+    remote_holder,
+    remote_lease_expired,
+    resolve_remote,
+    rev,
+    run_push,
+    steps_needing_trust,
+    trusted_here,
+)
 from logist.store import JobStore
 
 Progress = Callable[[str], None]
 
 
 class LeaseLost(LogistError):
-    """The remote lock of a job was taken over by another worker."""
+    """The remote lock of a job was taken over by another worker (or the job was changed on the
+    remote behind the lock's back): nothing more may be published."""
 
 
 def lease_seconds(store: JobStore) -> float:
@@ -118,8 +129,24 @@ class RemoteLock:
         if any(ln.dst == self.lock_ref and ln.reason == "stale info" for ln in lines):
             self.lost = True
             raise LeaseLost(f"job {self.job_id}: another worker took over its lease on {self.remote}")
+        if any(ln.dst == self.branch_ref and ln.reason in ("stale info", "non-fast-forward", "fetch first")
+               for ln in lines):
+            self.lost = True
+            self._drop_lock()
+            raise LeaseLost(f"job {self.job_id} was changed on {self.remote} by someone else while it "
+                            "ran here")
         bad = "; ".join(f"{ln.dst}: {ln.reason}" for ln in lines if ln.rejected)
         raise RemoteError(f"push of job {self.job_id} to {self.remote} refused: {bad}")
+
+    def _drop_lock(self) -> None:
+        """Delete our lock on the remote (compare-and-delete) without touching the branch."""
+        try:
+            ok, _, _ = run_push(self.store, self.remote, [f":{self.lock_ref}"],
+                                leases=[f"{self.lock_ref}:{self.oid}"], verify=False)
+        except LogistError:
+            return
+        if ok:
+            self.store._update_ref(f"delete {refs.remote_lock_ref(self.remote, self.job_id)}\n")
 
     def refresh(self) -> None:
         """Push the local branch tip (if it moved) with a new heartbeat, in one atomic push."""
@@ -172,7 +199,7 @@ def claim(store: JobStore, remote: str, job_id: str, seen_tip: str, seen_lock: s
     lock, branch = refs.lock_ref(job_id), refs.branch_ref(job_id)
     t0 = time.monotonic()
     try:
-        ok, lines, _ = run_push(store, remote, [f"{blob}:{lock}", f"{seen_tip}:{branch}"],
+        ok, _, _ = run_push(store, remote, [f"{blob}:{lock}", f"{seen_tip}:{branch}"],
                                 leases=[f"{lock}:{seen_lock or ''}", f"{branch}:{seen_tip}"],
                                 verify=False)
     finally:
@@ -421,12 +448,15 @@ class Worker:
 
     def _pusher(self, rl: RemoteLock, wake: threading.Event, stop: threading.Event) -> None:
         interval = max(0.2, rl.holder.lease_seconds / 3.0)
-        last = 0.0
+        last = time.monotonic()
         while not stop.is_set():
-            wake.wait(timeout=max(0.0, interval - (time.monotonic() - last)))
+            woken = wake.wait(timeout=max(0.0, interval - (time.monotonic() - last)))
             if stop.is_set():
                 return
             wake.clear()
+            if woken and rev(self.store, rl.branch_ref) == rl.remote_tip \
+                    and time.monotonic() - last < interval / 2:
+                continue  # progress without a new commit, and the heartbeat is not due
             try:
                 rl.refresh()
                 last = time.monotonic()

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import git
 from test_sharing import lg, make_job, make_net, net, refs_snapshot, remote_refs  # noqa: F401
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_logist
 
 # ============================================================================ shared helpers

@@ -14,10 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git
-from test_sharing import (COMMAND_TOML, lg, make_job, net, remote_manifest, remote_refs,  # noqa: F401
-                          transitions, wait_for)
+from test_sharing import (  # noqa: F401
+    COMMAND_TOML,
+    lg,
+    make_job,
+    net,
+    remote_manifest,
+    remote_refs,
+    transitions,
+    wait_for,
+)
 
 
 def start_worker(clone: Path, *args, env=None) -> subprocess.Popen:
@@ -89,6 +96,32 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
     assert remote_refs(net.remote)[f"refs/logist/locks/{jid}"] == taker.oid
     taker.release()
     assert f"refs/logist/locks/{jid}" not in remote_refs(net.remote)
+
+
+@pytest.mark.slow
+def test_a_job_changed_on_the_remote_behind_the_lock_is_given_up(net):
+    from logist.locks import acquire
+    from logist.sharing import fetch, import_job
+    from logist.store import JobStore
+    from logist.worker import Counters, LeaseLost, claim, survey
+
+    jid = make_job(net.a, "Changed behind the lock", run=False)
+    lg(net.a, "push")
+    b = net.clone("b")
+    store = JobStore.discover(b)
+    fetch(store, "origin")
+    cand = survey(store, "origin").claimable[0]
+    rl = claim(store, "origin", jid, cand.tip, cand.lock, 60, Counters())
+    with acquire(store, jid) as lease:
+        import_job(store, "origin", jid, lease)  # a new local commit (origin/trust record)
+    lg(net.a, "job", "suspend", jid)  # a person changes the job and pushes, ignoring the worker
+    lg(net.a, "push")
+    suspended = remote_refs(net.remote)[f"refs/heads/logist/{jid}"]
+    with pytest.raises(LeaseLost):
+        rl.refresh()
+    theirs = remote_refs(net.remote)
+    assert theirs[f"refs/heads/logist/{jid}"] == suspended  # nothing of the worker's got through
+    assert f"refs/logist/locks/{jid}" not in theirs  # and its lock is gone, not left to expire
 
 
 @pytest.mark.slow
