@@ -286,18 +286,27 @@ class GcPlan:
 
 def plan_gc(store: JobStore, *, base: str | None = None, keep_days: float | None = None,
             remote: str | None = None, job_ids: list[str] | None = None) -> GcPlan:
-    """What `logist gc` would do. Changes nothing."""
+    """What `logist gc` would do. Changes nothing.
+
+    Cheap for many jobs (it runs after every `git pull`): locks, archives and "merged into the
+    base" come from one `for-each-ref` each, "has work" and "did the base touch the job's files"
+    from one `diff-tree --stdin` and one `cat-file --batch-check`; only jobs that may be
+    integrated get the full check (:func:`integration`).
+    """
     if remote is not None:
         remote = resolve_remote(store, remote)
     base_name, base_oid = resolve_base(store, base, remote)
     plan = GcPlan(base_name, base_oid, remote)
     track_remote = remote or default_remote(store)
-    tracking = {}
+    tracking: dict[str, str] = {}
     if track_remote:
         prefix = refs.remote_branch_prefix(track_remote)
         tracking = {r[len(prefix):]: oid for r, oid in for_each_ref(store, prefix).items()}
-    entries = worktree_entries(store)
+    ctx = _Context(store, base_name, base_oid, worktree_entries(store),
+                   locks=set(for_each_ref(store, refs.LOCKS_PREFIX)),
+                   archives=for_each_ref(store, refs.ARCHIVE_PREFIX))
     wanted = set(job_ids) if job_ids is not None else None
+    todo: list[tuple[JobPlan, Manifest, bool, float | None]] = []
     seen = set()
     for s in store.list_jobs():
         if wanted is not None and s.id not in wanted:
@@ -319,33 +328,107 @@ def plan_gc(store: JobStore, *, base: str | None = None, keep_days: float | None
         jp.tip, jp.state = tip, m.state.value
         if remote and t_tip:
             jp.remote_tip = t_tip
-        _plan_one(store, jp, m, base_name, base_oid, keep_days, entries, has_branch=True)
+        todo.append((jp, m, True, keep_days))
     if remote:
-        for jid, t_tip in sorted(tracking.items()):
-            if jid in seen or not refs.JOB_ID_RE.match(jid) or jid.endswith("-"):
+        for rs in store.list_jobs(prefix=refs.remote_branch_prefix(remote)):
+            if rs.id in seen or (wanted is not None and rs.id not in wanted):
                 continue
-            if wanted is not None and jid not in wanted:
-                continue
-            jp = JobPlan(jid, "INVALID", remote=remote, remote_tip=t_tip, tip=t_tip)
-            try:
-                _, m = store.read(jid, at=t_tip)
-            except LogistError as exc:
-                jp.kept.append(f"its fetched record is invalid: {exc.message}")
-                plan.jobs.append(jp)
-                continue
-            jp.state = m.state.value
-            _plan_one(store, jp, m, base_name, base_oid, None, entries, has_branch=False)
-            if jp.actions or jp.integration and jp.integration.integrated:
-                plan.jobs.append(jp)
+            jp = JobPlan(rs.id, "INVALID", remote=remote, remote_tip=rs.tip, tip=rs.tip)
+            if rs.manifest is None:
+                continue  # reported by `logist job list --remote`; never cleaned
+            jp.state = rs.manifest.state.value
+            todo.append((jp, rs.manifest, False, None))
+    verdicts = _prefilter(store, [(jp.job_id, jp.tip, m.base) for jp, m, _h, _k in todo
+                                  if m.state not in NEVER_TOUCHED], base_oid)
+    for jp, m, has_branch, kd in todo:
+        _plan_one(ctx, jp, m, kd, has_branch=has_branch, verdict=verdicts.get(jp.job_id))
+        if not has_branch and (jp.actions or jp.integration and jp.integration.integrated):
+            plan.jobs.append(jp)
     return plan
 
 
-def _plan_one(store: JobStore, jp: JobPlan, m: Manifest, base_name: str, base_oid: str,
-              keep_days: float | None, entries, *, has_branch: bool) -> None:
+@dataclass
+class _Context:
+    store: JobStore
+    base_name: str
+    base_oid: str
+    entries: dict[str, dict[str, str]]
+    locks: set[str]
+    archives: dict[str, str]
+
+
+def _prefilter(store: JobStore, items: list[tuple[str, str, str]], base_oid: str) -> dict[str, str]:
+    """{job: "no-work" | "untouched" | "check"} for many jobs in three git processes.
+
+    "no-work": nothing outside its record differs from where it started; "untouched": not an
+    ancestor of the base and the base never changed any file the job changed (so no merge or
+    squash can have happened); "check": run :func:`integration`. Anything odd gives "check" or
+    "untouched"/"no-work" only when certain (the full check decides everything else).
+    """
+    import subprocess
+
+    from logist.gitcmd import base_env
+
+    out: dict[str, str] = {}
+    if not items:
+        return out
+    merged = set(git_out(["for-each-ref", f"--merged={base_oid}", "--format=%(objectname)", "--",
+                          refs.BRANCH_PREFIX, "refs/remotes/"], cwd=store.root).split())
+    root = str(store.root)
+    kinds = subprocess.run(["git", "-C", root, "cat-file", "--batch-check=%(objecttype)"],
+                           input="".join(f"{b}\n" for _j, _t, b in items), capture_output=True,
+                           text=True, env=base_env(), check=False).stdout.splitlines()
+    usable = []
+    for (j, t, b), kind in zip(items, kinds + [""] * len(items)):
+        if t in merged or not kind.endswith("commit") or kind.endswith("missing"):
+            out[j] = "check"
+        else:
+            usable.append((j, t, b))
+    if not usable:
+        return out
+    proc = subprocess.run(["git", "-C", root, "diff-tree", "--stdin", "-z", "-r", "--name-only",
+                           "--always", "--format=%x01%H"],
+                          input="".join(f"{t} {b}\n" for _j, t, b in usable).encode(),
+                          capture_output=True, env=base_env(), check=False)
+    changed: list[list[str]] = []
+    for token in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        token = token.lstrip("\n")
+        if token.startswith("\x01"):
+            changed.append([])
+        elif token and changed:
+            changed[-1].append(token)
+    if proc.returncode != 0 or len(changed) != len(usable):
+        return {**out, **{j: "check" for j, _t, _b in usable}}
+    specs: list[str] = []
+    spans = []
+    for (j, t, b), paths in zip(usable, changed):
+        record = refs.record_dir(j) + "/"
+        work = [p for p in paths if not p.startswith(record) and "\n" not in p]
+        if not work:
+            out[j] = "no-work"
+            continue
+        spans.append((j, len(specs), len(work)))
+        for p in work:
+            specs += [f"{base_oid}:{p}", f"{b}:{p}"]
+    if spans:
+        answers = subprocess.run(["git", "-C", root, "cat-file", "--batch-check=%(objectname)"],
+                                 input="".join(x + "\n" for x in specs), capture_output=True,
+                                 text=True, env=base_env(), check=False).stdout.splitlines()
+        if len(answers) != len(specs):
+            return {**out, **{j: "check" for j, _s, _n in spans}}
+        for j, start, n in spans:
+            pairs = [(answers[start + 2 * i], answers[start + 2 * i + 1]) for i in range(n)]
+            out[j] = "check" if any(a != b for a, b in pairs) else "untouched"
+    return out
+
+
+def _plan_one(ctx: _Context, jp: JobPlan, m: Manifest, keep_days: float | None, *,
+              has_branch: bool, verdict: str | None) -> None:
+    store = ctx.store
     if m.state in NEVER_TOUCHED:
         jp.kept.append(f"{m.state.value} jobs are never cleaned up")
         return
-    if has_branch:
+    if has_branch and refs.lock_ref(jp.job_id) in ctx.locks:
         who = _local_live_holder(store, jp.job_id)
         if who:
             jp.kept.append(f"held by {who}")
@@ -356,9 +439,15 @@ def _plan_one(store: JobStore, jp: JobPlan, m: Manifest, base_name: str, base_oi
             jp.kept.append(f"held on {jp.remote} by a worker")
             return
     assert jp.tip
-    jp.integration = integration(store, jp.job_id, jp.tip, m.base, base_oid, base_name)
-    archived = rev(store, refs.archive_ref(jp.job_id))
+    if verdict == "no-work":
+        jp.integration = Integration(False, "no work beyond its record")
+    elif verdict == "untouched":
+        jp.integration = Integration(False, f"not merged into {ctx.base_name}")
+    else:
+        jp.integration = integration(store, jp.job_id, jp.tip, m.base, ctx.base_oid, ctx.base_name)
+    archived = ctx.archives.get(refs.archive_ref(jp.job_id))
     need_archive = archived != jp.tip
+    entries = ctx.entries
     if jp.integration.integrated:
         if need_archive:
             jp.actions.append("archive")
