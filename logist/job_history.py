@@ -39,6 +39,14 @@ def _notes_for(store: JobStore, notes_ref: str, commit: str) -> list[dict[str, A
     return items
 
 
+def _commit_notes(store: JobStore, commit: str) -> list[tuple[str, dict[str, Any]]]:
+    """(notes ref, note line) of the observer and sentinel notes of ``commit``, oldest first
+    (by their ``t``, an ISO 8601 UTC time; observer before sentinel at the same time)."""
+    notes = [(ref, n) for ref in (refs.NOTES_OBSERVER, refs.NOTES_SENTINEL)
+             for n in _notes_for(store, ref, commit)]
+    return sorted(notes, key=lambda rn: str(rn[1].get("t", "")))
+
+
 def history_with_notes(store: JobStore, job_id: str) -> list[dict[str, Any]]:
     """History entries with the observer/sentinel notes of each EXECUTING commit after it."""
     entries = [e.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -49,12 +57,11 @@ def history_with_notes(store: JobStore, job_id: str) -> list[dict[str, Any]]:
         out.append(e)
         commit = commit_of.get(e.get("transition_id", ""))
         if commit:
-            for ref in (refs.NOTES_OBSERVER, refs.NOTES_SENTINEL):
-                for n in _notes_for(store, ref, commit):
-                    out.append({"event": "notes", "ref": ref.rsplit("/", 1)[-1], "commit": commit,
-                                "t": str(n.get("t", "")), "signal": n.get("signal"),
-                                "text": str(n.get("text") or n.get("detail") or n.get("action") or "")[:300],
-                                **({"action": n["action"]} if "action" in n else {})})
+            for ref, n in _commit_notes(store, commit):
+                out.append({"event": "notes", "ref": ref.rsplit("/", 1)[-1], "commit": commit,
+                            "t": str(n.get("t", "")), "signal": n.get("signal"),
+                            "text": str(n.get("text") or n.get("detail") or n.get("action") or "")[:300],
+                            **({"action": n["action"]} if "action" in n else {})})
     return out
 
 
@@ -64,15 +71,17 @@ def last_signal(store: JobStore, job_id: str) -> str | None:
     if not commits:
         return None
     for commit in reversed(commits[-3:]):
-        notes = _notes_for(store, refs.NOTES_OBSERVER, commit) + _notes_for(store, refs.NOTES_SENTINEL, commit)
+        notes = _commit_notes(store, commit)
         if notes:
-            n = notes[-1]
-            return f"{n.get('signal')}: {str(n.get('text') or n.get('action') or '')[:80]}"
+            _ref, n = notes[-1]
+            action = f" -> {n['action']}" if n.get("action") else ""
+            return f"{n.get('signal')}{action}: {str(n.get('text') or n.get('detail') or '')[:80]}"
     return None
 
 
 def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
-    """A step's output: the running log while it runs, else the note on its harvest commit."""
+    """A step's output: the running log while it runs, else the note in refs/notes/logist/logs
+    on its newest harvest commit (or EXECUTING -> RECOVERING commit, when the sentinel stopped it)."""
     from logist.errors import UsageError
 
     _, m = store.read(job_id)
@@ -84,12 +93,17 @@ def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
     out = git(["log", "--format=%H%x00%(trailers:key=Logist-Step,valueonly,separator=%x2C)%x00"
                "%(trailers:key=Logist-From,valueonly,separator=%x2C)", refs.branch_ref(job_id), "--"],
               cwd=store.root).stdout
+    ran = False
     for line in out.splitlines():
         oid, s, frm = (line.split("\x00") + ["", ""])[:3]
-        if frm.strip() == "HARVESTING" and s.strip().split("/")[0] == str(n):
+        # harvested (HARVESTING -> ...), or stopped as hung (EXECUTING -> RECOVERING)
+        if frm.strip() in ("HARVESTING", "EXECUTING") and s.strip().split("/")[0] == str(n):
+            ran = True
             proc = git(["notes", f"--ref={refs.NOTES_LOGS}", "show", oid], cwd=store.root, check=False)
             if proc.returncode == 0:
                 return proc.stdout
+    if ran:  # it ran and printed nothing (an empty output is not noted)
+        return ""
     from logist.errors import LogistError
 
     raise LogistError(f"job {job_id} has no recorded output for step {n}",

@@ -343,12 +343,35 @@ class Engine:
         sentinel = {**cfg.sentinel, **m.sentinel}
         patterns = {**cfg.observer.patterns, **m.observer_patterns}
         try:
+            # started_at: silence counts from the agent's start, not from the watcher's (a
+            # Python start later, ~0.1-0.5 s)
             return spawn_watcher(repo=self.store.root, job_id=m.id, log_path=log, pid=pid, pgid=pgid,
-                                 commit=commit, workdir=wt, verdict_file=verdict,
-                                 config={"patterns": patterns, "sentinel": sentinel})
+                                 commit=commit, workdir=wt, verdict_file=verdict, started_at=time.time(),
+                                 config={"patterns": patterns, "sentinel": sentinel,
+                                         "observer": {"repeat_seconds": cfg.observer.repeat_seconds}})
         except Exception as exc:  # noqa: BLE001 - a watcher failure never affects the step
             self.progress(f"{m.id}: warning: watcher did not start: {exc}")
             return None
+
+    def _restart_watcher(self, m: Manifest, log: Path, pid: int, pgid: int, commit: str,
+                         verdict: Path) -> int | None:
+        """Re-attached to a running agent: start a watcher for it unless the step's own is
+        still alive (it runs in its own session, so it outlives a killed runner)."""
+        info = self._read_agent_file(m.id) or {}
+        wpid = info.get("watcher_pid")
+        try:
+            if wpid and pid_alive(int(wpid), info.get("watcher_start_time")):
+                return None
+        except (TypeError, ValueError):
+            pass
+        watcher_pid = self._start_watcher(m, log, pid, pgid, str(info.get("commit") or commit),
+                                          self.store.worktree_path(m.id), verdict)
+        if watcher_pid:
+            self.progress(f"{m.id}: watcher restarted (pid {watcher_pid})")
+            if info:
+                self._write_agent_file(m.id, {**info, "watcher_pid": watcher_pid,
+                                              "watcher_start_time": process_start_time(watcher_pid)})
+        return watcher_pid
 
     def _stop_watcher(self, pid: int | None) -> None:
         if not pid:
@@ -394,8 +417,9 @@ class Engine:
             except (OSError, ValueError):
                 reason = "sentinel stopped the agent"
             verdict.unlink(missing_ok=True)
-            _, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
-                                                  data=extra or None), **at)
+            oid, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
+                                                    data=extra or None), **at)
+            self._note_log(oid, _read_text(log))  # what the stopped agent printed: `job log`
             return self._recover_or_give_up(lease, reason)
         def add_time(x: Manifest) -> None:
             x.current.seconds = round(x.current.seconds + elapsed, 3)
@@ -425,7 +449,10 @@ class Engine:
 
             self.progress(f"{m.id}: re-attaching to the running agent (pid {st.pid})")
             handle = attach(st.pid, pgid=st.pgid, start_time=st.start_time)
+            watcher_pid = self._restart_watcher(m, log, st.pid, st.pgid or st.pid, executing_commit,
+                                                verdict)
             code, killed = self._wait(handle, m)
+            self._stop_watcher(watcher_pid)
             return self._after_agent(lease, m, code, log, verdict, killed,
                                      executing_commit=executing_commit)
         if st.kind == "exited":
@@ -437,9 +464,10 @@ class Engine:
             return self._execute(lease, executing_commit, m)
         reason = "the agent is gone (its runner was interrupted)"
         tip, warnings = settle_branch(self.store, m.id, executing_commit)
-        self._transition(lease, Update(event="hung", reason=reason,
-                                       data={"warnings": warnings} if warnings else None),
-                         expected=tip, parent=tip, history_from=executing_commit)
+        oid, _ = self._transition(lease, Update(event="hung", reason=reason,
+                                                data={"warnings": warnings} if warnings else None),
+                                  expected=tip, parent=tip, history_from=executing_commit)
+        self._note_log(oid, _read_text(log))
         return self._recover_or_give_up(lease, reason)
 
     def _read_agent_file(self, job_id: str) -> dict | None:

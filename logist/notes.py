@@ -15,7 +15,9 @@ value it checked, and only if that old value is an ancestor of the new commit. O
 parent is the tip we read, so the update succeeds exactly when the ref is still at that tip (or
 was rewound to one of its ancestors, which only a manual ``update-ref`` does; then the notes it
 dropped come back, nothing is lost). When another writer won, fast-import refuses, and we retry
-from the fresh tip with jittered exponential backoff. No temporary ref is ever created, so a
+from the fresh tip with jittered exponential backoff (``retries`` times, and past that for up to
+``RACE_PATIENCE`` seconds as long as the losses are to writers that moved the ref: under heavy
+contention every loss is someone else's progress). No temporary ref is ever created, so a
 process killed at any point leaves nothing behind but unreachable objects for ``git gc``.
 
 Notes are JSON lines (one object per line, ``"t"`` first so lines sort by time), which is what
@@ -46,6 +48,7 @@ _OID_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _MAX_FANOUT = 4  # 256**4 notes; git itself never goes deeper in practice
 STALE_LOCK_SECONDS = 60.0  # a notes ref lock is held for milliseconds; older ones are debris
 MAX_NOTE_LINE = 64 * 1024  # longer lines in a note are counted invalid, never parsed
+RACE_PATIENCE = 10.0  # seconds a writer outrun by other writers keeps retrying past `retries`
 
 
 class NotesError(GitError):
@@ -254,7 +257,13 @@ def _write(repo: Path, notes_ref: str, commits: Sequence[str], make, message: st
                 what = "no such object" if kind is None else f"a {kind[1]}, not a commit"
                 raise NotesError(f"cannot note {commit}: {what} in {repo}",
                                  hint="notes attach to commits of this repository")
-        for attempt in range(retries + 1):
+        # Losing the compare-and-swap to another writer means that writer made progress, so
+        # under heavy contention (many watchers, a loaded machine) keep trying for up to
+        # RACE_PATIENCE seconds even past ``retries``; a held lock is retried ``retries`` times.
+        deadline = time.monotonic() + RACE_PATIENCE
+        attempt = -1
+        while True:
+            attempt += 1
             tip, found = _read_state(batch, notes_ref, commits)
             changes: dict[str, tuple[list[str], bytes | None]] = {}
             for commit in commits:
@@ -278,11 +287,13 @@ def _write(repo: Path, notes_ref: str, commits: Sequence[str], make, message: st
                                  stderr=stderr)
             if ".lock" in stderr and "exists" in stderr.lower():
                 _clear_stale_lock(repo, notes_ref)
-            if attempt < retries:
-                time.sleep(min(0.25, 0.004 * (2 ** min(attempt, 8))) * random.uniform(0.5, 1.5))
+            outrun = "not updating" in stderr.lower()  # another writer moved the ref meanwhile
+            if attempt >= retries and not (outrun and time.monotonic() < deadline):
+                break
+            time.sleep(min(0.25, 0.004 * (2 ** min(attempt, 8))) * random.uniform(0.5, 1.5))
     finally:
         batch.close()
-    raise BusyError(f"could not update {notes_ref}: {retries + 1} attempts lost the race to "
+    raise BusyError(f"could not update {notes_ref}: {attempt + 1} attempts lost the race to "
                     f"other writers (last: {last_err})",
                     hint="retry; if it persists, look for a stale "
                          f"{notes_ref}.lock in the git directory")

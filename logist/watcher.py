@@ -16,9 +16,11 @@ rename, rewritten at each rung), then sends SIGINT / SIGTERM / SIGKILL to the pr
 The watcher makes no branch commits and holds no lock: the step runner, which holds the job
 lock, reads the verdict file when the agent is gone and makes the EXECUTING -> RECOVERING
 transition. The watcher exits when the agent process is gone, after draining the log and
-flushing its notes; SIGTERM/SIGINT to the watcher itself also end it cleanly. It never writes
+flushing its notes (when it had stopped the agent as hung and processes the agent started are
+still in its group, it first ends them: SIGTERM, then SIGKILL, each a sentinel note line); SIGTERM/SIGINT to the watcher itself also end it cleanly. It never writes
 to the agent and only signals the group it was given (never its own), so a crash of the
-watcher leaves the agent running untouched.
+watcher leaves the agent running untouched. A watcher started again for the same step reads the
+log from its start but does not note again the (signal, line) pairs already noted.
 
 ``config`` JSON: ``{"patterns": {name: regex}, "sentinel": {...SentinelConfig...},
 "observer": {"repeat_seconds": 5, "max_text": 300}}`` (every key optional).
@@ -41,7 +43,7 @@ from logist.errors import ConfigError, LogistError, UsageError
 from logist.notes import append_notes, iso_utc, json_line, read_note_lines
 from logist.observer import Observer, compile_patterns
 from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL, validate_job_id
-from logist.sentinel import (Sentinel, SentinelConfig, newest_mtime, pid_alive,
+from logist.sentinel import (Sentinel, SentinelConfig, group_alive, newest_mtime, pid_alive,
                              process_group_cpu_ticks)
 
 __all__ = ["LogTail", "WatchConfig", "WatchResult", "main", "parse_config", "run_watch",
@@ -50,6 +52,7 @@ __all__ = ["LogTail", "WatchConfig", "WatchResult", "main", "parse_config", "run
 READ_MAX = 8 * 1024 * 1024  # bytes read from the log per loop turn
 MAX_PARTIAL = 1024 * 1024  # a "line" this long without a newline is cut and fed anyway
 WAITING_LINES = 20  # a waiting_input match counts if it is among the last 20 lines
+LEFTOVER_GRACE = 2.0  # at most this long for leftovers of a stopped agent to end on SIGTERM
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,16 @@ def _prior_interventions(repo: Path, commit: str) -> list[float]:
     return out
 
 
+def _noted_lines(repo: Path, commit: str) -> set[tuple[str, int]]:
+    """(signal, line) of the observer note lines already on ``commit``."""
+    try:
+        lines = read_note_lines(repo, NOTES_OBSERVER, commit)
+    except LogistError:
+        return set()
+    return {(o["signal"], o["line"]) for o in lines
+            if isinstance(o.get("signal"), str) and isinstance(o.get("line"), int)}
+
+
 def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLike, pid: int,
               pgid: int, commit: str, workdir: str | os.PathLike,
               verdict_file: str | os.PathLike, config: WatchConfig | str | Mapping | None = None,
@@ -285,6 +298,9 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
                         interventions=_prior_interventions(repo, commit)
                         if cfg.sentinel.enabled else ())
     obs_notes = _NoteBuffer(repo, NOTES_OBSERVER, commit, say)
+    # A watcher started again for the same step (`logist watch --replace`, recovery) reads the
+    # log from its start: what an earlier watcher already noted is not noted twice.
+    already = _noted_lines(repo, commit)
     sen_notes = _NoteBuffer(repo, NOTES_SENTINEL, commit, say)
     tail = LogTail(log_path)
     result = WatchResult(exit_reason="stopped")
@@ -298,6 +314,8 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
     def feed(data: bytes, first: int, t: float) -> None:
         nonlocal waiting_input_at, last_waiting_line
         for sig in observer.feed_chunk(data, first, t):
+            if (sig.signal, sig.line) in already:
+                continue
             obj = sig.to_dict()
             obs_notes.add(json_line(obj))
             emit("observer", obj)
@@ -329,6 +347,34 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
             except PermissionError as exc:
                 say(f"cannot signal process group {pgid}: {exc}")
 
+    def stop_leftovers() -> None:
+        """The agent was stopped as hung and is gone, but processes it started (a child that
+        ignores SIGINT, a background job) may still hold its group: end them too."""
+        assert result.verdict is not None
+        if result.verdict.get("action") == "kill" or not group_alive(pgid):
+            return
+        trigger = str(result.verdict.get("signal") or "silence")
+        grace = min(cfg.sentinel.terminate_grace_seconds, LEFTOVER_GRACE)
+        for action, signum, wait in (("terminate", signal.SIGTERM, grace),
+                                     ("kill", signal.SIGKILL, LEFTOVER_GRACE)):
+            obj = {"t": iso_utc(clock()), "signal": trigger, "action": action,
+                   "detail": f"the agent is gone but processes of its group {pgid} are left; "
+                             f"sending SIG{'TERM' if action == 'terminate' else 'KILL'} to the group"}
+            sen_notes.add(json_line(obj))
+            emit("sentinel", obj)
+            try:
+                os.killpg(pgid, signum)
+            except ProcessLookupError:
+                return
+            except PermissionError as exc:
+                say(f"cannot signal process group {pgid}: {exc}")
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if not group_alive(pgid):
+                    return
+                time.sleep(0.02)
+
     try:
         while True:
             now = clock()
@@ -338,6 +384,8 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
             alive = pid_alive(pid)
             if not alive or (should_stop is not None and should_stop()):
                 result.exit_reason = "agent_exited" if not alive else "stopped"
+                if not alive and verdict_written:
+                    stop_leftovers()
                 break
             if now >= next_sentinel:
                 next_sentinel = now + sentinel_interval
@@ -376,6 +424,8 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
             if data:
                 feed(data, first, now)
             for sig in observer.finish(now):
+                if (sig.signal, sig.line) in already:
+                    continue
                 obj = sig.to_dict()
                 obs_notes.add(json_line(obj))
                 emit("observer", obj)

@@ -49,9 +49,18 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
             raise BusyError(f"job {job_id} already has a watcher (pid {wpid})",
                             hint=f"`logist watch {job_id} --replace` stops it and watches here")
         os.kill(int(wpid), signal.SIGTERM)
+        # let it flush its notes first: this watcher then skips what it already noted
+        import time
+
+        from logist.sentinel import pid_alive as running
+
+        deadline = time.monotonic() + 5
+        while running(int(wpid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
     cfg = store.config
     config = {"patterns": {**cfg.observer.patterns, **m.observer_patterns},
-              "sentinel": {**cfg.sentinel, **m.sentinel}}
+              "sentinel": {**cfg.sentinel, **m.sentinel},
+              "observer": {"repeat_seconds": cfg.observer.repeat_seconds}}
 
     def on_event(kind: str, obj: dict) -> None:
         detail = obj.get("text") or obj.get("detail") or ""
