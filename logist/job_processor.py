@@ -150,6 +150,9 @@ class Engine:
         """Finish what an interrupted rerun or restep left (see logist.rerun); None if nothing."""
         from logist.rerun import repair_interrupted
 
+        own, _ = self._current(lease.job_id)
+        if own != self.store.tip(lease.job_id):
+            return None  # an interrupted step's agent moved the branch: the step engine settles it
         return repair_interrupted(self, lease)
 
     # ---- one step ---------------------------------------------------------------------
@@ -696,6 +699,7 @@ class Engine:
             data["warnings"] = warnings
         if res.session_id:
             data["session_id"] = res.session_id
+        crash_point("before-harvest-commit")
         oid, new = self._transition(
             lease, Update(event=event, reason=reason, outcome=action, cost_delta=cost, tokens_delta=tokens,
                           mutate=mut, data=data),

@@ -136,14 +136,35 @@ def human_transition(store: JobStore, job_id: str, event: str, *, message: str |
 
 
 def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None) -> Manifest:
+    from logist.store import crash_point
+
+    crash_point("human-after-lock")
     tip, manifest = store.read(job_id)
     update = Update(event=event, reason=message or f"{event} by user", mutate=_mutate_for(event, message),
                     data={"message": message} if message else None)
+    extra: dict[str, Any] = {}
+    if manifest.state in TRANSIENT:
+        # An interrupted step (its runner is gone: we hold the lease now). Judge logist's own
+        # record, stop an agent that still runs, and keep whatever it did to the branch.
+        from logist.recovery import agent_status, own_tip, settle_branch, stop_agent
+
+        own, manifest = own_tip(store, job_id)
+        if manifest.state == State.EXECUTING:
+            stop_agent(agent_status(store, manifest))
+        tip, warnings = settle_branch(store, job_id, own)
+        extra = {"parent": tip, "history_from": own}
+        if warnings:
+            update.data = {**(update.data or {}), "warnings": warnings}
     result = apply_update(manifest, update, now=utcnow(), transition_id=new_transition_id())
     if result is None:  # pragma: no cover - an event always changes the state
         return manifest
     new, entry = result
-    store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=message or "")
+    store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=message or "", **extra)
+    crash_point("human-after-commit")
+    if manifest.state in TRANSIENT:
+        from logist.gitcmd import git
+
+        git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root, check=False)
     return new
 
 

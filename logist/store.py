@@ -35,6 +35,26 @@ def new_transition_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+_CRASH_HITS: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Test-only: end the process abruptly at a named point.
+
+    ``LOGIST_CRASH_AT=name`` ends it the first time the point is reached, ``name#N`` the N-th
+    time (e.g. ``after-publish#3``). Nothing is flushed or cleaned up, as after a ``kill -9``.
+    """
+    want = os.environ.get("LOGIST_CRASH_AT")
+    if not want:
+        return
+    target, _, nth = want.partition("#")
+    if target != name:
+        return
+    _CRASH_HITS[name] = _CRASH_HITS.get(name, 0) + 1
+    if _CRASH_HITS[name] == (int(nth) if nth.isdigit() else 1):
+        os._exit(137)
+
+
 @dataclass(frozen=True)
 class RepoPaths:
     root: Path  # top of the work tree logist was called from
@@ -104,11 +124,34 @@ class ObjectWriter:
             self._ident = _Identity(name.encode(), email.encode())
         return self._ident
 
+    def _add(self, obj) -> None:
+        """``add_object`` with a bounded retry: dulwich raises FileLocked at once when another
+        process writes the same loose object (DESIGN.md §5a); a lock left by a killed writer
+        is removed once it is older than a minute."""
+        from dulwich.file import FileLocked
+
+        for i in range(8):
+            try:
+                self.store.add_object(obj)
+                return
+            except FileLocked as exc:
+                lock = Path(str(getattr(exc, "lockfilename", "") or ""))
+                try:
+                    if lock.name and time.time() - lock.stat().st_mtime > 60:
+                        lock.unlink()
+                        continue
+                except OSError:
+                    pass
+                if i == 7:
+                    raise ConcurrentUpdateError(f"cannot write object {obj.id.decode()}: {exc}",
+                                                hint="try again") from None
+                time.sleep(0.005 * (2 ** i))
+
     def blob(self, data: bytes) -> bytes:
         from dulwich.objects import Blob
 
         b = Blob.from_string(data)
-        self.store.add_object(b)
+        self._add(b)
         return b.id
 
     def read_tree(self, oid: bytes | None):
@@ -126,7 +169,7 @@ class ObjectWriter:
         record = Tree()
         for name, data in sorted(files.items()):
             record.add(name.encode(), 0o100644, self.blob(data))
-        self.store.add_object(record)
+        self._add(record)
         path = [b".logist", b"jobs", job_id.encode()]
         return self._replace(root_tree, path, record.id)
 
@@ -148,7 +191,7 @@ class ObjectWriter:
         else:
             child = new_oid
         tree[head] = (0o040000, child)
-        self.store.add_object(tree)
+        self._add(tree)
         return tree.id
 
     def commit(self, tree: bytes, parents: list[str], message: str) -> str:
@@ -165,7 +208,7 @@ class ObjectWriter:
         c.author_timezone = c.commit_timezone = 0
         c.encoding = b"UTF-8"
         c.message = message.encode()
-        self.store.add_object(c)
+        self._add(c)
         return c.id.decode()
 
     def commit_tree_of(self, commit_oid: str) -> bytes:
@@ -393,13 +436,14 @@ class JobStore:
         base_tree = self.writer.commit_tree_of(manifest.base)
         tree = self.writer.tree_with_record(base_tree, job_id, files)
         oid = self.writer.commit(tree, [manifest.base], commit_message(job_id, entry, manifest))
-        proc = git(["update-ref", "--stdin"], cwd=self.paths.root,
-                   input=f"create {refs.branch_ref(job_id)} {oid}\n", check=False)
+        crash_point("create-before-ref")
+        proc = self._update_ref(f"create {refs.branch_ref(job_id)} {oid}\n")
         if proc.returncode != 0:
             from logist.errors import JobExistsError
 
             raise JobExistsError(f"job {job_id} already exists",
                                  hint="choose another title or id (see `logist job list --all`)")
+        crash_point("create-after-ref")
         if make_worktree:
             try:
                 self.ensure_worktree(job_id)
@@ -434,6 +478,7 @@ class JobStore:
         wt = self.worktree_path(job_id)
         if include_worktree:
             git(["add", "-A"], cwd=wt)
+            crash_point("after-worktree-add")
             base_tree = git_out(["write-tree"], cwd=wt).encode()
         else:
             base_tree = self.writer.commit_tree_of(parent)
@@ -441,7 +486,9 @@ class JobStore:
         msg = commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
                              extra_trailers=extra_trailers)
         oid = self.writer.commit(tree, [parent], msg)
+        crash_point("before-publish")
         self.publish(job_id, oid, old_tip, lease=lease)
+        crash_point("after-publish")
         if sync_worktree:
             self.sync_worktree_record(job_id, files)
         return oid
@@ -455,6 +502,12 @@ class JobStore:
         proc = self._update_ref("".join(lines))
         if proc.returncode != 0:
             err = proc.stderr.strip()
+            if ".lock" in err and "File exists" in err:
+                path = err.split("Unable to create '", 1)[-1].split("'", 1)[0]
+                raise ConcurrentUpdateError(
+                    f"job {job_id}: a git lock file is in the way: {path}",
+                    hint="another git command may be running; if none is, a killed git left it: "
+                         "`logist recover` removes it once it is a minute old")
             if lease and refs.lock_ref(job_id) in err:
                 raise ConcurrentUpdateError(
                     f"job {job_id}: this process lost its lease; another process holds the job now",
@@ -464,13 +517,39 @@ class JobStore:
                 hint=f"run `logist job status {job_id}` and try again")
 
     def _update_ref(self, stdin: str, attempts: int = 5):
-        """`git update-ref --stdin`, retrying briefly when a stale-looking .lock is in the way."""
-        for i in range(attempts):
-            proc = git(["update-ref", "--stdin"], cwd=self.paths.root, input=stdin, check=False)
-            if proc.returncode == 0 or ".lock" not in proc.stderr or "File exists" not in proc.stderr:
-                return proc
-            time.sleep(0.01 * (2 ** i))
-        return proc
+        """`git update-ref --stdin`, retrying briefly when a ref's .lock file is in the way.
+
+        A ``verify`` of a lock this process holds is kept in step with its heartbeat
+        (``logist.locks.fence_stdin``). When the .lock is still there after the retries and it
+        is stale (older than a minute, no live git in the repository: a killed git left it), it
+        is removed and the transaction tried once more (DESIGN.md §5a).
+        """
+        done = None
+        if "verify " + refs.LOCKS_PREFIX in stdin:
+            from logist.locks import fence_stdin
+
+            stdin, done = fence_stdin(stdin)
+        try:
+            cleared = False
+            i = 0
+            while True:
+                proc = git(["update-ref", "--stdin"], cwd=self.paths.root, input=stdin, check=False)
+                if proc.returncode == 0 or ".lock" not in proc.stderr or "File exists" not in proc.stderr:
+                    return proc
+                i += 1
+                if i >= attempts:
+                    if cleared:
+                        return proc
+                    from logist.locks import clear_stale_lock_file
+
+                    if not clear_stale_lock_file(self, proc.stderr):
+                        return proc
+                    cleared = True
+                    continue
+                time.sleep(0.01 * (2 ** i))
+        finally:
+            if done is not None:
+                done()
 
     def update_refs(self, stdin: str) -> None:
         proc = self._update_ref(stdin)

@@ -12,20 +12,19 @@ from logist.output import emit_json, kv, say, table, warn
 
 
 def _warn_interrupted(store, exclude: str | None = None) -> None:
-    """One line per command when some job was interrupted (a transient state, no live holder)."""
-    from logist.jobs import holder_info
-    from logist.model import TRANSIENT
-
+    """One line when some job was interrupted (a transient state and no live holder, or a lock
+    left by a process that is gone); see `logist recover`."""
     try:
-        jobs = store.list_jobs()
+        from logist.recovery import interrupted_jobs
+
+        jobs = [j for j in interrupted_jobs(store, with_actions=False) if j.id != exclude]
     except Exception:  # noqa: BLE001 - a warning must never break the command
         return
-    for s in jobs:
-        if s.manifest is not None and s.manifest.state in TRANSIENT and s.id != exclude:
-            h = holder_info(store, s.id)
-            if h is None or h.get("stale"):
-                warn(f"job {s.id} was interrupted in {s.manifest.state.value}; "
-                     f"run `logist recover` to resume it")
+    if len(jobs) == 1:
+        warn(jobs[0].warning())
+    elif jobs:
+        names = ", ".join(j.id for j in jobs[:5]) + (", ..." if len(jobs) > 5 else "")
+        warn(f"{len(jobs)} jobs were interrupted ({names}); run `logist recover --list` to see them")
 
 
 def create(*, title: str | None = None, prompt: str | None = None, agent: str | None = None,

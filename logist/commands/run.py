@@ -84,6 +84,9 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
         if job_id:
             say(f"follow it with `logist job attach {job_id}`")
         return 0
+    from logist.commands.job import _warn_interrupted
+
+    _warn_interrupted(store, exclude=job_id)
     if job_id:
         from logist.refs import validate_job_id
 

@@ -1,0 +1,130 @@
+"""The record survives the agent (DESIGN.md §5 invariant 8).
+
+Command steps play a hostile agent in the job's worktree: they edit or delete `.logist/`,
+commit, amend, `reset --hard HEAD~2` and rebase the checked-out job branch. Harvest detects
+it, restores the record on top of the agent's work, notes what happened, and every commit
+logist made stays reachable (the branch, or refs/logist/displaced/<id>/<k>).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _crashkit import (Procs, assert_consistent, create, history, init_project, logist, manifest, run_dir,
+                       sh_step, wait_for)
+from conftest import git
+
+REC = ".logist/jobs/$LOGIST_JOB_ID"
+
+HOSTILE = {
+    "edit-record": f'echo garbage > {REC}/manifest.json; echo "{{}}" >> {REC}/history.jsonl; '
+                   'echo w > edit.txt',
+    "delete-logist": 'rm -rf .logist; echo w > delete.txt',
+    "extra-record-file": f'echo evil > {REC}/extra.json; echo w > extra.txt',
+    "commit": 'echo w > commit.txt; git add -A; git commit -qm "agent: work"',
+    "commit-record": f'echo junk > {REC}/manifest.json; rm {REC}/history.jsonl; echo w > crec.txt; '
+                     'git add -A; git commit -qm "agent: rewrote the record"',
+    "amend": 'echo w > amend.txt; git add -A; git commit -q --amend -m "agent: amended"',
+    "reset": 'git reset -q --hard HEAD~2; echo w > reset.txt',
+    "rebase": 'git commit -q --allow-empty -m "agent: one"; '
+              'git -c user.name=Rebaser -c user.email=r@example.invalid rebase -q --force-rebase HEAD~3; '
+              'echo w > rebase.txt',
+    "delete-and-commit": 'rm -rf .logist; echo w > dc.txt; git add -A; git commit -qm "agent: no record"',
+}
+FILES = {"edit-record": "edit.txt", "delete-logist": "delete.txt", "extra-record-file": "extra.txt",
+         "commit": "commit.txt", "commit-record": "crec.txt", "amend": "amend.txt", "reset": "reset.txt",
+         "rebase": "rebase.txt", "delete-and-commit": "dc.txt"}
+REWRITES = {"amend", "reset", "rebase"}
+
+
+@pytest.fixture
+def project(repo):
+    init_project(repo)
+    return repo
+
+
+def reachable_tids(repo) -> set[str]:
+    out = git(repo, "log", "--all", "--format=%x1e%(trailers:key=Logist-Transition-Id,valueonly)")
+    return {t.strip() for t in out.split("\x1e") if t.strip()}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_hostile_step_cannot_corrupt_the_record(project, kind):
+    toml = ('title = "hostile"\n' + sh_step("warm-up", "echo 0 > warm.txt")
+            + sh_step(kind, HOSTILE[kind]) + sh_step("after", "echo 1 > after.txt"))
+    job = create(project, toml)
+    r = logist(project, "job", "run", job)
+    assert r.returncode == 0, r.stdout + r.stderr
+    h = assert_consistent(project, job, files_added_once=("warm.txt", FILES[kind], "after.txt"),
+                          rewritten=kind in REWRITES)
+    m = manifest(project, job)
+    assert [s["status"] for s in m["steps"]] == ["SUCCESS"] * 3
+    # the hostile step's harvest says what happened
+    harvest = [e for e in h if e.get("from") == "HARVESTING" and e.get("step") == 2][0]
+    warnings = " ".join(harvest.get("data", {}).get("warnings", []))
+    assert warnings, harvest
+    if kind in REWRITES:
+        assert "rewrote the job branch" in warnings
+        displaced = git(project, "for-each-ref", "--format=%(refname)", f"refs/logist/displaced/{job}/")
+        assert displaced.splitlines() == [f"refs/logist/displaced/{job}/1"]
+    if kind in ("edit-record", "delete-logist", "extra-record-file", "commit-record", "delete-and-commit"):
+        assert "job record" in warnings
+    # every transition logist made is still reachable from some ref
+    assert {e["transition_id"] for e in h} <= reachable_tids(project)
+    # the agent's own commits are kept on the branch (or, when rewritten, reachable)
+    if kind in ("commit", "commit-record", "delete-and-commit"):
+        assert git(project, "log", "--format=%s", f"logist/{job}").count("agent:") == 1
+    wt = project / ".git" / "logist" / "worktrees" / job
+    assert not (wt / ".logist" / "jobs" / job / "extra.json").exists()
+    assert json.loads((wt / ".logist" / "jobs" / job / "manifest.json").read_text())["state"] == "SUCCESS"
+
+
+def test_hostile_agent_and_a_crash(project, tmp_path):
+    """The agent deletes the record and commits, and the runner dies meanwhile: the tip has no
+    record at all. Commands say so (no traceback); recovery restores the record from logist's
+    own EXECUTING commit and carries on."""
+    gate = tmp_path / "gate"
+    toml = ('title = "hostile crash"\n'
+            + sh_step("evil", f'while [ ! -f "{gate}" ]; do sleep 0.05; done; rm -rf .logist; '
+                              'echo w > evil.txt; git add -A; git commit -qm "agent: gone"')
+            + sh_step("after", "echo 1 > after.txt"))
+    job = create(project, toml)
+    r = logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "agent-running"})
+    assert r.returncode == 137
+    gate.write_text("go")
+    wait_for(lambda: list(run_dir(project, job).glob("exec-*.exit")), what="the agent to finish")
+    st = logist(project, "job", "status", job)
+    assert st.returncode == 1 and "has no record" in st.stderr and "logist recover" in st.stderr
+    assert "Traceback" not in st.stderr
+    lst = logist(project, "recover", "--list", "--json")
+    (entry,) = json.loads(lst.stdout)
+    assert entry["state"] == "EXECUTING" and entry["action"].startswith("harvest the finished agent")
+    rec = logist(project, "recover")
+    assert rec.returncode == 0, rec.stderr
+    run = logist(project, "job", "run", job)
+    assert run.returncode == 0, run.stderr
+    h = assert_consistent(project, job, files_added_once=("evil.txt", "after.txt"))
+    assert any("job record" in w for e in h for w in e.get("data", {}).get("warnings", []))
+
+
+def test_reset_then_crash_keeps_commits_reachable(project, tmp_path):
+    """The agent resets the branch back past logist's commits and the runner dies: recovery
+    keeps logist's EXECUTING commit reachable (displaced ref) and finishes the step."""
+    gate = tmp_path / "gate"
+    toml = ('title = "reset crash"\n' + sh_step("warm", "echo 0 > warm.txt")
+            + sh_step("reset", f'while [ ! -f "{gate}" ]; do sleep 0.05; done; git reset -q --hard HEAD~3; '
+                               'echo w > r.txt'))
+    job = create(project, toml)
+    r = logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "agent-running#2"})
+    assert r.returncode == 137
+    gate.write_text("go")
+    wait_for(lambda: list(run_dir(project, job).glob("exec-*.exit")), what="the agent to finish")
+    before = reachable_tids(project)
+    rec = logist(project, "recover")
+    assert rec.returncode == 0, rec.stderr
+    h = assert_consistent(project, job, files_added_once=("r.txt",), rewritten=True)
+    assert {e["transition_id"] for e in h} <= reachable_tids(project)
+    assert before <= reachable_tids(project)
+    assert git(project, "for-each-ref", f"refs/logist/displaced/{job}/")

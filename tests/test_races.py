@@ -1,0 +1,214 @@
+"""Races between real processes (DESIGN.md §5 invariants 2 and 4, §7).
+
+- 8 processes race for one job's lock, round after round: exactly one winner every round, on
+  a free lock and on a stale one (takeover by compare-and-swap);
+- 8 processes make transitions on 8 jobs: no lost update, a linear history per job;
+- 2 runners on one job: each step runs exactly once; the loser exits 4 without a traceback;
+- 2 `job run --parallel 2` (no id) over the same jobs: each step exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _crashkit import (Procs, assert_consistent, create, dead_pid, fsck_clean, init_project, logist,
+                       mock_step, no_traceback, sh_step, wait_for)
+from conftest import git
+
+N = 8
+
+
+@pytest.fixture
+def procs():
+    p = Procs()
+    yield p
+    p.kill_all()
+
+
+@pytest.fixture
+def store(repo):
+    from logist.store import JobStore
+
+    init_project(repo)
+    return JobStore.discover(repo)
+
+
+LOCK_WORKER = r"""
+import sys, time
+from pathlib import Path
+from logist.store import JobStore
+from logist.locks import acquire
+from logist.errors import BusyError
+repo, d, wid, rounds, n, job = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+store = JobStore.discover(repo)
+def put(name, text):
+    tmp = d / (name + ".tmp")
+    tmp.write_text(text)
+    tmp.rename(d / name)
+for r in range(rounds):
+    while not (d / f"go-{r}").exists():
+        time.sleep(0.001)
+    try:
+        lease = acquire(store, job, command=f"worker {wid}")
+        res = "win " + (lease.takeover_reason or "")
+    except BusyError as exc:
+        lease, res = None, "lose " + exc.message
+    put(f"r{r}-w{wid}", res)
+    if lease is not None:
+        deadline = time.monotonic() + 60
+        while len(list(d.glob(f"r{r}-w*[0-9]"))) < n and time.monotonic() < deadline:
+            time.sleep(0.001)
+        lease.release()
+        put(f"released-{r}", "1")
+"""
+
+
+def test_eight_processes_race_for_one_lock(store, procs, tmp_path):
+    """One winner per round, over many rounds; every other round starts from a stale lock
+    (a dead holder) that all eight try to take over."""
+    from logist.locks import Holder, boot_id, read_lock
+
+    rounds = 24
+    d = tmp_path / "coord"
+    d.mkdir()
+    job = "race-job"
+    env = {**os.environ}
+    for w in range(N):
+        procs.popen([sys.executable, "-c", LOCK_WORKER, str(store.root), str(d), str(w), str(rounds),
+                     str(N), job], env=env)
+    for r in range(rounds):
+        stale = r % 2 == 1
+        if stale:
+            now = time.time()
+            h = Holder(pid=dead_pid(), host=socket.gethostname(), boot_id=boot_id(), start_time=None,
+                       command="crashed", acquired_at=now, heartbeat_at=now, lease_seconds=120)
+            git(store.root, "update-ref", f"refs/logist/locks/{job}", store.writer.blob(h.to_bytes()).decode())
+        (d / f"go-{r}").write_text("go")
+        results = wait_for(lambda: [p.read_text() for p in d.glob(f"r{r}-w*[0-9]")]
+                           if len(list(d.glob(f"r{r}-w*[0-9]"))) == N else None,
+                           timeout=60, what=f"round {r}")
+        winners = [x for x in results if x.startswith("win")]
+        assert len(winners) == 1, (r, results)
+        if stale:
+            assert "is gone" in winners[0]
+        wait_for(lambda: (d / f"released-{r}").exists(), timeout=60, what=f"release of round {r}")
+        assert read_lock(store, job) is None
+    for p in procs.procs:
+        assert p.wait(timeout=30) == 0
+
+
+TRANSITION_WORKER = r"""
+import json, sys, time, random
+from pathlib import Path
+from logist.store import JobStore, new_transition_id, utcnow
+from logist.locks import acquire
+from logist.job_state import Update, apply_update
+from logist.errors import BusyError
+repo, out, wid, jobs, k = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(","), int(sys.argv[5])
+store = JobStore.discover(repo)
+done = {j: 0 for j in jobs}
+busy = 0
+rng = random.Random(wid)
+for it in range(k):
+    order = jobs[wid % len(jobs):] + jobs[:wid % len(jobs)]
+    for j in order:
+        try:
+            lease = acquire(store, j, command=f"worker {wid}")
+        except BusyError:
+            busy += 1
+            continue
+        try:
+            tip, m = store.read(j)
+            event = "suspend" if m.state.value == "PENDING" else "resume"
+            new, entry = apply_update(m, Update(event=event, reason=f"w{wid} i{it}"), now=utcnow(),
+                                      transition_id=new_transition_id())
+            store.commit_transition(j, tip, new, [entry], lease=lease.oid)
+            done[j] += 1
+        finally:
+            lease.release()
+out.write_text(json.dumps({"done": done, "busy": busy}))
+"""
+
+
+def test_eight_processes_transition_eight_jobs(store, procs, tmp_path):
+    from logist.jobfile import JobFile, StepFile
+    from logist.jobs import create_job
+
+    jobs = [create_job(store, JobFile(title=f"race {i}", steps=[StepFile(prompt="x")]), activate=True,
+                       job_id=f"race-{i}").id for i in range(N)]
+    outs = [tmp_path / f"out-{w}.json" for w in range(N)]
+    for w in range(N):
+        procs.popen([sys.executable, "-c", TRANSITION_WORKER, str(store.root), str(outs[w]), str(w),
+                     ",".join(jobs), "4"])
+    for p in procs.procs:
+        assert p.wait(timeout=240) == 0
+    totals = {j: 0 for j in jobs}
+    for o in outs:
+        for j, n in json.loads(o.read_text())["done"].items():
+            totals[j] += n
+    assert sum(totals.values()) > 0
+    for j in jobs:
+        h = assert_consistent(store.root, j, state="SUSPENDED" if totals[j] % 2 else "PENDING")
+        assert len(h) == 1 + totals[j], f"{j}: {len(h) - 1} transitions recorded, {totals[j]} made"
+        base = json.loads(git(store.root, "show", f"logist/{j}:.logist/jobs/{j}/manifest.json"))["base"]
+        assert int(git(store.root, "rev-list", "--count", f"{base}..logist/{j}")) == 1 + totals[j]
+        assert git(store.root, "rev-list", "--merges", f"logist/{j}") == ""
+    fsck_clean(store.root)
+
+
+def gated_job(repo: Path, tmp_path: Path) -> tuple[str, Path, Path]:
+    counter = tmp_path / "counter"
+    gate = tmp_path / "gate"
+    toml = ('title = "two runners"\n'
+            + sh_step("first", f'while [ ! -f "{gate}" ]; do sleep 0.05; done; echo 1 >> "{counter}"; '
+                               'echo 1 > one.txt')
+            + mock_step("second", {"two.txt": "2\n"})
+            + sh_step("third", f'echo 3 >> "{counter}"; echo 3 > three.txt'))
+    return create(repo, toml), counter, gate
+
+
+def test_two_runners_on_one_job(store, procs, tmp_path):
+    job, counter, gate = gated_job(store.root, tmp_path)
+    a = procs.start(store.root, "job", "run", job)
+    b = procs.start(store.root, "job", "run", job)
+    # the loser gives up at once; the winner waits at the gate inside step 1
+    loser = wait_for(lambda: next((p for p in (a, b) if p.poll() is not None), None), timeout=60,
+                     what="one runner to give up")
+    winner = b if loser is a else a
+    out, err = loser.communicate(timeout=10)
+    assert loser.returncode == 4, err
+    assert "busy: held by pid" in err and f"pid {winner.pid}" in err
+    no_traceback(out, err)
+    assert winner.poll() is None
+    gate.write_text("go")
+    out, err = winner.communicate(timeout=120)
+    assert winner.returncode == 0, err
+    assert counter.read_text().split() == ["1", "3"]  # each command step exactly once
+    assert_consistent(store.root, job, files_added_once=("one.txt", "two.txt", "three.txt"))
+
+
+def test_two_parallel_run_alls_run_each_step_once(store, procs, tmp_path):
+    counters = []
+    for i in range(4):
+        c = tmp_path / f"counter-{i}"
+        counters.append(c)
+        create(store.root, f'title = "many {i}"\n'
+               + sh_step("a", f'echo a >> "{c}"; echo a > a.txt')
+               + sh_step("b", f'sleep 0.2; echo b >> "{c}"; echo b > b.txt'), job_id=f"many-{i}")
+    a = procs.start(store.root, "job", "run", "--parallel", "2")
+    b = procs.start(store.root, "job", "run", "--parallel", "2")
+    for p in (a, b):
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        no_traceback(out, err)
+    for i, c in enumerate(counters):
+        assert c.read_text().split() == ["a", "b"], (i, c.read_text())
+        assert_consistent(store.root, f"many-{i}", files_added_once=("a.txt", "b.txt"))
