@@ -11,7 +11,7 @@ import re
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -136,6 +136,12 @@ class Manifest(Strict):
         if not JOB_ID_RE.match(v) or v.endswith("-"):
             raise ValueError(f"invalid job id {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _step_exists(self) -> "Manifest":
+        if self.step > len(self.steps):
+            raise ValueError(f"step {self.step} is past the last step ({len(self.steps)})")
+        return self
 
     @property
     def current(self) -> Step:

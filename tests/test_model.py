@@ -79,7 +79,7 @@ def test_unicode_is_kept_verbatim():
     {"id": "Has-Caps"}, {"id": "../x"}, {"id": "--upload-pack=x"}, {"id": "trailing-"}, {"id": "abc\n"}, {"id": "x" * 64},
     {"state": "RUNNING"},
     {"steps": []},
-    {"step": 0},
+    {"step": 0}, {"step": 3},
     {"run": 0},
     {"base": "main"},
     {"title": ""},
