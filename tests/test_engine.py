@@ -469,3 +469,38 @@ def test_an_agent_that_cannot_start_is_an_intervention(cli, agent, step):
     assert "not on PATH" in status["reason"]
     assert "refs/logist/locks/" not in refs_snapshot(cli.repo)
     assert worktree_status(status["worktree"]) == ""
+
+
+def test_run_all_in_parallel(cli):
+    repo = cli.repo
+    ids = [create_from_toml(cli, mock_job(f"Par {i}", steps=[f'writes = {{ "p{i}.txt" = "{i}" }}', "cost_usd = 0.01"]),
+                            "--activate", name=f"p{i}.toml") for i in range(3)]
+    r = cli("job", "run", "--parallel", "2", "--json")
+    assert r.code == 0, r
+    results = {x["id"]: x for x in r.json()}
+    assert set(results) == set(ids)
+    for i, j in enumerate(ids):
+        assert results[j]["state"] == "SUCCESS"
+        assert tos(repo, j) == ["PENDING", *step_cycle("PENDING"), *step_cycle("SUCCESS")]
+        assert git(repo, "show", f"logist/{j}:p{i}.txt") == str(i)
+        assert not any(f"p{k}.txt" in git(repo, "ls-tree", "-r", "--name-only", f"logist/{j}")
+                       for k in range(3) if k != i)
+    assert "refs/logist/locks/" not in refs_snapshot(repo)
+    proc = __import__("subprocess").run(["git", "-C", str(repo), "fsck", "--no-dangling"], capture_output=True,
+                                        text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_job_step_runs_exactly_one_step(cli):
+    repo = cli.repo
+    job_id = create_from_toml(cli, mock_job("Stepwise", steps=["", ""]), "--activate")
+    r = cli.ok("job", "step", job_id, "--json")
+    assert (r.json()["state"], r.json()["step"]) == ("PENDING", 2)
+    assert tos(repo, job_id) == ["PENDING", *step_cycle("PENDING")]
+    r = cli.ok("job", "step", job_id)
+    assert "SUCCESS" in r.out
+    assert tos(repo, job_id) == ["PENDING", *step_cycle("PENDING"), *step_cycle("SUCCESS")]
+    before = refs_snapshot(repo)
+    r = cli("job", "step", job_id)
+    assert r.code == 1 and "SUCCESS" in r.err
+    assert refs_snapshot(repo) == before
