@@ -117,6 +117,9 @@ def adopt(id: str, /, *, remote: str | None = None,
     if not res.trusted:
         say(f"  its steps run commands that are not trusted here: review them with "
             f"`logist job trust {res.job_id}`")
+    if res.state in ("PROVISIONING", "EXECUTING", "RECOVERING", "HARVESTING"):
+        say(f"  it was interrupted in {res.state} where it ran before; "
+            f"`logist job run {res.job_id}` resumes it here")
     return 0
 
 
@@ -151,6 +154,9 @@ def trust(id: str, /, *, remote: str | None = None, yes: bool = False) -> int:
     say(f"job {job_id} ({info.where}) runs these commands in its worktree:")
     for n, agent, argv in info.commands:
         say(f"  step {n} ({agent}): {json.dumps(argv)}")
+    if info.already:
+        say(f"{job_id}: already trusted in this clone")
+        return 0
     if not yes and sys.stdin.isatty():
         answer = input("trust them here? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
