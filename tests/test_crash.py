@@ -272,3 +272,34 @@ def test_agent_running_crash_with_watcher_on(project, tmp_path):
     assert rec.returncode == 0, rec.stderr
     assert_consistent(project, job, files_added_once=("a.txt", "b.txt"))
     assert counter_lines(counter) == 1
+
+
+def test_paused_runner_is_fenced_off(project, tmp_path, procs):
+    """SIGSTOP a runner mid-step; once its lease expired, `logist recover` takes over, re-attaches
+    to the agent and finishes the step; SIGCONT the runner: its write is refused (exit 4, no
+    traceback) and the record is the recoverer's."""
+    toml, counter, gate = gate_job(tmp_path)
+    job = create(project, toml)
+    runner = procs.start(project, "job", "run", job, env={"LOGIST_LEASE_SECONDS": "1"})
+    wait_for(lambda: "step2" in ((agent_info(project, job) or {}).get("log") or ""), what="step 2 to run")
+    wait_agent_running(project, job)
+    os.kill(runner.pid, signal.SIGSTOP)
+    wait_for(lambda: status(project, job)["holder"]["stale"], what="the paused runner's lease to expire")
+    rec = procs.start(project, "recover", job)
+    lines = Lines(rec)
+    lines.wait_for("re-attaching")
+    gate.write_text("go")
+    code, err = lines.finish()
+    assert code == 0, err
+    assert "took over the lease (lease expired" in rec.stdout.read()
+    tip = manifest(project, job)
+    assert tip["state"] == "SUCCESS"
+    before = history(project, job)
+    os.kill(runner.pid, signal.SIGCONT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 4, err
+    assert "lost its lease" in err
+    no_traceback(out, err)
+    assert history(project, job) == before
+    assert_consistent(project, job, files_added_once=("a.txt", "b.txt"))
+    assert counter_lines(counter) == 1
