@@ -485,14 +485,22 @@ def live_git_processes(paths: Iterable[Path]) -> list[int]:
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+            comm = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if comm != "git" and not comm.startswith("git-"):
+            continue
+        if not pid_alive(int(entry)):
+            continue
+        try:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 argv = fh.read().split(b"\0")
         except OSError:
-            continue
-        exe = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else ""
-        if exe != "git" and not exe.startswith("git-"):
-            continue
-        if not pid_alive(int(entry)):
+            argv = []
+        if not any(argv):  # just started (its command line not readable yet): assume it is ours
+            pids.append(int(entry))
             continue
         try:
             cwd = os.readlink(f"/proc/{entry}/cwd")

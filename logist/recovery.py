@@ -107,9 +107,12 @@ def _cmdline_has(pid: int, needle: str) -> bool | None:
     """True/False when /proc/<pid>/cmdline holds ``needle``; None where it cannot be read."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return needle.encode() in fh.read()
+            raw = fh.read()
     except OSError:
         return None if not os.path.isdir("/proc/self") else False
+    if not raw:  # a process that just started may not show its command line yet
+        return None
+    return needle.encode() in raw
 
 
 def find_wrapper(base: Path) -> int | None:

@@ -392,6 +392,10 @@ def test_lock_files_with_a_live_git_are_kept(store, procs):
     # a git working in the repository (think: `git commit` waiting for its editor)
     live = procs.popen(["git", "-C", str(store.root), "cat-file", "--batch"], stdin=subprocess.PIPE,
                        stdout=subprocess.PIPE)
+    from logist.locks import live_git_processes
+
+    # found even in the instant after its start, when /proc/<pid>/cmdline may still read empty
+    assert live.pid in live_git_processes([store.paths.common_dir, store.root])
     assert stale_lock_files(store) == []
     live.stdin.close()
     live.wait(timeout=10)
