@@ -123,6 +123,192 @@ logist job approve "$gate" --message "looks good"
 expect_state "$gate" SUCCESS
 git log -3 --format='%s%n%b' "logist/$gate" | grep -E 'logist\(|looks good' | head -5
 
+# ---------------------------------------------------------------- rerun and restep (issue 4)
+count_runs() { logist job show "$1" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))'; }
+
+step "rerun/restep: a job whose step 2 fails until a person fixes it"
+cat > "$scratch/rerun.toml" <<'TOML'
+title = "Rerun me"
+[[steps]]
+name = "first"
+agent = "command"
+command = ["python3", "-c", "open('first.txt', 'a').write('first\\n')"]
+[[steps]]
+name = "second"
+agent = "command"
+command = ["python3", "-c", "import os, sys; open('second.txt', 'a').write('second\\n'); sys.exit(0 if os.path.exists('FIXED') else 1)"]
+TOML
+rr=$(logist job create --file "$scratch/rerun.toml" --activate)
+logist job run "$rr" || true
+expect_state "$rr" INTERVENTION_REQUIRED          # step 2 fails until FIXED exists
+
+step "restep of a failing step: reported, recorded, state unchanged"
+if logist job restep "$rr" 2; then echo "FAIL: restep should have failed" >&2; exit 1; fi
+expect_state "$rr" INTERVENTION_REQUIRED
+
+step "a fix in the worktree, then rerun --step of the failing step to SUCCESS"
+touch "$(logist job path "$rr")/FIXED"
+logist job rerun "$rr" --step 2
+expect_state "$rr" SUCCESS
+git for-each-ref refs/logist/runs
+git log -6 --format="%h %s" "logist/$rr"
+
+step "restep of an intermediate step: only it runs, recorded in the history"
+logist job restep "$rr" 1
+expect_state "$rr" SUCCESS
+logist job history "$rr" --json | python3 -c "import json,sys; print([e[\"event\"] for e in json.load(sys.stdin)][-2:])"
+
+step "full rerun: two run entries in the history"
+cat > "$scratch/full.toml" <<'TOML'
+title = "Replay me"
+[[steps]]
+prompt = "Write one.txt"
+[steps.mock]
+writes = { "one.txt" = "one\n" }
+[[steps]]
+prompt = "Write two.txt"
+[steps.mock]
+writes = { "two.txt" = "two\n" }
+TOML
+full=$(logist job create --file "$scratch/full.toml" --activate)
+logist job run "$full"
+logist job rerun "$full"
+expect_state "$full" SUCCESS
+[ "$(count_runs "$full")" = 2 ] || { echo "FAIL: expected 2 run entries" >&2; exit 1; }
+logist job history "$full" | grep -E ' run ' || { echo "FAIL: no run entry in the history" >&2; exit 1; }
+logist job rerun "$full" --step 2             # resume a finished job from step 2 only
+[ "$(count_runs "$full")" = 3 ] || { echo "FAIL: expected 3 run entries" >&2; exit 1; }
+git for-each-ref --format='%(refname) %(objectname:short)' "refs/logist/runs/$full"
+
+step "resume with rerun --step N after stopping partway"
+part=$(logist job create --file "$scratch/rerun.toml" --activate)
+logist job step "$part"
+logist job cancel "$part" --message "stop after step 1"
+touch "$(logist job path "$part")/FIXED"
+logist job rerun "$part" --step 2
+expect_state "$part" SUCCESS
+
+step "restep --isolated: the result is kept at refs/logist/resteps for comparison"
+logist job restep "$rr" 1 --isolated
+git for-each-ref refs/logist/resteps
+git fsck --no-progress 2>&1 | grep -v '^dangling' || true
+
+
+# ---------------------------------------------------------------- kill -9 and recovery (issue 5)
+step "a job interrupted with kill -9 mid-step, then recovered from the branch tip"
+cat > "$scratch/slow.toml" <<'TOML'
+title = "Slow work"
+[[steps]]
+prompt = "Take a while"
+[steps.mock]
+scenario = "slow"
+delay_s = 4
+writes = { "slow.txt" = "done\n" }
+[[steps]]
+prompt = "Finish"
+[steps.mock]
+writes = { "finish.txt" = "ok\n" }
+TOML
+slow=$(logist job create --file "$scratch/slow.toml" --activate)
+setsid logist job run "$slow" >"$scratch/slow.log" 2>&1 &
+runner=$!
+pids+=("$runner")
+for _ in $(seq 1 100); do
+    state=$(logist job status "$slow" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' || true)
+    [ "$state" = EXECUTING ] && break
+    sleep 0.1
+done
+kill -9 -- "-$runner" 2>/dev/null || kill -9 "$runner"
+wait "$runner" 2>/dev/null || true
+logist job status "$slow" || true
+logist recover --check
+logist recover --list
+logist recover
+logist job run "$slow" || true
+expect_state "$slow" SUCCESS
+git for-each-ref "refs/logist/locks/$slow" | grep . && { echo "FAIL: lock left behind" >&2; exit 1; } || true
+
+# ---------------------------------------------------------------- observer and sentinel (issue 6)
+step "an agent hits a rate limit (noted by the observer) and completes"
+cat > "$scratch/ratelimit.toml" <<'TOML'
+title = "Rate limited"
+[[steps]]
+prompt = "Call a busy API"
+[steps.mock]
+scenario = "rate_limit"
+delay_s = 1.5
+TOML
+rl=$(logist job create --file "$scratch/ratelimit.toml" --activate)
+logist job run "$rl"
+expect_state "$rl" SUCCESS
+git log -4 --format='%h %s%n%N' "logist/$rl" | grep -E 'logist\(|rate_limit' | head -8
+
+step "an agent asks a question and goes silent: the sentinel stops it; resubmitted and finished"
+cat > "$scratch/question.toml" <<'TOML'
+title = "Asks a question"
+[budget]
+max_attempts = 1
+[sentinel]
+silence_seconds = 1
+waiting_input_seconds = 1
+interrupt_grace_seconds = 1
+terminate_grace_seconds = 1
+[[steps]]
+name = "ask"
+agent = "command"
+command = ["python3", "-c", "import os, time\nif not os.path.exists('ANSWER'):\n    print('Do you want to proceed? (y/n)', flush=True)\n    time.sleep(3600)\nprint('answered')"]
+TOML
+q=$(logist job create --file "$scratch/question.toml" --activate)
+logist job run "$q" || true
+expect_state "$q" INTERVENTION_REQUIRED
+logist job history "$q" --notes | tail -8
+echo yes > "$(logist job path "$q")/ANSWER"
+logist job resubmit "$q" --message "answered the question"
+logist job run "$q"
+expect_state "$q" SUCCESS
+git log --format='%h %s%n%N' "logist/$q" | grep -E 'Notes|waiting_input|interrupt' | head -6
+
+# ---------------------------------------------------------------- sharing (issue 7)
+step "push to a bare remote; a second clone inspects the job; a merged PR is cleaned up on pull"
+git init -q --bare "$scratch/shared.git"
+git clone -q "$scratch/shared.git" "$scratch/alice"
+cd "$scratch/alice"
+echo "# shared demo" > README.md && git add README.md && git commit -qm "initial"
+logist init >/dev/null && git add .logist && git commit -qm "logist init" && git push -q origin main
+printf '%s\n' 'title = "Shared greeting"' '[[steps]]' 'prompt = "Create hello.txt"' \
+    '[steps.mock]' 'writes = { "hello.txt" = "hello\n" }' > "$scratch/shared.toml"
+shared=$(logist job create --file "$scratch/shared.toml" --activate)
+logist job run "$shared"
+logist push
+git clone -q "$scratch/shared.git" "$scratch/bob"
+cd "$scratch/bob"
+logist init >/dev/null
+logist fetch
+logist job list --remote origin --all
+git log -3 --oneline "origin/logist/$shared"
+git merge -q --no-ff -m "Merge $shared" "origin/logist/$shared" && git push -q origin main
+cd "$scratch/alice"
+git pull -q --no-rebase origin main
+git for-each-ref "refs/logist/archive/$shared" | grep . || { echo "FAIL: no archive ref after the merge" >&2; exit 1; }
+if git rev-parse -q --verify "refs/heads/logist/$shared" >/dev/null; then
+    echo "FAIL: the merged job branch is still there" >&2; exit 1
+fi
+echo "ok: merged job archived and cleaned up by the post-merge hook"
+
+step "two workers in two clones share one queue; each job runs exactly once"
+for i in 1 2 3 4; do logist job create --title "Queued $i" --step "do it" --activate >/dev/null; done
+logist push
+(cd "$scratch/bob" && logist worker --until-idle) &
+w=$!
+pids+=("$w")
+logist worker --until-idle
+wait "$w"
+logist fetch
+logist job list --remote origin --all
+left=$(logist job list --remote origin --json | python3 -c 'import json,sys; print(sum(1 for j in json.load(sys.stdin) if j["state"] == "PENDING"))')
+[ "$left" = 0 ] || { echo "FAIL: $left jobs still PENDING" >&2; exit 1; }
+cd "$repo"
+
 step "dashboard (one frame)"
 logist dashboard --once
 
