@@ -306,7 +306,7 @@ def test_step_log_is_a_redacted_note_on_the_harvest_commit(cli):
     assert status["state"] == "SUCCESS"
     (harvest,) = harvest_commits(repo, job_id)
     note = git(repo, "notes", "--ref=refs/notes/logist/logs", "show", harvest)
-    assert "an ordinary line" in note and "mock: scenario success" in note
+    assert "an ordinary line" in note and "mock agent starting" in note
     assert "[REDACTED]" in note
     for s in secrets:
         assert s not in note

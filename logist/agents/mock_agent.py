@@ -96,7 +96,7 @@ def run(spec: dict[str, Any], attempt: int) -> int:
     scenario = spec.get("scenario", "success")
     delay = float(spec.get("delay_s", 0) or 0)
     if scenario != "hang":  # a hung agent prints nothing at all
-        say(f"mock: scenario {scenario}, attempt {attempt}")
+        say(f"mock agent starting (attempt {attempt})")  # neutral: must not trip observer patterns
     if scenario == "success":
         finish(spec, delay)
     elif scenario == "stuck":
