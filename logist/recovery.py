@@ -395,12 +395,14 @@ def _restart_words(m: Manifest) -> str:
     return f"re-execute step {m.step} (attempt {m.attempt + 1} of {m.budget.max_attempts})"
 
 
-def interrupted_jobs(store: JobStore, *, with_actions: bool = True) -> list[Interrupted]:
+def interrupted_jobs(store: JobStore, *, with_actions: bool = True,
+                     summaries: list | None = None) -> list[Interrupted]:
     """Every interrupted job (see the module docstring), sorted by id. A handful of git
-    processes whatever the number of jobs; no writes."""
+    processes whatever the number of jobs; no writes. ``summaries`` reuses a listing the
+    caller already made (``store.list_jobs()``)."""
     from logist.locks import read_locks
 
-    summaries = store.list_jobs()
+    summaries = store.list_jobs() if summaries is None else summaries
     locks = read_locks(store)
     out = []
     for s in summaries:

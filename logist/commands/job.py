@@ -11,13 +11,24 @@ from logist import cli
 from logist.output import emit_json, kv, say, table, warn
 
 
-def _warn_interrupted(store, exclude: str | None = None) -> None:
+def _warn_interrupted(store, exclude: str | None = None, summaries: list | None = None) -> None:
     """One line when some job was interrupted (a transient state and no live holder, or a lock
-    left by a process that is gone); see `logist recover`."""
+    left by a process that is gone); see `logist recover`.
+
+    Cheap when nothing is wrong: an interrupted job always leaves its lock behind (the runner
+    holds it through every transient state), so with no stale lock there is nothing to list.
+    ``summaries`` reuses a listing the command already made.
+    """
     try:
+        from logist.locks import read_locks
         from logist.recovery import interrupted_jobs
 
-        jobs = [j for j in interrupted_jobs(store, with_actions=False) if j.id != exclude]
+        if summaries is None:
+            locks = read_locks(store)
+            if not any(h is None or h.stale_reason() for _, h in locks.values()):
+                return
+        jobs = [j for j in interrupted_jobs(store, with_actions=False, summaries=summaries)
+                if j.id != exclude]
     except Exception:  # noqa: BLE001 - a warning must never break the command
         return
     if len(jobs) == 1:
@@ -98,7 +109,7 @@ def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json
         summaries = store.list_jobs(prefix=f"refs/remotes/{remote}/logist/")
     else:
         summaries = store.list_jobs()
-        _warn_interrupted(store)
+        _warn_interrupted(store, summaries=summaries)
     rows = []
     for s in summaries:
         m = s.manifest
