@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return _exit(0, argv)
     except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback in a log, not on screen
         _internal_error(exc)
-        return _exit(3, argv)
+        return _exit(ExitCode.INTERNAL, argv)
     code = result if isinstance(result, int) and not isinstance(result, bool) else 0
     return _exit(code, argv)
 

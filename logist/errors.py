@@ -12,6 +12,7 @@ class ExitCode:
     OK = 0
     FAILED = 1  # refused or failed
     USAGE = 2  # bad command line
+    INTERNAL = 3  # a bug in logist: the traceback goes to a log file
     BUSY = 4  # contention: a lock is held, a compare-and-swap lost
     INTERRUPTED = 130
 
