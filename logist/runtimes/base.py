@@ -71,31 +71,8 @@ def _stat_fields(pid: int) -> list[str] | None:
     return data[data.rfind(")") + 2:].split()
 
 
-def process_start_time(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (/proc/<pid>/stat field 22), or None."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (IndexError, ValueError):
-        return None
-
-
-def pid_alive(pid: int, start_time: int | None = None) -> bool:
-    """True when ``pid`` runs and is not a zombie (and, if given, started at ``start_time``)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, owned by someone else
-    fields = _stat_fields(pid)
-    if fields is None:
-        return not Path("/proc/self/stat").exists()  # no /proc: trust kill(0)
-    if fields[0] in ("Z", "X"):
-        return False
-    return start_time is None or process_start_time(pid) == start_time
+# One implementation of "is this process still the one we started" for the whole package.
+from logist.locks import pid_alive, process_start_time  # noqa: E402,F401  (re-exported)
 
 
 def group_members(pgid: int) -> list[int]:
