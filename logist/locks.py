@@ -466,6 +466,14 @@ def _walk(root: Path, found: list[Path]) -> None:
                 found.append(Path(dirpath) / name)
 
 
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().split(b"\0")
+    except OSError:
+        return []
+
+
 def live_git_processes(paths: Iterable[Path]) -> list[int]:
     """Pids of live git processes working in (or on) any of ``paths`` (Linux /proc).
 
@@ -494,14 +502,22 @@ def live_git_processes(paths: Iterable[Path]) -> list[int]:
             continue
         if not pid_alive(int(entry)):
             continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            argv = []
-        if not any(argv):  # just started (its command line not readable yet): assume it is ours
-            pids.append(int(entry))
-            continue
+        argv = _cmdline(int(entry))
+        if not any(argv):
+            # An empty command line is a git that is exiting (its memory already released) or
+            # one caught mid-exec: look again shortly; still unreadable and alive: assume ours.
+            for _ in range(5):
+                time.sleep(0.01)
+                if not pid_alive(int(entry)):
+                    break
+                argv = _cmdline(int(entry))
+                if any(argv):
+                    break
+            if not pid_alive(int(entry)):
+                continue
+            if not any(argv):
+                pids.append(int(entry))
+                continue
         try:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
