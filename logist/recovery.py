@@ -485,6 +485,21 @@ def _worktree_locked(store: JobStore, wt: Path) -> bool:
     return False
 
 
+def _take_interrupted(store: JobStore, job_id: str, verb: str, hint: str):
+    """Check that ``job_id`` is interrupted (a transient tip or a lock left behind), then take
+    its lease (over a dead holder). Returns (state before, lease, what was done so far)."""
+    from logist.locks import acquire, read_lock
+
+    refs.validate_job_id(job_id)
+    _, m = own_tip(store, job_id)
+    if read_lock(store, job_id) is None and m.state not in TRANSIENT:
+        raise UsageError(f"job {job_id} is {m.state.value} and not interrupted; nothing to {verb}",
+                         hint=hint)
+    lease = acquire(store, job_id)
+    did = [f"took over the lease ({lease.takeover_reason})"] if lease.takeover_reason else []
+    return m.state.value, lease, did
+
+
 def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = None,
                 trust: bool = False) -> Recovered:
     """Recover one job: take over its lease and finish its interrupted step (the job then
@@ -493,18 +508,8 @@ def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = Non
     from logist.job_processor import Engine
     from logist.locks import acquire, read_lock
 
-    refs.validate_job_id(job_id)
     progress = progress or (lambda msg: None)
-    _, m = own_tip(store, job_id)
-    current = read_lock(store, job_id)
-    if current is None and m.state not in TRANSIENT:
-        raise UsageError(f"job {job_id} is {m.state.value} and not interrupted; nothing to recover",
-                         hint=f"run `logist job status {job_id}`")
-    before = m.state.value
-    lease = acquire(store, job_id)
-    did = []
-    if lease.takeover_reason:
-        did.append(f"took over the lease ({lease.takeover_reason})")
+    before, lease, did = _take_interrupted(store, job_id, "recover", f"run `logist job status {job_id}`")
     try:
         crash_point("recover-after-takeover")
         _, m = own_tip(store, job_id)
@@ -535,8 +540,6 @@ def recover_all(store: JobStore, *, progress: Progress | None = None, trust: boo
             results.append(recover_job(store, j.id, progress=progress, trust=trust))
         except BusyError as exc:
             results.append(Recovered(j.id, j.state, None, j.step, error=exc.message, exit_code=4))
-        except (UsageError, JobStateError) as exc:
-            results.append(Recovered(j.id, j.state, None, j.step, error=exc.message, exit_code=1))
         except LogistError as exc:
             results.append(Recovered(j.id, j.state, None, j.step, error=exc.message, exit_code=1))
     return removed, results
@@ -551,17 +554,8 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
     from logist.locks import acquire, read_lock
     from logist.store import new_transition_id, utcnow
 
-    refs.validate_job_id(job_id)
-    _, m = own_tip(store, job_id)
-    current = read_lock(store, job_id)
-    if current is None and m.state not in TRANSIENT:
-        raise UsageError(f"job {job_id} is {m.state.value} and not interrupted; nothing to abandon",
-                         hint=f"to stop it anyway: `logist job cancel {job_id}`")
-    before = m.state.value
-    lease = acquire(store, job_id)
-    did = []
-    if lease.takeover_reason:
-        did.append(f"took over the lease ({lease.takeover_reason})")
+    before, lease, did = _take_interrupted(store, job_id, "abandon",
+                                           f"to stop it anyway: `logist job cancel {job_id}`")
     why = reason or "abandoned after an interruption (`logist recover --abandon`)"
     try:
         own, m = own_tip(store, job_id)
