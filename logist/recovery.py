@@ -506,7 +506,6 @@ def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = Non
     rests), or release a dead lock of a resting job. LockHeldError (exit 4) when a live
     process holds it; UsageError when there is nothing to recover."""
     from logist.job_processor import Engine
-    from logist.locks import acquire, read_lock
 
     progress = progress or (lambda msg: None)
     before, lease, did = _take_interrupted(store, job_id, "recover", f"run `logist job status {job_id}`")
@@ -551,7 +550,6 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
     move the job to INTERVENTION_REQUIRED (the worktree's changes are committed with it, so
     nothing is lost). History is never deleted. LockHeldError if a live process holds it."""
     from logist.job_state import Update, apply_update
-    from logist.locks import acquire, read_lock
     from logist.store import new_transition_id, utcnow
 
     before, lease, did = _take_interrupted(store, job_id, "abandon",
