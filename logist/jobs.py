@@ -8,15 +8,17 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logist import refs
 from logist.errors import JobFileError, JobStateError, UsageError
 from logist.job_state import Update, apply_update
-from logist.jobfile import JobFile, StepFile
 from logist.locks import Lease, acquire, read_lock
 from logist.model import (TERMINAL, TRANSIENT, Budget, HistoryEntry, Manifest, State, Step)
 from logist.store import JobStore, new_transition_id, utcnow
+
+if TYPE_CHECKING:  # job files (TOML + their models) are imported only where a job is created
+    from logist.jobfile import JobFile
 
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
@@ -57,6 +59,8 @@ def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: s
 
 def spec_from_options(*, title: str | None, prompt: str | None, agent: str | None,
                       step_prompts: list[str], default_agent: str) -> JobFile:
+    from logist.jobfile import JobFile, StepFile
+
     if not title:
         raise UsageError("a job needs a title: pass --title or --file",
                          hint='logist job create --title "Add greeting" --step "Create hello.txt"')
@@ -189,8 +193,10 @@ class JobStatus:
 
 
 def is_interrupted(m: Manifest, holder: dict[str, Any] | None) -> bool:
-    """A job in a transient state whose holder is gone (or that nobody holds)."""
-    return m.state in TRANSIENT and (holder is None or bool(holder.get("stale")))
+    """A job in a transient state, or with a restep in flight (``execution.restep``), whose
+    holder is gone (or that nobody holds)."""
+    running = m.state in TRANSIENT or (m.execution is not None and m.execution.restep)
+    return running and (holder is None or bool(holder.get("stale")))
 
 
 def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:

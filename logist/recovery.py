@@ -3,8 +3,9 @@
 Layer 5: use-cases that return results and raise ``LogistError``; they never print.
 
 What "interrupted" means: a job whose tip is in a transient state (PROVISIONING, EXECUTING,
-RECOVERING, HARVESTING) and that no live process holds, or any job whose lock was left behind
-by a process that is gone. Recovery takes the lease over (compare-and-swap from the stale
+RECOVERING, HARVESTING), or whose record says a restep is in flight (``execution.restep``, while
+the job rests), and that no live process holds; or any job whose lock was left behind by a
+process that is gone. Recovery takes the lease over (compare-and-swap from the stale
 value, so two recoverers never both win) and re-enters the step engine at the phase the tip
 names:
 
@@ -16,6 +17,9 @@ names:
   when the attempts are spent;
 - RECOVERING: re-execute (attempt + 1) or INTERVENTION_REQUIRED;
 - HARVESTING: harvest again from what was saved (the exit code is in the HARVESTING entry);
+- a restep in flight: finish it the way ``logist job run`` does (``rerun.repair_interrupted``):
+  re-attach to its agent, harvest its recorded exit, use an isolated result already kept, or
+  execute it again (attempt + 1) / record a failure when the attempts are spent;
 - a resting job with a dead lock: release it, bring the worktree's copy of the record and its
   index to the tip, unlock the worktree.
 
@@ -180,6 +184,11 @@ def agent_status(store: JobStore, m: Manifest) -> AgentStatus:
     if not here:  # another machine, or before a reboot: nothing of it runs here now
         return AgentStatus("dead" if (pid_file or info or ex.host != socket.gethostname())
                            else "not-started")
+    if not (pid_file or info) and not started_in_this_clone(store, m):
+        # Another clone of the repository on this host started it (a worker that died, a job
+        # adopted from a remote): its agent, if any, belongs to that clone's worktree and its
+        # records to that clone's git dir, so here it is gone, never "not started".
+        return AgentStatus("dead")
     candidates: list[tuple[int, int | None, int | None]] = []
     if info and isinstance(info.get("pid"), int):
         candidates.append((info["pid"], info.get("start_time"), info.get("pgid")))
@@ -197,6 +206,27 @@ def agent_status(store: JobStore, m: Manifest) -> AgentStatus:
         return AgentStatus("exited", exit_code=code)
     started = pid_file is not None or bool(info and info.get("pid"))
     return AgentStatus("dead" if started else "not-started")
+
+
+def started_in_this_clone(store: JobStore, m: Manifest) -> bool:
+    """Whether the execution ``m.execution`` names was started from this clone.
+
+    Executions record their log path, which lies under the starting clone's common git dir
+    (``<common dir>/logist/run/<id>/...``, the same place as the agent file and the wrapper's
+    records). Another clone of the repository, even on the same host and boot, has another
+    common dir. An execution without a log path (older records) counts as this clone's.
+    """
+    ex = m.execution
+    if ex is None or not ex.log:
+        return True
+    mine = store.run_dir(m.id)
+    theirs = Path(ex.log).parent
+    if theirs == mine:
+        return True
+    try:
+        return theirs.resolve() == mine.resolve()
+    except OSError:
+        return False
 
 
 def _start_time(pid: int) -> int | None:
@@ -344,14 +374,21 @@ class Interrupted:
     holder: dict[str, Any] | None
     since: str | None
     action: str
-    kind: str  # "transient" (a step stopped mid-way) or "dead-lock" (a resting job, lock left)
+    # "transient" (a step stopped mid-way), "restep" (a restep stopped mid-way; the job rests)
+    # or "dead-lock" (a resting job, lock left)
+    kind: str
+    restep_step: int | None = None  # kind "restep": the step being re-executed
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "state": self.state, "step": self.step,
                 "step_count": self.step_count, "holder": self.holder, "since": self.since,
-                "action": self.action, "kind": self.kind}
+                "action": self.action, "kind": self.kind, "restep_step": self.restep_step}
 
     def warning(self) -> str:
+        if self.kind == "restep":
+            which = f" of step {self.restep_step}" if self.restep_step else ""
+            return (f"job {self.id}: a restep{which} was interrupted; run `logist recover "
+                    f"{self.id}` to finish it")
         if self.kind == "dead-lock":
             return (f"job {self.id} was left locked by a process that is gone "
                     f"({(self.holder or {}).get('stale_reason', 'dead holder')}); "
@@ -368,8 +405,27 @@ def _holder_dict(oid: str, holder) -> dict[str, Any]:
             "lease_seconds": holder.lease_seconds, "stale": reason is not None, "stale_reason": reason}
 
 
+def restep_in_flight(m: Manifest) -> bool:
+    """The record says a restep is in flight (``execution.restep``): interrupted unless a live
+    process holds the job. The job itself rests meanwhile (its state is not transient)."""
+    return m.state not in TRANSIENT and m.execution is not None and m.execution.restep
+
+
+def needs_recovery(m: Manifest) -> bool:
+    """A transient state or a restep in flight: what a runner that died leaves at the tip."""
+    return m.state in TRANSIENT or restep_in_flight(m)
+
+
+def _running_step(m: Manifest) -> int | None:
+    """The step a restep in flight re-executes (the one its start marked RUNNING)."""
+    running = [i for i, s in enumerate(m.steps, 1) if s.status == StepStatus.RUNNING]
+    return running[-1] if running else None
+
+
 def plan_action(store: JobStore, m: Manifest) -> str:
     """In words: what recovering this job will do, judged from its tip."""
+    if restep_in_flight(m):
+        return _restep_words(store, m)
     if m.state == State.PROVISIONING:
         return f"provision again, then run step {m.step} (attempt {m.attempt})"
     if m.state == State.EXECUTING:
@@ -386,6 +442,26 @@ def plan_action(store: JobStore, m: Manifest) -> str:
     if m.state == State.HARVESTING:
         return f"harvest step {m.step} again from what was saved"
     return "release the dead lock"
+
+
+def _restep_words(store: JobStore, m: Manifest) -> str:
+    from logist.rerun import describe_restep_in_flight
+
+    r = describe_restep_in_flight(store, m)
+    if r is None:
+        return "clear the restep in flight (its start is not in the history) and record a failure"
+    what = f"restep {r.number} of step {r.step}" + (" (isolated)" if r.isolated else "")
+    if r.isolated and r.result_kept:
+        return f"finish {what} from its result kept at {r.result_kept}"
+    st = agent_status(store, m)
+    if st.kind == "running":
+        return f"re-attach to the running agent of {what} (pid {st.pid}) and record its outcome"
+    if st.kind == "exited":
+        return f"record the outcome of {what}: its agent finished (exit code {st.exit_code})"
+    if r.attempt >= m.budget.max_attempts:
+        return (f"record {what} as failed: attempts spent ({r.attempt} of "
+                f"{m.budget.max_attempts})")
+    return f"re-execute {what} (attempt {r.attempt + 1} of {m.budget.max_attempts})"
 
 
 def _restart_words(m: Manifest) -> str:
@@ -418,6 +494,8 @@ def interrupted_jobs(store: JobStore, *, with_actions: bool = True,
             continue  # a live process holds it
         if m.state in TRANSIENT:
             kind = "transient"
+        elif restep_in_flight(m):
+            kind = "restep"
         elif holder is not None:
             kind = "dead-lock"
         else:
@@ -425,7 +503,8 @@ def interrupted_jobs(store: JobStore, *, with_actions: bool = True,
         since = holder.get("since") if holder else None
         action = plan_action(store, m) if with_actions else ""
         out.append(Interrupted(m.id, m.title, m.state.value, m.step, m.step_count, holder,
-                               since or m.updated_at, action, kind))
+                               since or m.updated_at, action, kind,
+                               _running_step(m) if kind == "restep" else None))
     return out
 
 
@@ -486,13 +565,14 @@ def _worktree_locked(store: JobStore, wt: Path) -> bool:
 
 
 def _take_interrupted(store: JobStore, job_id: str, verb: str, hint: str):
-    """Check that ``job_id`` is interrupted (a transient tip or a lock left behind), then take
-    its lease (over a dead holder). Returns (state before, lease, what was done so far)."""
+    """Check that ``job_id`` is interrupted (a transient tip, a restep in flight or a lock left
+    behind), then take its lease (over a dead holder). Returns (state before, lease, what was
+    done so far)."""
     from logist.locks import acquire, read_lock
 
     refs.validate_job_id(job_id)
     _, m = own_tip(store, job_id)
-    if read_lock(store, job_id) is None and m.state not in TRANSIENT:
+    if read_lock(store, job_id) is None and not needs_recovery(m):
         raise UsageError(f"job {job_id} is {m.state.value} and not interrupted; nothing to {verb}",
                          hint=hint)
     lease = acquire(store, job_id)
@@ -502,8 +582,8 @@ def _take_interrupted(store: JobStore, job_id: str, verb: str, hint: str):
 
 def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = None,
                 trust: bool = False) -> Recovered:
-    """Recover one job: take over its lease and finish its interrupted step (the job then
-    rests), or release a dead lock of a resting job. LockHeldError (exit 4) when a live
+    """Recover one job: take over its lease and finish its interrupted step or restep (the job
+    then rests), or release a dead lock of a resting job. LockHeldError (exit 4) when a live
     process holds it; UsageError when there is nothing to recover."""
     from logist.job_processor import Engine
 
@@ -517,6 +597,19 @@ def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = Non
             did.append(f"finished the interrupted step {m.step}: {result.state.value}"
                        + (f" ({result.reason})" if result.reason and result.state != State.SUCCESS
                           and result.state != State.PENDING else ""))
+        elif restep_in_flight(m):
+            # What `logist job run` does first (Engine._repair): finish the restep, nothing more.
+            from logist.rerun import repair_interrupted
+
+            lease.start_heartbeat()
+            try:
+                result = repair_interrupted(Engine(store, progress=progress, trust=trust), lease)
+            finally:
+                lease.stop_heartbeat()
+            if result is not None:
+                did.append(f"finished the interrupted {result.reason}")
+            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
+                check=False)
         else:
             did += sync_worktree(store, job_id)
             did.append("released the dead lock")
@@ -548,7 +641,8 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
             progress: Progress | None = None) -> Recovered:
     """Give up an interrupted job: stop its agent if one still runs, release the dead lock and
     move the job to INTERVENTION_REQUIRED (the worktree's changes are committed with it, so
-    nothing is lost). History is never deleted. LockHeldError if a live process holds it."""
+    nothing is lost). An interrupted restep is recorded as failed instead; the job keeps its
+    resting state. History is never deleted. LockHeldError if a live process holds it."""
     from logist.job_state import Update, apply_update
     from logist.store import new_transition_id, utcnow
 
@@ -557,7 +651,19 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
     why = reason or "abandoned after an interruption (`logist recover --abandon`)"
     try:
         own, m = own_tip(store, job_id)
-        if m.state in TRANSIENT:
+        if restep_in_flight(m):
+            # The job rests; only its restep is given up (recorded as failed, work kept).
+            from logist.job_processor import Engine
+            from logist.rerun import abandon_restep
+
+            res = abandon_restep(Engine(store, progress=progress), lease, why)
+            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
+                check=False)
+            _, m = store.read(job_id)
+            if res is not None:
+                did.append(f"recorded restep {res.restep} of step {res.step} as failed "
+                           f"(the job stays {m.state.value})")
+        elif m.state in TRANSIENT:
             if m.state == State.EXECUTING:
                 st = agent_status(store, m)
                 if st.kind == "running":

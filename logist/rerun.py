@@ -17,7 +17,8 @@ branch is still at the old tip, finished once it moved).
 the commit where the step first started), and a second "restep" commit records the outcome
 (in place: with the agent's changes, like a harvest; isolated: the result is kept at
 ``refs/logist/resteps/<id>/<k>``). An interrupted restep is finished by ``logist job run`` /
-``logist job step`` (the engine calls :func:`repair_interrupted` first).
+``logist job step`` (the engine calls :func:`repair_interrupted` first) and by ``logist recover``
+(which calls it alone); ``logist recover --abandon`` records it as failed (:func:`abandon_restep`).
 
 Layer 5: returns results and raises LogistError; never prints or exits.
 """
@@ -812,6 +813,54 @@ def _restep_in_flight(store: JobStore, job_id: str, m: Manifest, tip: str) -> _R
             except (KeyError, TypeError, ValueError):
                 return None
     return None
+
+
+@dataclass
+class RestepInFlight:
+    """What ``logist recover --list`` says about an interrupted restep (read only)."""
+
+    step: int
+    number: int
+    isolated: bool
+    attempt: int
+    result_kept: str | None  # isolated: its result ref, when the result was already kept
+
+
+def describe_restep_in_flight(store: JobStore, m: Manifest) -> RestepInFlight | None:
+    """The restep ``m.execution`` names, as its start entry records it; None if not found."""
+    if not interrupted_restep(m):
+        return None
+    r = _restep_in_flight(store, m.id, m, store.tip(m.id))
+    if r is None:
+        return None
+    kept = None
+    if r.isolated:
+        ref = refs.restep_ref(m.id, r.number)
+        kept = ref if _ref_value(store, ref) else None
+    return RestepInFlight(r.step, r.number, r.isolated, r.attempt, kept)
+
+
+def abandon_restep(engine, lease: Lease, reason: str) -> RestepResult | None:
+    """``logist recover --abandon`` of a job whose restep was interrupted (call under the lease):
+    stop its agent if it still runs, then record the restep as failed with ``reason`` (in place,
+    the worktree's changes are committed with it, as for any restep). The job keeps its state.
+    None when no restep is in flight."""
+    from logist.recovery import agent_status, stop_agent
+
+    store = engine.store
+    job_id = lease.job_id
+    repair_worktree_move(store, job_id, engine.progress)
+    tip, m = store.read(job_id)
+    if not interrupted_restep(m):
+        return None
+    st = agent_status(store, m)
+    if st.kind == "running":
+        stop_agent(st)
+        engine.progress(f"{job_id}: stopped the restep's agent (pid {st.pid})")
+    r = _restep_in_flight(store, job_id, m, tip)
+    if r is None:
+        return _abandon_restep(engine, lease, tip, m)
+    return _restep_finish(engine, lease, r, None, reason)
 
 
 def repair_interrupted(engine, lease: Lease):

@@ -182,3 +182,24 @@ def test_command_line_overrides_the_file(cli):
     rec = record_at(cli.repo, tip(cli.repo, job_id), job_id)
     assert rec["title"] == "Other title" and rec["prompt"] == "Other prompt"
     assert job_id.startswith("other-title-")
+
+
+def test_job_list_and_status_do_not_import_the_job_file_parser(cli):
+    """logist.jobfile (TOML job files and their models) is imported by `job create` only:
+    `job list` and `job status` (which import logist.jobs) never pay for it."""
+    import subprocess
+    import sys
+
+    jid = create_job(cli, "--title", "Lazy", "--step", "x")
+    for args in (["job", "list"], ["job", "status", jid], ["job", "status", jid, "--json"]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "logist", "-C", str(cli.repo),
+                               *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "logist.store" in imported, args  # (the import trace is there)
+        assert "logist.jobfile" not in imported, args
+    assert "logist.jobs" in imported  # `job status` does use logist.jobs
+    probe = subprocess.run([sys.executable, "-c", "import sys, logist.jobs; "
+                            "print('logist.jobfile' in sys.modules)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "False", probe.stderr

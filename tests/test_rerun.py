@@ -740,3 +740,124 @@ def test_restep_killed_while_its_agent_runs_reattaches(proj):
     phases = [e["data"]["phase"] for e in proj.history(jid) if e["event"] == "restep"]
     assert phases == ["start", "done"]
     assert_consistent(proj, jid)
+
+
+# ============================================================================ `logist recover` of a restep
+
+def _recover_list(proj: Project) -> list[dict]:
+    r = proj.ok("recover", "--list", "--json")
+    return json.loads(r.stdout)
+
+
+def _assert_finished_by_recover(proj: Project, jid: str, *, step_status: str = "SUCCESS") -> str:
+    """`logist recover JOB` finishes the restep: no restep in flight, no lock, fsck clean."""
+    r = proj.cli("recover", jid)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "finished the interrupted restep" in r.stdout, r.stdout
+    m = proj.manifest(jid)
+    assert m["execution"] is None and m["state"] == "SUCCESS"
+    assert m["steps"][1]["status"] == step_status
+    assert git(proj.repo, "for-each-ref", "refs/logist/locks/") == ""
+    assert "locked" not in git(proj.repo, "worktree", "list", "--porcelain")
+    assert _recover_list(proj) == []
+    assert proj.ok("recover", "--check").stdout.strip() == "no interrupted jobs"
+    assert_consistent(proj, jid)
+    return r.stdout
+
+
+@pytest.mark.parametrize("point, isolated, phases, action", [
+    ("restep-after-start", False, ["start", "restart", "done"], "re-execute restep 1 of step 2 (attempt 2 of 3)"),
+    ("restep-after-agent", False, ["start", "done"], "record the outcome of restep 1 of step 2: its agent finished (exit code 0)"),
+    ("restep-after-isolated-ref", True, ["start", "done"], "finish restep 1 of step 2 (isolated) from its result kept at"),
+])
+def test_recover_lists_and_finishes_an_interrupted_restep(proj, point, isolated, phases, action):
+    jid = proj.job("one", "two")
+    proj.ok("job", "run", jid)
+    r = proj.cli("job", "restep", jid, "2", *(["--isolated"] if isolated else []),
+                 env={"LOGIST_CRASH_AT": point})
+    assert r.returncode == 137
+    assert proj.manifest(jid)["state"] == "SUCCESS"  # the job rests; only the restep is in flight
+    assert git(proj.repo, "for-each-ref", "refs/logist/locks/")  # the dead runner's lock is left
+    # every command that looks for interrupted jobs sees it
+    st = proj.ok("job", "status", jid, "--json")
+    assert json.loads(st.stdout)["interrupted"] is True
+    st = proj.ok("job", "status", jid)
+    assert f"run `logist recover {jid}`" in st.stdout
+    assert f"job {jid}: a restep of step 2 was interrupted; run `logist recover {jid}`" in st.stderr
+    assert "restep of step 2 was interrupted" in proj.ok("job", "list").stderr
+    assert json.loads(proj.ok("recover", "--check", "--json").stdout) == {
+        "interrupted": 1, "by_state": {"SUCCESS": 1}}
+    [row] = _recover_list(proj)
+    assert row["id"] == jid and row["kind"] == "restep" and row["restep_step"] == 2, row
+    assert row["holder"]["stale"] is True
+    assert row["action"].startswith(action), row["action"]
+    before = proj.calls()
+    _assert_finished_by_recover(proj, jid)
+    ran_again = {"restep-after-start": 1, "restep-after-agent": 0, "restep-after-isolated-ref": 0}[point]
+    assert proj.calls() == {"one": 1, "two": before["two"] + ran_again}
+    assert [e["data"]["phase"] for e in proj.history(jid) if e["event"] == "restep"] == phases
+    if phases[1] == "restart":
+        assert proj.history(jid)[-2]["data"]["attempt"] == 2
+
+
+def test_recover_finishes_a_restep_whose_runner_and_agent_were_killed(proj):
+    """SIGKILL of the runner's and the agent's process groups mid-restep (no crash hook)."""
+    jid = proj.job("one", ("two", "wait"))
+    release = Path(str(proj.counter) + ".release")
+    release.write_text("go")
+    proj.ok("job", "run", jid)
+    release.unlink()
+    runner = subprocess.Popen([sys.executable, "-m", "logist", "job", "restep", jid, "2"],
+                              cwd=proj.repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    agent_pgid = None
+    try:
+        def agent_running():
+            try:
+                info = json.loads((proj.repo / ".git/logist/run" / jid / "agent.json").read_text())
+            except (OSError, ValueError):
+                return None
+            return info if info.get("pgid") and proj.calls().get("two") == 2 else None
+
+        info = wait_until(agent_running, timeout=60, what="the restep's agent to run")
+        agent_pgid = info["pgid"]
+        os.killpg(runner.pid, 9)
+        os.killpg(agent_pgid, 9)
+        runner.wait(timeout=30)
+    finally:
+        for pgid in (runner.pid, agent_pgid):
+            if pgid:
+                try:
+                    os.killpg(pgid, 9)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        runner.wait(timeout=30)
+    assert proj.manifest(jid)["execution"]["restep"] is True
+    [row] = _recover_list(proj)
+    assert row["kind"] == "restep" and "re-execute restep 1 of step 2 (attempt 2 of 3)" in row["action"]
+    release.write_text("go")  # the re-executed agent does not wait
+    out = _assert_finished_by_recover(proj, jid)
+    assert "took over the lease" in out
+    assert proj.calls() == {"one": 1, "two": 3}  # the killed restep and its re-execution
+    restarts = [e for e in proj.history(jid) if e["event"] == "restep" and e["data"]["phase"] == "restart"]
+    assert [e["data"]["attempt"] for e in restarts] == [2]
+
+
+def test_recover_abandon_records_an_interrupted_restep_as_failed(proj):
+    jid = proj.job("one", "two")
+    proj.ok("job", "run", jid)
+    assert proj.cli("job", "restep", jid, "2", env={"LOGIST_CRASH_AT": "restep-after-start"}
+                    ).returncode == 137
+    r = proj.cli("recover", "--abandon", jid, "--message", "not worth it", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)["jobs"][0]
+    assert out["before"] == "SUCCESS" and out["after"] == "SUCCESS"
+    assert any("recorded restep 1 of step 2 as failed" in d for d in out["did"]), out
+    m = proj.manifest(jid)
+    assert m["execution"] is None and m["state"] == "SUCCESS"
+    assert m["steps"][1]["status"] == "FAILURE" and "not worth it" in m["steps"][1]["reason"]
+    assert proj.calls() == {"one": 1, "two": 1}  # nothing was executed again
+    assert git(proj.repo, "for-each-ref", "refs/logist/locks/") == ""
+    assert _recover_list(proj) == []
+    assert_consistent(proj, jid)

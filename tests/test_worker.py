@@ -210,9 +210,12 @@ writes = { "slow.txt" = "done\\n" }
     # w2 resumed from the EXECUTING tip w1 had pushed (no second PENDING -> PROVISIONING)
     assert starts(net.remote, jid) == 1
     assert trans.count(("PROVISIONING", "EXECUTING")) == 1
-    # (the engine re-executes the step either as a RECOVERING attempt 2, or, on one host,
-    # as "never started" attempt 1: see the report on recovery of other clones' executions)
-    assert "re-executing step" in err or "never started" in err
+    # w1's execution is another clone's (same host, other common dir): w2 never takes it for
+    # "never started" (attempt 1) but goes through RECOVERING and re-executes it as attempt 2
+    assert "re-executing step 1 (attempt 2)" in err and "never started" not in err
+    assert trans.count(("EXECUTING", "RECOVERING")) == 1
+    assert trans.count(("RECOVERING", "EXECUTING")) == 1
+    assert m["attempt"] == 2 and m["steps"][0]["attempt"] == 2
     assert f"refs/logist/locks/{jid}" not in remote_refs(net.remote)
     assert subprocess.run(["git", "--git-dir", str(net.remote), "show", f"logist/{jid}:slow.txt"],
                           capture_output=True, text=True).stdout == "done\n"
@@ -270,3 +273,54 @@ def test_worker_refuses_bad_options(net):
 def test_worker_until_idle_with_nothing_to_do(net):
     res = lg(net.a, "worker", "--until-idle", "--json").json()
     assert res["ran"] == [] and res["stopped"].startswith("idle")
+
+
+def test_another_clones_interrupted_step_is_resumed_as_attempt_two(net):
+    """Two clones of one bare remote on one host: clone a's runner dies right after its
+    EXECUTING commit (its agent never ran); clone b adopts the pushed job and resumes it.
+    The execution is a's (its records live in a's git dir), so b judges its agent gone, not
+    "never started": RECOVERING, then attempt 2, as the state table says."""
+    from logist import recovery
+    from logist.store import JobStore
+
+    toml = """\
+title = "Other clone"
+[[steps]]
+name = "write"
+prompt = "write it"
+[steps.mock]
+writes = { "w.txt" = "w\\n" }
+"""
+    jid = make_job(net.a, "Other clone", toml=toml, run=False)
+    r = subprocess.run([sys.executable, "-m", "logist", "-C", str(net.a), "job", "run", jid],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LOGIST_CRASH_AT": "after-executing-commit"})
+    assert r.returncode == 137, r.stderr
+    lg(net.a, "push")
+    assert remote_manifest(net.remote, jid)["state"] == "EXECUTING"
+    b = net.clone("b")
+    lg(b, "fetch")
+    lg(b, "job", "adopt", jid)
+    # the same execution, judged from each clone
+    store_a, store_b = JobStore.discover(net.a), JobStore.discover(b)
+    _, m_a = recovery.own_tip(store_a, jid)
+    _, m_b = recovery.own_tip(store_b, jid)
+    assert m_a.execution.transition_id == m_b.execution.transition_id
+    assert recovery.started_in_this_clone(store_a, m_a) is True
+    assert recovery.agent_status(store_a, m_a).kind == "not-started"
+    assert recovery.started_in_this_clone(store_b, m_b) is False
+    assert recovery.agent_status(store_b, m_b).kind == "dead"
+    [row] = json.loads(lg(b, "recover", "--list", "--json").out)
+    assert row["id"] == jid and row["action"] == "re-execute step 1 (attempt 2 of 3)", row
+    res = lg(b, "recover", jid, "--json")
+    assert json.loads(res.out)["jobs"][0]["after"] == "SUCCESS", res.out
+    trans = transitions(b, f"logist/{jid}")
+    assert trans[-4:] == [("EXECUTING", "RECOVERING"), ("RECOVERING", "EXECUTING"),
+                          ("EXECUTING", "HARVESTING"), ("HARVESTING", "SUCCESS")], trans
+    m = json.loads(git(b, "show", f"logist/{jid}:.logist/jobs/{jid}/manifest.json"))
+    assert m["state"] == "SUCCESS" and m["attempt"] == 2 and m["steps"][0]["attempt"] == 2
+    assert git(b, "show", f"logist/{jid}:w.txt") == "w"
+    assert git(b, "for-each-ref", "refs/logist/locks/") == ""
+    fsck = subprocess.run(["git", "-C", str(b), "fsck", "--no-progress", "--no-dangling"],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0 and "error" not in fsck.stdout + fsck.stderr, fsck.stderr

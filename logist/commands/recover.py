@@ -22,8 +22,8 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     """Find jobs that a crash, a kill or a reboot interrupted, and carry them on from the tip.
 
     With no option: remove stale `*.lock` files under the git directory, then recover every
-    interrupted job (its interrupted step is finished; the job then rests) and print what was
-    done. `logist job run` carries on with the remaining steps.
+    interrupted job (its interrupted step or restep is finished; the job then rests) and print
+    what was done. `logist job run` carries on with the remaining steps.
 
     Parameters
     ----------
@@ -36,6 +36,7 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     abandon
         Give this interrupted job up: stop its agent if it still runs, release its dead lock and
         move it to INTERVENTION_REQUIRED (its worktree's changes are committed; history is kept).
+        An interrupted restep is recorded as failed instead; the job keeps its state.
     cleanup
         Archive (refs/logist/archive/<id>) and then remove the worktrees of finished jobs
         (SUCCESS, CANCELED) older than --keep-days; dirty worktrees are kept.
