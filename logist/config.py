@@ -62,14 +62,100 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-def load_config(project_root: Path) -> Config:
-    """The merged config of a project (defaults when there is no file)."""
-    base = project_root / ".logist" / "config.toml"
-    data = _merge(_read(base), _read(project_root / ".logist" / "config.local.toml"))
+def config_files(project_root: Path) -> list[Path]:
+    """The project's config files, in the order they are merged (a later one overrides)."""
+    return [project_root / ".logist" / "config.toml", project_root / ".logist" / "config.local.toml"]
+
+
+def read_layers(project_root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(file, its raw TOML data) for each config file, in merge order ({} when absent)."""
+    return [(path, _read(path)) for path in config_files(project_root)]
+
+
+def _has(data: Any, parts: list[str]) -> bool:
+    for p in parts:
+        if not isinstance(data, dict) or p not in data:
+            return False
+        data = data[p]
+    return True
+
+
+def source_of(layers: list[tuple[Path, dict[str, Any]]], parts: list[str]) -> Path:
+    """The file whose value of the key at ``parts`` wins (the last one that sets it; else the
+    first file, .logist/config.toml)."""
+    for path, data in reversed(layers):
+        if _has(data, parts):
+            return path
+    return layers[0][0]
+
+
+def line_of(path: Path, parts: list[str]) -> int | None:
+    """Best effort: the line of ``key = ...`` under its ``[section]`` (for error messages)."""
+    import re
+
     try:
-        return Config.model_validate(data)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not parts:
+        return None
+    *section, key = parts
+    quoted = rf'(?:{re.escape(key)}|"{re.escape(key)}"|\'{re.escape(key)}\')'
+    start, end = 0, len(text)
+    if section:
+        head = re.search(r"^[ \t]*\[[ \t]*" + r"[ \t]*\.[ \t]*".join(map(re.escape, section))
+                         + r"[ \t]*\][ \t]*(?:#.*)?$", text, re.M)
+        if head:
+            start = head.end()
+            nxt = re.compile(r"^[ \t]*\[", re.M).search(text, start)
+            end = nxt.start() if nxt else len(text)
+        else:  # a dotted key (sentinel.x = ...) or an inline table: look for the key anywhere
+            start = 0
+    m = re.compile(rf"^[ \t]*(?:[\w.\"' ]*\.)?[ \t]*{quoted}[ \t]*=", re.M).search(text, start, end)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def where(layers: list[tuple[Path, dict[str, Any]]], parts: list[str]) -> str:
+    """``<file>: <dotted key> (line n)``: where a setting comes from, for an error message."""
+    path = source_of(layers, parts)
+    line = line_of(path, parts) if path.is_file() else None
+    return f"{path}: {'.'.join(parts)}" + (f" (line {line})" if line else "")
+
+
+def _merged(layers: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for _, layer in layers:
+        data = _merge(data, layer)
+    return data
+
+
+def model_error(layers: list[tuple[Path, dict[str, Any]]]) -> tuple[list[str], str] | None:
+    """(key path, why) of the first error of the merged config against the model; None if valid."""
+    data = _merged(layers)
+    try:
+        Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{base}: {loc}: {err['msg']}",
-                          hint="see docs/cli.md#configuration for the keys") from None
+        # the key's path in the data (pydantic adds the names of union members: drop them)
+        parts: list[str] = []
+        node: Any = data
+        for p in (str(x) for x in err["loc"]):
+            if not isinstance(node, dict) or p not in node:
+                break
+            parts.append(p)
+            node = node[p]
+        return parts, "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+    return None
+
+
+MODEL_HINT = "fix it (see docs/cli.md#configuration for the keys) and run the command again"
+
+
+def load_config(project_root: Path) -> Config:
+    """The merged config of a project (defaults when there is no file)."""
+    layers = read_layers(project_root)
+    try:
+        return Config.model_validate(_merged(layers))
+    except ValidationError:
+        parts, why = model_error(layers) or ([], "invalid")
+        raise ConfigError(f"{where(layers, parts)}: {why}", hint=MODEL_HINT) from None

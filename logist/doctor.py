@@ -54,6 +54,8 @@ class DoctorReport:
 
 def diagnose(store: JobStore, *, remote: str | None = None) -> DoctorReport:
     rep = DoctorReport()
+    if not _config(store, rep):
+        return rep  # the other checks need the config (where worktrees live)
     jobs = {s.id: s for s in store.list_jobs()}
     _records(store, jobs, rep)
     _worktrees(store, jobs, rep)
@@ -65,6 +67,27 @@ def diagnose(store: JobStore, *, remote: str | None = None) -> DoctorReport:
         rep.remote = r
         _remote(store, jobs, r, rep)
     return rep
+
+
+def _config(store: JobStore, rep: DoctorReport) -> bool:
+    """Every invalid setting of .logist/config.toml (+ config.local.toml): what `logist job
+    create` refuses (bad observer regexes, unknown or mistyped sentinel settings, ...). Fixed by
+    hand only. False when the config cannot be loaded at all."""
+    from logist.errors import ConfigError
+    from logist.jobs import config_problems
+
+    problems = config_problems(store)
+    for p in problems:
+        rep.findings.append(Finding("invalid-config", p.message,
+                                    f"edit {p.path}" + (f" ({p.key})" if p.key else "")
+                                    + "; see docs/cli.md#configuration"))
+    if not problems:
+        return True
+    try:
+        store.config  # noqa: B018 - loads (and caches) it, or says it cannot be loaded
+    except ConfigError:
+        return False
+    return True
 
 
 def fix(report: DoctorReport) -> DoctorReport:

@@ -90,9 +90,97 @@ def resolve_base(store: JobStore, base: str | None) -> str:
     return proc.stdout.strip()
 
 
+@dataclass
+class ConfigProblem:
+    """One invalid setting of the project's config (what `logist doctor` reports)."""
+
+    path: str  # the file that sets it (.logist/config.toml or .logist/config.local.toml)
+    key: str  # dotted, e.g. observer.patterns.deploy or sentinel.silence_seconds
+    message: str  # "<file>: <key> (line n): why"
+    hint: str
+
+
+def config_problems(store: JobStore) -> list[ConfigProblem]:
+    """Every invalid setting of the project's config (``.logist/config.toml`` +
+    ``config.local.toml``), judged the way a step will use it: the model (types, unknown keys:
+    the first such error), every ``[observer.patterns]`` regex, and every ``[sentinel]`` setting
+    (known key, right type, in range; the raw TOML value, so ``"300"`` is not a number)."""
+    from logist.config import MODEL_HINT, config_files, model_error, read_layers, source_of, where
+    from logist.errors import ConfigError
+    from logist.observer import validate_patterns
+    from logist.sentinel import SentinelConfig
+
+    root = store.config_root()
+    out: list[ConfigProblem] = []
+    fix = "fix it in the file named above and run the command again"
+    try:
+        layers = read_layers(root)
+    except ConfigError as exc:  # not TOML at all
+        path = next((p for p in config_files(root) if exc.message.startswith(f"{p}:")),
+                    config_files(root)[0])
+        return [ConfigProblem(str(path), "", exc.message, exc.hint or fix)]
+    model_key = None
+    bad = model_error(layers)
+    if bad is not None:
+        parts, why = bad
+        model_key = ".".join(parts)
+        out.append(ConfigProblem(str(source_of(layers, parts)), model_key,
+                                 f"{where(layers, parts)}: {why}", MODEL_HINT))
+
+    def problem(parts: list[str], why: str, hint: str = fix) -> None:
+        key = ".".join(parts)
+        if key != model_key:
+            out.append(ConfigProblem(str(source_of(layers, parts)), key,
+                                     f"{where(layers, parts)}: {why}", hint))
+
+    patterns: dict[str, Any] = {}
+    sentinel: dict[str, Any] = {}
+    for _, data in layers:
+        observer = data.get("observer")
+        if isinstance(observer, dict) and isinstance(observer.get("patterns"), dict):
+            patterns.update(observer["patterns"])
+        if isinstance(data.get("sentinel"), dict):
+            sentinel.update(data["sentinel"])
+    for name, pattern in patterns.items():
+        try:
+            validate_patterns({name: pattern})
+        except ConfigError as exc:
+            problem(["observer", "patterns", str(name)], exc.message)
+    known = set(SentinelConfig.__dataclass_fields__)
+    valid = {}
+    for key, value in sentinel.items():
+        if key not in known:
+            problem(["sentinel", str(key)], "unknown sentinel setting",
+                    "known settings: " + ", ".join(sorted(known)))
+            continue
+        try:
+            SentinelConfig.from_dict({key: value})
+        except ConfigError as exc:
+            problem(["sentinel", str(key)], exc.message.removeprefix(f"sentinel.{key} "))
+            continue
+        valid[key] = value
+    try:
+        SentinelConfig.from_dict(valid)
+    except ConfigError as exc:
+        problem(["sentinel"], exc.message)
+    return out
+
+
+def check_project_config(store: JobStore) -> None:
+    """ConfigError for the first of :func:`config_problems` (naming the file, key and why)."""
+    from logist.errors import ConfigError
+
+    problems = config_problems(store)
+    if problems:
+        raise ConfigError(problems[0].message, hint=problems[0].hint)
+
+
 def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activate: bool = False,
                job_id: str | None = None) -> Manifest:
+    """Create a job (one commit on a new branch). Everything is checked first (the project's
+    config included: :func:`check_project_config`), so a refusal creates nothing."""
     store.require_initialized()
+    check_project_config(store)
     base_oid = resolve_base(store, base)
     now = utcnow()
     jid = refs.validate_job_id(job_id) if job_id else make_job_id(spec.title)

@@ -175,3 +175,36 @@ def test_leftover_notes_merge_ref(net):
     assert k["leftover-ref"][0]["fix"] == "git update-ref -d refs/notes/logist-merge/1234-abcd"
     findings(net.a, "--fix", code=0)
     assert git(net.a, "for-each-ref", "refs/notes/logist-merge/") == ""
+
+
+def test_invalid_config_settings_are_reported(net):
+    """What `logist job create` refuses in .logist/config.toml, doctor lists, every one of them."""
+    cfg = net.a / ".logist" / "config.toml"
+    good = cfg.read_text()
+    cfg.write_text(good.replace("[observer.patterns]", '[observer.patterns]\nbad = "(unclosed"')
+                   .replace("silence_seconds = 300", 'silence_seconds = "300"\nbogus = 1'))
+    (net.a / ".logist" / "config.local.toml").write_text('[sentinel]\nenabled = "yes"\n')
+    rep = findings(net.a, code=1)
+    bad = kinds(rep)["invalid-config"]
+    by_key = {f["fix"].split(" (")[1].split(")")[0]: f for f in bad}
+    assert set(by_key) == {"observer.patterns.bad", "sentinel.silence_seconds", "sentinel.bogus",
+                           "sentinel.enabled"}, bad
+    assert "invalid regex" in by_key["observer.patterns.bad"]["message"]
+    assert by_key["observer.patterns.bad"]["message"].startswith(f"{cfg}: observer.patterns.bad (line ")
+    assert "must be a number, not '300'" in by_key["sentinel.silence_seconds"]["message"]
+    assert "unknown sentinel setting" in by_key["sentinel.bogus"]["message"]
+    assert by_key["sentinel.enabled"]["message"].startswith(
+        f"{net.a / '.logist' / 'config.local.toml'}: sentinel.enabled (line 2): must be true or false")
+    assert all(not f["auto_fix"] for f in bad)
+    out = lg(net.a, "doctor", code=1).out
+    assert f"[invalid-config] {cfg}: observer.patterns.bad" in out and "fix: edit " in out
+    # --fix never edits the file; the problems stay
+    lg(net.a, "doctor", "--fix", code=1)
+    assert "bogus = 1" in cfg.read_text()
+    # a config the model itself refuses is reported too (the checks that need it are skipped)
+    cfg.write_text(good.replace('default_agent = "mock"', 'default_agent = "mock"\ncolour = 1'))
+    bad = kinds(findings(net.a, code=1))["invalid-config"]
+    assert bad[0]["message"] == f"{cfg}: colour (line 7): unknown key", bad
+    cfg.write_text(good)
+    (net.a / ".logist" / "config.local.toml").unlink()
+    assert "invalid-config" not in kinds(findings(net.a))

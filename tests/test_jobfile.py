@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from _core import cli, create_job, no_traceback, project, record_at, refs_snapshot, tip, write  # noqa: F401
+from conftest import git
 from logist.errors import JobFileError
 from logist.jobfile import parse_job_file, parse_job_text
 
@@ -203,3 +204,71 @@ def test_job_list_and_status_do_not_import_the_job_file_parser(cli):
     probe = subprocess.run([sys.executable, "-c", "import sys, logist.jobs; "
                             "print('logist.jobfile' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False", probe.stderr
+
+
+# ---- the project's config is checked at `job create` (what a step would only find later)
+
+# (edit of the shipped .logist/config.toml: (old, new) or a config.local.toml text,
+#  file named, key named, why)
+BAD_CONFIG = {
+    "bad regex": (("[observer.patterns]", '[observer.patterns]\nok = "fine"\nbad = "deploy (started"'),
+                  "config.toml", "observer.patterns.bad (line 27)", "invalid regex"),
+    "regex matching every line": (("[observer.patterns]", '[observer.patterns]\nall = ".*"'),
+                                  "config.toml", "observer.patterns.all", "matches an empty line"),
+    "pattern not a string": (("[observer.patterns]", "[observer.patterns]\nnum = 5"),
+                             "config.toml", "observer.patterns.num", "valid string"),
+    "unknown sentinel key": (("silence_seconds = 300", "silence_secs = 300"),
+                             "config.toml", "sentinel.silence_secs (line 22)", "unknown sentinel setting"),
+    "sentinel number as a string": (("silence_seconds = 300", 'silence_seconds = "300"'),
+                                    "config.toml", "sentinel.silence_seconds", "must be a number, not '300'"),
+    "sentinel not a number": (("silence_seconds = 300", 'silence_seconds = "5m"'),
+                              "config.toml", "sentinel.silence_seconds", "number"),
+    "sentinel boolean as a string": (("silence_seconds = 300", 'enabled = "yes"'),
+                                     "config.toml", "sentinel.enabled", "must be true or false"),
+    "sentinel out of range": (("silence_seconds = 300", "cpu_idle_fraction = 2"),
+                              "config.toml", "sentinel.cpu_idle_fraction", "between 0 and 1"),
+    "unknown top-level key": (('default_agent = "mock"', 'default_agent = "mock"\ncolour = "red"'),
+                              "config.toml", "colour (line 7)", "unknown key"),
+    "bad value in config.local.toml": ("[sentinel]\nsilence_seconds = -1\n",
+                                       "config.local.toml", "sentinel.silence_seconds (line 2)", "> 0"),
+    "bad regex in config.local.toml": ('[observer.patterns]\nx = "["\n',
+                                       "config.local.toml", "observer.patterns.x", "invalid regex"),
+}
+
+
+def _break_config(repo, edit) -> None:
+    cfg = repo / ".logist" / "config.toml"
+    if isinstance(edit, tuple):
+        old, new = edit
+        text = cfg.read_text()
+        assert text.count(old) == 1, old
+        cfg.write_text(text.replace(old, new))
+    else:
+        write(repo / ".logist" / "config.local.toml", edit)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIG))
+def test_bad_project_config_is_refused_at_create_and_creates_nothing(cli, case):
+    edit, file, key, why = BAD_CONFIG[case]
+    _break_config(cli.repo, edit)
+    jobfile = write(cli.repo.parent / "ok.toml", MINIMAL)
+    before = refs_snapshot(cli.repo)
+    worktrees_before = git(cli.repo, "worktree", "list", "--porcelain")
+    for args in (["--title", "t", "--step", "s"], ["--file", jobfile], ["--title", "t", "--step", "s", "--activate"]):
+        r = cli("job", "create", *args)
+        assert r.code == 1, (case, r)
+        assert r.out == ""
+        no_traceback(r.err)
+        first = r.err.splitlines()[0]
+        assert first.startswith(f"logist: error: {cli.repo / '.logist' / file}: {key}"), first
+        assert why in first, first
+        assert r.err.splitlines()[1].startswith("  hint: "), r.err
+    assert refs_snapshot(cli.repo) == before
+    assert git(cli.repo, "for-each-ref", "refs/heads/logist/", "refs/logist/") == ""
+    assert git(cli.repo, "worktree", "list", "--porcelain") == worktrees_before
+
+
+def test_valid_project_config_with_patterns_and_sentinel_creates(cli):
+    _break_config(cli.repo, ("[observer.patterns]", '[observer.patterns]\ndeploy = "DEPLOY (STARTED|DONE)"'))
+    write(cli.repo / ".logist" / "config.local.toml", "[sentinel]\nsilence_seconds = 60\nenabled = false\n")
+    assert create_job(cli, "--title", "t", "--step", "s")

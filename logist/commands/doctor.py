@@ -12,9 +12,10 @@ from logist.output import emit_json, say
 
 def doctor(*, fix: bool = False, remote: str | None = None,
            json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
-    """Check worktrees, branches, records, locks and notes; print the exact fix for each problem.
+    """Check config, worktrees, branches, records, locks and notes; print the exact fix for each.
 
-    Finds missing, orphaned, locked and emptied worktrees, dead locks, stale *.lock files left
+    Finds invalid settings in .logist/config.toml (bad observer regexes, unknown or mistyped
+    sentinel settings: what `logist job create` refuses), missing, orphaned, locked and emptied worktrees, dead locks, stale *.lock files left
     by killed git processes, jobs with history the remote lacks (as of the last `logist fetch`)
     and notes that diverged from the remote. --fix applies the fixes that are safe to automate
     (never removing uncommitted work). Exit 0 when nothing is wrong (after the fixes).
