@@ -1,6 +1,10 @@
 """`logist init`: set a repository up for logist. Idempotent: a second run changes nothing.
 
-- copies `.logist-template/` into the project (files that do not exist yet);
+- copies `.logist-template/` into the project (files that do not exist yet): into the main
+  work tree, wherever init runs from (a subdirectory, a linked worktree), because that is where
+  every worktree of the repository reads `.logist/config.toml` from (``JobStore.config_root``);
+  only a repository without a main work tree (a bare one with linked worktrees) gets them in
+  the work tree init runs in;
 - sets `notes.displayRef` and `notes.rewriteRef` so `git log` shows logist's notes and
   rewrites carry them along;
 - installs the hook shims from `hooks/` into the common git dir, chaining to a hook that is
@@ -38,6 +42,7 @@ def data_dir(name: str) -> Path:
 
 @dataclass
 class InitReport:
+    project: Path | None = None  # the work tree the project's files (.logist/...) belong to
     created: list[str] = field(default_factory=list)
     config: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
@@ -48,9 +53,26 @@ class InitReport:
         return bool(self.created or self.config or self.hooks or self.excludes)
 
 
+def project_root(paths: RepoPaths) -> Path:
+    """The work tree the project's files belong to: the main work tree, which
+    ``JobStore.config_root()`` falls back to from any worktree without its own
+    ``.logist/config.toml`` (a non-bare repository: its common dir is ``<main>/.git``); else
+    (a bare repository with linked worktrees) the work tree logist runs in."""
+    common = paths.common_dir
+    main = common.parent
+    if common.name == ".git" and (main / ".git").is_dir():
+        try:
+            if (main / ".git").resolve() == common.resolve():
+                return main
+        except OSError:
+            pass
+    return paths.root
+
+
 def init_repo(paths: RepoPaths) -> InitReport:
-    report = InitReport()
-    _copy_template(paths.root, report)
+    root = project_root(paths)
+    report = InitReport(project=root)
+    _copy_template(root, report)
     _configure(paths.root, report)
     _install_hooks(paths, report)
     _exclude(paths, report)

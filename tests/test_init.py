@@ -98,21 +98,60 @@ def test_init_from_a_subdirectory(repo, logist):
 
 
 def test_init_from_a_linked_worktree(repo, logist, tmp_path):
+    """The config belongs to the project: init from a linked worktree (or a subdirectory of
+    one) writes it into the main work tree, where every worktree finds it; idempotent from any."""
+    from logist.store import JobStore
+
     linked = tmp_path / "linked"
+    other = tmp_path / "other"
     git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
-    logist.ok("-C", linked, "init")
+    git(repo, "worktree", "add", "-q", "-b", "other", str(other))
+    sub = linked / "src" / "deep"
+    sub.mkdir(parents=True)
+    r = logist.ok("-C", sub, "init")
+    assert f"logist set up in {repo}" in r.out and "main work tree" in r.out
     # hooks and config live in the common git dir, shared by every worktree
     assert (repo / ".git" / "hooks" / "post-merge").is_file()
     assert not (repo / ".git" / "worktrees" / "linked" / "hooks").exists()
     assert "refs/notes/logist/*" in config_values(repo, "notes.displayRef")
     assert ".logist/config.local.toml" in (repo / ".git" / "info" / "exclude").read_text()
-    assert (linked / ".logist" / "config.toml").is_file()
-    before = everything_init_touches(linked)
-    logist.ok("-C", linked, "init")
-    assert everything_init_touches(linked) == before
-    # jobs can be created from the linked worktree
+    # the project's files: in the main work tree, not in the linked one nor the subdirectory
+    template = data_dir("template")
+    for rel in (p.relative_to(template) for p in template.rglob("*") if p.is_file()):
+        assert (repo / rel).read_bytes() == (template / rel).read_bytes(), rel
+    assert not (linked / ".logist").exists() and not (sub / ".logist").exists()
+    # every worktree (and the main one) finds it
+    for where in (repo, linked, sub, other):
+        store = JobStore.discover(where)
+        assert store.is_initialized(), where
+        assert store.config_root() == repo, where
+    # idempotent from each of them
+    before = everything_init_touches(repo)
+    for where in (linked, sub, other, repo):
+        r = logist.ok("-C", where, "init")
+        assert f"logist is already set up in {repo}" in r.out, r.out
+        assert everything_init_touches(repo) == before
+    assert not (other / ".logist").exists()
+    # jobs can be created from the linked worktree, and are seen from the main one
     r = logist.ok("-C", linked, "job", "create", "--title", "From linked", "--step", "x", "--json")
-    assert git(repo, "rev-parse", "--verify", f"logist/{r.json()['id']}")
+    jid = r.json()["id"]
+    assert git(repo, "rev-parse", "--verify", f"logist/{jid}")
+    assert logist.ok("-C", repo, "job", "status", jid, "--json").json()["id"] == jid
+
+
+def test_init_in_a_linked_worktree_of_a_bare_repository(repo, logist, tmp_path):
+    """No main work tree: the config goes where the store reads it, the work tree init runs in."""
+    from logist.store import JobStore
+
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    wt = tmp_path / "wt"
+    git(bare, "worktree", "add", "-q", str(wt), "main")
+    logist.ok("-C", wt, "init")
+    assert (wt / ".logist" / "config.toml").is_file()
+    assert not (bare / ".logist").exists() and not (tmp_path / ".logist").exists()
+    assert JobStore.discover(wt).is_initialized()
+    assert "already set up" in logist.ok("-C", wt, "init").out
 
 
 def test_existing_hook_is_chained_as_legacy_and_still_runs(repo, logist, tmp_path):

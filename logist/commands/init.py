@@ -12,17 +12,22 @@ def init() -> int:
     Creates .logist/config.toml from the template, makes `git log` show logist's notes
     (notes.displayRef), installs the post-merge/post-rewrite hooks (an existing hook is kept
     and chained as <hook>.legacy) and ignores per-machine files in .git/info/exclude.
-    Works from a subdirectory or a linked worktree; refuses bare repositories.
+    Works from a subdirectory or a linked worktree: the config goes to the main work tree,
+    where every worktree of the repository finds it. Refuses bare repositories.
     """
     from logist.install import init_repo
     from logist.store import find_repo
 
     paths = find_repo(cli.CWD)
     report = init_repo(paths)
+    where = report.project or paths.root
     if not report.changed:
-        say(f"logist is already set up in {paths.root}")
+        say(f"logist is already set up in {where}")
         return 0
-    say(f"logist set up in {paths.root}")
+    say(f"logist set up in {where}")
+    if where != paths.root:
+        say(f"  (the main work tree: every worktree of this repository, {paths.root} included, "
+            "reads .logist/config.toml from there)")
     for line in report.created:
         say(f"  created  {line}")
     for line in report.config:
