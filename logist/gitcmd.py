@@ -73,6 +73,46 @@ def git_out(args: Sequence[str], *, cwd: str | Path, **kwargs) -> str:
     return git(args, cwd=cwd, **kwargs).stdout.rstrip("\n")
 
 
+_WAITING: set[int] = set()
+
+
+def waiting_pids() -> set[int]:
+    """Pids of this process's :class:`Started` gits that are not finished yet."""
+    return set(_WAITING)
+
+
+class Started:
+    """A git process started now and fed later, so its start-up overlaps the caller's work.
+
+    ``finish(input)`` writes stdin, waits and returns what :func:`git` would (never raising);
+    ``cancel()`` closes stdin unwritten (git then sees an empty request). One of the two must
+    be called; both are idempotent, and a process ended by either is not started again.
+    """
+
+    def __init__(self, args: Sequence[str], *, cwd: str | Path) -> None:
+        self.argv = ["git", "-C", str(cwd), *args]
+        self._proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, env=base_env(), text=True)
+        self._result: subprocess.CompletedProcess | None = None
+        _WAITING.add(self._proc.pid)
+
+    def finish(self, input: str = "") -> subprocess.CompletedProcess:
+        if self._result is None:
+            try:
+                out, err = self._proc.communicate(input)
+            finally:
+                _WAITING.discard(self._proc.pid)
+            self._result = subprocess.CompletedProcess(self.argv, self._proc.returncode, out, err)
+        return self._result
+
+    def cancel(self) -> None:
+        self.finish("")
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+
 class CatFileBatch:
     """One ``git cat-file --batch`` process for reading many objects cheaply."""
 

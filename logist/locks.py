@@ -34,7 +34,7 @@ from pathlib import Path
 
 from logist import refs
 from logist.errors import ConcurrentUpdateError, LockHeldError, UsageError
-from logist.gitcmd import base_env, git
+from logist.gitcmd import base_env, git, waiting_pids
 from logist.store import JobStore
 
 # A killed git leaves `<ref>.lock` behind; one older than this with no live holder is stale.
@@ -488,6 +488,7 @@ def live_git_processes(paths: Iterable[Path]) -> list[int]:
         except OSError:
             continue
     me = os.getpid()
+    own = waiting_pids()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
@@ -499,6 +500,8 @@ def live_git_processes(paths: Iterable[Path]) -> list[int]:
         except (OSError, ValueError):
             continue
         if comm != "git" and not comm.startswith("git-"):
+            continue
+        if int(entry) in own:  # ours, e.g. a pre-started `update-index` waiting for its input
             continue
         if not pid_alive(int(entry)):
             continue

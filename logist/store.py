@@ -21,7 +21,7 @@ from pathlib import Path
 from logist import refs
 from logist.errors import (ConcurrentUpdateError, GitError, JobNotFoundError, ManifestError,
                            NotARepositoryError, NotInitializedError, UsageError)
-from logist.gitcmd import CatFileBatch, git, git_out
+from logist.gitcmd import CatFileBatch, Started, git, git_out
 from logist.model import HistoryEntry, Manifest, canonical_json, history_line, parse_manifest
 
 RECORD_FILES = ("manifest.json", "history.jsonl")
@@ -111,6 +111,9 @@ class ObjectWriter:
         from dulwich.object_store import DiskObjectStore
 
         self.store = DiskObjectStore(str(common_dir / "objects"))
+        # Parsed objects by id: objects never change, so this can't go stale. Holds what the
+        # last transitions wrote and read (the next one reads the same commit and trees).
+        self._cache: dict[bytes, object] = {}
         self._ident: _Identity | None = None
         self._common_dir = common_dir
 
@@ -133,6 +136,7 @@ class ObjectWriter:
         for i in range(8):
             try:
                 self.store.add_object(obj)
+                self._remember(obj.id, obj)
                 return
             except FileLocked as exc:
                 lock = Path(str(getattr(exc, "lockfilename", "") or ""))
@@ -154,14 +158,6 @@ class ObjectWriter:
         self._add(b)
         return b.id
 
-    def read_tree(self, oid: bytes | None):
-        from dulwich.objects import Tree
-
-        if oid is None:
-            return Tree()
-        obj = self.store[oid]
-        return obj.copy() if hasattr(obj, "copy") else obj
-
     def tree_with_record(self, root_tree: bytes, job_id: str, files: dict[str, bytes]) -> bytes:
         """``root_tree`` with .logist/jobs/<id>/ replaced by ``files`` (other jobs untouched)."""
         from dulwich.objects import Tree
@@ -178,7 +174,7 @@ class ObjectWriter:
 
         tree = Tree()
         if tree_oid is not None:
-            for entry in self.store[tree_oid].iteritems():
+            for entry in self.get(tree_oid).iteritems():
                 tree.add(entry.path, entry.mode, entry.sha)
         head, rest = path[0], path[1:]
         if rest:
@@ -212,7 +208,22 @@ class ObjectWriter:
         return c.id.decode()
 
     def commit_tree_of(self, commit_oid: str) -> bytes:
-        return self.store[commit_oid.encode()].tree
+        return self.get(commit_oid.encode()).tree
+
+    def get(self, oid: bytes):
+        """The parsed object ``oid`` (KeyError if absent). Callers must not modify it."""
+        obj = self._cache.get(oid)
+        if obj is None:
+            from logist.gitread import load
+
+            obj = load(self.store, oid)
+            self._remember(oid, obj)
+        return obj
+
+    def _remember(self, oid: bytes, obj) -> None:
+        if len(self._cache) >= 256:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[oid] = obj
 
 
 def commit_message(job_id: str, entry: HistoryEntry, manifest: Manifest, *, body: str = "",
@@ -267,6 +278,7 @@ class JobStore:
     def __init__(self, paths: RepoPaths) -> None:
         self.paths = paths
         self._writer: ObjectWriter | None = None
+        self._reader = None
         self._config = None
 
     @classmethod
@@ -328,28 +340,48 @@ class JobStore:
         return self.paths.logist_dir / "run" / refs.validate_job_id(job_id)
 
     # ---- reads -----------------------------------------------------------------------
+    @property
+    def reader(self):
+        """In-process reads of refs and objects (logist.gitread); git is asked when it can't."""
+        if self._reader is None:
+            from logist.gitread import RepoReader
+
+            self._reader = RepoReader(self.paths.common_dir, self.writer.get)
+        return self._reader
+
+    def resolve_commit(self, ref: str) -> str | None:
+        """The commit ``ref`` names (like ``git rev-parse --verify -q REF^{commit}``), or None."""
+        from logist.gitread import Unsupported
+
+        try:
+            return self.reader.commit(ref)
+        except Unsupported:
+            proc = git(["rev-parse", "--verify", "-q", ref + "^{commit}"],
+                       cwd=self.paths.root, check=False)
+            return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def blob_at(self, commit: str, path: str) -> bytes | None:
+        """Content of ``commit:path`` (None if there is no such file)."""
+        from logist.gitread import Unsupported
+
+        try:
+            return self.reader.blob_at(commit, path)
+        except Unsupported:
+            with CatFileBatch(self.paths.root) as batch:
+                return batch.read(f"{commit}:{path}")
+
     def tip(self, job_id: str) -> str:
-        proc = git(["rev-parse", "--verify", "-q", refs.branch_ref(job_id) + "^{commit}"],
-                   cwd=self.paths.root, check=False)
-        if proc.returncode != 0:
+        oid = self.resolve_commit(refs.branch_ref(job_id))
+        if oid is None:
             raise JobNotFoundError(f"no job {job_id!r} in this repository",
                                    hint="run `logist job list` to see jobs")
-        return proc.stdout.strip()
+        return oid
 
     def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]:
         """(commit, manifest) at the branch tip (or at commit ``at``)."""
         refs.validate_job_id(job_id)
-        with CatFileBatch(self.paths.root) as batch:
-            oid = at or self._resolve(batch, refs.branch_ref(job_id))
-            if oid is None:
-                raise JobNotFoundError(f"no job {job_id!r} in this repository",
-                                       hint="run `logist job list` to see jobs")
-            raw = batch.read(f"{oid}:{refs.manifest_path(job_id)}")
-        return oid, self._validate(job_id, oid, raw)
-
-    def _resolve(self, batch: CatFileBatch, ref: str) -> str | None:
-        proc = git(["rev-parse", "--verify", "-q", ref + "^{commit}"], cwd=self.paths.root, check=False)
-        return proc.stdout.strip() if proc.returncode == 0 else None
+        oid = at or self.tip(job_id)
+        return oid, self._validate(job_id, oid, self.blob_at(oid, refs.manifest_path(job_id)))
 
     def _validate(self, job_id: str, oid: str, raw: bytes | None) -> Manifest:
         if raw is None:
@@ -373,8 +405,7 @@ class JobStore:
         from logist.model import parse_history
 
         oid = at or self.tip(job_id)
-        with CatFileBatch(self.paths.root) as batch:
-            raw = batch.read(f"{oid}:{refs.history_path(job_id)}")
+        raw = self.blob_at(oid, refs.history_path(job_id))
         if raw is None:
             return []
         try:
@@ -424,8 +455,7 @@ class JobStore:
         return {"manifest.json": canonical_json(manifest), "history.jsonl": hist}
 
     def _history_raw(self, oid: str, job_id: str) -> bytes:
-        with CatFileBatch(self.paths.root) as batch:
-            return batch.read(f"{oid}:{refs.history_path(job_id)}") or b""
+        return self.blob_at(oid, refs.history_path(job_id)) or b""
 
     def create_job(self, manifest: Manifest, entry: HistoryEntry, *, make_worktree: bool = True) -> str:
         """Create branch logist/<id> at base + a record commit (create-only), then its worktree."""
@@ -472,34 +502,50 @@ class JobStore:
         when the branch moved or the lease was lost; nothing changes then.
         """
         parent = parent or old_tip
-        # The history is appended to logist's own last record (never to what an agent left).
-        history_raw = self._history_raw(history_from or old_tip, job_id)
-        files = self.record_files(job_id, manifest, history_raw, entries)
         wt = self.worktree_path(job_id)
-        if include_worktree:
-            git(["add", "-A"], cwd=wt)
-            crash_point("after-worktree-add")
-            base_tree = git_out(["write-tree"], cwd=wt).encode()
-        else:
-            base_tree = self.writer.commit_tree_of(parent)
-        tree = self.writer.tree_with_record(base_tree, job_id, files)
-        msg = commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
-                             extra_trailers=extra_trailers)
-        oid = self.writer.commit(tree, [parent], msg)
-        crash_point("before-publish")
-        self.publish(job_id, oid, old_tip, lease=lease)
-        crash_point("after-publish")
-        if sync_worktree:
-            self.sync_worktree_record(job_id, files)
+        sync = sync_worktree and (wt / ".git").exists()
+        # The two git processes a transition needs start now and are fed when the commit is
+        # built, so their start-up overlaps the dulwich work (docs/performance.md).
+        ref_proc = Started(["update-ref", "--stdin"], cwd=self.paths.root)
+        index_proc = None
+        try:
+            # The history is appended to logist's own last record (never to what an agent left).
+            history_raw = self._history_raw(history_from or old_tip, job_id)
+            files = self.record_files(job_id, manifest, history_raw, entries)
+            if include_worktree:
+                git(["add", "-A"], cwd=wt)
+                crash_point("after-worktree-add")
+                base_tree = git_out(["write-tree"], cwd=wt).encode()
+            else:
+                base_tree = self.writer.commit_tree_of(parent)
+            if sync:  # after `git add -A`: update-index holds the index lock from its start
+                index_proc = Started(["update-index", "--add", "--stdin"], cwd=wt)
+            tree = self.writer.tree_with_record(base_tree, job_id, files)
+            msg = commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
+                                 extra_trailers=extra_trailers)
+            oid = self.writer.commit(tree, [parent], msg)
+            crash_point("before-publish")
+            self.publish(job_id, oid, old_tip, lease=lease, started=ref_proc)
+            crash_point("after-publish")
+            if sync:
+                self.sync_worktree_record(job_id, files, started=index_proc)
+        finally:
+            ref_proc.cancel()
+            if index_proc is not None:
+                index_proc.cancel()
         return oid
 
-    def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None) -> None:
-        """One ref transaction: verify the lock value (fencing), then CAS the branch."""
+    def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None,
+                started: Started | None = None) -> None:
+        """One ref transaction: verify the lock value (fencing), then CAS the branch.
+
+        ``started``: an ``update-ref --stdin`` already running, used for the first attempt.
+        """
         lines = []
         if lease:
             lines.append(f"verify {refs.lock_ref(job_id)} {lease}\n")
         lines.append(f"update {refs.branch_ref(job_id)} {new} {old}\n")
-        proc = self._update_ref("".join(lines))
+        proc = self._update_ref("".join(lines), started=started)
         if proc.returncode != 0:
             err = proc.stderr.strip()
             if ".lock" in err and "File exists" in err:
@@ -516,7 +562,7 @@ class JobStore:
                 f"job {job_id} changed while this command ran (branch is no longer at {old[:12]})",
                 hint=f"run `logist job status {job_id}` and try again")
 
-    def _update_ref(self, stdin: str, attempts: int = 5):
+    def _update_ref(self, stdin: str, attempts: int = 5, started: Started | None = None):
         """`git update-ref --stdin`, retrying briefly when a ref's .lock file is in the way.
 
         A ``verify`` of a lock this process holds is kept in step with its heartbeat
@@ -533,7 +579,11 @@ class JobStore:
             cleared = False
             i = 0
             while True:
-                proc = git(["update-ref", "--stdin"], cwd=self.paths.root, input=stdin, check=False)
+                if started is not None and not started.done:
+                    proc = started.finish(stdin)
+                else:
+                    proc = git(["update-ref", "--stdin"], cwd=self.paths.root, input=stdin,
+                               check=False)
                 if proc.returncode == 0 or ".lock" not in proc.stderr or "File exists" not in proc.stderr:
                     return proc
                 i += 1
@@ -576,23 +626,26 @@ class JobStore:
                            hint="run `git worktree list` and `git worktree prune`") from None
         return wt
 
-    def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None) -> bool:
+    def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None, *,
+                             started: Started | None = None) -> bool:
         """Bring the worktree's copy of the record (files and index) to the branch tip.
 
         Returns True when the working copy differed from the tip (it is overwritten, never
-        believed: DESIGN.md §5.1).
+        believed: DESIGN.md §5.1). ``started``: an ``update-index --add --stdin`` already
+        running in the worktree.
         """
         wt = self.worktree_path(job_id)
         if not (wt / ".git").exists():
+            if started is not None:
+                started.cancel()
             return False
         if files is None:
             tip = self.tip(job_id)
-            with CatFileBatch(self.paths.root) as batch:
-                files = {}
-                for name in RECORD_FILES:
-                    data = batch.read(f"{tip}:{refs.record_dir(job_id)}/{name}")
-                    if data is not None:
-                        files[name] = data
+            files = {}
+            for name in RECORD_FILES:
+                data = self.blob_at(tip, f"{refs.record_dir(job_id)}/{name}")
+                if data is not None:
+                    files[name] = data
         rec = wt / refs.record_dir(job_id)
         rec.mkdir(parents=True, exist_ok=True)
         differed = False
@@ -608,7 +661,15 @@ class JobStore:
             tmp.write_bytes(data)
             os.replace(tmp, target)
         paths = [f"{refs.record_dir(job_id)}/{n}" for n in files]
-        git(["update-index", "--add", "--", *paths], cwd=wt)
+        if started is None:
+            git(["update-index", "--add", "--", *paths], cwd=wt)
+        else:
+            proc = started.finish("".join(p + "\n" for p in paths))
+            if proc.returncode != 0:
+                raise GitError(f"git update-index failed in {wt}: "
+                               f"{(proc.stderr.strip().splitlines() or ['(no output)'])[-1]}",
+                               argv=started.argv, returncode=proc.returncode, stdout=proc.stdout,
+                               stderr=proc.stderr)
         return differed
 
 
