@@ -892,6 +892,19 @@ def repair_interrupted(engine, lease: Lease):
                       commits=[result.commit])
 
 
+def _check_trusted(engine, m: Manifest, n: int) -> None:
+    """TrustError before a command step of a job this clone does not trust is executed (the
+    same rule as a restep's start and a step's start); nothing is written."""
+    from logist.agents import get_agent
+
+    step = m.steps[n - 1]
+    if get_agent(step.agent).runs_commands and not (m.trusted or engine.trust):
+        raise TrustError(f"job {m.id} came from {m.origin} and its step {n} runs a command: "
+                         f"{step.options.get('command')!r}; an interrupted restep of it is not "
+                         "executed again until you trust the job",
+                         hint=f"review it, then `logist job trust {m.id}` (or pass --trust)")
+
+
 def _resume_restep(engine, lease: Lease, tip: str, m: Manifest, r: _Restep) -> RestepResult:
     store = engine.store
     job_id = m.id
@@ -904,6 +917,7 @@ def _resume_restep(engine, lease: Lease, tip: str, m: Manifest, r: _Restep) -> R
     if r.attempt >= m.budget.max_attempts:
         return _restep_finish(engine, lease, r, None,
                               f"interrupted; attempts spent ({r.attempt} of {m.budget.max_attempts})")
+    _check_trusted(engine, m, r.step)  # executing it again runs its command here
     tid = new_transition_id()
     r.attempt += 1
     r.transition_id = tid

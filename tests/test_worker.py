@@ -324,3 +324,39 @@ writes = { "w.txt" = "w\\n" }
     fsck = subprocess.run(["git", "-C", str(b), "fsck", "--no-progress", "--no-dangling"],
                           capture_output=True, text=True)
     assert fsck.returncode == 0 and "error" not in fsck.stdout + fsck.stderr, fsck.stderr
+
+
+def test_another_clones_interrupted_restep_of_a_command_step_needs_trust(net):
+    """Clone a's restep dies before its agent ran; clone b adopts the job. Finishing the restep
+    executes the command again (attempt 2: a's execution is another clone's), so b refuses it
+    until the job is trusted here (exit 1, no ref moved), then `recover --trust` finishes it."""
+    counter = net.tmp / "calls"
+    script = "open(%r, 'a').write('x\\n')" % str(counter)
+    argv = json.dumps([sys.executable, "-c", script])
+    toml = f'title = "Restep elsewhere"\n[[steps]]\nname = "count"\nagent = "command"\ncommand = {argv}\n'
+    jid = make_job(net.a, "Restep elsewhere", toml=toml)
+    assert counter.read_text() == "x\n"
+    r = subprocess.run([sys.executable, "-m", "logist", "-C", str(net.a), "job", "restep", jid, "1"],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LOGIST_CRASH_AT": "restep-after-start"})
+    assert r.returncode == 137, r.stderr
+    lg(net.a, "push")
+    b = net.clone("b")
+    lg(b, "fetch")
+    lg(b, "job", "adopt", jid)
+    [row] = json.loads(lg(b, "recover", "--list", "--json").out)
+    assert row["kind"] == "restep" and row["action"] == "re-execute restep 1 of step 1 (attempt 2 of 3)"
+    before = git(b, "for-each-ref", "--format=%(refname) %(objectname)")
+    res = lg(b, "recover", jid, code=1)
+    assert "not executed again until you trust the job" in res.err and "logist job trust" in res.err
+    assert git(b, "for-each-ref", "--format=%(refname) %(objectname)") == before
+    assert counter.read_text() == "x\n"
+    lg(b, "recover", jid, "--trust")
+    assert counter.read_text() == "x\nx\n"
+    m = json.loads(git(b, "show", f"logist/{jid}:.logist/jobs/{jid}/manifest.json"))
+    assert m["execution"] is None and m["state"] == "SUCCESS" and m["steps"][0]["status"] == "SUCCESS"
+    phases = [(e["data"]["phase"], e["data"]["attempt"])
+              for e in map(json.loads, git(b, "show", f"logist/{jid}:.logist/jobs/{jid}/history.jsonl").splitlines())
+              if e["event"] == "restep"]
+    assert phases == [("start", 1), ("restart", 2), ("done", 2)], phases
+    assert git(b, "for-each-ref", "refs/logist/locks/") == ""
