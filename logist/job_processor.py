@@ -29,6 +29,19 @@ Progress = Callable[[str], None]
 
 from logist.store import crash_point  # noqa: E402,F401 - test-only crash points (LOGIST_CRASH_AT)
 
+WATCHER_EXIT_WAIT = 5.0  # seconds a side process gets, once its agent is gone, to end by itself
+
+
+@dataclass
+class _Watcher:
+    """A side process whose agent is gone: it is reading the rest of the log and writing its
+    last notes while the step is harvested. Reaped by ``Engine._reap_watchers``."""
+
+    pid: int
+    commit: str | None  # the commit its notes go on (the step's EXECUTING commit)
+    verdict: Path
+    agent_gone_at: float  # time.monotonic()
+
 
 @dataclass
 class StepResult:
@@ -49,6 +62,7 @@ class AgentRun:
     output: str
     log: Path
     stopped: str | None = None  # why logist stopped it (time budget, sentinel), if it did
+    warnings: list[str] = field(default_factory=list)  # e.g. processes it left that were stopped
 
 
 def assemble_prompt(m: Manifest, step_no: int) -> str:
@@ -81,6 +95,11 @@ class Engine:
         self.progress = progress or (lambda msg: None)
         self.trust = trust
         self.watch = watch and os.environ.get("LOGIST_NO_WATCHER") != "1"
+        # Side processes still finishing (their agents are gone), and how deep in public calls
+        # we are: they are reaped before the next agent starts and when the outermost call
+        # returns, so their notes are in git when Engine.step/run (and `job step/run`) return.
+        self._watchers: list[_Watcher] = []
+        self._depth = 0
 
     # ---- the transition primitive -----------------------------------------------------
     def _transition(self, lease: Lease, update: Update, *, body: str = "", include_worktree=False,
@@ -110,19 +129,19 @@ class Engine:
         refs.validate_job_id(job_id)
         own = lease is None
         lease = lease or acquire(self.store, job_id)
+        self._depth += 1
         try:
             lease.start_heartbeat()
             return self._repair(lease) or self._step_locked(lease)
         finally:
-            lease.stop_heartbeat()
-            if own:
-                lease.release()
+            self._end_call(lease, own)
 
     def run(self, job_id: str, *, max_steps: int | None = None, lease: Lease | None = None) -> StepResult:
         """Steps until the job rests in anything but PENDING (``lease``: one the caller holds)."""
         refs.validate_job_id(job_id)
         own = lease is None
         lease = lease or acquire(self.store, job_id)
+        self._depth += 1
         try:
             lease.start_heartbeat()
             result = self._repair(lease)
@@ -141,6 +160,16 @@ class Engine:
                 count += 1
                 if max_steps is not None and count >= max_steps:
                     return result
+        finally:
+            self._end_call(lease, own)
+
+    def _end_call(self, lease: Lease, own: bool) -> None:
+        """End of a public call: reap the side processes (the outermost call only), then stop
+        the heartbeat and release the lease (if the call took it)."""
+        self._depth -= 1
+        try:
+            if self._depth <= 0:
+                self._reap_watchers()
         finally:
             lease.stop_heartbeat()
             if own:
@@ -274,6 +303,7 @@ class Engine:
 
         log = Path(m.execution.log) if m.execution and m.execution.log else self._log_path(m, n, m.attempt)
         log.parent.mkdir(parents=True, exist_ok=True)
+        self._reap_watchers()  # the previous step's side process is done before this one starts
         verdict = self.store.run_dir(job_id) / "verdict.json"
         verdict.unlink(missing_ok=True)
         tid = m.execution.transition_id if m.execution else new_transition_id()
@@ -305,10 +335,10 @@ class Engine:
                                             "watcher_start_time": process_start_time(watcher_pid)})
         crash_point("agent-running")
         exit_code, killed_reason = self._wait(handle, m)
-        self._stop_watcher(watcher_pid)
+        left = self._agent_gone(m.id, handle, watcher_pid, verdict, executing_commit)
         crash_point("after-agent-exit")
         return self._after_agent(lease, m, exit_code, log, verdict, killed_reason,
-                                 executing_commit=executing_commit)
+                                 executing_commit=executing_commit, warnings=left)
 
     def _write_agent_file(self, job_id: str, data: dict) -> None:
         path = self._agent_file(job_id)
@@ -360,6 +390,7 @@ class Engine:
                          verdict: Path) -> int | None:
         """Re-attached to a running agent: start a watcher for it unless the step's own is
         still alive (it runs in its own session, so it outlives a killed runner)."""
+        self._reap_watchers()
         info = self._read_agent_file(m.id) or {}
         wpid = info.get("watcher_pid")
         try:
@@ -376,27 +407,62 @@ class Engine:
                                               "watcher_start_time": process_start_time(watcher_pid)})
         return watcher_pid
 
-    def _stop_watcher(self, pid: int | None) -> None:
-        if not pid:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if done:
-                return
-            time.sleep(0.02)
+    def _agent_gone(self, job_id: str, handle, watcher_pid: int | None, verdict: Path,
+                    commit: str | None) -> list[str]:
+        """The agent's own process has exited. Its side process finishes while the step is
+        harvested (it is reaped later: ``_reap_watchers``), unless the sentinel stopped the
+        agent: then the watcher is ending what the agent left in its group and writing the last
+        rungs of its ladder, and we wait for it here, as that path takes seconds anyway. Then
+        whatever the agent left running in its process group is stopped; returns the warnings
+        for the step's record."""
+        if watcher_pid:
+            w = _Watcher(watcher_pid, commit, verdict, time.monotonic())
+            if _verdict(verdict, commit) is not None:
+                self._reap_watcher(w, stale_verdict=False)
+            else:
+                self._watchers.append(w)
         try:
-            os.kill(pid, 15)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+            left = handle.stop_leftovers()
+        except (OSError, ValueError) as exc:
+            self.progress(f"{job_id}: warning: could not stop what the agent left running: {exc}")
+            return []
+        if not left.stopped:
+            return []
+        how = "SIGTERM" + (f"; {left.killed} ignored it and got SIGKILL" if left.killed else "")
+        warning = (f"the agent left {left.stopped} process{'es' if left.stopped != 1 else ''} "
+                   f"running in its process group after it exited; stopped them ({how})")
+        self.progress(f"{job_id}: warning: {warning}")
+        return [warning]
+
+    def _reap_watchers(self) -> None:
+        """Wait (bounded) for the side processes whose agents are gone, and reap them."""
+        while self._watchers:
+            self._reap_watcher(self._watchers.pop(0))
+
+    def _reap_watcher(self, w: _Watcher, *, stale_verdict: bool = True) -> None:
+        """Reap one side process: up to WATCHER_EXIT_WAIT seconds from its agent's exit to end
+        by itself, then SIGTERM, then SIGKILL (``logist.watcher.stop_watcher``). Never raises."""
+        try:
+            from logist.watcher import stop_watcher
+
+            left = WATCHER_EXIT_WAIT - (time.monotonic() - w.agent_gone_at)
+            how = stop_watcher(w.pid, wait=max(0.0, left))
+            if how != "exited":
+                self.progress(f"warning: the side process {w.pid} did not end within "
+                              f"{WATCHER_EXIT_WAIT:g}s of its agent and was {how}; its last notes "
+                              "may be missing")
+            v = _verdict(w.verdict, None) if stale_verdict and w.commit else None
+            if v and v.get("commit") == w.commit:
+                # written as its agent was exiting by itself, after the engine had read the
+                # step as ended normally: nobody will read it
+                w.verdict.unlink(missing_ok=True)
+        except Exception as exc:  # noqa: BLE001 - reaping never fails a step
+            self.progress(f"warning: could not reap the side process {w.pid}: {exc}")
 
     def _after_agent(self, lease: Lease, m: Manifest, exit_code: int | None, log: Path,
                      verdict: Path, killed_reason: str | None, *,
-                     executing_commit: str | None = None) -> StepResult:
+                     executing_commit: str | None = None,
+                     warnings: list[str] | None = None) -> StepResult:
         """The agent is gone: EXECUTING -> HARVESTING (or RECOVERING when the sentinel stopped it).
 
         The record comes from logist's own EXECUTING commit, never from what the agent left;
@@ -409,16 +475,15 @@ class Engine:
         if exit_code is None and m.execution:  # re-attached: the wrapper recorded the status
             exit_code = read_exit(exec_base(self.store, job_id, m.execution.transition_id))
         own = executing_commit or self.store.tip(job_id)
-        tip, warnings = settle_branch(self.store, job_id, own)
+        tip, settled = settle_branch(self.store, job_id, own)
+        warnings = list(settled) + list(warnings or [])
         at = {"expected": tip, "parent": tip, "history_from": own}
         extra = {"warnings": warnings} if warnings else {}
         elapsed = _elapsed_since(m.execution.started_at) if m.execution else 0.0
-        if verdict.exists():
-            try:
-                v = json.loads(verdict.read_text())
-                reason = f"sentinel: {v.get('reason', 'agent looked hung')}"
-            except (OSError, ValueError):
-                reason = "sentinel stopped the agent"
+        v = _verdict(verdict, own)
+        if v is not None:
+            reason = f"sentinel: {v.get('reason', 'agent looked hung')}" if v else \
+                "sentinel stopped the agent"
             verdict.unlink(missing_ok=True)
             oid, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
                                                     data=extra or None), **at)
@@ -455,9 +520,9 @@ class Engine:
             watcher_pid = self._restart_watcher(m, log, st.pid, st.pgid or st.pid, executing_commit,
                                                 verdict)
             code, killed = self._wait(handle, m)
-            self._stop_watcher(watcher_pid)
+            left = self._agent_gone(m.id, handle, watcher_pid, verdict, executing_commit)
             return self._after_agent(lease, m, code, log, verdict, killed,
-                                     executing_commit=executing_commit)
+                                     executing_commit=executing_commit, warnings=left)
         if st.kind == "exited":
             self.progress(f"{m.id}: the agent finished while nobody watched (exit code {st.exit_code})")
             return self._after_agent(lease, m, st.exit_code, log, verdict, None,
@@ -500,6 +565,7 @@ class Engine:
                           session_id=session_id)
         inv = agent.build(ctx)
         log.parent.mkdir(parents=True, exist_ok=True)
+        self._reap_watchers()
         verdict = self.store.run_dir(m.id) / "verdict.json"
         verdict.unlink(missing_ok=True)
         record = {"transition_id": transition_id, "pid": None, "log": str(log), "commit": commit,
@@ -515,8 +581,11 @@ class Engine:
         watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, commit, workdir, verdict)
         crash_point("run-agent-running")
         code, stopped = self._wait(handle, m)
-        self._stop_watcher(watcher_pid)
-        return self._agent_run(agent, ctx, code, stopped, log, verdict)
+        left = self._agent_gone(m.id, handle, watcher_pid, verdict, commit)
+        run = self._agent_run(agent, ctx, code, stopped, log, verdict, commit=commit, warnings=left)
+        if self._depth <= 0:  # called on its own (a restep): its notes are in git when it returns
+            self._reap_watchers()
+        return run
 
     def reattach_agent(self, m: Manifest, n: int, workdir: Path, *, prompt: str, log: Path,
                        attempt: int = 1) -> AgentRun | None:
@@ -540,22 +609,25 @@ class Engine:
             self.progress(f"{m.id}: re-attaching to the running agent (pid {st.pid})")
             handle = attach(st.pid, pgid=st.pgid, start_time=st.start_time)
             code, stopped = self._wait(handle, m)
+            left = self._agent_gone(m.id, handle, None, verdict, None)
             if code is None:
                 code = read_exit(exec_base(self.store, m.id, m.execution.transition_id))
         else:
+            left = []
             self.progress(f"{m.id}: its agent finished while nobody watched (exit code {code})")
-        return self._agent_run(agent, ctx, code, stopped, log, verdict)
+        return self._agent_run(agent, ctx, code, stopped, log, verdict, warnings=left)
 
     def _agent_run(self, agent, ctx, code: int | None, stopped: str | None, log: Path,
-                   verdict: Path) -> AgentRun:
-        if verdict.exists():
-            try:
-                stopped = f"sentinel: {json.loads(verdict.read_text()).get('reason', 'agent looked hung')}"
-            except (OSError, ValueError, AttributeError):
-                stopped = "sentinel stopped the agent"
+                   verdict: Path, *, commit: str | None = None,
+                   warnings: list[str] | None = None) -> AgentRun:
+        v = _verdict(verdict, commit)
+        if v is not None:
+            stopped = f"sentinel: {v.get('reason', 'agent looked hung')}" if v else \
+                "sentinel stopped the agent"
             verdict.unlink(missing_ok=True)
         output = _read_text(log)
-        return AgentRun(agent.parse(output, code, ctx), code, output, log, stopped)
+        return AgentRun(agent.parse(output, code, ctx), code, output, log, stopped,
+                        warnings=list(warnings or []))
 
     def _recover_or_give_up(self, lease: Lease, reason: str) -> StepResult:
         tip, m = self.store.read(lease.job_id)
@@ -781,6 +853,28 @@ def _elapsed_since(iso: str) -> float:
     from datetime import timezone
 
     return max(0.0, round((datetime.now(timezone.utc) - t).total_seconds(), 3))
+
+
+def _verdict(path: Path, commit: str | None) -> dict | None:
+    """The sentinel's verdict for the step at ``commit``: its JSON object ({} when it cannot be
+    read), or None when there is none. A verdict naming another commit is stale (a side process
+    of an earlier step wrote it as its agent was exiting by itself): removed and ignored."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(v, dict):
+        return {}
+    if commit is not None and v.get("commit") not in (None, commit):
+        path.unlink(missing_ok=True)
+        return None
+    return v
 
 
 def _read_text(path: Path) -> str:

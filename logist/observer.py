@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from logist.errors import ConfigError
-from logist.notes import iso_utc, json_line
 from logist.redact import redact
+
+# logist.notes (and the subprocess + shutil of the grep prefilter) are imported where used:
+# the side process imports this module at its start, and a step's output often has no signal.
 
 __all__ = ["BUILTIN_PATTERNS", "Observer", "Patterns", "Signal", "compile_patterns",
            "validate_patterns"]
@@ -99,6 +99,8 @@ class Signal:
     repeats: int = 0  # matches of this signal suppressed since its previous note line
 
     def to_dict(self) -> dict:
+        from logist.notes import iso_utc
+
         out: dict = {"t": iso_utc(self.t), "signal": self.signal, "line": self.line,
                      "text": self.text}
         if self.repeats:
@@ -106,6 +108,8 @@ class Signal:
         return out
 
     def to_json(self) -> str:
+        from logist.notes import json_line
+
         return json_line(self.to_dict())
 
 
@@ -260,6 +264,9 @@ _GREP: list[str] | None | bool = False  # False: not looked up yet; None: unusab
 def _grep_lines(patterns: list[str], data: bytes) -> dict[int, bytes] | None:
     """{0-based line index: line} of lines where grep -E -i finds any of ``patterns``;
     None if grep is missing or fails (the caller falls back to Python)."""
+    import shutil
+    import subprocess
+
     global _GREP
     if _GREP is False:
         _GREP = [shutil.which("grep")] if shutil.which("grep") else None

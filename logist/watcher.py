@@ -1,6 +1,6 @@
 """The side process next to a running step: observer + sentinel (DESIGN.md §8).
 
-    python -m logist.watcher --repo R --job ID --log PATH --pid PID --pgid PGID \\
+    python -S -m logist.watcher --repo R --job ID --log PATH --pid PID --pgid PGID \\
         --commit OID --workdir DIR --verdict-file PATH [--config JSON] [--started-at EPOCH]
 
 It tails the step log from its start (following appends, holding back a partial last line),
@@ -15,12 +15,21 @@ rename, rewritten at each rung), then sends SIGINT / SIGTERM / SIGKILL to the pr
 
 The watcher makes no branch commits and holds no lock: the step runner, which holds the job
 lock, reads the verdict file when the agent is gone and makes the EXECUTING -> RECOVERING
-transition. The watcher exits when the agent process is gone, after draining the log and
-flushing its notes (when it had stopped the agent as hung and processes the agent started are
-still in its group, it first ends them: SIGTERM, then SIGKILL, each a sentinel note line); SIGTERM/SIGINT to the watcher itself also end it cleanly. It never writes
-to the agent and only signals the group it was given (never its own), so a crash of the
-watcher leaves the agent running untouched. A watcher started again for the same step reads the
-log from its start but does not note again the (signal, line) pairs already noted.
+transition. The watcher exits when the agent process is gone (it waits on a pidfd, so it
+notices at once), after draining the log and flushing its notes (when it had stopped the agent
+as hung and processes the agent started are still in its group, it first ends them: SIGTERM,
+then SIGKILL, each a sentinel note line); SIGTERM/SIGINT to the watcher itself also end it
+cleanly. An agent that is already gone when the watcher starts (one that exits at once) gets a
+single scan of its log and no sentinel at all. It never writes to the agent and only signals
+the group it was given (never its own), so a crash of the watcher leaves the agent running
+untouched. A watcher started again for the same step reads the log from its start but does not
+note again the (signal, line) pairs already noted.
+
+Start cost matters (a step whose agent exits at once waits for its watcher's notes before it
+returns): the process runs with ``-S`` (no site: it needs nothing outside the standard library
+and logist), and this module imports only ``os``/``sys``/``time``/``signal``/``json`` at load;
+the observer, the sentinel and the notes writer (``re``, ``subprocess``, ``dataclasses``) are
+imported when there is something to watch. Never pydantic, dulwich, cyclopts or rich.
 
 ``config`` JSON: ``{"patterns": {name: regex}, "sentinel": {...SentinelConfig...},
 "observer": {"repeat_seconds": 5, "max_text": 300}}`` (every key optional).
@@ -28,63 +37,89 @@ log from its start but does not note again the (signal, line) pairs already note
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import _thread
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-
 from logist.errors import ConfigError, LogistError, UsageError
-from logist.notes import append_notes, iso_utc, json_line, read_note_lines
-from logist.observer import Observer, compile_patterns
-from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL, validate_job_id
-from logist.sentinel import (Sentinel, SentinelConfig, group_alive, newest_mtime, pid_alive,
-                             process_group_cpu_ticks)
+
+TYPE_CHECKING = False  # typing itself costs an import
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from logist.sentinel import SentinelConfig
 
 __all__ = ["LogTail", "WatchConfig", "WatchResult", "main", "parse_config", "run_watch",
-           "spawn_watcher", "watcher_log_path", "write_verdict"]
+           "spawn_watcher", "stop_watcher", "watcher_log_path", "write_verdict"]
 
 READ_MAX = 8 * 1024 * 1024  # bytes read from the log per loop turn
 MAX_PARTIAL = 1024 * 1024  # a "line" this long without a newline is cut and fed anyway
 WAITING_LINES = 20  # a waiting_input match counts if it is among the last 20 lines
 LEFTOVER_GRACE = 2.0  # at most this long for leftovers of a stopped agent to end on SIGTERM
+EXIT_WAIT = 5.0  # stop_watcher: seconds a watcher gets to end by itself once its agent is gone
+TERM_WAIT = 5.0  # stop_watcher: seconds after SIGTERM before SIGKILL
 
 
-@dataclass(frozen=True)
 class WatchConfig:
-    patterns: dict[str, str] = field(default_factory=dict)
-    sentinel: SentinelConfig = field(default_factory=SentinelConfig)
-    repeat_seconds: float = 5.0
-    max_text: int = 300
+    """What the watcher matches and when it intervenes (see :func:`parse_config`)."""
+
+    __slots__ = ("patterns", "sentinel", "repeat_seconds", "max_text")
+
+    def __init__(self, patterns: dict[str, str] | None = None,
+                 sentinel: SentinelConfig | None = None, repeat_seconds: float = 5.0,
+                 max_text: int = 300) -> None:
+        if sentinel is None:
+            from logist.sentinel import SentinelConfig
+
+            sentinel = SentinelConfig()
+        self.patterns = dict(patterns or {})
+        self.sentinel = sentinel
+        self.repeat_seconds = repeat_seconds
+        self.max_text = max_text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WatchConfig) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "WatchConfig(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
 
-def parse_config(config: str | Mapping | None) -> WatchConfig:
-    """The watcher's configuration from JSON text or a mapping; ConfigError on anything unknown."""
-    if config is None or config == "":
-        return WatchConfig()
+def _is_mapping(value: object) -> bool:
+    if isinstance(value, dict):
+        return True
+    from collections.abc import Mapping
+
+    return isinstance(value, Mapping)
+
+
+def _config_table(config: str | Mapping) -> Mapping:
+    """The config as a mapping with only known keys (ConfigError otherwise)."""
     if isinstance(config, str):
         try:
             config = json.loads(config)
         except ValueError as exc:
             raise ConfigError(f"watcher config is not valid JSON: {exc}") from None
-    if not isinstance(config, Mapping):
+    if not _is_mapping(config):
         raise ConfigError("watcher config must be a JSON object")
     unknown = sorted(set(config) - {"patterns", "sentinel", "observer"})
     if unknown:
         raise ConfigError(f"unknown watcher config key(s): {', '.join(unknown)}",
                           hint="known keys: patterns, sentinel, observer")
+    return config
+
+
+def _observer_part(config: Mapping) -> tuple[dict[str, str], float, int]:
+    """(patterns, repeat_seconds, max_text) of a config table, checked (not compiled)."""
     patterns = config.get("patterns") or {}
-    if not isinstance(patterns, Mapping):
+    if not _is_mapping(patterns):
         raise ConfigError("watcher config 'patterns' must be an object of name: regex")
-    compile_patterns(None, patterns)  # validate now, with a clear error
-    sentinel = SentinelConfig.from_dict(config.get("sentinel"))
     obs = config.get("observer") or {}
-    if not isinstance(obs, Mapping) or set(obs) - {"repeat_seconds", "max_text"}:
+    if not _is_mapping(obs) or set(obs) - {"repeat_seconds", "max_text"}:
         raise ConfigError("watcher config 'observer' accepts only repeat_seconds and max_text")
     repeat = obs.get("repeat_seconds", 5.0)
     max_text = obs.get("max_text", 300)
@@ -92,7 +127,21 @@ def parse_config(config: str | Mapping | None) -> WatchConfig:
         raise ConfigError(f"observer.repeat_seconds must be a number >= 0, not {repeat!r}")
     if isinstance(max_text, bool) or not isinstance(max_text, int) or max_text < 20:
         raise ConfigError(f"observer.max_text must be a whole number >= 20, not {max_text!r}")
-    return WatchConfig(dict(patterns), sentinel, float(repeat), max_text)
+    return dict(patterns), float(repeat), max_text
+
+
+def parse_config(config: str | Mapping | None) -> WatchConfig:
+    """The watcher's configuration from JSON text or a mapping; ConfigError on anything unknown."""
+    from logist.observer import compile_patterns
+    from logist.sentinel import SentinelConfig
+
+    if config is None or config == "":
+        return WatchConfig()
+    table = _config_table(config)
+    patterns, repeat, max_text = _observer_part(table)
+    compile_patterns(None, patterns)  # validate now, with a clear error
+    sentinel = SentinelConfig.from_dict(table.get("sentinel"))
+    return WatchConfig(patterns, sentinel, repeat, max_text)
 
 
 class LogTail:
@@ -101,7 +150,7 @@ class LogTail:
     Survives a log that does not exist yet, is truncated (starts over) or replaced."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.offset = 0
         self.pending = b""
         self.lines = 0  # whole lines handed out so far
@@ -120,7 +169,7 @@ class LogTail:
 
     def mtime(self) -> float | None:
         try:
-            return self.path.stat().st_mtime
+            return os.stat(self.path).st_mtime
         except OSError:
             return None
 
@@ -180,9 +229,11 @@ class LogTail:
 
 def write_verdict(path: str | os.PathLike, verdict: Mapping[str, object]) -> None:
     """Write ``verdict`` as JSON to ``path`` atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(dict(verdict), sort_keys=True, indent=2) + "\n")
         fh.flush()
@@ -190,21 +241,28 @@ def write_verdict(path: str | os.PathLike, verdict: Mapping[str, object]) -> Non
     os.replace(tmp, path)
 
 
-@dataclass
 class WatchResult:
-    exit_reason: str  # "agent_exited" | "stopped"
-    verdict: dict | None = None
-    lines_read: int = 0
-    observer_lines: int = 0  # note lines written
-    sentinel_lines: int = 0
-    matches: int = 0  # observer matches, including rate-limited ones
-    note_errors: list[str] = field(default_factory=list)
+    """What one watch did (returned by :func:`run_watch`)."""
+
+    def __init__(self, exit_reason: str, verdict: dict | None = None, lines_read: int = 0,
+                 observer_lines: int = 0, sentinel_lines: int = 0, matches: int = 0,
+                 note_errors: list[str] | None = None) -> None:
+        self.exit_reason = exit_reason  # "agent_exited" | "stopped"
+        self.verdict = verdict
+        self.lines_read = lines_read
+        self.observer_lines = observer_lines  # note lines written
+        self.sentinel_lines = sentinel_lines
+        self.matches = matches  # observer matches, including rate-limited ones
+        self.note_errors = list(note_errors or [])
+
+    def __repr__(self) -> str:
+        return "WatchResult(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
 
 
 class _NoteBuffer:
     """Note lines waiting for the next notes commit; kept on failure and retried."""
 
-    def __init__(self, repo: Path, ref: str, commit: str, log: Callable[[str], None]) -> None:
+    def __init__(self, repo: str, ref: str, commit: str, log: Callable[[str], None]) -> None:
         self.repo, self.ref, self.commit, self.log = repo, ref, commit, log
         self.lines: list[str] = []
         self.written = 0
@@ -216,6 +274,8 @@ class _NoteBuffer:
     def flush(self) -> None:
         if not self.lines:
             return
+        from logist.notes import append_notes
+
         batch = list(self.lines)
         try:
             append_notes(self.repo, self.ref, {self.commit: batch})
@@ -229,9 +289,12 @@ class _NoteBuffer:
         self.written += len(batch)
 
 
-def _prior_interventions(repo: Path, commit: str) -> list[float]:
+def _prior_interventions(repo: str, commit: str) -> list[float]:
     """Ladder start times already noted on this commit (a restarted watcher keeps the cap)."""
     from datetime import datetime
+
+    from logist.notes import read_note_lines
+    from logist.refs import NOTES_SENTINEL
 
     out = []
     try:
@@ -246,14 +309,102 @@ def _prior_interventions(repo: Path, commit: str) -> list[float]:
     return out
 
 
-def _noted_lines(repo: Path, commit: str) -> set[tuple[str, int]]:
+def _noted_lines(repo: str, commit: str) -> set[tuple[str, int]]:
     """(signal, line) of the observer note lines already on ``commit``."""
+    from logist.notes import read_note_lines
+    from logist.refs import NOTES_OBSERVER
+
     try:
         lines = read_note_lines(repo, NOTES_OBSERVER, commit)
     except LogistError:
         return set()
     return {(o["signal"], o["line"]) for o in lines
             if isinstance(o.get("signal"), str) and isinstance(o.get("line"), int)}
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs; a zombie counts as gone (as :func:`logist.sentinel.pid_alive`,
+    without importing the sentinel)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return not os.path.isdir("/proc/self")  # gone between the two looks, or no /proc
+    state = data[data.rfind(b")") + 2:][:1]
+    return state not in (b"Z", b"X")
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it has exited), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+class _Seen:
+    """The (signal, line) pairs an earlier watcher of the same step noted, read from git only
+    when the first signal comes (most steps have none)."""
+
+    def __init__(self, repo: str, commit: str) -> None:
+        self.repo, self.commit = repo, commit
+        self._pairs: set[tuple[str, int]] | None = None
+
+    def __contains__(self, pair: tuple[str, int]) -> bool:
+        if self._pairs is None:
+            self._pairs = _noted_lines(self.repo, self.commit)
+        return pair in self._pairs
+
+
+def _final_scan(*, repo: str, commit: str, log_path: str | os.PathLike,
+                config: WatchConfig | str | Mapping | None, emit: Callable[[str, dict], None],
+                say: Callable[[str], None], clock: Callable[[], float]) -> WatchResult:
+    """The agent was gone before the watch began: read its whole log once, note its signals,
+    done. No sentinel (nothing is left to stop), and nothing imported or read from git when it
+    printed nothing."""
+    tail = LogTail(log_path)
+    try:
+        data, first = tail.drain()
+    finally:
+        tail.close()
+    result = WatchResult(exit_reason="agent_exited", lines_read=tail.lines)
+    if not data:
+        return result
+    from logist.observer import Observer, compile_patterns
+    from logist.refs import NOTES_OBSERVER
+
+    if isinstance(config, WatchConfig):
+        patterns, repeat, max_text = config.patterns, config.repeat_seconds, config.max_text
+    elif config is None or config == "":
+        patterns, repeat, max_text = {}, 5.0, 300
+    else:  # the sentinel's part is not needed (nor imported): nothing is left to stop
+        patterns, repeat, max_text = _observer_part(_config_table(config))
+    observer = Observer(compile_patterns(None, patterns), repeat_seconds=repeat,
+                        max_text=max_text)
+    now = clock()
+    notes = _NoteBuffer(repo, NOTES_OBSERVER, commit, say)
+    already = _Seen(repo, commit)
+    signals = observer.feed_chunk(data, first, now) + observer.finish(now)
+    if signals:
+        from logist.notes import json_line
+
+        for sig in signals:
+            if (sig.signal, sig.line) in already:
+                continue
+            obj = sig.to_dict()
+            notes.add(json_line(obj))
+            emit("observer", obj)
+        notes.flush()
+    result.observer_lines = notes.written
+    result.matches = observer.matches
+    result.note_errors = notes.errors
+    return result
 
 
 def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLike, pid: int,
@@ -271,10 +422,12 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
     ``on_event(kind, obj)`` is called with kind "observer" or "sentinel" and each note line's
     object (for ``logist watch`` in the foreground); ``log(message)`` gets problems that do not
     stop the watch (a note that could not be written). Returns a WatchResult; raises
-    UsageError/ConfigError for bad arguments before touching anything.
+    UsageError/ConfigError for bad arguments before touching anything. An agent already gone
+    gets one scan of its log (its config is read only if it printed something).
     """
+    from logist.refs import validate_job_id
+
     validate_job_id(job_id)
-    cfg = config if isinstance(config, WatchConfig) else parse_config(config)
     pid, pgid = int(pid), int(pgid)
     if pid <= 1 or pgid <= 1:
         raise UsageError(f"refusing to watch pid {pid} / process group {pgid}")
@@ -287,9 +440,39 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
         actual = None  # already gone: drain the log and note what it printed
     if actual is not None and actual != pgid:
         raise UsageError(f"process {pid} is in process group {actual}, not {pgid}")
-    repo = Path(repo)
+    repo = os.fspath(repo)
     say = log or (lambda _msg: None)
     emit = on_event or (lambda _kind, _obj: None)
+    if actual is None or not _pid_alive(pid):
+        return _final_scan(repo=repo, commit=commit, log_path=log_path, config=config,
+                           emit=emit, say=say, clock=clock)
+    cfg = config if isinstance(config, WatchConfig) else parse_config(config)
+    pidfd = _pidfd(pid)  # taken while it runs: it cannot name a later process with this pid
+    try:
+        return _watch(repo=repo, job_id=job_id, log_path=log_path, pid=pid, pgid=pgid,
+                      commit=commit, workdir=workdir, verdict_file=verdict_file, cfg=cfg,
+                      started_at=started_at, poll_interval=poll_interval,
+                      sentinel_interval=sentinel_interval, flush_interval=flush_interval,
+                      cpu_interval=cpu_interval, files_interval=files_interval, emit=emit,
+                      say=say, should_stop=should_stop, clock=clock, pidfd=pidfd)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str, workdir,
+           verdict_file, cfg: WatchConfig, started_at: float | None, poll_interval: float,
+           sentinel_interval: float, flush_interval: float, cpu_interval: float,
+           files_interval: float, emit, say, should_stop, clock, pidfd: int | None
+           ) -> WatchResult:
+    """The watch loop of :func:`run_watch` for an agent that runs."""
+    import select
+
+    from logist.notes import iso_utc, json_line
+    from logist.observer import Observer, compile_patterns
+    from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL
+    from logist.sentinel import Sentinel, group_alive, newest_mtime, process_group_cpu_ticks
+
     now = clock()
     started = float(started_at) if started_at is not None else now
     patterns = compile_patterns(None, cfg.patterns)
@@ -300,7 +483,7 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
     obs_notes = _NoteBuffer(repo, NOTES_OBSERVER, commit, say)
     # A watcher started again for the same step (`logist watch --replace`, recovery) reads the
     # log from its start: what an earlier watcher already noted is not noted twice.
-    already = _noted_lines(repo, commit)
+    already = _Seen(repo, commit)
     sen_notes = _NoteBuffer(repo, NOTES_SENTINEL, commit, say)
     tail = LogTail(log_path)
     result = WatchResult(exit_reason="stopped")
@@ -310,6 +493,20 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
     cpu: int | None = None
     next_sentinel = next_flush = next_cpu = next_files = now
     verdict_written = False
+    exited = False  # the pidfd said the agent is gone
+
+    def nap(seconds: float) -> None:
+        """Sleep, waking at once when the agent exits."""
+        nonlocal exited
+        if pidfd is None:
+            time.sleep(seconds)
+            return
+        try:
+            ready, _, _ = select.select([pidfd], [], [], seconds)
+        except (OSError, ValueError):
+            time.sleep(seconds)
+            return
+        exited = exited or bool(ready)
 
     def feed(data: bytes, first: int, t: float) -> None:
         nonlocal waiting_input_at, last_waiting_line
@@ -381,7 +578,7 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
             data, first = tail.read()
             if data:
                 feed(data, first, now)
-            alive = pid_alive(pid)
+            alive = not exited and _pid_alive(pid)
             if not alive or (should_stop is not None and should_stop()):
                 result.exit_reason = "agent_exited" if not alive else "stopped"
                 if not alive and verdict_written:
@@ -416,7 +613,7 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
             if now >= next_flush:
                 next_flush = now + flush_interval
                 obs_notes.flush()
-            time.sleep(poll_interval)
+            nap(poll_interval)
     finally:
         now = clock()
         try:
@@ -443,7 +640,26 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
 
 def watcher_log_path(log_path: str | os.PathLike) -> Path:
     """Where spawn_watcher sends the watcher's own output: ``<step log>.watcher.log``."""
+    from pathlib import Path
+
     return Path(log_path).with_suffix(".watcher.log")
+
+
+# Watchers started by this process, by pid: kept so that nobody but stop_watcher reaps them
+# (a dropped Popen is reaped by whichever subprocess call comes next, and its pid may then be
+# reused while we still wait on it).
+_SPAWNED: dict[int, subprocess.Popen] = {}
+_SPAWNED_LOCK = _thread.allocate_lock()
+
+
+def watcher_argv() -> list[str]:
+    """How the watcher is started: this interpreter without site (``-S``: the watcher needs
+    only the standard library and logist, found through PYTHONPATH) and, where Python has it,
+    without the current directory on sys.path (``-P``)."""
+    argv = [sys.executable, "-S"]
+    if sys.version_info >= (3, 11):
+        argv.append("-P")
+    return argv + ["-m", "logist.watcher"]
 
 
 def spawn_watcher(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLike,
@@ -452,11 +668,16 @@ def spawn_watcher(*, repo: str | os.PathLike, job_id: str, log_path: str | os.Pa
                   config: WatchConfig | str | Mapping | None = None,
                   started_at: float | None = None,
                   watcher_log: str | os.PathLike | None = None) -> int:
-    """Start ``python -m logist.watcher`` as its own process in its own session and process
+    """Start ``python -S -m logist.watcher`` as its own process in its own session and process
     group (so a signal to the agent's group or the terminal never reaches it, and it never
     reaches the agent's), stdin from /dev/null, stdout+stderr to ``watcher_log`` (default
-    next to the step log). Returns its pid. The caller may reap it with
-    ``os.waitpid(pid, os.WNOHANG)``; it exits by itself when the agent is gone."""
+    next to the step log). Returns its pid. It exits by itself when the agent is gone; reap it
+    with :func:`stop_watcher` (or ``os.waitpid``)."""
+    import subprocess
+    from pathlib import Path
+
+    from logist.refs import validate_job_id
+
     validate_job_id(job_id)
     if isinstance(config, WatchConfig):
         config = {"patterns": config.patterns, "sentinel": config.sentinel.to_dict(),
@@ -464,10 +685,11 @@ def spawn_watcher(*, repo: str | os.PathLike, job_id: str, log_path: str | os.Pa
                                "max_text": config.max_text}}
     cfg_text = config if isinstance(config, str) else json.dumps(config or {})
     parse_config(cfg_text)  # fail here, not in a detached process
-    argv = [sys.executable, "-m", "logist.watcher", "--repo", str(repo), "--job", job_id,
-            "--log", str(log_path), "--pid", str(int(pid)), "--pgid", str(int(pgid)),
-            "--commit", commit, "--workdir", str(workdir), "--verdict-file", str(verdict_file),
-            "--config", cfg_text]
+    argv = watcher_argv() + [
+        "--repo", os.path.abspath(repo), "--job", job_id, "--log", os.path.abspath(log_path),
+        "--pid", str(int(pid)), "--pgid", str(int(pgid)), "--commit", commit,
+        "--workdir", os.path.abspath(workdir), "--verdict-file", os.path.abspath(verdict_file),
+        "--config", cfg_text]
     if started_at is not None:
         argv += ["--started-at", repr(float(started_at))]
     out_path = Path(watcher_log) if watcher_log is not None else watcher_log_path(log_path)
@@ -478,10 +700,118 @@ def spawn_watcher(*, repo: str | os.PathLike, job_id: str, log_path: str | os.Pa
     with open(out_path, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=str(repo), env=env, start_new_session=True, close_fds=True)
+    with _SPAWNED_LOCK:
+        _SPAWNED[proc.pid] = proc
     return proc.pid
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _ended(pid: int, proc: subprocess.Popen | None, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for our child ``pid`` to exit, and reap it; True once it
+    is reaped (or is not our child any more)."""
+    if proc is not None:
+        if proc.poll() is not None:
+            return True
+        if timeout <= 0:
+            return False
+        fd = _pidfd(pid)  # not reaped yet (only we reap it): the pidfd names our child
+        if fd is not None:
+            import select
+
+            try:
+                select.select([fd], [], [], timeout)
+            except (OSError, ValueError):
+                pass
+            finally:
+                os.close(fd)
+            return proc.poll() is not None
+        try:
+            proc.wait(timeout)
+        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
+            return False
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
+def stop_watcher(pid: int, *, wait: float = EXIT_WAIT, term_wait: float = TERM_WAIT) -> str:
+    """Reap a watcher this process started (its agent is gone, so it is finishing by itself):
+    wait up to ``wait`` seconds for it to read the rest of the log, write its last notes and
+    exit; then SIGTERM (it flushes what it has and exits) and up to ``term_wait`` seconds; then
+    SIGKILL. Leaves no zombie. Returns "exited", "terminated" or "killed"."""
+    with _SPAWNED_LOCK:
+        proc = _SPAWNED.get(pid)
+    how = "exited"
+    try:
+        if _ended(pid, proc, wait):
+            return how
+        for how, signum, patience in (("terminated", signal.SIGTERM, term_wait),
+                                      ("killed", signal.SIGKILL, 5.0)):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+            if _ended(pid, proc, patience):
+                return how
+        return how
+    finally:
+        if proc is not None and proc.returncode is not None:
+            with _SPAWNED_LOCK:
+                if _SPAWNED.get(pid) is proc:
+                    del _SPAWNED[pid]
+
+
+_OPTIONS = {"--repo": "repo", "--job": "job", "--log": "log", "--pid": "pid", "--pgid": "pgid",
+            "--commit": "commit", "--workdir": "workdir", "--verdict-file": "verdict_file",
+            "--config": "config", "--started-at": "started_at"}
+_REQUIRED = ("repo", "job", "log", "pid", "pgid", "commit", "workdir", "verdict_file")
+
+
+class _Args:
+    def __init__(self, values: dict[str, object]) -> None:
+        self.config = ""
+        self.started_at = None
+        self.__dict__.update(values)
+
+
+def _parse_args(argv: list[str]) -> _Args | None:
+    """The command line as spawn_watcher writes it (``--name value`` pairs); None for anything
+    else (--help, a mistake): then argparse parses it, for its messages."""
+    values: dict[str, object] = {}
+    it = iter(argv)
+    for arg in it:
+        key, eq, value = arg.partition("=")
+        name = _OPTIONS.get(key)
+        if name is None:
+            return None
+        if not eq:
+            value = next(it, None)
+            if value is None:
+                return None
+        values[name] = value
+    if any(k not in values for k in _REQUIRED):
+        return None
+    try:
+        values["pid"] = int(values["pid"])  # type: ignore[arg-type]
+        values["pgid"] = int(values["pgid"])  # type: ignore[arg-type]
+        if values.get("started_at") is not None:
+            values["started_at"] = float(values["started_at"])  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    return _Args(values)
+
+
+def _build_parser():
+    import argparse
+
     p = argparse.ArgumentParser(prog="python -m logist.watcher",
                                 description="observer + sentinel for one running logist step")
     p.add_argument("--repo", required=True)
@@ -497,8 +827,15 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stamp() -> str:
+    """Now as ISO 8601 UTC with milliseconds (as logist.notes.iso_utc, without its imports)."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse_args(argv) or _build_parser().parse_args(argv)
     stop = {"flag": False}
 
     def on_signal(_signum, _frame) -> None:
@@ -508,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     def log(msg: str) -> None:
-        sys.stderr.write(f"{iso_utc()} logist-watcher[{os.getpid()}] {msg}\n")
+        sys.stderr.write(f"{_stamp()} logist-watcher[{os.getpid()}] {msg}\n")
         sys.stderr.flush()
 
     log(f"watching job {args.job}: pid {args.pid}, group {args.pgid}, log {args.log}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import sys
 
@@ -504,3 +505,82 @@ def test_job_step_runs_exactly_one_step(cli):
     r = cli("job", "step", job_id)
     assert r.code == 1 and "SUCCESS" in r.err
     assert refs_snapshot(repo) == before
+
+
+# ----------------------------------------------------------------------------- what an agent leaves, side processes
+
+def test_processes_a_command_agent_leaves_behind_are_stopped_and_recorded(cli, tmp_path):
+    """A real shell agent that backgrounds a sleeper and exits: the sleeper is stopped right
+    after, and the harvest says so (history entry and commit body)."""
+    repo = cli.repo
+    pid_file = tmp_path / "sleeper.pid"
+    script = f"sleep 1000 & echo $! > {pid_file}; echo started a sleeper"
+    text = (f'title = "Leaves a sleeper"\n[[steps]]\nprompt = "x"\n'
+            f'command = ["/bin/sh", "-c", {json.dumps(script)}]\n')
+    sleeper = None
+    try:
+        job_id, status = run_job(cli, text)
+        sleeper = int(pid_file.read_text())
+        assert status["state"] == "SUCCESS", status
+        wait_for(lambda: pid_gone(sleeper), 10, "the sleeper to be gone")
+        hist = history_at(repo, tip(repo, job_id), job_id)
+        (harvesting,) = [e for e in hist if e.get("to") == "HARVESTING"]
+        (warning,) = harvesting["data"]["warnings"]
+        assert warning.startswith("the agent left 1 process running in its process group") \
+            and "SIGTERM" in warning, warning
+        (harvest,) = harvest_commits(repo, job_id)
+        assert f"Warning: {warning}" in git(repo, "log", "-1", "--format=%B", harvest)
+        assert "started a sleeper" in cli.ok("job", "log", job_id).out
+    finally:
+        if sleeper and not pid_gone(sleeper):  # clean up by pid if the test failed
+            os.kill(sleeper, 9)
+
+
+def test_an_agent_that_leaves_nothing_gets_no_warning(cli):
+    job_id, status = run_job(cli, 'title = "Clean"\n[[steps]]\nprompt = "x"\ncommand = ["true"]\n')
+    assert status["state"] == "SUCCESS"
+    hist = history_at(cli.repo, tip(cli.repo, job_id), job_id)
+    assert all("warnings" not in e.get("data", {}) for e in hist)
+
+
+def test_side_processes_finish_during_the_harvest_and_are_reaped_one_at_a_time(cli, monkeypatch):
+    """Each step's side process overlaps its harvest; the previous one is reaped before the
+    next agent starts, the last before `job run` returns, with its notes in git by then."""
+    from logist import watcher
+
+    spawned: list[int] = []
+    overlapping: list[list[int]] = []
+    real = watcher.spawn_watcher
+
+    def recording(**kw):
+        overlapping.append([p for p in spawned if os.path.exists(f"/proc/{p}")])
+        pid = real(**kw)
+        spawned.append(pid)
+        return pid
+
+    monkeypatch.setattr(watcher, "spawn_watcher", recording)
+    repo = cli.repo
+    step = 'prompt = "x"\ncommand = ["/bin/sh", "-c", "echo Error: 429 Too Many Requests"]\n'
+    job_id, status = run_job(cli, 'title = "Three"\n' + f"[[steps]]\n{step}" * 3)
+    assert status["state"] == "SUCCESS"
+    assert len(spawned) == 3 and overlapping == [[], [], []]  # never two at once, no zombie
+    for pid in spawned:  # all reaped by the engine: not even zombies
+        assert not os.path.exists(f"/proc/{pid}") or pid_gone(pid)
+    executing = [c for c in commits_of(repo, job_id) if trailers(repo, c)["Logist-To"] == "EXECUTING"]
+    for c in executing:
+        out = git(repo, "notes", "--ref=logist/observer", "show", c)
+        assert [json.loads(line)["signal"] for line in out.splitlines()] == ["rate_limit"]
+    assert not (repo / ".git" / "logist" / "run" / job_id / "verdict.json").exists()
+
+
+def test_a_verdict_of_another_step_is_stale(tmp_path):
+    from logist.job_processor import _verdict
+
+    path = tmp_path / "verdict.json"
+    assert _verdict(path, "a" * 40) is None
+    path.write_text(json.dumps({"verdict": "hung", "reason": "silent", "commit": "b" * 40}))
+    assert _verdict(path, "b" * 40)["reason"] == "silent"
+    assert path.exists()
+    assert _verdict(path, "a" * 40) is None and not path.exists()  # stale: removed
+    path.write_text("{not json")
+    assert _verdict(path, "a" * 40) == {}  # unreadable: the sentinel stopped it, reason unknown

@@ -167,6 +167,75 @@ def test_leftover_children_are_still_reached_after_the_leader_exits(spawn, tmp_p
     assert not handle.group_alive()
 
 
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_processes_an_agent_leaves_behind_are_stopped_after_it_exits(tmp_path):
+    """A real shell agent that backgrounds a sleeper and exits: the sleeper is found in its
+    group and stopped with SIGTERM; a second call finds nothing."""
+    handle = HostRuntime().spawn(["/bin/sh", "-c", "sleep 1000 & echo $! > sleeper.pid; echo bye"],
+                                 cwd=tmp_path, env={}, log_path=tmp_path / "out.log")
+    sleeper = None
+    try:
+        assert handle.wait(10) == 0
+        sleeper = int((tmp_path / "sleeper.pid").read_text())
+        assert pid_alive(sleeper) and group_alive(handle.pgid)
+        left = handle.stop_leftovers()
+        assert left == (1, 0) and left.stopped == 1 and left.killed == 0
+        wait_for(lambda: not pid_alive(sleeper), what="the sleeper to be gone")
+        assert not group_alive(handle.pgid)
+        assert handle.stop_leftovers() == (0, 0)
+    finally:
+        if sleeper:
+            _kill_pid(sleeper)
+
+
+def test_a_leftover_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    code = ("import subprocess, sys\n"
+            "c = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); open(\"ready\", \"w\").close(); "
+            "time.sleep(1000)'])\n"
+            "open('stubborn.pid', 'w').write(str(c.pid))\n")
+    handle = HostRuntime().spawn([sys.executable, "-c", code], cwd=tmp_path, env={},
+                                 log_path=tmp_path / "out.log")
+    stubborn = None
+    try:
+        assert handle.wait(10) == 0
+        stubborn = int((tmp_path / "stubborn.pid").read_text())
+        wait_for(lambda: (tmp_path / "ready").exists(), what="SIGTERM to be ignored")
+        started = time.monotonic()
+        assert handle.stop_leftovers(grace=0.3) == (1, 1)
+        assert 0.3 <= time.monotonic() - started < 5
+        wait_for(lambda: not pid_alive(stubborn), what="the stubborn child to be gone")
+    finally:
+        if stubborn:
+            _kill_pid(stubborn)
+
+
+def test_stop_leftovers_leaves_a_running_agent_and_an_empty_group_alone(spawn, tmp_path):
+    handle = spawn("import time; time.sleep(30)")
+    assert handle.stop_leftovers() == (0, 0) and handle.is_alive()  # it still runs: not touched
+    handle.kill()
+    handle.wait(10)
+    started = time.monotonic()
+    assert handle.stop_leftovers() == (0, 0)
+    assert time.monotonic() - started < 0.5
+    # an attached handle whose group is unknown never signals a group
+    assert attach(handle.pid, start_time=handle.start_time).stop_leftovers() == (0, 0)
+
+
+def test_wait_wakes_when_the_agent_exits(spawn):
+    handle = spawn("import time; time.sleep(0.3)")
+    started = time.monotonic()
+    assert handle.wait(0.05) is None  # still running
+    assert handle.wait(10) == 0
+    assert time.monotonic() - started < 5
+
+
 def test_attach_by_pid_and_start_time(spawn, tmp_path):
     handle, grandchild = family(spawn, tmp_path)
     attached = attach(handle.pid, start_time=handle.start_time)

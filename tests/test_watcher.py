@@ -17,7 +17,8 @@ from logist.errors import ConfigError, UsageError
 from logist.notes import read_note_lines
 from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL
 from logist.sentinel import group_alive, pid_alive
-from logist.watcher import LogTail, parse_config, run_watch, spawn_watcher, watcher_log_path
+from logist.watcher import (LogTail, parse_config, run_watch, spawn_watcher, stop_watcher,
+                            watcher_log_path)
 
 FAST_LADDER = {"silence_seconds": 1, "interrupt_grace_seconds": 0.5, "terminate_grace_seconds": 0.5}
 
@@ -236,6 +237,103 @@ def test_watch_of_an_agent_already_gone_drains_the_log(step):
     assert [(o["signal"], o["line"]) for o in
             read_note_lines(step["repo"], NOTES_OBSERVER, step["commit"])] == [
         ("context_full", 1), ("error", 2)]
+
+
+HEAVY = ("pydantic", "dulwich", "cyclopts", "rich")
+
+
+def imported(watcher_log: Path) -> set[str]:
+    """The modules a watcher imported (PYTHONPROFILEIMPORTTIME=1 lines in its own log)."""
+    return {line.rsplit("|", 1)[1].strip() for line in watcher_log.read_text().splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def spawn_gone(step, text: str, monkeypatch) -> tuple[int, dict]:
+    """A watcher spawned for an agent that has already exited, its log holding ``text``; waits
+    for it to exit by itself and returns (exit status, what it imported)."""
+    step["log"].write_text(text)
+    agent = start_agent("pass", step["log"])
+    agent.wait(timeout=10)
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    watcher = spawn_watcher(repo=step["repo"], job_id="gone-2", log_path=step["log"],
+                            pid=agent.pid, pgid=agent.pid, commit=step["commit"],
+                            workdir=step["workdir"], verdict_file=step["verdict"],
+                            config={"sentinel": {"silence_seconds": 1}})
+    monkeypatch.delenv("PYTHONPROFILEIMPORTTIME")
+    status = {}
+    try:
+        def ended() -> bool:
+            done, st = os.waitpid(watcher, os.WNOHANG)
+            status["code"] = os.waitstatus_to_exitcode(st) if done else None
+            return bool(done)
+        wait_for(ended, 15, "the watcher to exit by itself")
+    finally:
+        kill_pid(watcher)
+    return status["code"], imported(watcher_log_path(step["log"]))
+
+
+def test_a_watcher_for_an_agent_already_gone_scans_once_and_imports_little(step, monkeypatch):
+    """An agent that exits before its watcher starts (`true`): one scan, no sentinel; with
+    nothing printed not even the observer or git is needed."""
+    code, mods = spawn_gone(step, "", monkeypatch)
+    assert code == 0
+    assert "logist" in mods  # (logist.watcher itself runs as __main__)
+    assert not {m for m in mods if m.split(".")[0] in HEAVY}, mods
+    assert not mods & {"logist.observer", "logist.sentinel", "logist.notes", "subprocess",
+                       "dataclasses", "argparse", "site"}, mods
+    assert git(step["repo"], "notes", "--ref=logist/observer", "list", check=False) == ""
+    assert "done (agent_exited): 0 lines" in watcher_log_path(step["log"]).read_text()
+
+
+def test_a_watcher_for_an_agent_already_gone_notes_what_it_printed(step, monkeypatch):
+    code, mods = spawn_gone(step, "starting\nError: 429 Too Many Requests\nbye\n", monkeypatch)
+    assert code == 0
+    assert "logist.observer" in mods and "logist.sentinel" not in mods  # nothing left to stop
+    assert not {m for m in mods if m.split(".")[0] in HEAVY}, mods
+    assert [(o["signal"], o["line"]) for o in
+            read_note_lines(step["repo"], NOTES_OBSERVER, step["commit"])] == [("rate_limit", 2)]
+    assert git(step["repo"], "notes", "--ref=logist/sentinel", "list", check=False) == ""
+    assert not step["verdict"].exists()
+
+
+def test_a_watcher_of_a_running_agent_imports_no_heavy_package_and_ends_with_it(step,
+                                                                             monkeypatch):
+    agent = start_agent("import time\nprint('Task completed')\ntime.sleep(60)", step["log"])
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    watcher = spawn_watcher(repo=step["repo"], job_id="alive-1", log_path=step["log"],
+                            pid=agent.pid, pgid=agent.pid, commit=step["commit"],
+                            workdir=step["workdir"], verdict_file=step["verdict"])
+    monkeypatch.delenv("PYTHONPROFILEIMPORTTIME")
+    try:
+        wait_for(lambda: "logist.sentinel" in imported(watcher_log_path(step["log"])), 15,
+                 "the watcher to be watching")
+        kill_group(agent)  # the agent ends: the watcher notices at once, not at its next poll
+        assert stop_watcher(watcher, wait=10) == "exited"
+    finally:
+        kill_group(agent) if agent.poll() is None else None
+        kill_pid(watcher)
+    mods = imported(watcher_log_path(step["log"]))
+    assert not {m for m in mods if m.split(".")[0] in HEAVY}, mods
+    assert "done (agent_exited)" in watcher_log_path(step["log"]).read_text()
+    with pytest.raises(ChildProcessError):  # reaped: not even a zombie
+        os.waitpid(watcher, os.WNOHANG)
+
+
+def test_stop_watcher_terminates_one_that_does_not_end(step):
+    agent = start_agent("import time\ntime.sleep(60)", step["log"])
+    watcher = spawn_watcher(repo=step["repo"], job_id="stuck-1", log_path=step["log"],
+                            pid=agent.pid, pgid=agent.pid, commit=step["commit"],
+                            workdir=step["workdir"], verdict_file=step["verdict"])
+    try:
+        # its agent still runs, so it would watch on: SIGTERM ends it cleanly, notes flushed
+        assert stop_watcher(watcher, wait=0.2, term_wait=10) == "terminated"
+        assert agent.poll() is None  # the agent is not touched
+        with pytest.raises(ChildProcessError):
+            os.waitpid(watcher, os.WNOHANG)
+        assert "done (stopped)" in watcher_log_path(step["log"]).read_text()
+    finally:
+        kill_group(agent)
+        kill_pid(watcher)
 
 
 def test_log_tail_follows_appends_partial_lines_and_truncation(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from logist.errors import AgentError
-from logist.runtimes.base import (ProcessHandle, Runtime, group_alive, pid_alive,
+from logist.runtimes.base import (Leftovers, ProcessHandle, Runtime, group_alive, pid_alive,
                                   process_start_time)
 from logist.runtimes.host import AttachedProcess, HostProcess, HostRuntime, attach
 
@@ -23,6 +23,6 @@ def get_runtime(name: str = "host") -> Runtime:
     return cls()
 
 
-__all__ = ["RUNTIMES", "AttachedProcess", "HostProcess", "HostRuntime", "ProcessHandle",
-           "Runtime", "attach", "get_runtime", "group_alive", "pid_alive", "process_start_time",
-           "runtime_names"]
+__all__ = ["RUNTIMES", "AttachedProcess", "HostProcess", "HostRuntime", "Leftovers",
+           "ProcessHandle", "Runtime", "attach", "get_runtime", "group_alive", "pid_alive",
+           "process_start_time", "runtime_names"]

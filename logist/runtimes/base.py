@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class ProcessHandle(Protocol):
@@ -44,6 +44,19 @@ class ProcessHandle(Protocol):
     def kill(self) -> None:
         """SIGKILL to the process group."""
         ...
+
+    def stop_leftovers(self, grace: float = ...) -> Leftovers:
+        """Once the agent itself has exited: end what it left running in its process group
+        (SIGTERM, up to ``grace`` seconds, then SIGKILL)."""
+        ...
+
+
+class Leftovers(NamedTuple):
+    """What :meth:`ProcessHandle.stop_leftovers` found: processes the agent left running in
+    its group after it exited, and how many of them ignored SIGTERM and were killed."""
+
+    stopped: int = 0
+    killed: int = 0
 
 
 class Runtime(Protocol):

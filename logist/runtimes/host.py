@@ -8,6 +8,9 @@ runtime opens itself; stdin is the given text (written by a helper thread, then 
 variables (the agent works in its worktree, not in whatever repository started logist), plus
 ``PYTHONUNBUFFERED=1``, plus the given additions.
 
+When the agent itself has exited, :meth:`HostProcess.stop_leftovers` ends what it left running
+in its process group (a ``sleep 1000 &``, a server it started): SIGTERM, a short grace, SIGKILL.
+
 :func:`attach` gives a handle on an agent started by an earlier logist process (after a crash):
 its liveness is checked by pid *and* start time, and its exit code cannot be known.
 """
@@ -15,6 +18,7 @@ its liveness is checked by pid *and* start time, and its exit code cannot be kno
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -24,7 +28,10 @@ from typing import IO
 
 from logist.errors import AgentError
 from logist.gitcmd import no_git_env
-from logist.runtimes.base import group_alive, pid_alive, process_start_time, signal_group
+from logist.runtimes.base import (Leftovers, group_alive, group_members, pid_alive,
+                                  process_start_time, signal_group)
+
+LEFTOVER_GRACE = 1.0  # seconds processes left behind by an agent get between SIGTERM and SIGKILL
 
 
 def agent_env(additions: dict[str, str]) -> dict[str, str]:
@@ -33,6 +40,14 @@ def agent_env(additions: dict[str, str]) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(additions)
     return env
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it has exited), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _feed(pipe: IO[bytes], text: str) -> None:
@@ -78,6 +93,44 @@ class _GroupSignals:
         """SIGKILL to the process group (a no-op once it is gone)."""
         self._signal(signal.SIGKILL)
 
+    def _group_is_ours(self) -> bool:
+        return True
+
+    def stop_leftovers(self, grace: float = LEFTOVER_GRACE) -> Leftovers:
+        """After the agent itself has exited, end what it left running in its process group
+        (a background job, a server it started): SIGTERM to the group, up to ``grace`` seconds
+        for them to end, then SIGKILL. Returns how many processes were left and how many of
+        them needed SIGKILL; (0, 0) while the agent still runs or when nothing is left (the
+        usual case costs one ``killpg(pgid, 0)``)."""
+        if self.is_alive() or not self._group_is_ours():
+            return Leftovers()
+        try:
+            os.killpg(self.pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return Leftovers()  # no process left in the group (or none of ours)
+        left = set(group_members(self.pgid))  # without zombies waiting for their parent
+        if not left or not signal_group(self.pgid, signal.SIGTERM):
+            return Leftovers()
+        still = self._await_empty(grace, left)
+        if not still:
+            return Leftovers(len(left))
+        signal_group(self.pgid, signal.SIGKILL)
+        self._await_empty(LEFTOVER_GRACE, left)
+        return Leftovers(len(left), len(still))
+
+    def _await_empty(self, timeout: float, seen: set[int]) -> list[int]:
+        """Wait up to ``timeout`` seconds for the group to have no live process; what is left
+        (each pid seen is added to ``seen``)."""
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            members = group_members(self.pgid)
+            seen.update(members)
+            if not members or time.monotonic() >= deadline:
+                return members
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
 
 class HostProcess(_GroupSignals):
     """A child process started by :class:`HostRuntime`; it leads its own process group."""
@@ -99,11 +152,24 @@ class HostProcess(_GroupSignals):
         return self._popen.poll() is None
 
     def wait(self, timeout: float | None = None) -> int | None:
-        """Its exit code, or None if it still runs after ``timeout`` seconds."""
+        """Its exit code, or None if it still runs after ``timeout`` seconds (woken at once
+        when it exits, through a pidfd where the system has them)."""
+        code = self._popen.poll()
+        if code is not None or timeout is None:
+            return code if code is not None else self._popen.wait()
+        fd = _pidfd(self.pid)  # not reaped yet (only we reap it): the pidfd names our child
+        if fd is None:
+            try:
+                return self._popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
         try:
-            return self._popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            select.select([fd], [], [], max(0.0, timeout))
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
+        return self._popen.poll()
 
     def __repr__(self) -> str:
         return f"<HostProcess pid={self.pid} exit_code={self.exit_code}>"
@@ -137,6 +203,9 @@ class AttachedProcess(_GroupSignals):
     def group_alive(self) -> bool:
         """True while the process, or a member of its group, is alive."""
         return self.is_alive() or (self._pgid_known and group_alive(self.pgid))
+
+    def _group_is_ours(self) -> bool:
+        return self._pgid_known
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Poll until it ends or ``timeout`` passes; None either way (the code is unknowable)."""
