@@ -6,7 +6,10 @@ One step through ``Engine.step`` (the path of ``logist job step``): lease, PENDI
 PROVISIONING -> EXECUTING -> (agent) -> HARVESTING -> PENDING, four commits, with an agent that
 exits at once: a ``command`` agent running ``true``, and the ``mock`` agent (a python child). The
 worktree is already there. Each agent is measured with the side process (observer + sentinel,
-a python start) and with ``LOGIST_NO_WATCHER=1``.
+a python start; ``Engine.step`` returns once it has been reaped, its notes written) and with
+``LOGIST_NO_WATCHER=1``. The side process alone is measured too: ``spawn_watcher`` for an agent
+that has already exited (empty log) until ``stop_watcher`` has reaped it, against
+``python -S -c pass`` (the interpreter start it cannot avoid) and ``python -c pass``.
 
 Floor, in the same run, interleaved round by round: the same four commits (same parents' chain,
 same tree changes: manifest + history blobs under ``.logist/jobs/<id>/``, the same messages)
@@ -204,6 +207,43 @@ def bench_agent(tmp: Path, agent: str, rounds: int, cli_rounds: int) -> list[Res
     return results
 
 
+def bench_side_process(tmp: Path, rounds: int) -> list[Result]:
+    """One side process on its own: spawned for an agent already gone, until reaped."""
+    from logist.watcher import spawn_watcher, stop_watcher
+
+    repo = new_repo(tmp / "watcher-repo", n_files=1)
+    commit = sh(repo, "rev-parse", "HEAD")
+    log = tmp / "watcher-step.log"
+    log.write_bytes(b"")
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait()
+
+    def one() -> None:
+        pid = spawn_watcher(repo=repo, job_id="bench-1", log_path=log, pid=gone.pid, pgid=gone.pid,
+                            commit=commit, workdir=repo, verdict_file=tmp / "watcher-verdict.json",
+                            config={"sentinel": {"silence_seconds": 300}})
+        if stop_watcher(pid, wait=10) != "exited":
+            raise RuntimeError("the side process did not exit by itself")
+
+    samples: dict[str, list[float]] = {}
+    fns = {"watcher": one, "bare": lambda: run_proc(python_cmd("-S", "-c", "pass")),
+           "site": lambda: run_proc(python_cmd("-c", "pass"))}
+    for r in range(1 + rounds):
+        names = list(fns)
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            t = timed(fns[name])
+            if r:
+                samples.setdefault(name, []).append(t)
+    w = med_ms(samples["watcher"])
+    return [
+        Result("side process alone: agent already gone, empty log (spawn to reaped)", w,
+               med_ms(samples["bare"]), "python -S -c pass", None),
+        Result("side process alone: agent already gone, empty log (spawn to reaped), vs site", w,
+               med_ms(samples["site"]), "python -c pass", None),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few rounds (a smoke run)")
@@ -219,6 +259,7 @@ def main() -> None:
     with workspace("logist-bench-step-") as tmp:
         for agent in args.agents.split(","):
             results += bench_agent(tmp, agent, rounds, cli_rounds)
+        results += bench_side_process(tmp, rounds * 2)
     print_results("one step", results)
 
 
