@@ -37,6 +37,10 @@ def hermetic_env(tmp: Path) -> None:
     for key in list(os.environ):
         if key.startswith(("GIT_", "LOGIST_")):
             del os.environ[key]
+    # Fresh processes run from compiled bytecode, as after `pip install` (which compiles it);
+    # kept under tmp, not in the source tree.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     os.environ.update({"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(cfg),
                        "GIT_TERMINAL_PROMPT": "0", "NO_COLOR": "1",
                        "PYTHONPATH": str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"]

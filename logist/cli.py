@@ -14,9 +14,10 @@ from pathlib import Path
 
 from cyclopts import App
 
+from logist import __version__
 from logist.errors import ExitCode, LogistError
 
-app = App(name="logist", version="0.1.0", help_on_error=False, help_format="plaintext",
+app = App(name="logist", version=__version__, help_on_error=False, help_format="plaintext",
           help="Run and track agent jobs in your git repository: every job is a branch plus a "
                "worktree, every state transition a commit.\n\nGlobal option: -C PATH runs as if "
                "logist was started in PATH.")

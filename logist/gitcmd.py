@@ -136,6 +136,10 @@ class CatFileBatch:
 
     def read_many(self, specs: Sequence[str]) -> list[bytes | None]:
         """Pipeline many requests at once (no round trip per object)."""
+        return [o[1] if o else None for o in self.read_many_objects(specs)]
+
+    def read_many_objects(self, specs: Sequence[str]) -> list[tuple[str, bytes] | None]:
+        """Like :meth:`read_many`, with each object's id: [(oid, content) or None]."""
         assert self._proc.stdin and self._proc.stdout
         if not specs:
             return []
@@ -144,14 +148,14 @@ class CatFileBatch:
         payload = b"".join(s.encode() + b"\n" for s in specs)
         writer = threading.Thread(target=self._write_all, args=(payload,), daemon=True)
         writer.start()
-        out: list[bytes | None] = []
+        out: list[tuple[str, bytes] | None] = []
         for _ in specs:
             header = self._proc.stdout.readline()
             if header.endswith(b" missing\n") or header.endswith(b" ambiguous\n"):
                 out.append(None)
                 continue
-            size = int(header.split()[2])
-            out.append(self._proc.stdout.read(size))
+            oid, _, size = header.split()
+            out.append((oid.decode(), self._proc.stdout.read(int(size))))
             self._proc.stdout.read(1)
         writer.join()
         return out

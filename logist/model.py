@@ -8,49 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+# The states are plain data, importable without pydantic; re-exported here.
+from logist.states import (RESTING, SCHEMA_VERSION, TERMINAL, TRANSIENT, State,  # noqa: F401
+                           StepStatus)
 
 # The job id syntax (DESIGN.md §2). Layer 1 cannot import logist.refs (layer 3), which
 # validates ids with the same pattern; tests/test_model.py checks that the two agree.
 JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
-
-
-class State(str, Enum):
-    DRAFT = "DRAFT"
-    PENDING = "PENDING"
-    PROVISIONING = "PROVISIONING"
-    EXECUTING = "EXECUTING"
-    RECOVERING = "RECOVERING"
-    HARVESTING = "HARVESTING"
-    APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
-    INTERVENTION_REQUIRED = "INTERVENTION_REQUIRED"
-    SUSPENDED = "SUSPENDED"
-    SUCCESS = "SUCCESS"
-    CANCELED = "CANCELED"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-TERMINAL = frozenset({State.SUCCESS, State.CANCELED})
-TRANSIENT = frozenset({State.PROVISIONING, State.EXECUTING, State.RECOVERING, State.HARVESTING})
-RESTING = frozenset(set(State) - TRANSIENT)
-
-
-class StepStatus(str, Enum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    SKIPPED = "SKIPPED"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Strict(BaseModel):

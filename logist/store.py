@@ -17,12 +17,16 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from logist import refs
 from logist.errors import (ConcurrentUpdateError, GitError, JobNotFoundError, ManifestError,
                            NotARepositoryError, NotInitializedError, UsageError)
 from logist.gitcmd import CatFileBatch, Started, git, git_out
-from logist.model import HistoryEntry, Manifest, canonical_json, history_line, parse_manifest
+from logist.states import State
+
+if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
+    from logist.model import HistoryEntry, Manifest
 
 RECORD_FILES = ("manifest.json", "history.jsonl")
 
@@ -95,6 +99,16 @@ class JobSummary:
     id: str
     tip: str
     manifest: Manifest | None
+    error: str | None = None
+
+
+@dataclass
+class JobRecord:
+    """A job's tip record as validated JSON data (``JobStore.list_records``)."""
+
+    id: str
+    tip: str
+    data: dict | None
     error: str | None = None
 
 
@@ -279,6 +293,7 @@ class JobStore:
         self.paths = paths
         self._writer: ObjectWriter | None = None
         self._reader = None
+        self._record_cache = None
         self._config = None
 
     @classmethod
@@ -384,6 +399,7 @@ class JobStore:
         return oid, self._validate(job_id, oid, self.blob_at(oid, refs.manifest_path(job_id)))
 
     def _validate(self, job_id: str, oid: str, raw: bytes | None) -> Manifest:
+        from logist.model import parse_manifest
         if raw is None:
             raise ManifestError(f"job {job_id}: commit {oid[:12]} has no record at "
                                 f"{refs.manifest_path(job_id)}",
@@ -428,14 +444,7 @@ class JobStore:
 
     def list_jobs(self, prefix: str = refs.BRANCH_PREFIX) -> list[JobSummary]:
         """Every job's tip record: one for-each-ref and one cat-file --batch, whatever the count."""
-        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", prefix],
-                      cwd=self.paths.root)
-        pairs = []
-        for line in out.splitlines():
-            oid, _, ref = line.partition(" ")
-            rest = ref[len(prefix):]
-            if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
-                pairs.append((rest, oid))
+        pairs = self._tips(prefix)
         if not pairs:
             return []
         with CatFileBatch(self.paths.root) as batch:
@@ -448,11 +457,78 @@ class JobStore:
                 result.append(JobSummary(jid, oid, None, exc.message))
         return result
 
+    def list_records(self, prefix: str = refs.BRANCH_PREFIX) -> list[JobRecord]:
+        """Every job's tip record as plain JSON data, for listings: no pydantic when every
+        record is one logist validated before (logist.record_cache); any other record is
+        validated with the model first (and remembered when it passes)."""
+        pairs = self._tips(prefix)
+        if not pairs:
+            return []
+        with CatFileBatch(self.paths.root) as batch:
+            objs = batch.read_many_objects([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
+        cache = self.record_cache
+        known = cache.load()
+        learned = []
+        result = []
+        for (jid, tip), obj in zip(pairs, objs):
+            data = None
+            if obj is not None and obj[0] in known:
+                try:
+                    data = json.loads(obj[1])
+                except ValueError:
+                    data = None
+                if not _listable(data, jid):  # the cache can only be wrong by a miss
+                    data = None
+            if data is None:
+                try:
+                    self._validate(jid, tip, obj[1] if obj else None)
+                    data = json.loads(obj[1])  # type: ignore[index]
+                    learned.append(obj[0])  # type: ignore[index]
+                except ManifestError as exc:
+                    result.append(JobRecord(jid, tip, None, exc.message))
+                    continue
+            result.append(JobRecord(jid, tip, data))
+        cache.add(learned)
+        cache.compact((o[0] for o in objs if o), known | set(learned))
+        return result
+
+    def _tips(self, prefix: str) -> list[tuple[str, str]]:
+        """[(id, tip)] of the job branches under ``prefix`` (one for-each-ref)."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", prefix],
+                      cwd=self.paths.root)
+        pairs = []
+        for line in out.splitlines():
+            oid, _, ref = line.partition(" ")
+            rest = ref[len(prefix):]
+            if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
+                pairs.append((rest, oid))
+        return pairs
+
+    @property
+    def record_cache(self):
+        if self._record_cache is None:
+            from logist.record_cache import ValidRecordCache
+
+            self._record_cache = ValidRecordCache(self.paths.logist_dir)
+        return self._record_cache
+
     # ---- writes ----------------------------------------------------------------------
     def record_files(self, job_id: str, manifest: Manifest, history_raw: bytes,
                      entries: list[HistoryEntry]) -> dict[str, bytes]:
+        """The files of the record to commit. The manifest bytes are validated as a reader
+        will validate them (logist never writes a record it would refuse to read) and
+        remembered as valid (logist.record_cache)."""
+        from logist.model import canonical_json, history_line, parse_manifest
+        from logist.record_cache import blob_oid
+
         hist = history_raw + b"".join(history_line(e) for e in entries)
-        return {"manifest.json": canonical_json(manifest), "history.jsonl": hist}
+        data = canonical_json(manifest)
+        try:
+            parse_manifest(data)
+        except ValueError as exc:  # a bug in logist, not in the user's input
+            raise RuntimeError(f"logist built an invalid record for job {job_id}: {exc}") from None
+        self.record_cache.add([blob_oid(data)])
+        return {"manifest.json": data, "history.jsonl": hist}
 
     def _history_raw(self, oid: str, job_id: str) -> bytes:
         return self.blob_at(oid, refs.history_path(job_id)) or b""
@@ -671,6 +747,16 @@ class JobStore:
                                argv=started.argv, returncode=proc.returncode, stdout=proc.stdout,
                                stderr=proc.stderr)
         return differed
+
+
+_STATES = frozenset(s.value for s in State)
+
+
+def _listable(data, job_id: str) -> bool:
+    """The shape ``job list`` relies on (the full check is the model's)."""
+    return (isinstance(data, dict) and data.get("id") == job_id and isinstance(data.get("title"), str)
+            and data.get("state") in _STATES and isinstance(data.get("steps"), list)
+            and isinstance(data.get("updated_at"), str))
 
 
 def host_name() -> str:

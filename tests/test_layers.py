@@ -15,9 +15,9 @@ PKG = Path(__file__).resolve().parent.parent / "logist"
 
 LAYERS: dict[int, set[str]] = {
     0: {"errors", "tomlcompat"},
-    1: {"model"},
+    1: {"model", "states"},
     2: {"job_state"},
-    3: {"gitcmd", "refs", "store", "locks", "notes", "worktrees", "config", "jobfile", "redact"},
+    3: {"gitcmd", "gitread", "record_cache", "refs", "store", "locks", "notes", "worktrees", "config", "jobfile", "redact"},
     4: {"agents", "runtimes"},
     5: {"job_processor", "jobs", "runner", "recovery", "rerun", "sharing", "cleanup", "worker", "observer",
         "sentinel", "watcher", "job_history", "install", "hooks", "doctor"},

@@ -21,12 +21,13 @@ def _warn_interrupted(store, exclude: str | None = None, summaries: list | None 
     """
     try:
         from logist.locks import read_locks
-        from logist.recovery import interrupted_jobs
 
         if summaries is None:
             locks = read_locks(store)
             if not any(h is None or h.stale_reason() for _, h in locks.values()):
                 return
+        from logist.recovery import interrupted_jobs
+
         jobs = [j for j in interrupted_jobs(store, with_actions=False, summaries=summaries)
                 if j.id != exclude]
     except Exception:  # noqa: BLE001 - a warning must never break the command
@@ -101,28 +102,29 @@ def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json
         List jobs fetched from this remote (`logist fetch REMOTE` first).
     """
     from logist import refs
-    from logist.model import TERMINAL
 
     store = cli.store()
     if remote:
         refs.validate_remote(remote)
-        summaries = store.list_jobs(prefix=f"refs/remotes/{remote}/logist/")
+        records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
     else:
-        summaries = store.list_jobs()
-        _warn_interrupted(store, summaries=summaries)
+        records = store.list_records()
+        _warn_interrupted(store)  # a scan of the locks when nothing is wrong
     rows = []
-    for s in summaries:
-        m = s.manifest
-        if m is None:
-            rows.append({"id": s.id, "state": "INVALID", "error": s.error, "head": s.tip})
+    for rec in records:
+        d = rec.data
+        if d is None:
+            rows.append({"id": rec.id, "state": "INVALID", "error": rec.error, "head": rec.tip})
             continue
-        if m.state in TERMINAL and not all and not json_:
+        if d["state"] in ("SUCCESS", "CANCELED") and not all and not json_:
             continue
-        rows.append({"id": m.id, "title": m.title, "state": m.state.value, "step": m.step,
-                     "step_count": m.step_count, "run": m.run, "cost_usd": m.cost_usd,
-                     "tokens": m.tokens, "updated_at": m.updated_at, "head": s.tip,
-                     "branch": f"{remote}/logist/{m.id}" if remote else f"logist/{m.id}",
-                     "reason": m.reason})
+        # The fields of a record logist validated (JobStore.list_records); defaults as in the model.
+        rows.append({"id": d["id"], "title": d["title"], "state": d["state"], "step": d.get("step", 1),
+                     "step_count": len(d["steps"]), "run": d.get("run", 1),
+                     "cost_usd": d.get("cost_usd", 0.0), "tokens": d.get("tokens", 0),
+                     "updated_at": d["updated_at"], "head": rec.tip,
+                     "branch": f"{remote}/logist/{d['id']}" if remote else f"logist/{d['id']}",
+                     "reason": d.get("reason", "")})
     if json_:
         emit_json(rows if all else [r for r in rows if r["state"] not in ("SUCCESS", "CANCELED")])
         return 0

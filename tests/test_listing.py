@@ -1,0 +1,131 @@
+"""`job list` reads records without the pydantic models when logist validated them before
+(logist.record_cache), and still refuses every record it has not validated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from _core import cli, create_job, project, tip  # noqa: F401
+from conftest import git
+
+
+def _store(repo):
+    from logist.store import JobStore
+
+    return JobStore.discover(repo)
+
+
+def _cached(repo) -> set[str]:
+    return _store(repo).record_cache.load()
+
+
+def _manifest_blob(repo, rev: str, job: str) -> str:
+    return git(repo, "rev-parse", f"{rev}:.logist/jobs/{job}/manifest.json")
+
+
+def _fresh_list(repo) -> tuple[list, list[str]]:
+    """`job list --json` in a fresh interpreter; returns (rows, the logist/pydantic modules it
+    imported)."""
+    code = ("import sys, io, contextlib\n"
+            "from logist.cli import main\n"
+            "buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            f"    rc = main(['-C', {str(repo)!r}, 'job', 'list', '--json'])\n"
+            "assert rc == 0, rc\n"
+            "print(buf.getvalue().strip())\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'logist'))))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out, mods = proc.stdout.strip().rsplit("\n", 1)
+    return json.loads(out), mods.split()
+
+
+def test_every_record_logist_writes_is_remembered_as_valid(cli):
+    job = create_job(cli, "--title", "remember me", "--step", "one")
+    assert _manifest_blob(cli.repo, tip(cli.repo, job), job) in _cached(cli.repo)
+    cli.ok("job", "suspend", job)
+    cli.ok("job", "resume", job)
+    assert _manifest_blob(cli.repo, tip(cli.repo, job), job) in _cached(cli.repo)
+
+
+def test_job_list_does_not_import_the_models(cli):
+    a = create_job(cli, "--title", "first", "--step", "one")
+    b = create_job(cli, "--title", "second", "--step", "one", "--step", "two")
+    cli.ok("job", "activate", b)
+    rows, mods = _fresh_list(cli.repo)
+    assert not [m for m in mods if m.startswith("pydantic") or m == "logist.model"], mods
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[a]["state"] == "DRAFT" and by_id[a]["step_count"] == 1
+    assert by_id[b]["state"] == "PENDING" and by_id[b]["step_count"] == 2
+    assert by_id[b]["head"] == tip(cli.repo, b) and by_id[b]["branch"] == f"logist/{b}"
+    # the same rows as the models give
+    for r in rows:
+        m = _store(cli.repo).read(r["id"])[1]
+        assert (r["title"], r["state"], r["step"], r["run"], r["cost_usd"], r["updated_at"]) == \
+               (m.title, m.state.value, m.step, m.run, m.cost_usd, m.updated_at)
+
+
+def _commit_record(repo, job: str, manifest_text: str) -> str:
+    """Commit a hand-made record on the job branch with git itself (as a person or agent could)."""
+    wt = _store(repo).worktree_path(job)
+    (wt / ".logist" / "jobs" / job / "manifest.json").write_text(manifest_text)
+    git(wt, "commit", "-q", "-am", "edited by hand")
+    return git(wt, "rev-parse", "HEAD")
+
+
+def test_a_record_logist_did_not_write_is_validated_then_remembered(cli):
+    job = create_job(cli, "--title", "by hand", "--step", "one")
+    data = json.loads(git(cli.repo, "show", f"{tip(cli.repo, job)}:.logist/jobs/{job}/manifest.json"))
+    data["title"] = "retitled by hand"
+    _commit_record(cli.repo, job, json.dumps(data))
+    blob = _manifest_blob(cli.repo, tip(cli.repo, job), job)
+    assert blob not in _cached(cli.repo)
+    rows, mods = _fresh_list(cli.repo)
+    assert "logist.model" in mods  # validated with the model this time
+    assert [r["title"] for r in rows if r["id"] == job] == ["retitled by hand"]
+    assert blob in _cached(cli.repo)
+    rows, mods = _fresh_list(cli.repo)
+    assert "logist.model" not in mods  # and remembered
+
+
+def test_an_invalid_record_is_listed_as_invalid_and_never_remembered(cli):
+    job = create_job(cli, "--title", "broken", "--step", "one")
+    data = json.loads(git(cli.repo, "show", f"{tip(cli.repo, job)}:.logist/jobs/{job}/manifest.json"))
+    data["state"] = "NOT_A_STATE"
+    bad = _commit_record(cli.repo, job, json.dumps(data))
+    before = git(cli.repo, "for-each-ref")
+    r = cli("job", "list", "--json")
+    assert r.code == 0
+    row = [x for x in r.json() if x["id"] == job][0]
+    assert row["state"] == "INVALID" and bad[:12] in row["error"] and row["head"] == bad
+    assert _manifest_blob(cli.repo, bad, job) not in _cached(cli.repo)
+    assert git(cli.repo, "for-each-ref") == before  # a read never writes a ref
+
+
+def test_a_wrong_cache_entry_cannot_make_an_invalid_record_listable(cli):
+    """Even with the blob of a broken record written into the cache file by someone else,
+    the listing checks the shape it needs and falls back to the model."""
+    job = create_job(cli, "--title", "forged", "--step", "one")
+    data = json.loads(git(cli.repo, "show", f"{tip(cli.repo, job)}:.logist/jobs/{job}/manifest.json"))
+    del data["steps"]
+    bad = _commit_record(cli.repo, job, json.dumps(data))
+    store = _store(cli.repo)
+    store.record_cache.add([_manifest_blob(cli.repo, bad, job)])
+    store.record_cache.path.write_bytes(store.record_cache.path.read_bytes() + b"garbage\nab12\n")
+    r = cli("job", "list", "--json")
+    assert r.code == 0
+    assert [x["state"] for x in r.json() if x["id"] == job] == ["INVALID"]
+
+
+def test_the_cache_file_is_compacted_to_the_current_tips(cli):
+    job = create_job(cli, "--title", "busy", "--step", "one")
+    store = _store(cli.repo)
+    # a long past: many records remembered that no tip points at any more
+    store.record_cache.add(f"{i:040x}" for i in range(3000))
+    assert len(_cached(cli.repo)) > 3000
+    cli.ok("job", "list", "--json")
+    assert _cached(cli.repo) == {_manifest_blob(cli.repo, tip(cli.repo, job), job)}
+    rows, mods = _fresh_list(cli.repo)
+    assert "logist.model" not in mods and [r["id"] for r in rows] == [job]
