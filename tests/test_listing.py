@@ -129,3 +129,21 @@ def test_the_cache_file_is_compacted_to_the_current_tips(cli):
     assert _cached(cli.repo) == {_manifest_blob(cli.repo, tip(cli.repo, job), job)}
     rows, mods = _fresh_list(cli.repo)
     assert "logist.model" not in mods and [r["id"] for r in rows] == [job]
+
+
+def test_job_list_warns_about_an_interrupted_job_that_has_no_lock(project):
+    """A step in flight whose lock is gone (think: adopted from another clone) is still
+    reported by `job list`, which otherwise only scans the locks."""
+    from _crashkit import create, logist, mock_step
+
+    toml = 'title = "cut short"\nagent = "mock"\n' + mock_step("one", {"a.txt": "a\n"})
+    job = create(project, toml)
+    r = logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "agent-running"})
+    assert r.returncode == 137, r.stderr
+    quiet = logist(project, "job", "list")
+    assert "interrupted" in quiet.stderr  # its stale lock says so
+    git(project, "update-ref", "-d", f"refs/logist/locks/{job}")
+    r = logist(project, "job", "list", "--json")
+    assert r.returncode == 0
+    assert "interrupted" in r.stderr and job in r.stderr, r.stderr
+    assert [x["state"] for x in json.loads(r.stdout) if x["id"] == job] == ["EXECUTING"]

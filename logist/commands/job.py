@@ -11,20 +11,23 @@ from logist import cli
 from logist.output import emit_json, kv, say, table, warn
 
 
-def _warn_interrupted(store, exclude: str | None = None, summaries: list | None = None) -> None:
-    """One line when some job was interrupted (a transient state and no live holder, or a lock
+def _warn_interrupted(store, exclude: str | None = None, summaries: list | None = None,
+                      running: list[str] | None = None) -> None:
+    """One line when some job was interrupted (a step in flight and no live holder, or a lock
     left by a process that is gone); see `logist recover`.
 
-    Cheap when nothing is wrong: an interrupted job always leaves its lock behind (the runner
-    holds it through every transient state), so with no stale lock there is nothing to list.
-    ``summaries`` reuses a listing the command already made.
+    Cheap when nothing is wrong: one scan of the locks. A job interrupted here leaves its lock
+    behind (the runner holds it through every transient state); ``running`` names the jobs
+    whose record says a step is in flight, which may have no lock at all (adopted from a
+    remote). ``summaries`` reuses a listing the command already made.
     """
     try:
         from logist.locks import read_locks
 
         if summaries is None:
             locks = read_locks(store)
-            if not any(h is None or h.stale_reason() for _, h in locks.values()):
+            stale = any(h is None or h.stale_reason() for _, h in locks.values())
+            if not stale and all(j in locks for j in running or ()):
                 return
         from logist.recovery import interrupted_jobs
 
@@ -37,6 +40,14 @@ def _warn_interrupted(store, exclude: str | None = None, summaries: list | None 
     elif jobs:
         names = ", ".join(j.id for j in jobs[:5]) + (", ..." if len(jobs) > 5 else "")
         warn(f"{len(jobs)} jobs were interrupted ({names}); run `logist recover --list` to see them")
+
+
+def _in_flight(d: dict | None) -> bool:
+    """The record (JSON data) says a step or restep is running."""
+    from logist.states import TRANSIENT
+
+    return bool(d) and (d["state"] in {s.value for s in TRANSIENT}
+                        or bool((d.get("execution") or {}).get("restep")))
 
 
 def create(*, title: str | None = None, prompt: str | None = None, agent: str | None = None,
@@ -109,7 +120,7 @@ def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json
         records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
     else:
         records = store.list_records()
-        _warn_interrupted(store)  # a scan of the locks when nothing is wrong
+        _warn_interrupted(store, running=[r.id for r in records if _in_flight(r.data)])
     rows = []
     for rec in records:
         d = rec.data
