@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from logist import refs
 from logist.errors import JobFileError, JobStateError, UsageError
-from logist.job_state import Update, apply_update
 from logist.locks import Lease, acquire, read_lock
-from logist.model import (TERMINAL, TRANSIENT, Budget, HistoryEntry, Manifest, State, Step)
+from logist.states import TERMINAL, TRANSIENT, State
 from logist.store import JobStore, new_transition_id, utcnow
 
-if TYPE_CHECKING:  # job files (TOML + their models) are imported only where a job is created
+if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are imported
+    # only where a job is created or changed: `job status` needs neither
+    from logist.model import Manifest
     from logist.jobfile import JobFile
 
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
@@ -31,6 +32,8 @@ def make_job_id(title: str, *, rand: str | None = None) -> str:
 
 
 def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: str = "local") -> Manifest:
+    from logist.model import Budget, Manifest, Step
+
     from logist.agents import get_agent
 
     steps = []
@@ -184,6 +187,8 @@ def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activ
     base_oid = resolve_base(store, base)
     now = utcnow()
     jid = refs.validate_job_id(job_id) if job_id else make_job_id(spec.title)
+    from logist.model import HistoryEntry
+
     manifest = build_manifest(spec, job_id=jid, base=base_oid, now=now)
     if activate:
         manifest.state = State.PENDING
@@ -199,6 +204,8 @@ HUMAN_EVENTS = ("activate", "suspend", "resume", "cancel", "approve", "reject", 
 
 
 def _mutate_for(event: str, message: str | None):
+    from logist.model import Step
+
     def mutate(m: Manifest) -> None:
         if event == "reject":
             # Rejection sends the last step back: it runs again with the reviewer's message.
@@ -228,6 +235,7 @@ def human_transition(store: JobStore, job_id: str, event: str, *, message: str |
 
 
 def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None) -> Manifest:
+    from logist.job_state import Update, apply_update
     from logist.store import crash_point
 
     crash_point("human-after-lock")
@@ -262,22 +270,38 @@ def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, messag
 
 @dataclass
 class JobStatus:
-    manifest: Manifest
+    """What `job status` shows: the tip's record as validated JSON data (no models needed)."""
+
+    record: dict[str, Any]
     tip: str
     worktree: str
     holder: dict[str, Any] | None
 
     def to_dict(self) -> dict[str, Any]:
-        m = self.manifest
+        d = self.record
+        steps = d["steps"]
+        n = d.get("step", 1)
+        current = steps[min(n, len(steps)) - 1]
         return {
-            "id": m.id, "title": m.title, "state": m.state.value, "step": m.step,
-            "step_count": m.step_count, "step_name": m.current.name, "agent": m.current.agent,
-            "attempt": m.attempt, "run": m.run, "branch": refs.branch_name(m.id),
-            "worktree": self.worktree, "head": self.tip, "base": m.base, "cost_usd": m.cost_usd,
-            "tokens": m.tokens, "seconds": m.seconds, "reason": m.reason,
-            "updated_at": m.updated_at, "created_at": m.created_at, "holder": self.holder,
-            "interrupted": is_interrupted(m, self.holder),
+            "id": d["id"], "title": d["title"], "state": d["state"], "step": n,
+            "step_count": len(steps), "step_name": current.get("name", ""),
+            "agent": current.get("agent", d.get("agent", "mock")),
+            "attempt": d.get("attempt", 0), "run": d.get("run", 1), "branch": refs.branch_name(d["id"]),
+            "worktree": self.worktree, "head": self.tip, "base": d["base"],
+            "cost_usd": d.get("cost_usd", 0.0), "tokens": d.get("tokens", 0),
+            "seconds": d.get("seconds", 0.0), "reason": d.get("reason", ""),
+            "updated_at": d["updated_at"], "created_at": d["created_at"], "holder": self.holder,
+            "interrupted": record_in_flight(d) and (self.holder is None or bool(self.holder.get("stale"))),
         }
+
+
+def record_in_flight(d: dict[str, Any] | None) -> bool:
+    """The record (JSON data) says a step or a restep is running."""
+    return bool(d) and (d["state"] in _TRANSIENT_NAMES
+                        or bool((d.get("execution") or {}).get("restep")))
+
+
+_TRANSIENT_NAMES = frozenset(s.value for s in TRANSIENT)
 
 
 def is_interrupted(m: Manifest, holder: dict[str, Any] | None) -> bool:
@@ -301,8 +325,8 @@ def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:
 
 
 def job_status(store: JobStore, job_id: str) -> JobStatus:
-    tip, manifest = store.read(job_id)
-    return JobStatus(manifest, tip, str(store.worktree_path(job_id)), holder_info(store, job_id))
+    tip, record = store.read_record(job_id)
+    return JobStatus(record, tip, str(store.worktree_path(job_id)), holder_info(store, job_id))
 
 
 def selected_job(store: JobStore, job_id: str | None) -> str:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from logist import refs
 from logist.errors import ConcurrentUpdateError, LockHeldError, UsageError
-from logist.gitcmd import base_env, git, waiting_pids
+from logist.gitcmd import base_env, waiting_pids
 from logist.store import JobStore
 
 # A killed git leaves `<ref>.lock` behind; one older than this with no live holder is stale.

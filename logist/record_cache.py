@@ -44,6 +44,15 @@ class ValidRecordCache:
             return set()
         return {line.decode() for line in data.split(b"\n") if _LINE_RE.match(line)}
 
+    def contains(self, oid: str) -> bool:
+        """``oid in load()`` for one id, without parsing the file."""
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return False
+        needle = oid.encode() + b"\n"
+        return data.startswith(needle) or (b"\n" + needle) in data
+
     def add(self, oids: Iterable[str]) -> None:
         """Append ``oids`` (one ``write`` with O_APPEND: lines never interleave)."""
         payload = "".join(f"{o}\n" for o in oids).encode()

@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from logist import refs
-from logist.errors import (BusyError, ConcurrentUpdateError, GitError, JobStateError, LockHeldError,
-                           LogistError, ManifestError, UsageError)
+from logist.errors import (BusyError, ConcurrentUpdateError, LogistError, ManifestError, UsageError)
 from logist.gitcmd import CatFileBatch, git, git_out
 from logist.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
 from logist.store import RECORD_FILES, JobStore, crash_point

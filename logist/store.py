@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -417,6 +417,27 @@ class JobStore:
             raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} names job {m.id!r}")
         return m
 
+    def read_record(self, job_id: str, *, at: str | None = None) -> tuple[str, dict]:
+        """(commit, record as JSON data) at the tip: validated like :meth:`read`, without the
+        models when logist validated this blob before (logist.record_cache)."""
+        from logist.record_cache import blob_oid
+
+        refs.validate_job_id(job_id)
+        oid = at or self.tip(job_id)
+        raw = self.blob_at(oid, refs.manifest_path(job_id))
+        if raw is not None:
+            blob = blob_oid(raw)
+            if self.record_cache.contains(blob):
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    data = None
+                if _listable(data, job_id):
+                    return oid, data
+        self._validate(job_id, oid, raw)  # raises with the reason
+        self.record_cache.add([blob_oid(raw)])  # type: ignore[arg-type]
+        return oid, json.loads(raw)  # type: ignore[arg-type]
+
     def read_history(self, job_id: str, *, at: str | None = None) -> list[HistoryEntry]:
         from logist.model import parse_history
 
@@ -756,7 +777,7 @@ def _listable(data, job_id: str) -> bool:
     """The shape ``job list`` relies on (the full check is the model's)."""
     return (isinstance(data, dict) and data.get("id") == job_id and isinstance(data.get("title"), str)
             and data.get("state") in _STATES and isinstance(data.get("steps"), list)
-            and isinstance(data.get("updated_at"), str))
+            and bool(data["steps"]) and isinstance(data.get("updated_at"), str))
 
 
 def host_name() -> str:

@@ -147,3 +147,22 @@ def test_job_list_warns_about_an_interrupted_job_that_has_no_lock(project):
     assert r.returncode == 0
     assert "interrupted" in r.stderr and job in r.stderr, r.stderr
     assert [x["state"] for x in json.loads(r.stdout) if x["id"] == job] == ["EXECUTING"]
+
+
+def test_job_status_reads_a_remembered_record_without_the_models(cli):
+    job = create_job(cli, "--title", "status me", "--step", "one", "--step", "two")
+    code = ("import sys, io, contextlib, json\n"
+            "from logist.cli import main\n"
+            "buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            f"    rc = main(['-C', {str(cli.repo)!r}, 'job', 'status', {job!r}, '--json'])\n"
+            "assert rc == 0, rc\n"
+            "print(buf.getvalue().strip())\n"
+            "print('logist.model' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out, model_loaded = proc.stdout.strip().rsplit("\n", 1)
+    assert model_loaded == "False"
+    st = json.loads(out)
+    assert (st["id"], st["state"], st["step"], st["step_count"], st["step_name"], st["head"]) == \
+           (job, "DRAFT", 1, 2, "step-1", tip(cli.repo, job))

@@ -42,14 +42,6 @@ def _warn_interrupted(store, exclude: str | None = None, summaries: list | None 
         warn(f"{len(jobs)} jobs were interrupted ({names}); run `logist recover --list` to see them")
 
 
-def _in_flight(d: dict | None) -> bool:
-    """The record (JSON data) says a step or restep is running."""
-    from logist.states import TRANSIENT
-
-    return bool(d) and (d["state"] in {s.value for s in TRANSIENT}
-                        or bool((d.get("execution") or {}).get("restep")))
-
-
 def create(*, title: str | None = None, prompt: str | None = None, agent: str | None = None,
            step: Annotated[list[str] | None, Parameter(negative="")] = None,
            file: Path | None = None, base: str | None = None, activate: bool = False,
@@ -120,7 +112,9 @@ def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json
         records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
     else:
         records = store.list_records()
-        _warn_interrupted(store, running=[r.id for r in records if _in_flight(r.data)])
+        from logist.jobs import record_in_flight
+
+        _warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)])
     rows = []
     for rec in records:
         d = rec.data
@@ -195,7 +189,7 @@ def _last_signal(store, st) -> str | None:
     except ImportError:
         return None
     try:
-        return last_signal(store, st.manifest.id)
+        return last_signal(store, st.record["id"])
     except Exception:  # noqa: BLE001 - notes are best-effort decoration of a status
         return None
 
