@@ -477,9 +477,14 @@ def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str
     started = float(started_at) if started_at is not None else now
     patterns = compile_patterns(None, cfg.patterns)
     observer = Observer(patterns, repeat_seconds=cfg.repeat_seconds, max_text=cfg.max_text)
-    sentinel = Sentinel(cfg.sentinel, started,
-                        interventions=_prior_interventions(repo, commit)
-                        if cfg.sentinel.enabled else ())
+    sentinel = Sentinel(cfg.sentinel, started)
+    # Ladders an earlier watcher of this step started count against max_interventions_per_hour.
+    # They are read from git only when a trigger could first fire (no trigger fires earlier
+    # than this), so a short step never pays for it.
+    sc = cfg.sentinel
+    prior_at = started + min(sc.silence_seconds, sc.waiting_window,
+                             sc.max_step_seconds if sc.max_step_seconds is not None else 1e18)
+    prior_read = not sc.enabled
     obs_notes = _NoteBuffer(repo, NOTES_OBSERVER, commit, say)
     # A watcher started again for the same step (`logist watch --replace`, recovery) reads the
     # log from its start: what an earlier watcher already noted is not noted twice.
@@ -592,6 +597,10 @@ def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str
                 if now >= next_files:
                     next_files = now + files_interval
                     files_at = newest_mtime(workdir)
+                if not prior_read and now >= prior_at:
+                    prior_read = True
+                    sentinel.interventions = sorted(sentinel.interventions
+                                                    + _prior_interventions(repo, commit))
                 was = sentinel.escalating
                 while True:
                     decision = sentinel.observe(now, output_at=tail.mtime(),

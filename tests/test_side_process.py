@@ -26,8 +26,10 @@ from logist.agents import mock_agent
 from logist.sentinel import group_alive, pid_alive
 
 PY = json.dumps(sys.executable)
+# The side process starts within a few tens of ms of the agent, so a 1 s CPU window includes
+# the agent's own interpreter start (~30-60 ms of CPU: 3-6%); a hung agent is one below 20%.
 FAST = ("[sentinel]\nsilence_seconds = 1\ninterrupt_grace_seconds = 0.5\n"
-        "terminate_grace_seconds = 0.5\n")
+        "terminate_grace_seconds = 0.5\ncpu_idle_fraction = 0.2\n")
 SECRET = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"
 
 

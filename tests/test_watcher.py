@@ -20,7 +20,9 @@ from logist.sentinel import group_alive, pid_alive
 from logist.watcher import (LogTail, parse_config, run_watch, spawn_watcher, stop_watcher,
                             watcher_log_path)
 
-FAST_LADDER = {"silence_seconds": 1, "interrupt_grace_seconds": 0.5, "terminate_grace_seconds": 0.5}
+# cpu_idle_fraction: a 1 s CPU window includes the agent's own interpreter start (3-6%)
+FAST_LADDER = {"silence_seconds": 1, "interrupt_grace_seconds": 0.5, "terminate_grace_seconds": 0.5,
+               "cpu_idle_fraction": 0.2}
 
 
 def start_agent(code: str, log: Path) -> subprocess.Popen:
