@@ -21,7 +21,7 @@ from logist.errors import JobStateError, LogistError, TrustError
 from logist.gitcmd import git
 from logist.job_state import Update, apply_update
 from logist.locks import Lease, acquire, boot_id, pid_alive, process_start_time
-from logist.model import TERMINAL, Execution, Manifest, State, StepStatus
+from logist.model import Execution, Manifest, State, StepStatus
 from logist.store import JobStore, new_transition_id, utcnow
 
 Progress = Callable[[str], None]
@@ -198,10 +198,12 @@ class Engine:
         if m.state == State.PENDING:
             return self._start(lease, tip, m)
         if m.state == State.PROVISIONING:
+            self._require_trust(m)  # before any commit: an untrusted job is left as it is
             return self._provision_and_execute(lease)
         if m.state == State.EXECUTING:
             return self._resume_executing(lease, m, tip)
         if m.state == State.RECOVERING:
+            self._require_trust(m)
             return self._recover_or_give_up(lease, "resumed after an interruption")
         if m.state == State.HARVESTING:
             return self._harvest(lease)
@@ -224,16 +226,10 @@ class Engine:
         return None
 
     def _start(self, lease: Lease, tip: str, m: Manifest) -> StepResult:
-        from logist.agents import get_agent
 
         n = m.step
         step = m.current
-        agent = get_agent(step.agent)
-        if agent.runs_commands and not (m.trusted or self.trust):
-            raise TrustError(
-                f"job {m.id} came from {m.origin} and its step {n} runs a command: "
-                f"{step.options.get('command')!r}; it is not executed until you trust the job",
-                hint=f"review it, then `logist job trust {m.id}` (or pass --trust)")
+        self._require_trust(m)
         breach = self._budget_breach(m)
         if breach is None and m.attempt >= m.budget.max_attempts:
             breach = f"attempts spent: {m.attempt} of max_attempts {m.budget.max_attempts}"
@@ -261,6 +257,19 @@ class Engine:
         if breach:
             return self._finish_intervention(lease, "provision_failed", breach)
         return self._provision_and_execute(lease)
+
+    def _require_trust(self, m: Manifest) -> None:
+        """A command step of a job this clone does not trust is never executed: not when it
+        starts, not when an interrupted execution is resumed or re-executed (TrustError; the
+        job stays as it is until someone trusts it)."""
+        from logist.agents import get_agent
+
+        step = m.current
+        if get_agent(step.agent).runs_commands and not (m.trusted or self.trust):
+            raise TrustError(
+                f"job {m.id} came from {m.origin} and its step {m.step} runs a command: "
+                f"{step.options.get('command')!r}; it is not executed until you trust the job",
+                hint=f"review it, then `logist job trust {m.id}` (or pass --trust)")
 
     def _provision_and_execute(self, lease: Lease) -> StepResult:
         job_id = lease.job_id
@@ -294,6 +303,7 @@ class Engine:
         job_id = m.id
         n = m.step
         step = m.current
+        self._require_trust(m)  # also on every path that resumes or re-executes a step
         agent = get_agent(step.agent)
         wt = self.store.worktree_path(job_id)
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
@@ -527,6 +537,8 @@ class Engine:
             self.progress(f"{m.id}: the agent finished while nobody watched (exit code {st.exit_code})")
             return self._after_agent(lease, m, st.exit_code, log, verdict, None,
                                      executing_commit=executing_commit)
+        if st.kind in ("not-started", "dead"):
+            self._require_trust(m)  # both execute the step again
         if st.kind == "not-started":
             self.progress(f"{m.id}: the agent of step {m.step} never started; starting it")
             return self._execute(lease, executing_commit, m)

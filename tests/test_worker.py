@@ -360,3 +360,36 @@ def test_another_clones_interrupted_restep_of_a_command_step_needs_trust(net):
               if e["event"] == "restep"]
     assert phases == [("start", 1), ("restart", 2), ("done", 2)], phases
     assert git(b, "for-each-ref", "refs/logist/locks/") == ""
+
+
+@pytest.mark.parametrize("point", ["after-executing-commit", "after-provisioning-commit"])
+def test_another_clones_interrupted_command_step_needs_trust(net, point):
+    """Clone a's runner dies in the middle of a command step; clone b adopts the job. Resuming
+    it would run the command here, so b refuses (exit 1, no ref moved, the command not run)
+    until the job is trusted; `recover --trust` then finishes it."""
+    counter = net.tmp / f"calls-{point}"
+    script = "open(%r, 'a').write('x\\n')" % str(counter)
+    argv = json.dumps([sys.executable, "-c", script])
+    toml = f'title = "Run elsewhere"\n[[steps]]\nname = "count"\nagent = "command"\ncommand = {argv}\n'
+    jid = make_job(net.a, "Run elsewhere", toml=toml, run=False)
+    r = subprocess.run([sys.executable, "-m", "logist", "-C", str(net.a), "job", "run", jid],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LOGIST_CRASH_AT": point})
+    assert r.returncode == 137, r.stderr
+    assert not counter.exists()
+    lg(net.a, "push")
+    b = net.clone("b")
+    lg(b, "fetch")
+    lg(b, "job", "adopt", jid)
+    before = git(b, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/", "refs/remotes/")
+    for cmd in (["recover", jid], ["job", "run", jid]):
+        res = lg(b, *cmd, code=1)
+        assert "until you trust the job" in res.err and "logist job trust" in res.err, res.err
+        assert git(b, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/",
+                   "refs/remotes/") == before
+        assert not counter.exists()
+    lg(b, "recover", jid, "--trust")
+    assert counter.read_text() == "x\n"
+    m = json.loads(git(b, "show", f"logist/{jid}:.logist/jobs/{jid}/manifest.json"))
+    assert m["state"] == "SUCCESS"
+    assert git(b, "for-each-ref", "refs/logist/locks/") == ""
