@@ -754,9 +754,7 @@ class JobStore:
             except OSError:
                 pass
             differed = True
-            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            _rewrite(target, data)
         paths = [f"{refs.record_dir(job_id)}/{n}" for n in files]
         if started is None:
             git(["update-index", "--add", "--", *paths], cwd=wt)
@@ -768,6 +766,27 @@ class JobStore:
                                argv=started.argv, returncode=proc.returncode, stdout=proc.stdout,
                                stderr=proc.stderr)
         return differed
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    """Replace a worktree file the way ``git checkout`` does: unlink, then create anew.
+
+    Not atomic for a reader in the worktree (a moment without the file), which is fine for
+    the record's working copy: it is never believed (DESIGN.md §5.1). A rename over the old
+    file (or a truncate) would make ext4 flush the data to disk first (``auto_da_alloc``):
+    0.5 ms per file, a quarter of a transition.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 _STATES = frozenset(s.value for s in State)
