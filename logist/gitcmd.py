@@ -121,18 +121,19 @@ class CatFileBatch:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       env=base_env())
 
-    def read(self, spec: str) -> bytes | None:
-        """Content of the object named by ``spec``, or None if it does not exist."""
+    def read(self, spec: str, *, kind: str | None = None) -> bytes | None:
+        """Content of the object named by ``spec``, or None if it does not exist (or is not
+        of type ``kind``, e.g. "blob", when given)."""
         assert self._proc.stdin and self._proc.stdout
         self._proc.stdin.write(spec.encode() + b"\n")
         self._proc.stdin.flush()
         header = self._proc.stdout.readline()
         if not header or header.endswith(b" missing\n") or header.endswith(b" ambiguous\n"):
             return None
-        size = int(header.split()[2])
-        data = self._proc.stdout.read(size)
+        _, typ, size = header.split()
+        data = self._proc.stdout.read(int(size))
         self._proc.stdout.read(1)
-        return data
+        return data if kind is None or typ.decode() == kind else None
 
     def read_many(self, specs: Sequence[str]) -> list[bytes | None]:
         """Pipeline many requests at once (no round trip per object)."""

@@ -361,15 +361,23 @@ class JobStore:
         if self._reader is None:
             from logist.gitread import RepoReader
 
-            self._reader = RepoReader(self.paths.common_dir, self.writer.get)
+            self._reader = RepoReader(self.paths.common_dir, lambda oid: self.writer.get(oid))
         return self._reader
+
+    def _objects_in_process(self) -> bool:
+        """Read objects with dulwich only in a process that writes commits (dulwich is loaded
+        and its object cache warm); a read-only command is cheaper with one `git cat-file`
+        than with importing dulwich (`job status`, `job show`)."""
+        return self._writer is not None
 
     def resolve_commit(self, ref: str) -> str | None:
         """The commit ``ref`` names (like ``git rev-parse --verify -q REF^{commit}``), or None."""
         from logist.gitread import Unsupported
 
         try:
-            return self.reader.commit(ref)
+            if self._objects_in_process():
+                return self.reader.commit(ref)
+            return self.reader.ref(ref)  # a branch names a commit; cat-file checks the rest
         except Unsupported:
             proc = git(["rev-parse", "--verify", "-q", ref + "^{commit}"],
                        cwd=self.paths.root, check=False)
@@ -379,11 +387,13 @@ class JobStore:
         """Content of ``commit:path`` (None if there is no such file)."""
         from logist.gitread import Unsupported
 
-        try:
-            return self.reader.blob_at(commit, path)
-        except Unsupported:
-            with CatFileBatch(self.paths.root) as batch:
-                return batch.read(f"{commit}:{path}")
+        if self._objects_in_process():
+            try:
+                return self.reader.blob_at(commit, path)
+            except Unsupported:
+                pass
+        with CatFileBatch(self.paths.root) as batch:
+            return batch.read(f"{commit}:{path}", kind="blob")
 
     def tip(self, job_id: str) -> str:
         oid = self.resolve_commit(refs.branch_ref(job_id))
