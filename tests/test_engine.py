@@ -536,6 +536,32 @@ def test_processes_a_command_agent_leaves_behind_are_stopped_and_recorded(cli, t
             os.kill(sleeper, 9)
 
 
+def test_processes_left_by_a_restep_are_stopped_and_recorded(cli, tmp_path):
+    """The same for a restep: its commit and history entry say what was stopped."""
+    repo = cli.repo
+    pid_file = tmp_path / "sleeper.pid"
+    script = f"sleep 1000 & echo $! > {pid_file}; echo started a sleeper"
+    text = (f'title = "Restep leaves a sleeper"\n[[steps]]\nprompt = "x"\n'
+            f'command = ["/bin/sh", "-c", {json.dumps(script)}]\n')
+    sleepers = []
+    try:
+        job_id, status = run_job(cli, text)
+        sleepers.append(int(pid_file.read_text()))
+        assert status["state"] == "SUCCESS", status
+        cli.ok("job", "restep", job_id, "1")
+        sleepers.append(int(pid_file.read_text()))
+        wait_for(lambda: pid_gone(sleepers[-1]), 10, "the restep's sleeper to be gone")
+        hist = history_at(repo, tip(repo, job_id), job_id)
+        done = [e for e in hist if e["event"] == "restep" and e["data"].get("phase") == "done"]
+        (warning,) = done[-1]["data"]["warnings"]
+        assert warning.startswith("the agent left 1 process running in its process group"), warning
+        assert f"Warning: {warning}" in git(repo, "log", "-1", "--format=%B", tip(repo, job_id))
+    finally:
+        for pid in sleepers:  # clean up by pid if the test failed
+            if not pid_gone(pid):
+                os.kill(pid, 9)
+
+
 def test_an_agent_that_leaves_nothing_gets_no_warning(cli):
     job_id, status = run_job(cli, 'title = "Clean"\n[[steps]]\nprompt = "x"\ncommand = ["true"]\n')
     assert status["state"] == "SUCCESS"
