@@ -326,7 +326,7 @@ def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:
 
 def job_status(store: JobStore, job_id: str) -> JobStatus:
     tip, record = store.read_record(job_id)
-    return JobStatus(record, tip, str(store.worktree_path(job_id)), holder_info(store, job_id))
+    return JobStatus(record, tip, str(store.existing_worktree(job_id)), holder_info(store, job_id))
 
 
 def selected_job(store: JobStore, job_id: str | None) -> str:

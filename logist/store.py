@@ -350,6 +350,20 @@ class JobStore:
     def worktree_path(self, job_id: str) -> Path:
         return self.worktrees_dir() / refs.validate_job_id(job_id)
 
+    def existing_worktree(self, job_id: str) -> Path:
+        """Where the job's worktree is, as git records it (no config read: what `job status`
+        shows); the configured place when git has no worktree of the job's branch there."""
+        refs.validate_job_id(job_id)
+        admin = self.paths.common_dir / "worktrees" / job_id
+        try:
+            head = (admin / "HEAD").read_text().strip()
+            gitfile = Path((admin / "gitdir").read_text().strip())
+        except OSError:
+            return self.worktree_path(job_id)
+        if head == f"ref: {refs.branch_ref(job_id)}" and gitfile.name == ".git" and gitfile.is_file():
+            return gitfile.parent
+        return self.worktree_path(job_id)
+
     def run_dir(self, job_id: str) -> Path:
         """Per-job scratch (step logs, runner info) under the git dir; never committed."""
         return self.paths.logist_dir / "run" / refs.validate_job_id(job_id)

@@ -150,7 +150,8 @@ def test_job_list_warns_about_an_interrupted_job_that_has_no_lock(project):
 
 
 def test_job_status_reads_a_remembered_record_without_the_models(cli):
-    """Neither the record models nor dulwich: one `git cat-file` reads the record."""
+    """Neither pydantic nor dulwich: one `git cat-file` reads the record, git's worktree list
+    says where the worktree is."""
     job = create_job(cli, "--title", "status me", "--step", "one", "--step", "two")
     code = ("import sys, io, contextlib, json\n"
             "from logist.cli import main\n"
@@ -159,7 +160,7 @@ def test_job_status_reads_a_remembered_record_without_the_models(cli):
             f"    rc = main(['-C', {str(cli.repo)!r}, 'job', 'status', {job!r}, '--json'])\n"
             "assert rc == 0, rc\n"
             "print(buf.getvalue().strip())\n"
-            "print('logist.model' in sys.modules or 'dulwich' in sys.modules)\n")
+            "print(any(m in sys.modules for m in ('logist.model', 'dulwich', 'pydantic')))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out, model_loaded = proc.stdout.strip().rsplit("\n", 1)
@@ -167,3 +168,16 @@ def test_job_status_reads_a_remembered_record_without_the_models(cli):
     st = json.loads(out)
     assert (st["id"], st["state"], st["step"], st["step_count"], st["step_name"], st["head"]) == \
            (job, "DRAFT", 1, 2, "step-1", tip(cli.repo, job))
+    listed = {}
+    for block in git(cli.repo, "worktree", "list", "--porcelain").split("\n\n"):
+        fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
+        listed[fields.get("branch")] = fields["worktree"]
+    assert st["worktree"] == listed[f"refs/heads/logist/{job}"]
+
+
+def test_job_status_of_a_moved_worktree_shows_where_it_is(cli, tmp_path):
+    job = create_job(cli, "--title", "moved", "--step", "one")
+    old = cli.ok("job", "status", job, "--json").json()["worktree"]
+    new = tmp_path / "elsewhere"
+    git(cli.repo, "worktree", "move", old, str(new))
+    assert cli.ok("job", "status", job, "--json").json()["worktree"] == str(new)

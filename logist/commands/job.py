@@ -314,7 +314,7 @@ def path(id: str | None = None, /) -> int:
     store = cli.store()
     job_id = selected_job(store, id)
     store.tip(job_id)
-    say(str(store.worktree_path(job_id)))
+    say(str(store.existing_worktree(job_id)))
     return 0
 
 
