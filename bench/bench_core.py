@@ -435,6 +435,7 @@ def bench_list(tmp: Path, sizes: list[int], rounds: int) -> list[Result]:
         store = JobStore.discover(repo)
         for jid in (ids[0], ids[len(ids) // 2], ids[-1]):  # readable through logist itself
             store.read(jid)
+        store.ensure_worktree(ids[5])  # the job `job status` reads has a worktree, as jobs do
         sh(repo, "pack-refs", "--all")
         print(f"(b) {n} jobs made with one fast-import in {made:.2f} s; refs packed")
         cli_argv = python_cmd("-m", "logist", "-C", str(repo), "job", "list", "--json")
