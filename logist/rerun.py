@@ -949,6 +949,7 @@ class _RefRun:
         self.output = ""
         self.stopped = None if success else reason
         self.success = success
+        self.warnings: list[str] = []  # the agent's run was recorded with the result ref
 
 
 def _finish_from_ref(engine, lease: Lease, r: _Restep) -> RestepResult:
