@@ -20,7 +20,8 @@ from logist import refs
 from logist.errors import JobStateError, LogistError, TrustError
 from logist.gitcmd import git
 from logist.job_state import Update, apply_update
-from logist.locks import Lease, acquire, boot_id, pid_alive, process_start_time
+from logist.locks import Lease, acquire
+from logist.procs import boot_id, pid_alive, process_start_time
 from logist.model import Execution, Manifest, State, StepStatus
 from logist.store import JobStore, new_transition_id, utcnow
 

@@ -120,7 +120,7 @@ def _cmdline_has(pid: int, needle: str) -> bool | None:
 
 def find_wrapper(base: Path) -> int | None:
     """The pid of a live wrapper of this execution, found by its command line (/proc)."""
-    from logist.locks import pid_alive
+    from logist.procs import pid_alive
 
     if not os.path.isdir("/proc/self"):
         return None
@@ -166,7 +166,7 @@ class AgentStatus:
 
 def agent_status(store: JobStore, m: Manifest) -> AgentStatus:
     """Running / exited / dead / never started, for the execution ``m.execution`` names."""
-    from logist.locks import boot_id, pid_alive
+    from logist.procs import boot_id, pid_alive
 
     ex = m.execution
     if ex is None:
@@ -229,14 +229,14 @@ def started_in_this_clone(store: JobStore, m: Manifest) -> bool:
 
 
 def _start_time(pid: int) -> int | None:
-    from logist.locks import process_start_time
+    from logist.procs import process_start_time
 
     return process_start_time(pid)
 
 
 def stop_agent(status: AgentStatus, *, grace: float = 3.0) -> None:
     """TERM, then KILL after ``grace`` seconds, the process group of a running agent."""
-    from logist.locks import pid_alive
+    from logist.procs import pid_alive
 
     if status.kind != "running" or not status.pgid or status.pgid <= 1 or status.pgid == os.getpgrp():
         return

@@ -40,7 +40,8 @@ from logist.errors import (ConcurrentUpdateError, JobStateError, LockHeldError, 
                            TrustError, UsageError)
 from logist.gitcmd import CatFileBatch, git, git_out
 from logist.job_state import Update, apply_update
-from logist.locks import Lease, acquire, boot_id, read_lock
+from logist.locks import Lease, acquire, read_lock
+from logist.procs import boot_id
 from logist.model import (RESTING, TRANSIENT, Execution, Manifest, RunInfo, State, StepStatus)
 from logist.store import (RECORD_FILES, JobStore, commit_message, crash_point, new_transition_id,
                           utcnow)

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from logist.errors import ConfigError
+from logist.procs import pid_alive
 
 __all__ = ["ACTIONS", "TRIGGERS", "Decision", "Sentinel", "SentinelConfig",
            "clock_ticks_per_second", "group_alive", "newest_mtime", "pid_alive",
@@ -322,18 +323,6 @@ def process_group_cpu_ticks(pgid: int, *, proc: str = "/proc") -> int | None:
         found = True
         total += int(f[11]) + int(f[12])
     return total if found else None
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    f = _proc_stat_fields(str(pid), "/proc")
-    return not (f and f[0] in ("Z", "X"))
 
 
 def group_alive(pgid: int) -> bool:

@@ -27,7 +27,8 @@ note again the (signal, line) pairs already noted.
 
 Start cost matters (a step whose agent exits at once waits for its watcher's notes before it
 returns): the process runs with ``-S`` (no site: it needs nothing outside the standard library
-and logist), and this module imports only ``os``/``sys``/``time``/``signal``/``json`` at load;
+and logist), and this module imports only ``os``/``sys``/``time``/``signal``/``json`` (and
+logist's ``errors`` and ``procs``) at load;
 the observer, the sentinel and the notes writer (``re``, ``subprocess``, ``dataclasses``) are
 imported when there is something to watch. Never pydantic, dulwich, cyclopts or rich.
 
@@ -44,6 +45,7 @@ import signal
 import sys
 import time
 from logist.errors import ConfigError, LogistError, UsageError
+from logist.procs import pid_alive
 
 TYPE_CHECKING = False  # typing itself costs an import
 if TYPE_CHECKING:  # pragma: no cover
@@ -322,24 +324,6 @@ def _noted_lines(repo: str, commit: str) -> set[tuple[str, int]]:
             if isinstance(o.get("signal"), str) and isinstance(o.get("line"), int)}
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs; a zombie counts as gone (as :func:`logist.sentinel.pid_alive`,
-    without importing the sentinel)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return not os.path.isdir("/proc/self")  # gone between the two looks, or no /proc
-    state = data[data.rfind(b")") + 2:][:1]
-    return state not in (b"Z", b"X")
-
-
 def _pidfd(pid: int) -> int | None:
     """A pidfd for ``pid`` (readable once it has exited), or None where there is none."""
     try:
@@ -443,7 +427,7 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
     repo = os.fspath(repo)
     say = log or (lambda _msg: None)
     emit = on_event or (lambda _kind, _obj: None)
-    if actual is None or not _pid_alive(pid):
+    if actual is None or not pid_alive(pid):
         return _final_scan(repo=repo, commit=commit, log_path=log_path, config=config,
                            emit=emit, say=say, clock=clock)
     cfg = config if isinstance(config, WatchConfig) else parse_config(config)
@@ -583,7 +567,7 @@ def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str
             data, first = tail.read()
             if data:
                 feed(data, first, now)
-            alive = not exited and _pid_alive(pid)
+            alive = not exited and pid_alive(pid)
             if not alive or (should_stop is not None and should_stop()):
                 result.exit_reason = "agent_exited" if not alive else "stopped"
                 if not alive and verdict_written:

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 from logist import refs
 from logist.errors import LogistError, RemoteError
-from logist.locks import Holder, boot_id, process_start_time
+from logist.locks import Holder
+from logist.procs import boot_id, process_start_time
 from logist.model import TRANSIENT, State
 from logist.sharing import (
     fetch,

@@ -14,7 +14,7 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "logist"
 
 LAYERS: dict[int, set[str]] = {
-    0: {"errors", "tomlcompat"},
+    0: {"errors", "procs", "tomlcompat"},
     1: {"model", "states"},
     2: {"job_state"},
     3: {"gitcmd", "gitread", "record_cache", "refs", "store", "locks", "notes", "worktrees", "config", "jobfile", "redact"},

@@ -27,7 +27,7 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
     """
     from logist.errors import BusyError, JobStateError
     from logist.jobs import selected_job
-    from logist.locks import pid_alive
+    from logist.procs import pid_alive
     from logist.model import State
     from logist.watcher import run_watch
 
@@ -52,10 +52,8 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
         # let it flush its notes first: this watcher then skips what it already noted
         import time
 
-        from logist.sentinel import pid_alive as running
-
         deadline = time.monotonic() + 5
-        while running(int(wpid)) and time.monotonic() < deadline:
+        while pid_alive(int(wpid)) and time.monotonic() < deadline:
             time.sleep(0.05)
     cfg = store.config
     config = {"patterns": {**cfg.observer.patterns, **m.observer_patterns},

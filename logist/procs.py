@@ -1,0 +1,72 @@
+"""Facts about processes from /proc (Linux): is a pid still the process we started, and
+this machine's boot id. One implementation for the whole package (locks, recovery, runtimes,
+the sentinel and the watcher); it imports only ``os``, so the side process can load it at
+start.
+
+Where there is no /proc, ``pid_alive`` falls back to ``kill(pid, 0)`` alone and
+``process_start_time`` / ``boot_id`` know nothing (None / "").
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def boot_id() -> str:
+    """This machine's boot id (Linux), "" where there is none.
+
+    ``LOGIST_BOOT_ID`` overrides it: test-only, to simulate a reboot.
+    """
+    forced = os.environ.get("LOGIST_BOOT_ID")
+    if forced:
+        return forced[:64]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux), None if it is gone."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start_time: int | None = None) -> bool:
+    """True when ``pid`` runs, is not a zombie, and (if given) started at ``start_time``."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by someone else
+    except OverflowError:
+        return False
+    if not os.path.exists("/proc/self/stat"):
+        return True  # no /proc: kill(0) is all we can know
+    fields = _stat_fields(pid)
+    if fields is None:
+        return False
+    if fields[0] in (b"Z", b"X"):  # a zombie is not a holder
+        return False
+    if start_time is not None:
+        try:
+            return int(fields[19]) == start_time
+        except (ValueError, IndexError):
+            return False
+    return True
