@@ -25,21 +25,26 @@ def _manifest_blob(repo, rev: str, job: str) -> str:
     return git(repo, "rev-parse", f"{rev}:.logist/jobs/{job}/manifest.json")
 
 
-def _fresh_list(repo) -> tuple[list, list[str]]:
-    """`job list --json` in a fresh interpreter; returns (rows, the logist/pydantic modules it
-    imported)."""
+def _fresh(repo, *args: str) -> tuple[object, list[str]]:
+    """`logist -C repo *args` in a fresh interpreter; returns (its JSON output, the
+    logist/pydantic/dulwich modules it imported)."""
     code = ("import sys, io, contextlib\n"
             "from logist.cli import main\n"
             "buf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf):\n"
-            f"    rc = main(['-C', {str(repo)!r}, 'job', 'list', '--json'])\n"
+            f"    rc = main({['-C', str(repo), *args]!r})\n"
             "assert rc == 0, rc\n"
             "print(buf.getvalue().strip())\n"
-            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'logist'))))\n")
+            "print(' '.join(sorted(m for m in sys.modules\n"
+            "                      if m.split('.')[0] in ('pydantic', 'logist', 'dulwich'))))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out, mods = proc.stdout.strip().rsplit("\n", 1)
     return json.loads(out), mods.split()
+
+
+def _fresh_list(repo) -> tuple[list, list[str]]:
+    return _fresh(repo, "job", "list", "--json")  # type: ignore[return-value]
 
 
 def test_every_record_logist_writes_is_remembered_as_valid(cli):
@@ -153,19 +158,8 @@ def test_job_status_reads_a_remembered_record_without_the_models(cli):
     """Neither pydantic nor dulwich: one `git cat-file` reads the record, git's worktree list
     says where the worktree is."""
     job = create_job(cli, "--title", "status me", "--step", "one", "--step", "two")
-    code = ("import sys, io, contextlib, json\n"
-            "from logist.cli import main\n"
-            "buf = io.StringIO()\n"
-            "with contextlib.redirect_stdout(buf):\n"
-            f"    rc = main(['-C', {str(cli.repo)!r}, 'job', 'status', {job!r}, '--json'])\n"
-            "assert rc == 0, rc\n"
-            "print(buf.getvalue().strip())\n"
-            "print(any(m in sys.modules for m in ('logist.model', 'dulwich', 'pydantic')))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    out, model_loaded = proc.stdout.strip().rsplit("\n", 1)
-    assert model_loaded == "False"
-    st = json.loads(out)
+    st, mods = _fresh(cli.repo, "job", "status", job, "--json")
+    assert not [m for m in mods if m.split(".")[0] in ("pydantic", "dulwich") or m == "logist.model"], mods
     assert (st["id"], st["state"], st["step"], st["step_count"], st["step_name"], st["head"]) == \
            (job, "DRAFT", 1, 2, "step-1", tip(cli.repo, job))
     listed = {}
