@@ -618,9 +618,10 @@ class JobStore:
         """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``).
 
         ``parent`` (default ``old_tip``) is the commit the new one builds on; the branch must
-        still be at ``old_tip``; ``history_from`` is the commit whose history is appended to. With ``include_worktree`` the commit also takes the worktree's
-        changes (``git add -A``, respecting .gitignore). Raises ConcurrentUpdateError (exit 4)
-        when the branch moved or the lease was lost; nothing changes then.
+        still be at ``old_tip``; ``history_from`` is the commit whose history is appended to.
+        With ``include_worktree`` the commit also takes the worktree's changes (``git add -A``,
+        respecting .gitignore). Raises ConcurrentUpdateError (exit 4) when the branch moved or
+        the lease was lost; nothing changes then.
         """
         parent = parent or old_tip
         wt = self.worktree_path(job_id)
