@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from logist import refs
 from logist.errors import JobFileError, JobStateError, UsageError
 from logist.locks import Lease, acquire, read_lock
-from logist.states import TERMINAL, TRANSIENT, State
+from logist.states import TERMINAL, TRANSIENT, State, record_in_flight
 from logist.store import JobStore, new_transition_id, utcnow
 
 if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are imported
@@ -293,15 +293,6 @@ class JobStatus:
             "updated_at": d["updated_at"], "created_at": d["created_at"], "holder": self.holder,
             "interrupted": record_in_flight(d) and (self.holder is None or bool(self.holder.get("stale"))),
         }
-
-
-def record_in_flight(d: dict[str, Any] | None) -> bool:
-    """The record (JSON data) says a step or a restep is running."""
-    return bool(d) and (d["state"] in _TRANSIENT_NAMES
-                        or bool((d.get("execution") or {}).get("restep")))
-
-
-_TRANSIENT_NAMES = frozenset(s.value for s in TRANSIENT)
 
 
 def is_interrupted(m: Manifest, holder: dict[str, Any] | None) -> bool:

@@ -43,3 +43,12 @@ class StepStatus(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+_TRANSIENT_NAMES = frozenset(s.value for s in TRANSIENT)
+
+
+def record_in_flight(d: dict | None) -> bool:
+    """The record (its JSON data) says a step or a restep is running."""
+    return bool(d) and (d["state"] in _TRANSIENT_NAMES
+                        or bool((d.get("execution") or {}).get("restep")))

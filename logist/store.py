@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +34,8 @@ def utcnow() -> str:
 
 
 def new_transition_id() -> str:
+    import uuid
+
     return uuid.uuid4().hex[:16]
 
 
@@ -825,6 +825,8 @@ def _listable(data, job_id: str) -> bool:
 
 
 def host_name() -> str:
+    import socket
+
     return socket.gethostname()
 
 

@@ -112,7 +112,7 @@ def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json
         records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
     else:
         records = store.list_records()
-        from logist.jobs import record_in_flight
+        from logist.states import record_in_flight
 
         _warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)])
     rows = []
