@@ -155,18 +155,15 @@ def read_lock(store: JobStore, job_id: str) -> tuple[str, Holder | None] | None:
     return oid, Holder.from_bytes(raw)
 
 
-def read_locks(store: JobStore) -> dict[str, tuple[str, Holder | None]]:
-    """Every lock: {job id: (lock oid, holder or None)}; two git processes whatever the count."""
-    from logist.gitcmd import git_out
-
-    out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", refs.LOCKS_PREFIX],
-                  cwd=store.paths.root)
-    pairs = []
-    for line in out.splitlines():
-        oid, _, ref = line.partition(" ")
-        job_id = ref[len(refs.LOCKS_PREFIX):]
-        if refs.JOB_ID_RE.match(job_id) and not job_id.endswith("-"):
-            pairs.append((job_id, oid))
+def read_locks(store: JobStore, lock_refs: dict[str, str] | None = None
+               ) -> dict[str, tuple[str, Holder | None]]:
+    """Every lock: {job id: (lock oid, holder or None)}; two git processes whatever the count
+    (one when the caller already listed the lock refs: ``lock_refs``, {job id: oid})."""
+    if lock_refs is None:
+        lock_refs = dict(store._refs_under(refs.LOCKS_PREFIX)[refs.LOCKS_PREFIX])
+    pairs = sorted(lock_refs.items())
+    if not pairs:
+        return {}
     got = _cat_batch(store.paths.root, [oid for _, oid in pairs])
     return {jid: (oid, Holder.from_bytes(g[1]) if g else None) for (jid, oid), g in zip(pairs, got)}
 

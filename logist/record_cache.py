@@ -8,7 +8,7 @@ file under the git dir, and ``job list`` only needs ``json.loads`` for records i
 there; anything else takes the full validation (and is remembered when it passes).
 
 The file can only ever cause a *miss* (a record validated again), never a wrong *hit*:
-lines are 40 hex digits or ignored, the file name carries the schema and logist versions
+a line is looked up only by an object id git reported, the file name carries the schema and logist versions
 (a new model starts a new file), and a line lost to a concurrent rewrite costs one
 validation. Only logist writes it; nothing fetched from a remote goes in without passing
 the model.
@@ -17,11 +17,8 @@ the model.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
-
-_LINE_RE = re.compile(rb"[0-9a-f]{40}\Z")
 
 
 def blob_oid(data: bytes) -> str:
@@ -39,11 +36,13 @@ class ValidRecordCache:
         self.path = logist_dir / "cache" / f"valid-records-s{SCHEMA_VERSION}-v{__version__}"
 
     def load(self) -> set[str]:
+        """The remembered ids. Lines are not checked one by one: a malformed line can never
+        equal an object id that git reports, so it can only be a miss."""
         try:
             data = self.path.read_bytes()
         except OSError:
             return set()
-        return {line.decode() for line in data.split(b"\n") if _LINE_RE.match(line)}
+        return set(data.decode("ascii", "replace").split("\n")) - {""}
 
     def contains(self, oid: str) -> bool:
         """``oid in load()`` for one id, without parsing the file."""

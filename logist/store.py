@@ -502,11 +502,19 @@ class JobStore:
                 result.append(JobSummary(jid, oid, None, exc.message))
         return result
 
-    def list_records(self, prefix: str = refs.BRANCH_PREFIX) -> list[JobRecord]:
+    def list_records(self, prefix: str = refs.BRANCH_PREFIX, *,
+                     lock_refs: dict[str, str] | None = None) -> list[JobRecord]:
         """Every job's tip record as plain JSON data, for listings: no pydantic when every
         record is one logist validated before (logist.record_cache); any other record is
-        validated with the model first (and remembered when it passes)."""
-        pairs = self._tips(prefix)
+        validated with the model first (and remembered when it passes).
+
+        ``lock_refs``: filled with {job id: lock oid} of every lock ref, found by the same
+        ``for-each-ref`` (the interrupted-jobs check of ``job list`` needs them).
+        """
+        found = self._refs_under(prefix, *([refs.LOCKS_PREFIX] if lock_refs is not None else []))
+        if lock_refs is not None:
+            lock_refs.update(found[refs.LOCKS_PREFIX])
+        pairs = found[prefix]
         if not pairs:
             return []
         with CatFileBatch(self.paths.root) as batch:
@@ -539,15 +547,23 @@ class JobStore:
 
     def _tips(self, prefix: str) -> list[tuple[str, str]]:
         """[(id, tip)] of the job branches under ``prefix`` (one for-each-ref)."""
-        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", prefix],
+        return self._refs_under(prefix)[prefix]
+
+    def _refs_under(self, *prefixes: str) -> dict[str, list[tuple[str, str]]]:
+        """{prefix: [(job id, oid)]} of the refs named ``<prefix><valid job id>``, for every
+        prefix, with one ``for-each-ref``."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", *prefixes],
                       cwd=self.paths.root)
-        pairs = []
+        found: dict[str, list[tuple[str, str]]] = {p: [] for p in prefixes}
         for line in out.splitlines():
             oid, _, ref = line.partition(" ")
-            rest = ref[len(prefix):]
-            if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
-                pairs.append((rest, oid))
-        return pairs
+            for p in prefixes:
+                if ref.startswith(p):
+                    rest = ref[len(p):]
+                    if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
+                        found[p].append((rest, oid))
+                    break
+        return found
 
     @property
     def record_cache(self):

@@ -12,20 +12,24 @@ from logist.output import emit_json, kv, say, table, warn
 
 
 def _warn_interrupted(store, exclude: str | None = None, summaries: list | None = None,
-                      running: list[str] | None = None) -> None:
+                      running: list[str] | None = None, lock_refs: dict[str, str] | None = None
+                      ) -> None:
     """One line when some job was interrupted (a step in flight and no live holder, or a lock
     left by a process that is gone); see `logist recover`.
 
     Cheap when nothing is wrong: one scan of the locks. A job interrupted here leaves its lock
     behind (the runner holds it through every transient state); ``running`` names the jobs
     whose record says a step is in flight, which may have no lock at all (adopted from a
-    remote). ``summaries`` reuses a listing the command already made.
+    remote). ``summaries`` reuses a listing the command already made; ``lock_refs`` the lock
+    refs it already found ({job id: oid}).
     """
     try:
+        if summaries is None and lock_refs is not None and not lock_refs and not running:
+            return  # no lock and nothing in flight: nothing can be interrupted
         from logist.locks import read_locks
 
         if summaries is None:
-            locks = read_locks(store)
+            locks = read_locks(store, lock_refs)
             stale = any(h is None or h.stale_reason() for _, h in locks.values())
             if not stale and all(j in locks for j in running or ()):
                 return
@@ -111,10 +115,12 @@ def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json
         refs.validate_remote(remote)
         records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
     else:
-        records = store.list_records()
+        lock_refs: dict[str, str] = {}
+        records = store.list_records(lock_refs=lock_refs)
         from logist.states import record_in_flight
 
-        _warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)])
+        _warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)],
+                          lock_refs=lock_refs)
     rows = []
     for rec in records:
         d = rec.data
