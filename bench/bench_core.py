@@ -549,7 +549,7 @@ def bench_imports(tmp: Path, rounds: int) -> list[Result]:
             if r:
                 samples.setdefault(name, []).append(t)
     py = med_ms(samples["python -c pass"])
-    print(f"\n(c) wall medians: " + ", ".join(f"{k} {med_ms(v):.1f} ms" for k, v in samples.items()))
+    print("\n(c) wall medians: " + ", ".join(f"{k} {med_ms(v):.1f} ms" for k, v in samples.items()))
     results = []
     for name, a in cmds.items():
         total, first, mods = importtime(a)

@@ -401,7 +401,7 @@ def _prefilter(store: JobStore, items: list[tuple[str, str, str]], base_oid: str
         return {**out, **{j: "check" for j, _t, _b in usable}}
     specs: list[str] = []
     spans = []
-    for (j, t, b), paths in zip(usable, changed):
+    for (j, _t, b), paths in zip(usable, changed):
         record = refs.record_dir(j) + "/"
         work = [p for p in paths if not p.startswith(record) and "\n" not in p]
         if not work:

@@ -9,6 +9,7 @@ the fixes for them push or merge).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,6 +220,12 @@ def _orphan(store: JobStore, jid: str, wt: Path, entry: dict[str, str], rep: Doc
                                 fix=f"git worktree remove {wt}", apply=apply))
 
 
+def _delete_ref(store: JobStore, ref: str, oid: str) -> str:
+    """Delete ``ref`` if it still points at ``oid`` (a lock taken again meanwhile is kept)."""
+    store.update_refs(f"delete {ref} {oid}\n")
+    return f"deleted {ref}"
+
+
 def _locks(store: JobStore, jobs, rep: DoctorReport) -> None:
     from logist.locks import Holder
 
@@ -232,7 +239,7 @@ def _locks(store: JobStore, jobs, rep: DoctorReport) -> None:
         holder = Holder.from_bytes(raw[:4096]) if raw else None
         reason = "unreadable lock record" if holder is None else holder.stale_reason()
         s = jobs.get(jid)
-        delete = lambda ref=ref, oid=oid: (store.update_refs(f"delete {ref} {oid}\n"), f"deleted {ref}")[1]
+        delete = functools.partial(_delete_ref, store, ref, oid)
         if s is None:
             if reason is None:
                 continue  # a job being created or adopted right now

@@ -120,7 +120,6 @@ class RepoReader:
         return None
 
 
-
 def load(object_store, oid: bytes):
     """``object_store[oid]``, looking among loose objects first.
 

@@ -12,6 +12,7 @@ from enum import Enum
 
 SCHEMA_VERSION = 1  # of the record (manifest.json); logist.model validates it
 
+
 class State(str, Enum):
     DRAFT = "DRAFT"
     PENDING = "PENDING"

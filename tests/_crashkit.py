@@ -147,7 +147,7 @@ def create(repo: Path, toml: str, *, job_id: str | None = None, env: dict | None
 
 def sh_step(name: str, script: str, **extra) -> str:
     """A [[steps]] table running ``sh -c script`` with the command agent."""
-    lines = [f"[[steps]]", f"name = {json.dumps(name)}", 'agent = "command"',
+    lines = ["[[steps]]", f"name = {json.dumps(name)}", 'agent = "command"',
              f"command = {json.dumps(['sh', '-c', script])}"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,6 @@ select/LOGIST_JOB, path, -C, exit codes, and read commands that never write."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from _crashkit import (Lines, Procs, agent_info, assert_consistent, create, history, init_project, lock_holder_pid,
-                       logist, manifest, mock_step, no_traceback, run_dir, sh_step, status, wait_agent_running,
+                       logist, manifest, mock_step, no_traceback, sh_step, status, wait_agent_running,
                        wait_for)
 
 

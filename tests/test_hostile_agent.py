@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from _crashkit import (Procs, assert_consistent, create, history, init_project, logist, manifest, run_dir,
+from _crashkit import (assert_consistent, create, init_project, logist, manifest, run_dir,
                        sh_step, wait_for)
 from conftest import git
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from _crashkit import (Procs, assert_consistent, create, dead_pid, fsck_clean, init_project, logist,
-                       mock_step, no_traceback, sh_step, wait_for)
+from _crashkit import (Procs, assert_consistent, create, dead_pid, fsck_clean, init_project, mock_step, no_traceback, sh_step, wait_for)
 from conftest import git
 
 N = 8

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from _crashkit import (Procs, assert_consistent, create, history, init_project, logist, manifest, mock_step,
-                       no_traceback, run_dir, sh_step, wait_agent_running, wait_for, worktree)
+                       no_traceback, sh_step, wait_agent_running, wait_for, worktree)
 from conftest import git
 
 
