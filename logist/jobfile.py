@@ -104,7 +104,8 @@ def parse_job_file(path: str | Path) -> JobFile:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise JobFileError(f"job file {path} does not exist",
-                           hint="check the path, or create one from .logist/jobs.example.toml") from None
+                           hint="check the path, or start from .logist/job.example.toml "
+                                "(written by `logist init`)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise JobFileError(f"cannot read job file {path}: {exc}") from None
     return parse_job_text(text, str(path))

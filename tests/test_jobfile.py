@@ -139,6 +139,17 @@ def test_missing_and_unreadable_files(tmp_path):
         parse_job_file(tmp_path)  # a directory
 
 
+def test_missing_file_hint_names_the_example_init_writes(tmp_path):
+    import re
+
+    from logist.install import data_dir
+
+    with pytest.raises(JobFileError) as info:
+        parse_job_file(tmp_path / "nope.toml")
+    named = re.search(r"\.logist/[\w.]+\.toml", info.value.hint).group(0)
+    assert (data_dir("template") / named).is_file(), named
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_file_through_the_cli_creates_nothing(cli, case):
     text, key, _ = BAD[case]
