@@ -10,8 +10,8 @@ there; anything else takes the full validation (and is remembered when it passes
 The file can only ever cause a *miss* (a record validated again), never a wrong *hit*: a
 line is looked up only by an object id git reported, the file name carries the schema and
 logist versions (a new model starts a new file), and a line lost to a concurrent rewrite
-costs one validation. Only logist writes it; nothing fetched from a remote goes in without passing
-the model.
+costs one validation. Only logist writes it; nothing fetched from a remote goes in without
+passing the model.
 """
 
 from __future__ import annotations

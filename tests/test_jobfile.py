@@ -3,11 +3,14 @@ error naming the file, the key and the line, and creates nothing."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from _core import cli, create_job, no_traceback, project, record_at, refs_snapshot, tip, write  # noqa: F401
 from conftest import git
 from logist.errors import JobFileError
+from logist.install import data_dir
 from logist.jobfile import parse_job_file, parse_job_text
 
 # The example of issue 2 §4, verbatim.
@@ -140,10 +143,6 @@ def test_missing_and_unreadable_files(tmp_path):
 
 
 def test_missing_file_hint_names_the_example_init_writes(tmp_path):
-    import re
-
-    from logist.install import data_dir
-
     with pytest.raises(JobFileError) as info:
         parse_job_file(tmp_path / "nope.toml")
     named = re.search(r"\.logist/[\w.]+\.toml", info.value.hint).group(0)
