@@ -45,7 +45,7 @@ def hermetic_env(tmp: Path) -> None:
                        "GIT_TERMINAL_PROMPT": "0", "NO_COLOR": "1",
                        "PYTHONPATH": str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"]
                                                   if os.environ.get("PYTHONPATH") else "")})
-    import logist.gitcmd as gitcmd
+    import logist.git.gitcmd as gitcmd
 
     gitcmd._BASE_ENV = None  # recompute from the environment set above
 

@@ -2,7 +2,7 @@
 
     python bench/bench_core.py [--quick] [--rounds N] [--sizes 1000,10000] [--only a,b,c]
 
-(a) one transition through the public API (``logist.job_state.update_job_manifest`` with a
+(a) one transition through the public API (``logist.store.job_state.update_job_manifest`` with a
     ``JobStore`` and a held lease) against two floors that make the same commit (same parent,
     same tree change: manifest + history blobs under ``.logist/jobs/<id>/``) with no logist
     logic: raw dulwich objects + one ``git update-ref NEW OLD``, and pure git plumbing
@@ -190,11 +190,11 @@ class GitCounter:
 
 
 def bench_transition(tmp: Path, rounds: int, cli_rounds: int) -> list[Result]:
-    from logist.jobfile import parse_job_text
-    from logist.job_state import Update, apply_update, update_job_manifest
-    from logist.jobs import create_job
-    from logist.locks import acquire
-    from logist.store import JobStore, new_transition_id, utcnow
+    from logist.core.jobfile import parse_job_text
+    from logist.store.job_state import Update, apply_update, update_job_manifest
+    from logist.engine.jobs import create_job
+    from logist.store.locks import acquire
+    from logist.store.jobstore import JobStore, new_transition_id, utcnow
 
     repo = new_repo(tmp / "a-repo", n_files=200)
     logist_init(repo)
@@ -377,10 +377,10 @@ print(json.loads(out[nl + 1:nl + 1 + int(out[:nl].split()[2])])["state"])
 
 def make_jobs(repo: Path, n: int) -> list[str]:
     """n job branches in one `git fast-import`, each with a valid record; returns the ids."""
-    from logist.jobfile import parse_job_text
-    from logist.jobs import build_manifest
-    from logist.model import HistoryEntry, State, canonical_json, history_line, parse_manifest
-    from logist.store import utcnow
+    from logist.core.jobfile import parse_job_text
+    from logist.engine.jobs import build_manifest
+    from logist.core.model import HistoryEntry, State, canonical_json, history_line, parse_manifest
+    from logist.store.jobstore import utcnow
 
     base = sh(repo, "rev-parse", "HEAD")
     now = utcnow()
@@ -417,7 +417,7 @@ def make_jobs(repo: Path, n: int) -> list[str]:
 
 def bench_list(tmp: Path, sizes: list[int], rounds: int) -> list[Result]:
     from logist.cli import main
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     ns: dict = {}
     exec(compile(LIST_FLOOR_SCRIPT, "<list-floor>", "exec"), ns)  # noqa: S102 - our own code
@@ -496,9 +496,9 @@ def bench_list(tmp: Path, sizes: list[int], rounds: int) -> list[Result]:
 # (c) import cost
 # --------------------------------------------------------------------------------------------
 WATCH = ("dulwich", "pydantic", "pydantic_core", "cyclopts", "rich", "git", "tomllib", "asyncio",
-         "logist.jobfile", "logist.job_state", "logist.model", "logist.store", "logist.locks",
-         "logist.jobs", "logist.config", "logist.agents", "logist.job_processor", "logist.notes",
-         "logist.job_history", "logist.observer", "logist.sentinel")
+         "logist.core.jobfile", "logist.store.job_state", "logist.core.model", "logist.store.jobstore", "logist.store.locks",
+         "logist.engine.jobs", "logist.core.config", "logist.agents", "logist.engine.job_processor", "logist.git.notes",
+         "logist.store.job_history", "logist.engine.observer", "logist.engine.sentinel")
 
 
 def importtime(argv: list[str]) -> tuple[float, dict[str, float], list[str]]:
@@ -523,9 +523,9 @@ def importtime(argv: list[str]) -> tuple[float, dict[str, float], list[str]]:
 
 
 def bench_imports(tmp: Path, rounds: int) -> list[Result]:
-    from logist.jobfile import parse_job_text
-    from logist.jobs import create_job
-    from logist.store import JobStore
+    from logist.core.jobfile import parse_job_text
+    from logist.engine.jobs import create_job
+    from logist.store.jobstore import JobStore
 
     repo = new_repo(tmp / "c-repo", n_files=20)
     logist_init(repo)
@@ -559,9 +559,9 @@ def bench_imports(tmp: Path, rounds: int) -> list[Result]:
         print(f"    logist modules: {', '.join(dict.fromkeys(mods))}")
         bad = [p for p in ("dulwich",) if p in first]
         if name == "logist --help":
-            bad += [p for p in ("pydantic", "logist.model", "logist.store") if p in first]
+            bad += [p for p in ("pydantic", "logist.core.model", "logist.store.jobstore") if p in first]
         if name == "logist job status ID":
-            bad += [p for p in ("logist.jobfile", "logist.agents", "logist.job_processor") if p in first]
+            bad += [p for p in ("logist.core.jobfile", "logist.agents", "logist.engine.job_processor") if p in first]
         if bad:
             print(f"    imports it does not need: {', '.join(bad)}")
         results.append(Result(f"{name}: fresh process (imports {total:.0f} ms"

@@ -13,7 +13,7 @@
    empty group). The sentinel checks every 0.5 s and the watcher polls every 0.25 s, so about
    0.25-0.5 s beyond the threshold is expected.
 
-2. Notes: cost per note line of ``logist.notes.append_notes`` (compare-and-swap through one
+2. Notes: cost per note line of ``logist.git.notes.append_notes`` (compare-and-swap through one
    ``git fast-import``) against one ``git notes append`` per line, in the same run, in fresh
    repositories: one line per call (the worst case: a watcher flushing a single line), the
    watcher's real pattern (a flush of 10 lines to one commit), and a batch of ``--notes``
@@ -83,7 +83,7 @@ def epoch(iso: str) -> float:
 
 
 def one_hang(repo: Path, job_file: Path, silence: float) -> dict:
-    from logist.sentinel import group_alive
+    from logist.engine.sentinel import group_alive
 
     job_id = create_job(repo, job_file)
     runner = subprocess.Popen(python_cmd("-m", "logist", "-C", str(repo), "job", "run", job_id),
@@ -140,7 +140,7 @@ def bench_hang(runs: int, silence: float, root: Path) -> None:
 def bench_notes(n: int, rounds: int, root: Path) -> None:
     from bench.bench_notes import line, time_batch, time_batch1, time_git_notes_add
     from bench.bench_notes import new_repo as notes_repo
-    from logist.notes import append_notes
+    from logist.git.notes import append_notes
 
     ref = "refs/notes/logist/observer"
 

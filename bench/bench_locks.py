@@ -2,7 +2,7 @@
 
     python bench/bench_locks.py [--rounds 40] [--transitions 30] [--repeat 3]
 
-1. Lock acquire + release (``logist.locks.acquire`` / ``Lease.release``: a holder blob, a
+1. Lock acquire + release (``logist.store.locks.acquire`` / ``Lease.release``: a holder blob, a
    create-only ref update, a compare-and-delete) against the floor: one ``git update-ref``.
 2. One fenced transition under the lease (acquire, read the tip, commit, publish with
    ``verify`` + CAS, release), in process.
@@ -29,14 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from logist.gitcmd import base_env  # noqa: E402
+from logist.git.gitcmd import base_env  # noqa: E402
 
 WORKER = r"""
 import json, sys, time
-from logist.store import JobStore, new_transition_id, utcnow
-from logist.locks import acquire
-from logist.job_state import Update, apply_update
-from logist.errors import BusyError
+from logist.store.jobstore import JobStore, new_transition_id, utcnow
+from logist.store.locks import acquire
+from logist.store.job_state import Update, apply_update
+from logist.core.errors import BusyError
 repo, jobs, n, out = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4]
 store = JobStore.discover(repo)
 done = {j: 0 for j in jobs}
@@ -72,9 +72,9 @@ def sh(repo: Path, *args: str, input: str | None = None) -> str:
 
 
 def new_project(root: Path, name: str, n_jobs: int) -> tuple[Path, list[str]]:
-    from logist.jobfile import JobFile, StepFile
-    from logist.jobs import create_job
-    from logist.store import JobStore
+    from logist.core.jobfile import JobFile, StepFile
+    from logist.engine.jobs import create_job
+    from logist.store.jobstore import JobStore
 
     repo = root / name
     repo.mkdir()
@@ -94,9 +94,9 @@ def ms(samples: list[float]) -> float:
 
 
 def bench_lock(root: Path, rounds: int) -> tuple[float, float, float]:
-    from logist.job_state import Update, apply_update
-    from logist.locks import acquire
-    from logist.store import JobStore, new_transition_id, utcnow
+    from logist.store.job_state import Update, apply_update
+    from logist.store.locks import acquire
+    from logist.store.jobstore import JobStore, new_transition_id, utcnow
 
     repo, (job,) = new_project(root, "lock", 1)
     store = JobStore.discover(repo)
@@ -201,7 +201,7 @@ def main() -> None:
         (home / ".gitconfig").write_text("[user]\n\tname = bench\n\temail = bench@example.invalid\n")
         os.environ["HOME"] = str(home)
         os.environ["GIT_CONFIG_GLOBAL"] = str(home / ".gitconfig")
-        import logist.gitcmd as gitcmd
+        import logist.git.gitcmd as gitcmd
 
         gitcmd._BASE_ENV = None
         floor, lock, trans = bench_lock(root, args.rounds)

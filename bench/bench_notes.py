@@ -1,4 +1,4 @@
-"""Cost per note: logist.notes.append_notes (batch of 1, batch of 100) vs one `git notes add`.
+"""Cost per note: logist.git.notes.append_notes (batch of 1, batch of 100) vs one `git notes add`.
 
     python bench/bench_notes.py [--rounds 5] [--notes 100] [--big 10000]
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from logist.gitcmd import base_env  # noqa: E402
-from logist.notes import append_notes, json_line  # noqa: E402
+from logist.git.gitcmd import base_env  # noqa: E402
+from logist.git.notes import append_notes, json_line  # noqa: E402
 
 REF = "refs/notes/logist/observer"
 

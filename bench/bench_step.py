@@ -97,11 +97,11 @@ class StepFloor:
 def bench_agent(tmp: Path, agent: str, rounds: int, cli_rounds: int) -> list[Result]:
     from logist.agents import get_agent
     from logist.agents.base import StepContext
-    from logist.job_processor import Engine
-    from logist.jobfile import parse_job_text
-    from logist.jobs import create_job
-    from logist.model import State
-    from logist.store import JobStore
+    from logist.engine.job_processor import Engine
+    from logist.core.jobfile import parse_job_text
+    from logist.engine.jobs import create_job
+    from logist.core.model import State
+    from logist.store.jobstore import JobStore
 
     repo = new_repo(tmp / f"{agent}-repo", n_files=200)
     logist_init(repo)
@@ -209,7 +209,7 @@ def bench_agent(tmp: Path, agent: str, rounds: int, cli_rounds: int) -> list[Res
 
 def bench_side_process(tmp: Path, rounds: int) -> list[Result]:
     """One side process on its own: spawned for an agent already gone, until reaped."""
-    from logist.watcher import spawn_watcher, stop_watcher
+    from logist.engine.watcher import spawn_watcher, stop_watcher
 
     repo = new_repo(tmp / "watcher-repo", n_files=1)
     commit = sh(repo, "rev-parse", "HEAD")

@@ -35,7 +35,7 @@ def hermetic_env(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     # import from the checkout under test when run as a subprocess
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    import logist.gitcmd as gitcmd
+    import logist.git.gitcmd as gitcmd
     monkeypatch.setattr(gitcmd, "_BASE_ENV", None)
     yield
 

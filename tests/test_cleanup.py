@@ -139,8 +139,8 @@ def test_gc_keeps_a_dirty_or_locked_worktree_and_its_branch(net):
 
 
 def test_gc_skips_a_job_held_by_a_live_process(net):
-    from logist.locks import acquire
-    from logist.store import JobStore
+    from logist.store.locks import acquire
+    from logist.store.jobstore import JobStore
 
     jid = make_job(net.a, "Held", writes={"h.txt": "h\n"})
     lg(net.a, "push")
@@ -249,8 +249,8 @@ def test_job_clean(net):
 
 
 def test_integration_rules_unit(net):
-    from logist.cleanup import integration
-    from logist.store import JobStore
+    from logist.share.cleanup import integration
+    from logist.store.jobstore import JobStore
 
     store = JobStore.discover(net.a)
     jid = make_job(net.a, "Unit", writes={"u.txt": "u\n"})

@@ -232,8 +232,8 @@ def test_cwd_is_reset_between_calls(cli, monkeypatch):
 # ----------------------------------------------------------------------------- exit codes
 
 def test_busy_job_exits_4(cli):
-    from logist.locks import acquire
-    from logist.store import JobStore
+    from logist.store.locks import acquire
+    from logist.store.jobstore import JobStore
 
     job_id = create_job(cli, "--title", "Busy", "--step", "x", "--activate")
     store = JobStore.discover(cli.repo)
@@ -272,7 +272,7 @@ def test_read_commands_never_write(cli):
                                  'writes = { "x.txt" = "x" }\n', "--activate")
     cli.ok("job", "run", done)
     job_id = create_job(cli, "--title", "Idle", "--step", "x", "--activate")
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     store = JobStore.discover(repo)
     wts = [store.worktree_path(j) for j in (done, job_id)]

@@ -70,7 +70,7 @@ def sections(text: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------- states.md
 def test_states_transition_table_equals_code():
-    from logist.job_state import TRANSITIONS
+    from logist.store.job_state import TRANSITIONS
 
     code = {(src if src == "*" else src.value, event, dst.value) for src, event, dst in TRANSITIONS}
     rows = table_with(doc("states.md"), ["from", "event", "to"])
@@ -81,8 +81,8 @@ def test_states_transition_table_equals_code():
 
 
 def test_states_table_equals_code():
-    from logist.job_state import allowed_events
-    from logist.model import TERMINAL, TRANSIENT, State
+    from logist.store.job_state import allowed_events
+    from logist.core.model import TERMINAL, TRANSIENT, State
 
     rows = table_with(doc("states.md"), ["state", "kind", "events allowed"])
     documented = {r[0]: (r[1], set() if r[2] == "-" else {e.strip() for e in r[2].split(",")})
@@ -95,7 +95,7 @@ def test_states_table_equals_code():
 
 
 def test_states_events_are_explained():
-    from logist.job_state import EVENTS
+    from logist.store.job_state import EVENTS
 
     who = table_with(doc("states.md"), ["event", "fired by"])
     named = {e.strip() for r in who for e in r[0].split("/")}
@@ -191,7 +191,7 @@ def test_options_parser_reads_cyclopts_help(capsys):
 
 
 def test_cli_configuration_lists_every_config_key():
-    from logist.config import Config
+    from logist.core.config import Config
 
     def keys(model, prefix=""):
         for name, f in model.model_fields.items():
@@ -208,7 +208,7 @@ def test_cli_configuration_lists_every_config_key():
 
 # ----------------------------------------------------------------------------- exit-codes.md
 def test_exit_codes_match_code():
-    from logist.errors import ExitCode
+    from logist.core.errors import ExitCode
 
     rows = table_with(doc("exit-codes.md"), ["code", "name", "meaning"])
     documented = {int(r[0]): r[1] for r in rows}
@@ -221,7 +221,7 @@ def test_exit_codes_match_code():
 
 
 def test_error_classes_match_code():
-    import logist.errors as errors
+    import logist.core.errors as errors
 
     code = {name: cls.exit_code for name, cls in inspect.getmembers(errors, inspect.isclass)
             if issubclass(cls, errors.LogistError)}
@@ -236,8 +236,8 @@ def toml_blocks(text: str) -> list[str]:
 
 
 def test_jobfile_complete_example_parses_and_builds():
-    from logist.jobfile import parse_job_text
-    from logist.jobs import build_manifest
+    from logist.core.jobfile import parse_job_text
+    from logist.engine.jobs import build_manifest
 
     blocks = [b for b in toml_blocks(doc("jobfile.md")) if "[[steps]]" in b]
     assert blocks, "docs/jobfile.md has no complete example"
@@ -249,8 +249,8 @@ def test_jobfile_complete_example_parses_and_builds():
 def test_jobfile_documents_every_key():
     from logist.agents.mock import _SPEC_KEYS
     from logist.agents.mock_agent import SCENARIOS
-    from logist.jobfile import BudgetFile, JobFile, ObserverFile, StepFile
-    from logist.sentinel import SentinelConfig
+    from logist.core.jobfile import BudgetFile, JobFile, ObserverFile, StepFile
+    from logist.engine.sentinel import SentinelConfig
     from dataclasses import fields
 
     text = doc("jobfile.md")
@@ -267,8 +267,8 @@ def test_jobfile_documents_every_key():
 
 
 def test_jobfile_example_sentinel_keys_are_valid():
-    from logist.jobfile import parse_job_text
-    from logist.sentinel import SentinelConfig
+    from logist.core.jobfile import parse_job_text
+    from logist.engine.sentinel import SentinelConfig
 
     spec = parse_job_text([b for b in toml_blocks(doc("jobfile.md")) if "[[steps]]" in b][0])
     SentinelConfig.from_dict(dict(spec.sentinel))
@@ -276,7 +276,7 @@ def test_jobfile_example_sentinel_keys_are_valid():
 
 # ----------------------------------------------------------------------------------- refs.md
 def test_refs_doc_lists_every_namespace():
-    import logist.refs as refs
+    import logist.git.refs as refs
 
     text = doc("refs.md")
     names = {k: v for k, v in vars(refs).items()
@@ -297,8 +297,8 @@ def test_refs_doc_lists_every_trailer():
 
 
 def test_refs_doc_commit_format_matches_commit_message():
-    from logist.model import HistoryEntry, Manifest, State, Step
-    from logist.store import commit_message
+    from logist.core.model import HistoryEntry, Manifest, State, Step
+    from logist.store.jobstore import commit_message
 
     m = Manifest(id="add-greeting-7k2q", title="Add greeting", base="0" * 40,
                  steps=[Step(name="write"), Step(name="check")], state=State.PENDING,

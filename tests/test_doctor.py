@@ -87,7 +87,7 @@ def test_orphaned_worktrees_and_stray_directories(net):
 
 
 def test_dead_locks_and_stale_lock_files(net):
-    from logist.locks import Holder
+    from logist.store.locks import Holder
 
     done = make_job(net.a, "Done")
     h = Holder(pid=2 ** 22 + 7, host=socket.gethostname(), boot_id="", start_time=None,
@@ -116,7 +116,7 @@ def test_dead_locks_and_stale_lock_files(net):
 
 
 def test_interrupted_job_is_reported_with_recover(net):
-    from logist.locks import Holder
+    from logist.store.locks import Holder
 
     jid = make_job(net.a, "Interrupted", run=False)
     # make the tip say EXECUTING, held by a dead process
@@ -136,7 +136,7 @@ def test_interrupted_job_is_reported_with_recover(net):
 
 
 def test_unpushed_history_and_diverged_notes(net):
-    from logist.notes import append_notes, read_note
+    from logist.git.notes import append_notes, read_note
 
     jid = make_job(net.a, "Shared")
     lg(net.a, "push")

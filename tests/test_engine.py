@@ -572,7 +572,7 @@ def test_an_agent_that_leaves_nothing_gets_no_warning(cli):
 def test_side_processes_finish_during_the_harvest_and_are_reaped_one_at_a_time(cli, monkeypatch):
     """Each step's side process overlaps its harvest; the previous one is reaped before the
     next agent starts, the last before `job run` returns, with its notes in git by then."""
-    from logist import watcher
+    from logist.engine import watcher
 
     spawned: list[int] = []
     overlapping: list[list[int]] = []
@@ -600,7 +600,7 @@ def test_side_processes_finish_during_the_harvest_and_are_reaped_one_at_a_time(c
 
 
 def test_a_verdict_of_another_step_is_stale(tmp_path):
-    from logist.job_processor import _verdict
+    from logist.engine.job_processor import _verdict
 
     path = tmp_path / "verdict.json"
     assert _verdict(path, "a" * 40) is None

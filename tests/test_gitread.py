@@ -1,4 +1,4 @@
-"""In-process reads (logist.gitread) give git's answer, or step aside so that git is asked.
+"""In-process reads (logist.git.gitread) give git's answer, or step aside so that git is asked.
 
 Every expectation below is git's own answer (`git rev-parse`, `git cat-file`), compared with
 what the store read without starting a process.
@@ -13,11 +13,11 @@ import pytest
 
 from _core import cli, create_job, project, tip  # noqa: F401
 from conftest import git
-from logist.errors import JobNotFoundError
+from logist.core.errors import JobNotFoundError
 
 
 def _store(repo):
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     return JobStore.discover(repo)
 
@@ -85,7 +85,7 @@ def test_a_symbolic_ref_is_left_to_git(cli):
     job = create_job(cli, "--title", "sym", "--step", "one")
     store = _store(cli.repo)
     git(cli.repo, "symbolic-ref", "refs/heads/logist/alias-of-it", f"refs/heads/logist/{job}")
-    from logist.gitread import Unsupported
+    from logist.git.gitread import Unsupported
 
     with pytest.raises(Unsupported):
         store.reader.ref("refs/heads/logist/alias-of-it")
@@ -96,7 +96,7 @@ def test_a_reftable_repository_is_left_to_git(cli):
     job = create_job(cli, "--title", "rt", "--step", "one")
     (cli.repo / ".git" / "reftable").mkdir()  # what a reftable repository has
     store = _store(cli.repo)
-    from logist.gitread import Unsupported
+    from logist.git.gitread import Unsupported
 
     with pytest.raises(Unsupported):
         store.reader.ref(f"refs/heads/logist/{job}")
@@ -125,7 +125,7 @@ def test_an_object_missing_locally_falls_back_to_git(cli, tmp_path):
     job = create_job(cli, "--title", "missing", "--step", "one")
     store = _store(cli.repo)
     store.writer  # noqa: B018
-    from logist.gitread import Unsupported
+    from logist.git.gitread import Unsupported
 
     with pytest.raises(Unsupported):
         store.reader.blob_at("0" * 40, f".logist/jobs/{job}/manifest.json")
@@ -137,9 +137,9 @@ def test_a_failed_transition_leaves_no_waiting_git_behind(cli, monkeypatch):
     job = create_job(cli, "--title", "fail", "--step", "one")
     store = _store(cli.repo)
     tip_before = tip(cli.repo, job)
-    from logist import gitcmd
-    from logist.job_state import Update, apply_update
-    from logist.store import new_transition_id, utcnow
+    from logist.git import gitcmd
+    from logist.store.job_state import Update, apply_update
+    from logist.store.jobstore import new_transition_id, utcnow
 
     _, m = store.read(job)
     new, entry = apply_update(m, Update(event="suspend"), now=utcnow(), transition_id=new_transition_id())

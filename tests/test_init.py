@@ -12,7 +12,7 @@ import pytest
 
 from _core import Cli, no_traceback, refs_snapshot, tree_digest, write
 from conftest import git, run_logist
-from logist.install import data_dir
+from logist.share.install import data_dir
 
 
 def config_values(repo: Path, key: str) -> list[str]:
@@ -55,7 +55,7 @@ def test_init_sets_everything_up(repo, logist):
     assert ".logist/config.local.toml" in (repo / ".git" / "info" / "exclude").read_text().splitlines()
     assert "config.toml" in r.out
     # the config the template ships is valid for the store
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     store = JobStore.discover(repo)
     assert store.is_initialized() and store.config.default_agent == "mock"
@@ -100,7 +100,7 @@ def test_init_from_a_subdirectory(repo, logist):
 def test_init_from_a_linked_worktree(repo, logist, tmp_path):
     """The config belongs to the project: init from a linked worktree (or a subdirectory of
     one) writes it into the main work tree, where every worktree finds it; idempotent from any."""
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     linked = tmp_path / "linked"
     other = tmp_path / "other"
@@ -141,7 +141,7 @@ def test_init_from_a_linked_worktree(repo, logist, tmp_path):
 
 def test_init_in_a_linked_worktree_of_a_bare_repository(repo, logist, tmp_path):
     """No main work tree: the config goes where the store reads it, the work tree init runs in."""
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     bare = tmp_path / "bare.git"
     git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))

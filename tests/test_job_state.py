@@ -1,4 +1,4 @@
-"""logist.job_state: the transition table of DESIGN.md §3 and the manifest API of issue 2 §6.
+"""logist.store.job_state: the transition table of DESIGN.md §3 and the manifest API of issue 2 §6.
 
 The table is checked against an expectation written out by hand from DESIGN.md, not against
 itself; ``update_job_manifest`` runs against a real repository through the real JobStore.
@@ -16,11 +16,11 @@ import pytest
 from _core import cli, create_job, history_at, project, record_at, refs_snapshot, tip  # noqa: F401
 from _core import worktree_status
 from conftest import git
-from logist import job_state
-from logist.errors import ConcurrentUpdateError, JobStateError, LogistError
-from logist.job_state import (OUTCOME_EVENTS, TABLE, TRANSITIONS, Update, get_current_state_and_role,
+from logist.store import job_state
+from logist.core.errors import ConcurrentUpdateError, JobStateError, LogistError
+from logist.store.job_state import (OUTCOME_EVENTS, TABLE, TRANSITIONS, Update, get_current_state_and_role,
                               load_job_manifest, transition_state, update_job_manifest)
-from logist.model import TERMINAL, Manifest, State, Step, canonical_json
+from logist.core.model import TERMINAL, Manifest, State, Step, canonical_json
 
 S = State
 NON_TERMINAL = [s for s in State if s not in TERMINAL]
@@ -111,7 +111,7 @@ def test_table_module_has_no_clock_and_no_git():
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
-    forbidden = {"time", "datetime", "subprocess", "logist.gitcmd", "logist.store", "dulwich", "git"}
+    forbidden = {"time", "datetime", "subprocess", "logist.git.gitcmd", "logist.store.jobstore", "dulwich", "git"}
     assert not names & forbidden, names & forbidden
 
 
@@ -207,7 +207,7 @@ def test_current_state_and_role_missing_or_bad_fields_raise(record):
 
 @pytest.fixture
 def store_and_job(cli):
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     job_id = create_job(cli, "--title", "State API", "--step", "one", "--step", "two")
     return JobStore.discover(cli.repo), job_id

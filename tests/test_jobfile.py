@@ -9,9 +9,9 @@ import pytest
 
 from _core import cli, create_job, no_traceback, project, record_at, refs_snapshot, tip, write  # noqa: F401
 from conftest import git
-from logist.errors import JobFileError
-from logist.install import data_dir
-from logist.jobfile import parse_job_file, parse_job_text
+from logist.core.errors import JobFileError
+from logist.share.install import data_dir
+from logist.core.jobfile import parse_job_file, parse_job_text
 
 # The example of issue 2 §4, verbatim.
 ISSUE_EXAMPLE = '''\
@@ -196,8 +196,8 @@ def test_command_line_overrides_the_file(cli):
 
 
 def test_job_list_and_status_do_not_import_the_job_file_parser(cli):
-    """logist.jobfile (TOML job files and their models) is imported by `job create` only:
-    `job list` and `job status` (which import logist.jobs) never pay for it."""
+    """logist.core.jobfile (TOML job files and their models) is imported by `job create` only:
+    `job list` and `job status` (which import logist.engine.jobs) never pay for it."""
     import subprocess
     import sys
 
@@ -208,11 +208,11 @@ def test_job_list_and_status_do_not_import_the_job_file_parser(cli):
         assert proc.returncode == 0, proc.stderr
         imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                     if line.startswith("import time:")}
-        assert "logist.store" in imported, args  # (the import trace is there)
-        assert "logist.jobfile" not in imported, args
-    assert "logist.jobs" in imported  # `job status` does use logist.jobs
-    probe = subprocess.run([sys.executable, "-c", "import sys, logist.jobs; "
-                            "print('logist.jobfile' in sys.modules)"], capture_output=True, text=True)
+        assert "logist.store.jobstore" in imported, args  # (the import trace is there)
+        assert "logist.core.jobfile" not in imported, args
+    assert "logist.engine.jobs" in imported  # `job status` does use logist.engine.jobs
+    probe = subprocess.run([sys.executable, "-c", "import sys, logist.engine.jobs; "
+                            "print('logist.core.jobfile' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False", probe.stderr
 
 

@@ -1,5 +1,5 @@
 """`job list` reads records without the pydantic models when logist validated them before
-(logist.record_cache), and still refuses every record it has not validated."""
+(logist.store.record_cache), and still refuses every record it has not validated."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import git
 
 
 def _store(repo):
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     return JobStore.discover(repo)
 
@@ -60,7 +60,7 @@ def test_job_list_does_not_import_the_models(cli):
     b = create_job(cli, "--title", "second", "--step", "one", "--step", "two")
     cli.ok("job", "activate", b)
     rows, mods = _fresh_list(cli.repo)
-    assert not [m for m in mods if m.startswith("pydantic") or m == "logist.model"], mods
+    assert not [m for m in mods if m.startswith("pydantic") or m == "logist.core.model"], mods
     by_id = {r["id"]: r for r in rows}
     assert by_id[a]["state"] == "DRAFT" and by_id[a]["step_count"] == 1
     assert by_id[b]["state"] == "PENDING" and by_id[b]["step_count"] == 2
@@ -88,11 +88,11 @@ def test_a_record_logist_did_not_write_is_validated_then_remembered(cli):
     blob = _manifest_blob(cli.repo, tip(cli.repo, job), job)
     assert blob not in _cached(cli.repo)
     rows, mods = _fresh_list(cli.repo)
-    assert "logist.model" in mods  # validated with the model this time
+    assert "logist.core.model" in mods  # validated with the model this time
     assert [r["title"] for r in rows if r["id"] == job] == ["retitled by hand"]
     assert blob in _cached(cli.repo)
     rows, mods = _fresh_list(cli.repo)
-    assert "logist.model" not in mods  # and remembered
+    assert "logist.core.model" not in mods  # and remembered
 
 
 def test_an_invalid_record_is_listed_as_invalid_and_never_remembered(cli):
@@ -133,7 +133,7 @@ def test_the_cache_file_is_compacted_to_the_current_tips(cli):
     cli.ok("job", "list", "--json")
     assert _cached(cli.repo) == {_manifest_blob(cli.repo, tip(cli.repo, job), job)}
     rows, mods = _fresh_list(cli.repo)
-    assert "logist.model" not in mods and [r["id"] for r in rows] == [job]
+    assert "logist.core.model" not in mods and [r["id"] for r in rows] == [job]
 
 
 def test_job_list_warns_about_an_interrupted_job_that_has_no_lock(project):
@@ -159,7 +159,7 @@ def test_job_status_reads_a_remembered_record_without_the_models(cli):
     says where the worktree is."""
     job = create_job(cli, "--title", "status me", "--step", "one", "--step", "two")
     st, mods = _fresh(cli.repo, "job", "status", job, "--json")
-    assert not [m for m in mods if m.split(".")[0] in ("pydantic", "dulwich") or m == "logist.model"], mods
+    assert not [m for m in mods if m.split(".")[0] in ("pydantic", "dulwich") or m == "logist.core.model"], mods
     assert (st["id"], st["state"], st["step"], st["step_count"], st["step_name"], st["head"]) == \
            (job, "DRAFT", 1, 2, "step-1", tip(cli.repo, job))
     listed = {}

@@ -20,7 +20,7 @@ from conftest import git
 
 @pytest.fixture
 def store(repo):
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     (repo / ".logist").mkdir()
     (repo / ".logist" / "config.toml").write_text("")
@@ -35,8 +35,8 @@ def procs():
 
 
 def make_job(store, title="lock test") -> str:
-    from logist.jobfile import JobFile, StepFile
-    from logist.jobs import create_job
+    from logist.core.jobfile import JobFile, StepFile
+    from logist.engine.jobs import create_job
 
     spec = JobFile(title=title, steps=[StepFile(name="s1", prompt="do it")])
     return create_job(store, spec, activate=True).id
@@ -44,7 +44,7 @@ def make_job(store, title="lock test") -> str:
 
 def plant_lock(store, job_id: str, **fields) -> str:
     """Write a lock ref whose holder has the given fields (defaults: this host, a dead pid)."""
-    from logist.locks import Holder, boot_id
+    from logist.store.locks import Holder, boot_id
 
     now = time.time()
     raw = fields.pop("raw", None)
@@ -63,7 +63,7 @@ def lock_oid(store, job_id):
 # ---- acquire / release -------------------------------------------------------------------
 
 def test_acquire_creates_a_holder_record_and_release_deletes_it(store):
-    from logist.locks import acquire, read_lock
+    from logist.store.locks import acquire, read_lock
 
     lease = acquire(store, "job-a", command="logist job run job-a")
     oid, holder = read_lock(store, "job-a")
@@ -80,8 +80,8 @@ def test_acquire_creates_a_holder_record_and_release_deletes_it(store):
 
 
 def test_a_held_lock_is_refused_with_who_and_since(store):
-    from logist.errors import LockHeldError
-    from logist.locks import acquire
+    from logist.core.errors import LockHeldError
+    from logist.store.locks import acquire
 
     with acquire(store, "job-a"):
         with pytest.raises(LockHeldError) as exc:
@@ -92,7 +92,7 @@ def test_a_held_lock_is_refused_with_who_and_since(store):
 
 
 def test_cli_exits_4_naming_the_holder(store):
-    from logist.locks import acquire
+    from logist.store.locks import acquire
 
     job = make_job(store)
     with acquire(store, job, command="logist job run (test)"):
@@ -110,7 +110,7 @@ def test_cli_exits_4_naming_the_holder(store):
 @pytest.mark.parametrize("case", ["dead-pid", "other-start-time", "other-boot", "expired", "unreadable",
                                   "other-host-expired"])
 def test_stale_locks_are_taken_over(store, case):
-    from logist.locks import acquire, process_start_time, read_lock
+    from logist.store.locks import acquire, process_start_time, read_lock
 
     now = time.time()
     fields = {
@@ -134,8 +134,8 @@ def test_stale_locks_are_taken_over(store, case):
 
 
 def test_live_holders_are_not_stale(store):
-    from logist.errors import LockHeldError
-    from logist.locks import acquire, process_start_time
+    from logist.core.errors import LockHeldError
+    from logist.store.locks import acquire, process_start_time
 
     plant_lock(store, "job-a", pid=os.getpid(), start_time=process_start_time(os.getpid()))
     with pytest.raises(LockHeldError):
@@ -149,7 +149,7 @@ def test_live_holders_are_not_stale(store):
 
 
 def test_holder_records_are_untrusted_input():
-    from logist.locks import Holder
+    from logist.store.locks import Holder
 
     for raw in (b"", b"[]", b"{}", b'{"pid": "x"}', b'{"pid": 1, "host": "h", "acquired_at": "nan", '
                 b'"heartbeat_at": 1, "lease_seconds": 1}', b"\xff\xfe", b'{"pid": 1e400}'):
@@ -160,8 +160,8 @@ def test_holder_records_are_untrusted_input():
 
 
 def test_lease_seconds_from_the_environment(store, monkeypatch):
-    from logist.errors import UsageError
-    from logist.locks import acquire
+    from logist.core.errors import UsageError
+    from logist.store.locks import acquire
 
     monkeypatch.setenv("LOGIST_LEASE_SECONDS", "2.5")
     with acquire(store, "job-a") as lease:
@@ -176,7 +176,7 @@ def test_lease_seconds_from_the_environment(store, monkeypatch):
 # ---- heartbeat and fencing -----------------------------------------------------------------
 
 def test_heartbeat_moves_the_lock_by_cas(store):
-    from logist.locks import acquire, read_lock
+    from logist.store.locks import acquire, read_lock
 
     lease = acquire(store, "job-a")
     first = lease.oid
@@ -190,9 +190,9 @@ def test_heartbeat_moves_the_lock_by_cas(store):
 
 
 def test_a_lost_lease_cannot_heartbeat_write_or_release(store, monkeypatch):
-    from logist.errors import ConcurrentUpdateError
-    from logist.jobs import human_transition
-    from logist.locks import acquire, read_lock
+    from logist.core.errors import ConcurrentUpdateError
+    from logist.engine.jobs import human_transition
+    from logist.store.locks import acquire, read_lock
 
     job = make_job(store)
     monkeypatch.setenv("LOGIST_LEASE_SECONDS", "0.2")
@@ -202,8 +202,8 @@ def test_a_lost_lease_cannot_heartbeat_write_or_release(store, monkeypatch):
     new = acquire(store, job)
     assert "lease expired" in new.takeover_reason
     tip, m = store.read(job)
-    from logist.job_state import Update, apply_update
-    from logist.store import new_transition_id, utcnow
+    from logist.store.job_state import Update, apply_update
+    from logist.store.jobstore import new_transition_id, utcnow
 
     nm, entry = apply_update(m, Update(event="suspend"), now=utcnow(), transition_id=new_transition_id())
     with pytest.raises(ConcurrentUpdateError) as exc:
@@ -221,10 +221,10 @@ def test_a_lost_lease_cannot_heartbeat_write_or_release(store, monkeypatch):
 def test_fenced_writes_never_race_their_own_heartbeat(store):
     """A write that captured the lease value just before a heartbeat moved it still succeeds
     (the value is brought up to date under the lease's mutex); a foreign value is refused."""
-    from logist.errors import ConcurrentUpdateError
-    from logist.job_state import Update, apply_update
-    from logist.locks import acquire
-    from logist.store import new_transition_id, utcnow
+    from logist.core.errors import ConcurrentUpdateError
+    from logist.store.job_state import Update, apply_update
+    from logist.store.locks import acquire
+    from logist.store.jobstore import new_transition_id, utcnow
 
     job = make_job(store)
     lease = acquire(store, job)
@@ -255,10 +255,10 @@ def test_fencing_a_paused_holder(store, procs, tmp_path):
     script = f"""
 import json, sys, time
 from pathlib import Path
-from logist.store import JobStore, new_transition_id, utcnow
-from logist.locks import acquire
-from logist.job_state import Update, apply_update
-from logist.errors import LogistError
+from logist.store.jobstore import JobStore, new_transition_id, utcnow
+from logist.store.locks import acquire
+from logist.store.job_state import Update, apply_update
+from logist.core.errors import LogistError
 store = JobStore.discover({str(store.root)!r})
 lease = acquire(store, {job!r})
 lease.start_heartbeat()
@@ -281,7 +281,7 @@ except LogistError as exc:
                          stderr=subprocess.PIPE, text=True)
     wait_for(ready.exists, what="the holder to take the lease")
     os.kill(holder.pid, signal.SIGSTOP)
-    from logist.locks import read_lock
+    from logist.store.locks import read_lock
 
     wait_for(lambda: read_lock(store, job)[1].stale_reason(), what="the paused holder's lease to expire")
     r = logist(store.root, "job", "cancel", job, "--message", "taken over")
@@ -301,8 +301,8 @@ except LogistError as exc:
 
 
 def test_break_lock(store):
-    from logist.errors import LockHeldError
-    from logist.locks import acquire, break_lock, read_lock
+    from logist.core.errors import LockHeldError
+    from logist.store.locks import acquire, break_lock, read_lock
 
     with acquire(store, "job-a"):
         with pytest.raises(LockHeldError):
@@ -314,7 +314,7 @@ def test_break_lock(store):
 
 
 def test_read_locks_lists_every_lock(store):
-    from logist.locks import acquire, read_locks
+    from logist.store.locks import acquire, read_locks
 
     a = acquire(store, "job-a")
     plant_lock(store, "job-b", raw=b"garbage")
@@ -326,7 +326,7 @@ def test_read_locks_lists_every_lock(store):
 
 
 def test_boot_id_override_is_test_only_and_simulates_a_reboot(store, monkeypatch):
-    from logist.locks import acquire, boot_id
+    from logist.store.locks import acquire, boot_id
 
     real = boot_id()
     monkeypatch.setenv("LOGIST_BOOT_ID", "before")
@@ -347,7 +347,7 @@ def _age(path: Path, seconds: float) -> None:
 
 
 def test_stale_ref_lock_file_is_removed_and_fresh_one_kept(store):
-    from logist.locks import remove_stale_lock_files, stale_lock_files
+    from logist.store.locks import remove_stale_lock_files, stale_lock_files
 
     job = make_job(store)
     ref_lock = store.paths.common_dir / "refs" / "heads" / "logist" / f"{job}.lock"
@@ -385,7 +385,7 @@ def test_an_old_ref_lock_is_cleared_by_the_next_write(store):
 
 
 def test_lock_files_with_a_live_git_are_kept(store, procs):
-    from logist.locks import find_lock_files, stale_lock_files
+    from logist.store.locks import find_lock_files, stale_lock_files
 
     index_lock = store.paths.common_dir / "index.lock"
     index_lock.write_text("")
@@ -401,7 +401,7 @@ def test_lock_files_with_a_live_git_are_kept(store, procs):
     # a git working in the repository (think: `git commit` waiting for its editor)
     live = procs.popen(["git", "-C", str(store.root), "cat-file", "--batch"], stdin=subprocess.PIPE,
                        stdout=subprocess.PIPE)
-    from logist.locks import live_git_processes
+    from logist.store.locks import live_git_processes
 
     # found even in the instant after its start, when /proc/<pid>/cmdline may still read empty
     assert live.pid in live_git_processes([store.paths.common_dir, store.root])

@@ -1,4 +1,4 @@
-"""logist.model: strict records, schema version, canonical JSON and round trips (issue 2 §3)."""
+"""logist.core.model: strict records, schema version, canonical JSON and round trips (issue 2 §3)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from _core import cli, create_job, project, tip  # noqa: F401
 from conftest import git
-from logist import refs
-from logist.model import (SCHEMA_VERSION, Budget, HistoryEntry, Manifest, State, Step, canonical_json,
+from logist.git import refs
+from logist.core.model import (SCHEMA_VERSION, Budget, HistoryEntry, Manifest, State, Step, canonical_json,
                           history_line, parse_history, parse_manifest)
 
 BASE = "0123456789abcdef0123456789abcdef01234567"
@@ -125,7 +125,7 @@ def test_current_step_and_count():
 
 
 def test_model_and_refs_agree_on_job_ids():
-    from logist import model
+    from logist.core import model
 
     assert model.JOB_ID_RE.pattern == refs.JOB_ID_RE.pattern
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import git
-from logist.errors import BusyError, UsageError
-from logist.notes import (NotesError, append_notes, iso_utc, json_line, list_notes, read_note,
+from logist.core.errors import BusyError, UsageError
+from logist.git.notes import (NotesError, append_notes, iso_utc, json_line, list_notes, read_note,
                           read_note_lines, read_notes, set_note)
-from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL
+from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
 
 
 def make_commits(repo: Path, n: int) -> list[str]:
@@ -117,7 +117,7 @@ def test_fanout_notes_written_by_git(repo):
 
 WRITER = r"""
 import sys, time
-from logist.notes import append_notes, json_line
+from logist.git.notes import append_notes, json_line
 repo, ref, w = sys.argv[1], sys.argv[2], int(sys.argv[3])
 commits = sys.argv[4:]
 for i in range(50):

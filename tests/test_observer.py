@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-import logist.observer as observer_mod
-from logist.errors import ConfigError
-from logist.observer import (BUILTIN_PATTERNS, Observer, Signal, compile_patterns,
+import logist.engine.observer as observer_mod
+from logist.core.errors import ConfigError
+from logist.engine.observer import (BUILTIN_PATTERNS, Observer, Signal, compile_patterns,
                              validate_patterns)
 
 # Lines as the agent CLIs print them (Claude Code, Codex CLI, Aider, Gemini CLI, generic tools).

@@ -84,7 +84,7 @@ def test_wheel_install_is_self_contained(tmp_path):
 
 
 def check_data(installed: Path, tmp_path: Path) -> None:
-    code = ("import logist, logist.install as i; print(logist.__file__); "
+    code = ("import logist, logist.share.install as i; print(logist.__file__); "
             "print(i.data_dir('hooks')); print(i.data_dir('template'))")
     proc = _run(installed, ["-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -34,7 +34,7 @@ def procs():
 
 @pytest.fixture
 def store(repo):
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     init_project(repo)
     return JobStore.discover(repo)
@@ -43,9 +43,9 @@ def store(repo):
 LOCK_WORKER = r"""
 import sys, time
 from pathlib import Path
-from logist.store import JobStore
-from logist.locks import acquire
-from logist.errors import BusyError
+from logist.store.jobstore import JobStore
+from logist.store.locks import acquire
+from logist.core.errors import BusyError
 repo, d, wid, rounds, n, job = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 store = JobStore.discover(repo)
 def put(name, text):
@@ -73,7 +73,7 @@ for r in range(rounds):
 def test_eight_processes_race_for_one_lock(store, procs, tmp_path):
     """One winner per round, over many rounds; every other round starts from a stale lock
     (a dead holder) that all eight try to take over."""
-    from logist.locks import Holder, boot_id, read_lock
+    from logist.store.locks import Holder, boot_id, read_lock
 
     rounds = 24
     d = tmp_path / "coord"
@@ -107,10 +107,10 @@ def test_eight_processes_race_for_one_lock(store, procs, tmp_path):
 TRANSITION_WORKER = r"""
 import json, sys, time, random
 from pathlib import Path
-from logist.store import JobStore, new_transition_id, utcnow
-from logist.locks import acquire
-from logist.job_state import Update, apply_update
-from logist.errors import BusyError
+from logist.store.jobstore import JobStore, new_transition_id, utcnow
+from logist.store.locks import acquire
+from logist.store.job_state import Update, apply_update
+from logist.core.errors import BusyError
 repo, out, wid, jobs, k = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(","), int(sys.argv[5])
 store = JobStore.discover(repo)
 done = {j: 0 for j in jobs}
@@ -138,8 +138,8 @@ out.write_text(json.dumps({"done": done, "busy": busy}))
 
 
 def test_eight_processes_transition_eight_jobs(store, procs, tmp_path):
-    from logist.jobfile import JobFile, StepFile
-    from logist.jobs import create_job
+    from logist.core.jobfile import JobFile, StepFile
+    from logist.engine.jobs import create_job
 
     jobs = [create_job(store, JobFile(title=f"race {i}", steps=[StepFile(prompt="x")]), activate=True,
                        job_id=f"race-{i}").id for i in range(N)]

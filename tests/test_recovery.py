@@ -180,7 +180,7 @@ def test_abandon_stops_a_running_orphan_agent(project, procs, tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"stopped the agent (pid {info['pid']})" in r.stdout
     assert "EXECUTING -> INTERVENTION_REQUIRED" in r.stdout
-    from logist.locks import pid_alive
+    from logist.store.locks import pid_alive
 
     assert not pid_alive(info["pid"])
     m = manifest(project, job)
@@ -256,8 +256,8 @@ def test_recover_finishes_a_harvest_with_warnings_kept(project):
 
 
 def test_recovery_unit_own_tip_and_agent_status(project):
-    from logist import recovery
-    from logist.store import JobStore
+    from logist.engine import recovery
+    from logist.store.jobstore import JobStore
 
     job = interrupt(project, "after-executing-commit")
     store = JobStore.discover(project)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from logist.redact import MASK, cap, redact
+from logist.core.redact import MASK, cap, redact
 
 SECRETS = [
     # (text, the secret that must disappear)

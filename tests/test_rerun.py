@@ -380,8 +380,8 @@ def test_rerun_refuses_conflicting_local_changes(proj):
 
 
 def test_rerun_refused_while_lease_held(proj):
-    from logist.locks import acquire
-    from logist.store import JobStore
+    from logist.store.locks import acquire
+    from logist.store.jobstore import JobStore
 
     jid = proj.job("one")
     proj.ok("job", "run", jid)

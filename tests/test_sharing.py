@@ -237,8 +237,8 @@ def test_push_fetch_round_trip_and_remote_listing(net, monkeypatch):
 
 
 def test_push_selected_jobs_and_logist_refs_but_never_locks(net):
-    from logist.locks import acquire
-    from logist.store import JobStore
+    from logist.store.locks import acquire
+    from logist.store.jobstore import JobStore
 
     j1 = make_job(net.a, "One")
     j2 = make_job(net.a, "Two")
@@ -305,7 +305,7 @@ def test_push_when_the_job_went_on_elsewhere_and_when_it_diverged(net):
 
 
 def test_notes_merge_after_concurrent_pushes_from_two_clones(net):
-    from logist.notes import append_notes, read_note
+    from logist.git.notes import append_notes, read_note
 
     jid = make_job(net.a, "Noted")
     lg(net.a, "push")
@@ -362,8 +362,8 @@ def test_fetched_invalid_record_is_data_not_a_crash(net):
     res = lg(b, "job", "adopt", "evil-job-1", code=1)
     assert "invalid" in res.err
     assert git(b, "branch", "--list", "logist/*") == ""
-    from logist.store import JobStore
-    from logist.worker import survey
+    from logist.store.jobstore import JobStore
+    from logist.share.worker import survey
 
     sv = survey(JobStore.discover(b), "origin")
     assert sv.invalid == ["evil-job-1"] and sv.claimable == []
@@ -395,7 +395,7 @@ def test_adopt_creates_branch_worktree_and_records_origin(net):
 
 
 def test_adopt_takes_the_lease_only_if_free_or_expired(net):
-    from logist.locks import Holder
+    from logist.store.locks import Holder
 
     jid = make_job(net.a, "Held", run=False)
     lg(net.a, "push")
@@ -467,9 +467,9 @@ def test_trust_flag_on_run_and_trust_before_adopting(net):
 
 
 def test_trust_is_pinned_to_the_commands(net):
-    from logist.model import parse_manifest
-    from logist.sharing import commands_digest, record_trust, trusted_here
-    from logist.store import JobStore
+    from logist.core.model import parse_manifest
+    from logist.share.sharing import commands_digest, record_trust, trusted_here
+    from logist.store.jobstore import JobStore
 
     jid = make_job(net.a, "Pinned", toml=COMMAND_TOML.format(title="Pinned", python=sys.executable),
                    run=False)
@@ -486,7 +486,7 @@ def test_trust_is_pinned_to_the_commands(net):
     ai = parse_manifest(m.model_dump_json())
     ai.steps[0].agent = "claude"
     ai.steps[0].options = {"args": ["--mcp-config", "evil.json"]}
-    from logist.sharing import steps_needing_trust
+    from logist.share.sharing import steps_needing_trust
 
     assert steps_needing_trust(ai) == [(1, "claude", ["claude", "--mcp-config", "evil.json"])]
 
@@ -529,7 +529,7 @@ def test_pr_without_gh_prints_the_compare_url(net, monkeypatch):
 
 
 def test_compare_urls():
-    from logist.sharing import compare_url
+    from logist.share.sharing import compare_url
 
     assert compare_url("https://github.com/o/r.git", "main", "logist/x-1") == \
         "https://github.com/o/r/compare/main...logist/x-1?expand=1"
@@ -558,7 +558,7 @@ def test_fetch_prunes_jobs_deleted_on_the_remote(net):
 
 def test_concurrent_fetch_and_push_threads_do_not_corrupt_notes(net):
     """Local note writers and a fetch merging notes at the same time lose nothing."""
-    from logist.notes import append_notes, read_note
+    from logist.git.notes import append_notes, read_note
 
     jid = make_job(net.a, "Busy")
     lg(net.a, "push")

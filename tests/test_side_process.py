@@ -23,7 +23,7 @@ from _core import (cli, create_from_toml, project, trailers, wait_for, worktree_
                    write)
 from conftest import git
 from logist.agents import mock_agent
-from logist.sentinel import group_alive, pid_alive
+from logist.engine.sentinel import group_alive, pid_alive
 
 PY = json.dumps(sys.executable)
 # The side process starts within a few tens of ms of the agent, so a 1 s CPU window includes

@@ -13,8 +13,8 @@ import pytest
 from _core import (cli, create_from_toml, create_job, git_input, history_at, project, record_at,  # noqa: F401
                    refs_snapshot, subject, tip, trailers, tree_digest, worktree_status, write)
 from conftest import git
-from logist.errors import ConcurrentUpdateError, ManifestError
-from logist.model import State
+from logist.core.errors import ConcurrentUpdateError, ManifestError
+from logist.core.model import State
 
 TRANSITION_SUBJECT = re.compile(r"^logist\(([a-z0-9-]+)\): ([A-Z_]+|create) -> ([A-Z_]+) \(step (\d+)/(\d+)\)$")
 REQUIRED_TRAILERS = ("Logist-Job", "Logist-Run", "Logist-Step", "Logist-From", "Logist-To",
@@ -22,7 +22,7 @@ REQUIRED_TRAILERS = ("Logist-Job", "Logist-Run", "Logist-Step", "Logist-From", "
 
 
 def store_of(repo):
-    from logist.store import JobStore
+    from logist.store.jobstore import JobStore
 
     return JobStore.discover(repo)
 
@@ -261,7 +261,7 @@ command = ["python3", "-c", "open('checked.txt', 'w').write('ok')"]
 
 def test_worktree_is_clean_after_every_engine_transition(cli):
     """Every commit of a step leaves nothing in the worktree that logist caused."""
-    from logist.job_processor import Engine
+    from logist.engine.job_processor import Engine
 
     repo = cli.repo
     job_id = create_from_toml(cli, '''
@@ -311,7 +311,7 @@ def test_publish_refuses_a_moved_branch(cli):
     stale_tip, stale = store.read(job_id)
     cli.ok("job", "activate", job_id)
     before = refs_snapshot(repo)
-    from logist.job_state import Update, apply_update
+    from logist.store.job_state import Update, apply_update
 
     new, entry = apply_update(stale, Update(event="cancel"), now="2030-01-01T00:00:00Z", transition_id="x" * 16)
     with pytest.raises(ConcurrentUpdateError) as info:
@@ -322,8 +322,8 @@ def test_publish_refuses_a_moved_branch(cli):
 
 
 def test_publish_is_fenced_by_the_lease(cli):
-    from logist.job_state import Update, apply_update
-    from logist.locks import acquire
+    from logist.store.job_state import Update, apply_update
+    from logist.store.locks import acquire
 
     repo = cli.repo
     job_id = create_job(cli, "--title", "Fence", "--step", "a")
@@ -400,8 +400,8 @@ def test_an_occupied_worktree_path_creates_nothing(cli):
 
 
 def test_a_failed_worktree_takes_the_branch_back(cli, monkeypatch):
-    from logist.errors import GitError
-    from logist.store import JobStore
+    from logist.core.errors import GitError
+    from logist.store.jobstore import JobStore
 
     def fail(self, job_id):
         raise GitError(f"cannot create the worktree of job {job_id}: injected")

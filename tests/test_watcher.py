@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import git
-from logist.errors import ConfigError, UsageError
-from logist.notes import read_note_lines
-from logist.refs import NOTES_OBSERVER, NOTES_SENTINEL
-from logist.sentinel import group_alive, pid_alive
-from logist.watcher import (LogTail, parse_config, run_watch, spawn_watcher, stop_watcher,
+from logist.core.errors import ConfigError, UsageError
+from logist.git.notes import read_note_lines
+from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
+from logist.engine.sentinel import group_alive, pid_alive
+from logist.engine.watcher import (LogTail, parse_config, run_watch, spawn_watcher, stop_watcher,
                             watcher_log_path)
 
 # cpu_idle_fraction: a 1 s CPU window includes the agent's own interpreter start (3-6%)
@@ -279,9 +279,9 @@ def test_a_watcher_for_an_agent_already_gone_scans_once_and_imports_little(step,
     nothing printed not even the observer or git is needed."""
     code, mods = spawn_gone(step, "", monkeypatch)
     assert code == 0
-    assert "logist" in mods  # (logist.watcher itself runs as __main__)
+    assert "logist" in mods  # (logist.engine.watcher itself runs as __main__)
     assert not {m for m in mods if m.split(".")[0] in HEAVY}, mods
-    assert not mods & {"logist.observer", "logist.sentinel", "logist.notes", "subprocess",
+    assert not mods & {"logist.engine.observer", "logist.engine.sentinel", "logist.git.notes", "subprocess",
                        "dataclasses", "argparse", "site"}, mods
     assert git(step["repo"], "notes", "--ref=logist/observer", "list", check=False) == ""
     assert "done (agent_exited): 0 lines" in watcher_log_path(step["log"]).read_text()
@@ -290,7 +290,7 @@ def test_a_watcher_for_an_agent_already_gone_scans_once_and_imports_little(step,
 def test_a_watcher_for_an_agent_already_gone_notes_what_it_printed(step, monkeypatch):
     code, mods = spawn_gone(step, "starting\nError: 429 Too Many Requests\nbye\n", monkeypatch)
     assert code == 0
-    assert "logist.observer" in mods and "logist.sentinel" not in mods  # nothing left to stop
+    assert "logist.engine.observer" in mods and "logist.engine.sentinel" not in mods  # nothing left to stop
     assert not {m for m in mods if m.split(".")[0] in HEAVY}, mods
     assert [(o["signal"], o["line"]) for o in
             read_note_lines(step["repo"], NOTES_OBSERVER, step["commit"])] == [("rate_limit", 2)]
@@ -307,7 +307,7 @@ def test_a_watcher_of_a_running_agent_imports_no_heavy_package_and_ends_with_it(
                             workdir=step["workdir"], verdict_file=step["verdict"])
     monkeypatch.delenv("PYTHONPROFILEIMPORTTIME")
     try:
-        wait_for(lambda: "logist.sentinel" in imported(watcher_log_path(step["log"])), 15,
+        wait_for(lambda: "logist.engine.sentinel" in imported(watcher_log_path(step["log"])), 15,
                  "the watcher to be watching")
         kill_group(agent)  # the agent ends: the watcher notices at once, not at its next poll
         assert stop_watcher(watcher, wait=10) == "exited"

@@ -62,9 +62,9 @@ def starts(remote: Path, jid: str) -> int:
 
 
 def test_claim_is_a_compare_and_swap_on_the_remote(net):
-    from logist.sharing import fetch
-    from logist.store import JobStore
-    from logist.worker import Counters, claim, survey
+    from logist.share.sharing import fetch
+    from logist.store.jobstore import JobStore
+    from logist.share.worker import Counters, claim, survey
 
     jid = make_job(net.a, "Contested", run=False)
     lg(net.a, "push")
@@ -87,7 +87,7 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
     # the winner's lease lost to a takeover (as if it had expired): it can publish nothing more
     taker = claim(stores[1], "origin", jid, cands[1][0].tip, won[0].oid, 60, Counters())
     assert taker is not None
-    from logist.worker import LeaseLost
+    from logist.share.worker import LeaseLost
 
     with pytest.raises(LeaseLost):
         won[0].refresh()
@@ -100,10 +100,10 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
 
 @pytest.mark.slow
 def test_a_job_changed_on_the_remote_behind_the_lock_is_given_up(net):
-    from logist.locks import acquire
-    from logist.sharing import fetch, import_job
-    from logist.store import JobStore
-    from logist.worker import Counters, LeaseLost, claim, survey
+    from logist.store.locks import acquire
+    from logist.share.sharing import fetch, import_job
+    from logist.store.jobstore import JobStore
+    from logist.share.worker import Counters, LeaseLost, claim, survey
 
     jid = make_job(net.a, "Changed behind the lock", run=False)
     lg(net.a, "push")
@@ -280,8 +280,8 @@ def test_another_clones_interrupted_step_is_resumed_as_attempt_two(net):
     EXECUTING commit (its agent never ran); clone b adopts the pushed job and resumes it.
     The execution is a's (its records live in a's git dir), so b judges its agent gone, not
     "never started": RECOVERING, then attempt 2, as the state table says."""
-    from logist import recovery
-    from logist.store import JobStore
+    from logist.engine import recovery
+    from logist.store.jobstore import JobStore
 
     toml = """\
 title = "Other clone"

@@ -18,7 +18,7 @@ from logist.agents.command import CommandAgent
 from logist.agents.gemini import GeminiAgent
 from logist.agents.mock import MockAgent
 from logist.agents.outcome import OUTCOME_INSTRUCTIONS, find_outcome
-from logist.errors import AgentError
+from logist.core.errors import AgentError
 
 AGENTS: dict[str, type[Agent]] = {
     "mock": MockAgent,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from logist.agents.outcome import find_outcome
-from logist.errors import AgentError
+from logist.core.errors import AgentError
 
 Action = Literal["COMPLETED", "STUCK", "RETRY", "FAILED", "NO_OUTCOME"]
 

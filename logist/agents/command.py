@@ -16,7 +16,7 @@ from typing import Any
 
 from logist.agents.base import (ARGV_PROMPT_LIMIT, Invocation, PlainAgent, StepContext,
                                 check_str_list)
-from logist.errors import AgentError
+from logist.core.errors import AgentError
 
 
 class CommandAgent(PlainAgent):

@@ -22,7 +22,7 @@ from typing import Any
 
 from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
                                 iter_json_objects, model_args, number, option_value, user_args)
-from logist.errors import AgentError
+from logist.core.errors import AgentError
 
 FORMATS = ("stream-json", "json")
 

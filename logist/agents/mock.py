@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from logist.agents.base import Invocation, PlainAgent, StepContext, check_str_list
-from logist.errors import AgentError
+from logist.core.errors import AgentError
 
 # The directory that holds the `logist` package, so `python -m` finds it from any worktree.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])

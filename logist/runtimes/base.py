@@ -85,7 +85,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 # One implementation of "is this process still the one we started" for the whole package.
-from logist.procs import pid_alive, process_start_time  # noqa: E402,F401  (re-exported)
+from logist.core.procs import pid_alive, process_start_time  # noqa: E402,F401  (re-exported)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from logist.errors import AgentError
-from logist.gitcmd import no_git_env
+from logist.core.errors import AgentError
+from logist.git.gitcmd import no_git_env
 from logist.runtimes.base import (Leftovers, group_alive, group_members, pid_alive,
                                   process_start_time, signal_group)
 

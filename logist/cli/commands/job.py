@@ -1,0 +1,423 @@
+"""`logist job create|list|status|show|history|select|path` and the human transitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from logist import cli
+from logist.cli.output import emit_json, kv, say, table, warn
+
+
+def _warn_interrupted(store, exclude: str | None = None, summaries: list | None = None,
+                      running: list[str] | None = None, lock_refs: dict[str, str] | None = None
+                      ) -> None:
+    """One line when some job was interrupted (a step in flight and no live holder, or a lock
+    left by a process that is gone); see `logist recover`.
+
+    Cheap when nothing is wrong: one scan of the locks. A job interrupted here leaves its lock
+    behind (the runner holds it through every transient state); ``running`` names the jobs
+    whose record says a step is in flight, which may have no lock at all (adopted from a
+    remote). ``summaries`` reuses a listing the command already made; ``lock_refs`` the lock
+    refs it already found ({job id: oid}).
+    """
+    try:
+        if summaries is None and lock_refs is not None and not lock_refs and not running:
+            return  # no lock and nothing in flight: nothing can be interrupted
+        from logist.store.locks import read_locks
+
+        if summaries is None:
+            locks = read_locks(store, lock_refs)
+            stale = any(h is None or h.stale_reason() for _, h in locks.values())
+            if not stale and all(j in locks for j in running or ()):
+                return
+        from logist.engine.recovery import interrupted_jobs
+
+        jobs = [j for j in interrupted_jobs(store, with_actions=False, summaries=summaries)
+                if j.id != exclude]
+    except Exception:  # noqa: BLE001 - a warning must never break the command
+        return
+    if len(jobs) == 1:
+        warn(jobs[0].warning())
+    elif jobs:
+        names = ", ".join(j.id for j in jobs[:5]) + (", ..." if len(jobs) > 5 else "")
+        warn(f"{len(jobs)} jobs were interrupted ({names}); run `logist recover --list` to see them")
+
+
+def create(*, title: str | None = None, prompt: str | None = None, agent: str | None = None,
+           step: Annotated[list[str] | None, Parameter(negative="")] = None,
+           file: Path | None = None, base: str | None = None, activate: bool = False,
+           id: str | None = None, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+    """Create a job: branch logist/<id> from --base (default HEAD), a worktree, a first commit.
+
+    Parameters
+    ----------
+    title
+        What the job is (the id is a slug of it plus a short suffix).
+    prompt
+        What the whole job is for; given to the agent of every step.
+    agent
+        Default agent of every step (mock, command, claude, codex, aider, cline, gemini).
+    step
+        A step's prompt; repeat for several steps.
+    file
+        A TOML job file (see docs/jobfile.md); --title/--prompt/--agent override its fields.
+    base
+        Branch, tag or commit the job starts from (default: HEAD).
+    activate
+        Make the job PENDING at once (otherwise it is a DRAFT until `logist job activate`).
+    id
+        Use this id instead of a generated one.
+    json_
+        Print {"id": ..., "state": ..., "branch": ..., "worktree": ...}.
+    """
+    from logist.core.jobfile import parse_job_file
+    from logist.engine.jobs import create_job, spec_from_options
+
+    store = cli.store()
+    store.require_initialized()
+    if file is not None:
+        spec = parse_job_file(file)
+        updates = {k: v for k, v in (("title", title), ("prompt", prompt), ("agent", agent)) if v}
+        if updates:
+            spec = spec.model_copy(update=updates)
+    else:
+        spec = spec_from_options(title=title, prompt=prompt, agent=agent, step_prompts=step or [],
+                                 default_agent=store.config.default_agent)
+    m = create_job(store, spec, base=base, activate=activate, job_id=id)
+    if json_:
+        emit_json({"id": m.id, "state": m.state.value, "branch": f"logist/{m.id}",
+                   "worktree": str(store.worktree_path(m.id)), "steps": m.step_count})
+    else:
+        say(m.id)
+    return 0
+
+
+def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json")] = False,
+             remote: str | None = None) -> int:
+    """List jobs (terminal ones only with --all).
+
+    Parameters
+    ----------
+    all
+        Also show SUCCESS and CANCELED jobs.
+    json_
+        Print a JSON list of job objects (the fields of `job status --json`).
+    remote
+        List jobs fetched from this remote (`logist fetch REMOTE` first).
+    """
+    from logist.git import refs
+
+    store = cli.store()
+    if remote:
+        refs.validate_remote(remote)
+        records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
+    else:
+        lock_refs: dict[str, str] = {}
+        records = store.list_records(lock_refs=lock_refs)
+        from logist.core.states import record_in_flight
+
+        _warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)],
+                          lock_refs=lock_refs)
+    rows = []
+    for rec in records:
+        d = rec.data
+        if d is None:
+            rows.append({"id": rec.id, "state": "INVALID", "error": rec.error, "head": rec.tip})
+            continue
+        if d["state"] in ("SUCCESS", "CANCELED") and not all and not json_:
+            continue
+        # The fields of a record logist validated (JobStore.list_records); defaults as in the model.
+        rows.append({"id": d["id"], "title": d["title"], "state": d["state"], "step": d.get("step", 1),
+                     "step_count": len(d["steps"]), "run": d.get("run", 1),
+                     "cost_usd": d.get("cost_usd", 0.0), "tokens": d.get("tokens", 0),
+                     "updated_at": d["updated_at"], "head": rec.tip,
+                     "branch": f"{remote}/logist/{d['id']}" if remote else f"logist/{d['id']}",
+                     "reason": d.get("reason", "")})
+    if json_:
+        emit_json(rows if all else [r for r in rows if r["state"] not in ("SUCCESS", "CANCELED")])
+        return 0
+    if not rows:
+        say("no jobs" + ("" if all else " (use --all to include finished ones)"))
+        return 0
+    table(["id", "state", "step", "run", "cost", "title"],
+          [[r["id"], r["state"], f"{r.get('step', '?')}/{r.get('step_count', '?')}", r.get("run", ""),
+            f"${r.get('cost_usd', 0):.2f}", (r.get("title") or r.get("error", ""))[:60]] for r in rows])
+    return 0
+
+
+def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False,
+           remote: str | None = None) -> int:
+    """Show where a job stands: state, step, run, holder, branch, worktree, cost.
+
+    Parameters
+    ----------
+    id
+        The job (default: $LOGIST_JOB or the one chosen with `logist job select`).
+    json_
+        Print a JSON object (id, state, step, step_count, run, branch, worktree, head, cost_usd, ...).
+    remote
+        Read the job as fetched from this remote.
+    """
+    from logist.engine.jobs import job_status, selected_job
+
+    store = cli.store()
+    job_id = selected_job(store, id)
+    if remote:
+        return _remote_status(store, job_id, remote, json_)
+    st = job_status(store, job_id)
+    data = st.to_dict()
+    data["last_signal"] = _last_signal(store, st)
+    if json_:
+        emit_json(data)
+        return 0
+    _warn_interrupted(store)
+    h = data["holder"]
+    holder = "-" if not h else (f"pid {h.get('pid')} on {h.get('host')} since {h.get('since')}"
+                                + (f" (stale: {h['stale_reason']})" if h.get("stale") else ""))
+    kv([("job", f"{data['id']}  {data['title']}"), ("state", data["state"]),
+        ("step", f"{data['step']}/{data['step_count']} {data['step_name']} (agent {data['agent']}, "
+                 f"attempt {data['attempt']})"),
+        ("run", data["run"]), ("reason", data["reason"] or "-"), ("held by", holder),
+        ("last signal", data["last_signal"] or "-"),
+        ("cost", f"${data['cost_usd']:.4f}  tokens {data['tokens']}  time {data['seconds']:.1f}s"),
+        ("branch", data["branch"]), ("head", data["head"]), ("worktree", data["worktree"])])
+    if data["interrupted"]:
+        say(f"\nthis job was interrupted; run `logist recover {job_id}` to resume it")
+    return 0
+
+
+def _last_signal(store, st) -> str | None:
+    try:
+        from logist.store.job_history import last_signal
+    except ImportError:
+        return None
+    try:
+        return last_signal(store, st.record["id"])
+    except Exception:  # noqa: BLE001 - notes are best-effort decoration of a status
+        return None
+
+
+def _remote_status(store, job_id: str, remote: str, json_: bool) -> int:
+    from logist.git import refs
+    from logist.core.errors import JobNotFoundError
+
+    refs.validate_remote(remote)
+    ref = f"refs/remotes/{remote}/logist/{job_id}"
+    from logist.git.gitcmd import git
+
+    proc = git(["rev-parse", "--verify", "-q", ref], cwd=store.root, check=False)
+    if proc.returncode != 0:
+        raise JobNotFoundError(f"no job {job_id} fetched from {remote}",
+                               hint=f"run `logist fetch {remote}` first")
+    tip, m = store.read(job_id, at=proc.stdout.strip())
+    data = {"id": m.id, "title": m.title, "state": m.state.value, "step": m.step,
+            "step_count": m.step_count, "run": m.run, "branch": f"{remote}/logist/{job_id}",
+            "worktree": None, "head": tip, "cost_usd": m.cost_usd, "reason": m.reason}
+    if json_:
+        emit_json(data)
+    else:
+        kv([(k, v) for k, v in data.items()])
+    return 0
+
+
+def show(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+    """Print the whole job record (the manifest at the branch tip).
+
+    Parameters
+    ----------
+    id
+        The job (default: the selected one).
+    json_
+        Print the manifest as JSON.
+    """
+    from logist.engine.jobs import selected_job
+
+    store = cli.store()
+    tip, m = store.read(selected_job(store, id))
+    data = m.model_dump(mode="json")
+    if json_:
+        emit_json(data)
+        return 0
+    kv([("job", f"{m.id}  {m.title}"), ("state", m.state.value), ("run", m.run), ("base", m.base),
+        ("head", tip), ("budget", m.budget.model_dump()), ("cost", f"${m.cost_usd:.4f}")])
+    if m.prompt:
+        say(f"\nprompt:\n  {m.prompt}")
+    say("")
+    table(["#", "name", "agent", "status", "attempt", "cost", "summary"],
+          [[i, s.name, s.agent, s.status.value, s.attempt, f"${s.cost_usd:.2f}", (s.summary or s.reason)[:60]]
+           for i, s in enumerate(m.steps, 1)])
+    return 0
+
+
+def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False,
+            notes: bool = False) -> int:
+    """Show the job's history: one entry per transition, run and restep.
+
+    Parameters
+    ----------
+    id
+        The job (default: the selected one).
+    json_
+        Print a JSON list of entries.
+    notes
+        Interleave the observer/sentinel notes written during each step.
+    """
+    from logist.engine.jobs import selected_job
+
+    store = cli.store()
+    job_id = selected_job(store, id)
+    store.read(job_id)  # the record at the tip must be valid (the error names the commit)
+    if notes:
+        from logist.store.job_history import history_with_notes
+
+        items = history_with_notes(store, job_id)
+    else:
+        items = [e.model_dump(mode="json", by_alias=True, exclude_none=True)
+                 for e in store.read_history(job_id)]
+    if json_:
+        emit_json(items)
+        return 0
+    rows = []
+    for e in items:
+        if e.get("event") == "notes":
+            rows.append([e.get("t", "")[:19], "note", "", e.get("ref", ""), e.get("text", "")[:80]])
+            continue
+        move = f"{e.get('from') or ''} -> {e.get('to') or ''}".strip()
+        rows.append([e.get("t", "")[:19], e.get("event"), f"{e.get('run')}/{e.get('step')}", move,
+                     (e.get("reason") or "")[:80]])
+    table(["time", "event", "run/step", "transition", "reason"], rows)
+    return 0
+
+
+def select(id: str, /) -> int:
+    """Make ID the current job for commands that omit the id ($LOGIST_JOB wins over it).
+
+    Parameters
+    ----------
+    id
+        The job.
+    """
+    from logist.engine.jobs import select_job
+
+    select_job(cli.store(), id)
+    say(f"selected {id}")
+    return 0
+
+
+def path(id: str | None = None, /) -> int:
+    """Print the path of the job's worktree.
+
+    Parameters
+    ----------
+    id
+        The job (default: the selected one).
+    """
+    from logist.engine.jobs import selected_job
+
+    store = cli.store()
+    job_id = selected_job(store, id)
+    store.tip(job_id)
+    say(str(store.existing_worktree(job_id)))
+    return 0
+
+
+def _human(event: str, id: str | None, message: str | None) -> int:
+    from logist.engine.jobs import human_transition, selected_job
+
+    store = cli.store()
+    job_id = selected_job(store, id)
+    m = human_transition(store, job_id, event, message=message)
+    say(f"{job_id}: {m.state.value} (step {m.step}/{m.step_count})")
+    return 0
+
+
+def activate(id: str | None = None, /) -> int:
+    """DRAFT -> PENDING: the job may run.
+
+    Parameters
+    ----------
+    id
+        The job.
+    """
+    return _human("activate", id, None)
+
+
+def suspend(id: str | None = None, /, *, message: str | None = None) -> int:
+    """Any non-terminal state -> SUSPENDED.
+
+    Parameters
+    ----------
+    id
+        The job.
+    message
+        Why (recorded in the commit).
+    """
+    return _human("suspend", id, message)
+
+
+def resume(id: str | None = None, /, *, message: str | None = None) -> int:
+    """SUSPENDED -> PENDING.
+
+    Parameters
+    ----------
+    id
+        The job.
+    message
+        Recorded in the commit.
+    """
+    return _human("resume", id, message)
+
+
+def cancel(id: str | None = None, /, *, message: str | None = None) -> int:
+    """Any non-terminal state -> CANCELED (terminal; `job rerun` starts over).
+
+    Parameters
+    ----------
+    id
+        The job.
+    message
+        Why (recorded in the commit).
+    """
+    return _human("cancel", id, message)
+
+
+def approve(id: str | None = None, /, *, message: str | None = None) -> int:
+    """APPROVAL_REQUIRED -> SUCCESS.
+
+    Parameters
+    ----------
+    id
+        The job.
+    message
+        The reviewer's note (recorded in the commit).
+    """
+    return _human("approve", id, message)
+
+
+def reject(id: str | None = None, /, *, message: str | None = None) -> int:
+    """APPROVAL_REQUIRED -> PENDING: the last step runs again, with the message in its prompt.
+
+    Parameters
+    ----------
+    id
+        The job.
+    message
+        What to change (recorded in the commit and given to the agent).
+    """
+    return _human("reject", id, message)
+
+
+def resubmit(id: str | None = None, /, *, message: str | None = None) -> int:
+    """INTERVENTION_REQUIRED -> PENDING: the failed step runs again (attempts start over).
+
+    Parameters
+    ----------
+    id
+        The job.
+    message
+        What was fixed (recorded in the commit and given to the agent).
+    """
+    return _human("resubmit", id, message)

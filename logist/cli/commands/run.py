@@ -1,0 +1,190 @@
+"""`logist job step|run|attach|metrics|log`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from logist import cli
+from logist.cli.output import emit_json, say, table
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _report(result, json_: bool) -> int:
+    from logist.core.model import State
+
+    data = {"id": result.job_id, "state": result.state.value, "step": result.step,
+            "outcome": result.outcome, "reason": result.reason}
+    if json_:
+        emit_json(data)
+    else:
+        say(f"{result.job_id}: {result.state.value} (step {result.step})"
+            + (f": {result.reason}" if result.reason and result.state != State.SUCCESS else ""))
+    return 0
+
+
+def step(id: str | None = None, /, *, trust: bool = False,
+         json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+    """Run exactly one step of a PENDING job (or finish an interrupted one).
+
+    Parameters
+    ----------
+    id
+        The job (default: the selected one).
+    trust
+        Run command steps of a job fetched from a remote (see `logist job trust`).
+    json_
+        Print the result as JSON.
+    """
+    from logist.engine.job_processor import Engine
+    from logist.engine.jobs import selected_job
+
+    store = cli.store()
+    job_id = selected_job(store, id)
+    result = Engine(store, progress=_progress, trust=trust).step(job_id)
+    return _report(result, json_)
+
+
+def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
+        parallel: int = 1, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+    """Run steps until the job rests in anything but PENDING; with no id, every PENDING job.
+
+    Parameters
+    ----------
+    id
+        The job. Without it (and without $LOGIST_JOB), every PENDING job is run.
+    detach
+        Hand the loop to a background process that survives the terminal; `job attach` follows it.
+    trust
+        Run command steps of a job fetched from a remote.
+    parallel
+        With no id: how many jobs run at once.
+    json_
+        Print the result(s) as JSON.
+    """
+    import os
+
+    from logist.engine.job_processor import Engine
+    from logist.engine.runner import detach_run, run_all
+
+    store = cli.store()
+    job_id = id if id is not None else (os.environ.get("LOGIST_JOB") or None)
+    if job_id is not None:
+        from logist.git.refs import validate_job_id
+
+        store.tip(validate_job_id(job_id))  # a bad or unknown id fails here, not in the background
+    if detach:
+        pid, log = detach_run(store, job_id, trust=trust, parallel=parallel)
+        say(f"running in the background (pid {pid}); output: {log}")
+        if job_id:
+            say(f"follow it with `logist job attach {job_id}`")
+        return 0
+    from logist.cli.commands.job import _warn_interrupted
+
+    _warn_interrupted(store, exclude=job_id)
+    if job_id:
+        from logist.git.refs import validate_job_id
+
+        result = Engine(store, progress=_progress, trust=trust).run(validate_job_id(job_id))
+        return _report(result, json_)
+    results = run_all(store, parallel=parallel, trust=trust, progress=_progress)
+    if json_:
+        emit_json([{"id": r.job_id, "state": r.state.value, "step": r.step, "reason": r.reason,
+                    "error": getattr(r, "error", None)} for r in results])
+    else:
+        if not results:
+            say("no PENDING jobs")
+        for r in results:
+            say(f"{r.job_id}: {r.state.value if r.state else 'ERROR'} (step {r.step})"
+                + (f": {r.reason}" if r.reason else ""))
+    return 1 if any(getattr(r, "error", None) for r in results) else 0
+
+
+def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
+    """Follow a running step's output live; returns when the job stops running.
+
+    Parameters
+    ----------
+    id
+        The job.
+    timeout
+        Give up after this many seconds (exit 1).
+    """
+    from logist.engine.jobs import selected_job
+    from logist.engine.runner import follow
+
+    store = cli.store()
+    job_id = selected_job(store, id)
+    for chunk in follow(store, job_id, timeout=timeout):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    _, m = store.read(job_id)
+    say(f"\n{job_id}: {m.state.value} (step {m.step}/{m.step_count})")
+    return 0
+
+
+def metrics(id: str | None = None, /, *, csv: bool = False,
+            json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+    """Per step and total: cost, tokens, time, attempts.
+
+    Parameters
+    ----------
+    id
+        The job.
+    csv
+        Print CSV (step,name,agent,status,attempts,cost_usd,tokens,seconds).
+    json_
+        Print JSON.
+    """
+    from logist.engine.jobs import selected_job
+
+    store = cli.store()
+    _, m = store.read(selected_job(store, id))
+    rows = [[i, s.name, s.agent, s.status.value, s.attempt, round(s.cost_usd, 6), s.tokens,
+             round(s.seconds, 3)] for i, s in enumerate(m.steps, 1)]
+    total = ["total", "", "", m.state.value, sum(r[4] for r in rows), round(m.cost_usd, 6), m.tokens,
+             round(m.seconds, 3)]
+    headers = ["step", "name", "agent", "status", "attempts", "cost_usd", "tokens", "seconds"]
+    if json_:
+        emit_json({"steps": [dict(zip(headers, r)) for r in rows], "total": dict(zip(headers, total))})
+    elif csv:
+        import csv as _csv
+
+        w = _csv.writer(sys.stdout)
+        w.writerow(headers)
+        w.writerows(rows + [total])
+    else:
+        table(headers, rows + [total])
+    return 0
+
+
+def log(id: str | None = None, /, *, step: int | None = None, follow: bool = False) -> int:
+    """Print a step's output: live from the running log, or from refs/notes/logist/logs.
+
+    Parameters
+    ----------
+    id
+        The job.
+    step
+        Which step (default: the current or last run one).
+    follow
+        Keep printing while the step runs.
+    """
+    from logist.store.job_history import step_output
+    from logist.engine.jobs import selected_job
+    from logist.engine.runner import follow as follow_log
+
+    store = cli.store()
+    job_id = selected_job(store, id)
+    if follow:
+        for chunk in follow_log(store, job_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        return 0
+    sys.stdout.write(step_output(store, job_id, step))
+    return 0

@@ -1,0 +1,161 @@
+"""`.logist/config.toml`: project settings, validated strictly.
+
+A per-machine `.logist/config.local.toml` (git-ignored through .git/info/exclude) overrides it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from logist.core.errors import ConfigError
+from logist.core.tomlcompat import tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorktreeConfig(_Section):
+    dir: str = ""  # empty: <git-common-dir>/logist/worktrees
+
+
+class LockConfig(_Section):
+    lease_seconds: float = Field(default=120.0, gt=0)
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+
+
+class LogConfig(_Section):
+    max_note_bytes: int = Field(default=256_000, gt=0)
+
+
+class ObserverConfig(_Section):
+    patterns: dict[str, str] = Field(default_factory=dict)
+    repeat_seconds: float = Field(default=5.0, ge=0)
+
+
+class Config(_Section):
+    default_agent: str = "mock"
+    worktrees: WorktreeConfig = Field(default_factory=WorktreeConfig)
+    locks: LockConfig = Field(default_factory=LockConfig)
+    logs: LogConfig = Field(default_factory=LogConfig)
+    sentinel: dict[str, float | int | bool] = Field(default_factory=dict)
+    observer: ObserverConfig = Field(default_factory=ObserverConfig)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the file and run the command again") from None
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_files(project_root: Path) -> list[Path]:
+    """The project's config files, in the order they are merged (a later one overrides)."""
+    return [project_root / ".logist" / "config.toml", project_root / ".logist" / "config.local.toml"]
+
+
+def read_layers(project_root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(file, its raw TOML data) for each config file, in merge order ({} when absent)."""
+    return [(path, _read(path)) for path in config_files(project_root)]
+
+
+def _has(data: Any, parts: list[str]) -> bool:
+    for p in parts:
+        if not isinstance(data, dict) or p not in data:
+            return False
+        data = data[p]
+    return True
+
+
+def source_of(layers: list[tuple[Path, dict[str, Any]]], parts: list[str]) -> Path:
+    """The file whose value of the key at ``parts`` wins (the last one that sets it; else the
+    first file, .logist/config.toml)."""
+    for path, data in reversed(layers):
+        if _has(data, parts):
+            return path
+    return layers[0][0]
+
+
+def line_of(path: Path, parts: list[str]) -> int | None:
+    """Best effort: the line of ``key = ...`` under its ``[section]`` (for error messages)."""
+    import re
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not parts:
+        return None
+    *section, key = parts
+    quoted = rf'(?:{re.escape(key)}|"{re.escape(key)}"|\'{re.escape(key)}\')'
+    start, end = 0, len(text)
+    if section:
+        head = re.search(r"^[ \t]*\[[ \t]*" + r"[ \t]*\.[ \t]*".join(map(re.escape, section))
+                         + r"[ \t]*\][ \t]*(?:#.*)?$", text, re.M)
+        if head:
+            start = head.end()
+            nxt = re.compile(r"^[ \t]*\[", re.M).search(text, start)
+            end = nxt.start() if nxt else len(text)
+        else:  # a dotted key (sentinel.x = ...) or an inline table: look for the key anywhere
+            start = 0
+    m = re.compile(rf"^[ \t]*(?:[\w.\"' ]*\.)?[ \t]*{quoted}[ \t]*=", re.M).search(text, start, end)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def where(layers: list[tuple[Path, dict[str, Any]]], parts: list[str]) -> str:
+    """``<file>: <dotted key> (line n)``: where a setting comes from, for an error message."""
+    path = source_of(layers, parts)
+    line = line_of(path, parts) if path.is_file() else None
+    return f"{path}: {'.'.join(parts)}" + (f" (line {line})" if line else "")
+
+
+def _merged(layers: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for _, layer in layers:
+        data = _merge(data, layer)
+    return data
+
+
+def model_error(layers: list[tuple[Path, dict[str, Any]]]) -> tuple[list[str], str] | None:
+    """(key path, why) of the first error of the merged config against the model; None if valid."""
+    data = _merged(layers)
+    try:
+        Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        # the key's path in the data (pydantic adds the names of union members: drop them)
+        parts: list[str] = []
+        node: Any = data
+        for p in (str(x) for x in err["loc"]):
+            if not isinstance(node, dict) or p not in node:
+                break
+            parts.append(p)
+            node = node[p]
+        return parts, "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+    return None
+
+
+MODEL_HINT = "fix it (see docs/cli.md#configuration for the keys) and run the command again"
+
+
+def load_config(project_root: Path) -> Config:
+    """The merged config of a project (defaults when there is no file)."""
+    layers = read_layers(project_root)
+    try:
+        return Config.model_validate(_merged(layers))
+    except ValidationError:
+        parts, why = model_error(layers) or ([], "invalid")
+        raise ConfigError(f"{where(layers, parts)}: {why}", hint=MODEL_HINT) from None

@@ -1,0 +1,356 @@
+"""Use-cases on job records that run no agent: create, read, and human transitions.
+
+Layer 5: returns results and raises LogistError; never prints or exits.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from logist.git import refs
+from logist.core.errors import JobFileError, JobStateError, UsageError
+from logist.store.locks import Lease, acquire, read_lock
+from logist.core.states import TERMINAL, TRANSIENT, State, record_in_flight
+from logist.store.jobstore import JobStore, new_transition_id, utcnow
+
+if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are imported
+    # only where a job is created or changed: `job status` needs neither
+    from logist.core.model import Manifest
+    from logist.core.jobfile import JobFile
+
+_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+def make_job_id(title: str, *, rand: str | None = None) -> str:
+    """A slug of the title plus a short unique suffix, e.g. ``fix-login-7k2q``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "job"
+    suffix = rand or "".join(secrets.choice(_ALPHABET) for _ in range(4))
+    return refs.validate_job_id(f"{slug}-{suffix}")
+
+
+def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: str = "local") -> Manifest:
+    from logist.core.model import Budget, Manifest, Step
+
+    from logist.agents import get_agent
+
+    steps = []
+    for i, s in enumerate(spec.steps, 1):
+        agent_name = s.agent or (("command" if s.command else None) or spec.agent)
+        agent = get_agent(agent_name)
+        opts = s.options()
+        agent.validate_options(opts)
+        steps.append(Step(name=s.name or f"step-{i}", prompt=s.prompt, agent=agent_name, options=opts,
+                          requires_approval=s.requires_approval))
+    patterns = dict(spec.observer.patterns)
+    if patterns:
+        from logist.engine.observer import validate_patterns
+
+        validate_patterns(patterns)
+    if spec.sentinel:
+        from logist.engine.sentinel import SentinelConfig
+
+        SentinelConfig.from_dict(dict(spec.sentinel))
+    return Manifest(id=job_id, title=spec.title, prompt=spec.prompt, base=base, agent=spec.agent,
+                    requires_approval=spec.requires_approval, steps=steps,
+                    budget=Budget(**spec.budget.model_dump()), sentinel=dict(spec.sentinel),
+                    observer_patterns=patterns, created_at=now, updated_at=now, origin=origin,
+                    trusted=origin == "local")
+
+
+def spec_from_options(*, title: str | None, prompt: str | None, agent: str | None,
+                      step_prompts: list[str], default_agent: str) -> JobFile:
+    from logist.core.jobfile import JobFile, StepFile
+
+    if not title:
+        raise UsageError("a job needs a title: pass --title or --file",
+                         hint='logist job create --title "Add greeting" --step "Create hello.txt"')
+    steps = [StepFile(name=f"step-{i}", prompt=p) for i, p in enumerate(step_prompts, 1) if p.strip()]
+    if not steps:
+        if not prompt:
+            raise UsageError("a job needs at least one step: pass --step PROMPT (repeatable), "
+                             "--prompt, or --file")
+        steps = [StepFile(name="step-1", prompt=prompt)]
+    try:
+        return JobFile(title=title, prompt=prompt or "", agent=agent or default_agent, steps=steps)
+    except ValueError as exc:
+        raise JobFileError(f"invalid job: {exc}") from None
+
+
+def resolve_base(store: JobStore, base: str | None) -> str:
+    from logist.git.gitcmd import git
+
+    rev = base or "HEAD"
+    if rev.startswith("-"):
+        raise UsageError(f"invalid base {rev!r}")
+    proc = git(["rev-parse", "--verify", "-q", "--end-of-options", rev + "^{commit}"],
+               cwd=store.root, check=False)
+    if proc.returncode != 0:
+        raise UsageError(f"base {rev!r} is not a commit in this repository",
+                         hint="pass --base with a branch, tag or commit (default: HEAD)")
+    return proc.stdout.strip()
+
+
+@dataclass
+class ConfigProblem:
+    """One invalid setting of the project's config (what `logist doctor` reports)."""
+
+    path: str  # the file that sets it (.logist/config.toml or .logist/config.local.toml)
+    key: str  # dotted, e.g. observer.patterns.deploy or sentinel.silence_seconds
+    message: str  # "<file>: <key> (line n): why"
+    hint: str
+
+
+def config_problems(store: JobStore) -> list[ConfigProblem]:
+    """Every invalid setting of the project's config (``.logist/config.toml`` +
+    ``config.local.toml``), judged the way a step will use it: the model (types, unknown keys:
+    the first such error), every ``[observer.patterns]`` regex, and every ``[sentinel]`` setting
+    (known key, right type, in range; the raw TOML value, so ``"300"`` is not a number)."""
+    from logist.core.config import MODEL_HINT, config_files, model_error, read_layers, source_of, where
+    from logist.core.errors import ConfigError
+    from logist.engine.observer import validate_patterns
+    from logist.engine.sentinel import SentinelConfig
+
+    root = store.config_root()
+    out: list[ConfigProblem] = []
+    fix = "fix it in the file named above and run the command again"
+    try:
+        layers = read_layers(root)
+    except ConfigError as exc:  # not TOML at all
+        path = next((p for p in config_files(root) if exc.message.startswith(f"{p}:")),
+                    config_files(root)[0])
+        return [ConfigProblem(str(path), "", exc.message, exc.hint or fix)]
+    model_key = None
+    bad = model_error(layers)
+    if bad is not None:
+        parts, why = bad
+        model_key = ".".join(parts)
+        out.append(ConfigProblem(str(source_of(layers, parts)), model_key,
+                                 f"{where(layers, parts)}: {why}", MODEL_HINT))
+
+    def problem(parts: list[str], why: str, hint: str = fix) -> None:
+        key = ".".join(parts)
+        if key != model_key:
+            out.append(ConfigProblem(str(source_of(layers, parts)), key,
+                                     f"{where(layers, parts)}: {why}", hint))
+
+    patterns: dict[str, Any] = {}
+    sentinel: dict[str, Any] = {}
+    for _, data in layers:
+        observer = data.get("observer")
+        if isinstance(observer, dict) and isinstance(observer.get("patterns"), dict):
+            patterns.update(observer["patterns"])
+        if isinstance(data.get("sentinel"), dict):
+            sentinel.update(data["sentinel"])
+    for name, pattern in patterns.items():
+        try:
+            validate_patterns({name: pattern})
+        except ConfigError as exc:
+            problem(["observer", "patterns", str(name)], exc.message)
+    known = set(SentinelConfig.__dataclass_fields__)
+    valid = {}
+    for key, value in sentinel.items():
+        if key not in known:
+            problem(["sentinel", str(key)], "unknown sentinel setting",
+                    "known settings: " + ", ".join(sorted(known)))
+            continue
+        try:
+            SentinelConfig.from_dict({key: value})
+        except ConfigError as exc:
+            problem(["sentinel", str(key)], exc.message.removeprefix(f"sentinel.{key} "))
+            continue
+        valid[key] = value
+    try:
+        SentinelConfig.from_dict(valid)
+    except ConfigError as exc:
+        problem(["sentinel"], exc.message)
+    return out
+
+
+def check_project_config(store: JobStore) -> None:
+    """ConfigError for the first of :func:`config_problems` (naming the file, key and why)."""
+    from logist.core.errors import ConfigError
+
+    problems = config_problems(store)
+    if problems:
+        raise ConfigError(problems[0].message, hint=problems[0].hint)
+
+
+def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activate: bool = False,
+               job_id: str | None = None) -> Manifest:
+    """Create a job (one commit on a new branch). Everything is checked first (the project's
+    config included: :func:`check_project_config`), so a refusal creates nothing."""
+    store.require_initialized()
+    check_project_config(store)
+    base_oid = resolve_base(store, base)
+    now = utcnow()
+    jid = refs.validate_job_id(job_id) if job_id else make_job_id(spec.title)
+    from logist.core.model import HistoryEntry
+
+    manifest = build_manifest(spec, job_id=jid, base=base_oid, now=now)
+    if activate:
+        manifest.state = State.PENDING
+    entry = HistoryEntry(t=now, event="create", run=1, step=1, transition_id=new_transition_id(),
+                         reason=f"created from {spec.title!r}",
+                         **{"from": None, "to": manifest.state})
+    store.create_job(manifest, entry)
+    return manifest
+
+
+# Human transitions (DESIGN.md §3): activate, suspend, resume, cancel, approve, reject, resubmit.
+HUMAN_EVENTS = ("activate", "suspend", "resume", "cancel", "approve", "reject", "resubmit")
+
+
+def _mutate_for(event: str, message: str | None):
+    from logist.core.model import Step
+
+    def mutate(m: Manifest) -> None:
+        if event == "reject":
+            # Rejection sends the last step back: it runs again with the reviewer's message.
+            m.attempt = 0
+            m.current.status = Step.model_fields["status"].default
+            m.current.reason = message or "rejected"
+        elif event == "resubmit":
+            m.attempt = 0
+            m.current.status = Step.model_fields["status"].default
+        elif event == "approve":
+            m.current.reason = message or ""
+        if event in ("cancel", "suspend", "resume", "resubmit", "approve", "reject"):
+            m.execution = None
+    return mutate
+
+
+def human_transition(store: JobStore, job_id: str, event: str, *, message: str | None = None) -> Manifest:
+    """Apply one human event under the job's lock; one commit, or a JobStateError and no change."""
+    if event not in HUMAN_EVENTS:
+        raise UsageError(f"unknown action {event!r}")
+    refs.validate_job_id(job_id)
+    tip, manifest = store.read(job_id)
+    if manifest.state in TRANSIENT and event in ("suspend", "cancel"):
+        pass  # allowed by the table; the lock below refuses while a runner is alive
+    with acquire(store, job_id) as lease:
+        return _human_locked(store, lease, job_id, event, message)
+
+
+def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None) -> Manifest:
+    from logist.store.job_state import Update, apply_update
+    from logist.store.jobstore import crash_point
+
+    crash_point("human-after-lock")
+    tip, manifest = store.read(job_id)
+    update = Update(event=event, reason=message or f"{event} by user", mutate=_mutate_for(event, message),
+                    data={"message": message} if message else None)
+    extra: dict[str, Any] = {}
+    if manifest.state in TRANSIENT:
+        # An interrupted step (its runner is gone: we hold the lease now). Judge logist's own
+        # record, stop an agent that still runs, and keep whatever it did to the branch.
+        from logist.engine.recovery import agent_status, own_tip, settle_branch, stop_agent
+
+        own, manifest = own_tip(store, job_id)
+        if manifest.state == State.EXECUTING:
+            stop_agent(agent_status(store, manifest))
+        tip, warnings = settle_branch(store, job_id, own)
+        extra = {"parent": tip, "history_from": own}
+        if warnings:
+            update.data = {**(update.data or {}), "warnings": warnings}
+    result = apply_update(manifest, update, now=utcnow(), transition_id=new_transition_id())
+    if result is None:  # pragma: no cover - an event always changes the state
+        return manifest
+    new, entry = result
+    store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=message or "", **extra)
+    crash_point("human-after-commit")
+    if manifest.state in TRANSIENT:
+        from logist.git.gitcmd import git
+
+        git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root, check=False)
+    return new
+
+
+@dataclass
+class JobStatus:
+    """What `job status` shows: the tip's record as validated JSON data (no models needed)."""
+
+    record: dict[str, Any]
+    tip: str
+    worktree: str
+    holder: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.record
+        steps = d["steps"]
+        n = d.get("step", 1)
+        current = steps[min(n, len(steps)) - 1]
+        return {
+            "id": d["id"], "title": d["title"], "state": d["state"], "step": n,
+            "step_count": len(steps), "step_name": current.get("name", ""),
+            "agent": current.get("agent", d.get("agent", "mock")),
+            "attempt": d.get("attempt", 0), "run": d.get("run", 1), "branch": refs.branch_name(d["id"]),
+            "worktree": self.worktree, "head": self.tip, "base": d["base"],
+            "cost_usd": d.get("cost_usd", 0.0), "tokens": d.get("tokens", 0),
+            "seconds": d.get("seconds", 0.0), "reason": d.get("reason", ""),
+            "updated_at": d["updated_at"], "created_at": d["created_at"], "holder": self.holder,
+            "interrupted": record_in_flight(d) and (self.holder is None or bool(self.holder.get("stale"))),
+        }
+
+
+def is_interrupted(m: Manifest, holder: dict[str, Any] | None) -> bool:
+    """A job in a transient state, or with a restep in flight (``execution.restep``), whose
+    holder is gone (or that nobody holds)."""
+    running = m.state in TRANSIENT or (m.execution is not None and m.execution.restep)
+    return running and (holder is None or bool(holder.get("stale")))
+
+
+def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:
+    current = read_lock(store, job_id)
+    if current is None:
+        return None
+    oid, holder = current
+    if holder is None:
+        return {"lock": oid, "valid": False, "stale": True, "stale_reason": "unreadable lock record"}
+    reason = holder.stale_reason()
+    return {"lock": oid, "pid": holder.pid, "host": holder.host, "command": holder.command,
+            "since": holder.since(), "heartbeat_at": holder.heartbeat_at,
+            "lease_seconds": holder.lease_seconds, "stale": reason is not None, "stale_reason": reason}
+
+
+def job_status(store: JobStore, job_id: str) -> JobStatus:
+    tip, record = store.read_record(job_id)
+    return JobStatus(record, tip, str(store.existing_worktree(job_id)), holder_info(store, job_id))
+
+
+def selected_job(store: JobStore, job_id: str | None) -> str:
+    """The job id given, or $LOGIST_JOB, or the one chosen with `logist job select`."""
+    import os
+
+    if job_id is not None:  # given, even empty: it must be valid
+        return refs.validate_job_id(job_id)
+    env = os.environ.get("LOGIST_JOB")
+    if env:
+        return refs.validate_job_id(env)
+    path = store.paths.logist_dir / "selected"
+    try:
+        chosen = path.read_text().strip()
+    except OSError:
+        chosen = ""
+    if not chosen:
+        raise UsageError("no job given and none selected",
+                         hint="pass a job id, set LOGIST_JOB, or run `logist job select ID`")
+    return refs.validate_job_id(chosen)
+
+
+def select_job(store: JobStore, job_id: str) -> None:
+    store.tip(refs.validate_job_id(job_id))  # must exist
+    path = store.paths.logist_dir / "selected"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(job_id + "\n")
+
+
+def terminal(m: Manifest) -> bool:
+    return m.state in TERMINAL
+
+
+def ensure_not_state(m: Manifest, states: set[State], what: str) -> None:
+    if m.state in states:
+        raise JobStateError(f"job {m.id} is {m.state.value}; cannot {what}")

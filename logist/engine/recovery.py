@@ -1,0 +1,780 @@
+"""Crash recovery from the branch tip (DESIGN.md §5 invariant 5, §7) and `logist recover`.
+
+Layer 5: use-cases that return results and raise ``LogistError``; they never print.
+
+What "interrupted" means: a job whose tip is in a transient state (PROVISIONING, EXECUTING,
+RECOVERING, HARVESTING), or whose record says a restep is in flight (``execution.restep``, while
+the job rests), and that no live process holds; or any job whose lock was left behind by a
+process that is gone. Recovery takes the lease over (compare-and-swap from the stale
+value, so two recoverers never both win) and re-enters the step engine at the phase the tip
+names:
+
+- PROVISIONING: provision again (idempotent: the worktree is reused) and run the step;
+- EXECUTING: the agent exited while nobody watched (its exit status was recorded by the
+  wrapper it runs under): harvest it; the agent still runs: re-attach and wait; the agent never
+  started (the runner died between the EXECUTING commit and the spawn): start it, same attempt;
+  the agent was killed: RECOVERING, then re-execute with attempt + 1, or INTERVENTION_REQUIRED
+  when the attempts are spent;
+- RECOVERING: re-execute (attempt + 1) or INTERVENTION_REQUIRED;
+- HARVESTING: harvest again from what was saved (the exit code is in the HARVESTING entry);
+- a restep in flight: finish it the way ``logist job run`` does (``rerun.repair_interrupted``):
+  re-attach to its agent, harvest its recorded exit, use an isolated result already kept, or
+  execute it again (attempt + 1) / record a failure when the attempts are spent;
+- a resting job with a dead lock: release it, bring the worktree's copy of the record and its
+  index to the tip, unlock the worktree.
+
+Agent execution records: each agent runs under a tiny ``/bin/sh`` wrapper that writes its own
+pid to ``<run dir>/exec-<transition id>.pid`` before it starts the agent and the agent's exit
+status to ``exec-<transition id>.exit`` when it ends. Both outlive the runner, so a runner killed
+at any point can tell "still running", "finished with code N", "killed" and "never started"
+apart, and the agent's work is harvested once instead of being redone.
+
+logist's own last commit: an agent works on the checked-out job branch and may commit, amend,
+reset or rebase it (DESIGN.md §5 invariant 8). The commit a step's agent started from is
+recorded (``agent.json``) before the agent starts; the tip is logist's own record unless it
+carries no transition logist made after that commit (:func:`own_tip`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from logist.git import refs
+from logist.core.errors import (BusyError, ConcurrentUpdateError, LogistError, ManifestError, UsageError)
+from logist.git.gitcmd import CatFileBatch, git, git_out
+from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
+from logist.store.jobstore import RECORD_FILES, JobStore, crash_point
+
+Progress = Callable[[str], None]
+
+# ---- agent execution records -----------------------------------------------------------
+
+# The wrapper every agent runs under (argv: $1 = record base path, then the agent's argv).
+# It records its pid, runs the agent as a foreground child (a trapped INT/TERM/HUP reaches the
+# whole process group, the agent included, and the wrapper waits for it), records the exit
+# status, and then ends the way the agent did (the same signal, or the same exit code).
+_WRAPPER = r'''b=$1
+shift
+echo $$ > "$b.pid.tmp" && mv -f "$b.pid.tmp" "$b.pid"
+trap : INT TERM HUP
+"$@"
+rc=$?
+echo $rc > "$b.exit.tmp" && mv -f "$b.exit.tmp" "$b.exit"
+if [ "$rc" -gt 128 ] && [ "$rc" -lt 193 ]; then
+    trap - INT TERM HUP
+    kill -$((rc - 128)) $$
+fi
+exit $rc'''
+
+
+def exec_base(store: JobStore, job_id: str, transition_id: str) -> Path:
+    """Path prefix of one execution's records (``.pid``, ``.exit``) in the job's run dir."""
+    safe = "".join(c for c in transition_id if c.isalnum())[:40] or "none"
+    return store.run_dir(job_id) / f"exec-{safe}"
+
+
+def wrap_argv(base: Path, argv: list[str]) -> list[str]:
+    """``argv`` run under the recording wrapper (see the module docstring)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    return ["/bin/sh", "-c", _WRAPPER, "logist-agent", str(base), *argv]
+
+
+def read_exit(base: Path) -> int | None:
+    """The recorded exit status of an execution (negative: killed by that signal), or None."""
+    try:
+        raw = (base.parent / (base.name + ".exit")).read_text().strip()
+        rc = int(raw)
+    except (OSError, ValueError):
+        return None
+    return -(rc - 128) if 128 < rc < 193 else rc
+
+
+def read_pid(base: Path) -> int | None:
+    try:
+        pid = int((base.parent / (base.name + ".pid")).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 1 else None
+
+
+def _cmdline_has(pid: int, needle: str) -> bool | None:
+    """True/False when /proc/<pid>/cmdline holds ``needle``; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None if not os.path.isdir("/proc/self") else False
+    if not raw:  # a process that just started may not show its command line yet
+        return None
+    return needle.encode() in raw
+
+
+def find_wrapper(base: Path) -> int | None:
+    """The pid of a live wrapper of this execution, found by its command line (/proc)."""
+    from logist.core.procs import pid_alive
+
+    if not os.path.isdir("/proc/self"):
+        return None
+    needle = str(base).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if needle not in fh.read():
+                    continue
+        except OSError:
+            continue
+        if pid_alive(int(entry)):
+            return int(entry)
+    return None
+
+
+def read_agent_file(store: JobStore, job_id: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads((store.run_dir(job_id) / "agent.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass
+class AgentStatus:
+    """What became of the agent of the execution at the tip."""
+
+    kind: str  # "running" | "exited" | "dead" | "not-started"
+    pid: int | None = None
+    pgid: int | None = None
+    start_time: int | None = None
+    exit_code: int | None = None
+
+    def describe(self) -> str:
+        return {"running": f"its agent still runs (pid {self.pid})",
+                "exited": f"its agent finished (exit code {self.exit_code})",
+                "dead": "its agent is gone",
+                "not-started": "its agent never started"}[self.kind]
+
+
+def agent_status(store: JobStore, m: Manifest) -> AgentStatus:
+    """Running / exited / dead / never started, for the execution ``m.execution`` names."""
+    from logist.core.procs import boot_id, pid_alive
+
+    ex = m.execution
+    if ex is None:
+        return AgentStatus("dead")
+    base = exec_base(store, m.id, ex.transition_id)
+    code = read_exit(base)
+    if code is not None:
+        return AgentStatus("exited", exit_code=code)
+    info = read_agent_file(store, m.id)
+    if not info or info.get("transition_id") != ex.transition_id:
+        info = None
+    pid_file = read_pid(base)
+    here = ex.host == socket.gethostname() and (not ex.boot_id or ex.boot_id == boot_id())
+    if not here:  # another machine, or before a reboot: nothing of it runs here now
+        return AgentStatus("dead" if (pid_file or info or ex.host != socket.gethostname())
+                           else "not-started")
+    if not (pid_file or info) and not started_in_this_clone(store, m):
+        # Another clone of the repository on this host started it (a worker that died, a job
+        # adopted from a remote): its agent, if any, belongs to that clone's worktree and its
+        # records to that clone's git dir, so here it is gone, never "not started".
+        return AgentStatus("dead")
+    candidates: list[tuple[int, int | None, int | None]] = []
+    if info and isinstance(info.get("pid"), int):
+        candidates.append((info["pid"], info.get("start_time"), info.get("pgid")))
+    if pid_file:
+        candidates.append((pid_file, None, pid_file))
+    for pid, start, pgid in candidates:
+        if pid_alive(pid, start) and _cmdline_has(pid, str(base)) is not False:
+            return AgentStatus("running", pid=pid, pgid=pgid or pid,
+                               start_time=start if start is not None else _start_time(pid))
+    pid = find_wrapper(base)
+    if pid:
+        return AgentStatus("running", pid=pid, pgid=pid, start_time=_start_time(pid))
+    code = read_exit(base)  # it may have ended while we looked
+    if code is not None:
+        return AgentStatus("exited", exit_code=code)
+    started = pid_file is not None or bool(info and info.get("pid"))
+    return AgentStatus("dead" if started else "not-started")
+
+
+def started_in_this_clone(store: JobStore, m: Manifest) -> bool:
+    """Whether the execution ``m.execution`` names was started from this clone.
+
+    Executions record their log path, which lies under the starting clone's common git dir
+    (``<common dir>/logist/run/<id>/...``, the same place as the agent file and the wrapper's
+    records). Another clone of the repository, even on the same host and boot, has another
+    common dir. An execution without a log path (older records) counts as this clone's.
+    """
+    ex = m.execution
+    if ex is None or not ex.log:
+        return True
+    mine = store.run_dir(m.id)
+    theirs = Path(ex.log).parent
+    if theirs == mine:
+        return True
+    try:
+        return theirs.resolve() == mine.resolve()
+    except OSError:
+        return False
+
+
+def _start_time(pid: int) -> int | None:
+    from logist.core.procs import process_start_time
+
+    return process_start_time(pid)
+
+
+def stop_agent(status: AgentStatus, *, grace: float = 3.0) -> None:
+    """TERM, then KILL after ``grace`` seconds, the process group of a running agent."""
+    from logist.core.procs import pid_alive
+
+    if status.kind != "running" or not status.pgid or status.pgid <= 1 or status.pgid == os.getpgrp():
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(status.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not pid_alive(status.pid or status.pgid, status.start_time):
+                return
+            time.sleep(0.05)
+
+
+# ---- logist's own last commit ------------------------------------------------------------
+
+def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
+    """(commit, record) of logist's own last transition of ``job_id``.
+
+    The tip, unless an agent moved the branch during its step and no logist transition came
+    after: then the EXECUTING commit the agent started from (recorded in ``agent.json`` before
+    it started). A later logist transition is recognised by its record: its history extends
+    the EXECUTING commit's history (an agent's commits carry the record it found, or a tampered
+    one, never a longer history).
+    """
+    refs.validate_job_id(job_id)
+    tip = store.tip(job_id)
+    info = read_agent_file(store, job_id)
+    anchor = info.get("commit") if info else None
+    if not isinstance(anchor, str) or len(anchor) != 40 or anchor == tip:
+        return store.read(job_id, at=tip)
+    rec, hist = refs.manifest_path(job_id), refs.history_path(job_id)
+    with CatFileBatch(store.paths.root) as batch:
+        raw_tip, hist_tip, raw_anchor, hist_anchor = batch.read_many(
+            [f"{tip}:{rec}", f"{tip}:{hist}", f"{anchor}:{rec}", f"{anchor}:{hist}"])
+    try:
+        anchor_m = store._validate(job_id, anchor, raw_anchor)
+    except ManifestError:
+        return store.read(job_id, at=tip)
+    if anchor_m.state != State.EXECUTING or anchor_m.execution is None \
+            or anchor_m.execution.transition_id != info.get("transition_id"):
+        return store.read(job_id, at=tip)
+    try:
+        tip_m = store._validate(job_id, tip, raw_tip)
+    except ManifestError:
+        return anchor, anchor_m
+    a, t = hist_anchor or b"", hist_tip or b""
+    if len(t) > len(a) and t.startswith(a) and tip_m.transition_seq > anchor_m.transition_seq:
+        return tip, tip_m
+    return anchor, anchor_m
+
+
+def is_ancestor(store: JobStore, a: str, b: str) -> bool:
+    return git(["merge-base", "--is-ancestor", a, b], cwd=store.root, check=False).returncode == 0
+
+
+def keep_displaced(store: JobStore, job_id: str, oid: str) -> str:
+    """Keep ``oid`` reachable at ``refs/logist/displaced/<id>/<k>`` (idempotent: an existing ref
+    that already points at it is reused)."""
+    prefix = refs.DISPLACED_PREFIX + refs.validate_job_id(job_id) + "/"
+    for _ in range(5):
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", prefix], cwd=store.root)
+        used = []
+        for line in out.splitlines():
+            target, _, ref = line.partition(" ")
+            if target == oid:
+                return ref
+            tail = ref[len(prefix):]
+            if tail.isdigit():
+                used.append(int(tail))
+        ref = refs.displaced_ref(job_id, max(used, default=0) + 1)
+        proc = store._update_ref(f"create {ref} {oid}\n")
+        if proc.returncode == 0:
+            return ref
+    raise ConcurrentUpdateError(f"job {job_id}: could not keep commit {oid[:12]} at {prefix}<k>")
+
+
+def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str]]:
+    """Before logist's next commit after an agent ran: see what the agent did to the branch and
+    to ``.logist/``, keep rewritten-away commits reachable, and drop extra files from the
+    record directory. Returns (the branch tip to build on, warnings to record)."""
+    tip = store.tip(job_id)
+    warnings: list[str] = []
+    record = refs.record_dir(job_id)
+    if tip != own:
+        if is_ancestor(store, own, tip):
+            warnings.append("the agent made its own commits on the job branch; they are kept")
+        else:
+            ref = keep_displaced(store, job_id, own)
+            warnings.append("the agent rewrote the job branch (amend, reset or rebase); logist's "
+                            f"previous commit is kept at {ref}")
+    wt = store.worktree_path(job_id)
+    if (wt / ".git").exists():
+        changed = git(["diff", "--quiet", own, "--", record], cwd=wt, check=False).returncode != 0
+        extras = [p for p in _record_paths(wt, record) if p.rsplit("/", 1)[-1] not in RECORD_FILES]
+        if changed or extras:
+            warnings.append("the agent changed the job record under .logist/; it was restored "
+                            "from logist's last commit")
+        if extras:
+            git(["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *extras], cwd=wt, check=False)
+            for rel in extras:
+                try:
+                    (wt / rel).unlink()
+                except OSError:
+                    pass
+        other = git(["diff", "--quiet", own, "--", ".logist", f":(exclude){record}"], cwd=wt,
+                    check=False).returncode != 0
+        if other:
+            warnings.append("the agent changed other files under .logist/; they are kept as part "
+                            "of its work")
+    elif tip != own and git(["diff", "--quiet", own, tip, "--", record], cwd=store.root,
+                            check=False).returncode != 0:
+        warnings.append("the agent changed the job record in its commits; it was restored from "
+                        "logist's last commit")
+    return tip, warnings
+
+
+def _record_paths(wt: Path, record: str) -> list[str]:
+    """Tracked and untracked paths under the record directory of a worktree."""
+    out = git_out(["ls-files", "--cached", "--others", "--", record], cwd=wt, check=False)
+    return sorted(set(out.splitlines()))
+
+
+# ---- what is interrupted, and what recovery will do ----------------------------------------
+
+@dataclass
+class Interrupted:
+    id: str
+    title: str
+    state: str
+    step: int | None
+    step_count: int | None
+    holder: dict[str, Any] | None
+    since: str | None
+    action: str
+    # "transient" (a step stopped mid-way), "restep" (a restep stopped mid-way; the job rests)
+    # or "dead-lock" (a resting job, lock left)
+    kind: str
+    restep_step: int | None = None  # kind "restep": the step being re-executed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "state": self.state, "step": self.step,
+                "step_count": self.step_count, "holder": self.holder, "since": self.since,
+                "action": self.action, "kind": self.kind, "restep_step": self.restep_step}
+
+    def warning(self) -> str:
+        if self.kind == "restep":
+            which = f" of step {self.restep_step}" if self.restep_step else ""
+            return (f"job {self.id}: a restep{which} was interrupted; run `logist recover "
+                    f"{self.id}` to finish it")
+        if self.kind == "dead-lock":
+            return (f"job {self.id} was left locked by a process that is gone "
+                    f"({(self.holder or {}).get('stale_reason', 'dead holder')}); "
+                    f"run `logist recover {self.id}`")
+        return f"job {self.id} was interrupted in {self.state}; run `logist recover` to resume it"
+
+
+def _holder_dict(oid: str, holder) -> dict[str, Any]:
+    if holder is None:
+        return {"lock": oid, "valid": False, "stale": True, "stale_reason": "unreadable lock record"}
+    reason = holder.stale_reason()
+    return {"lock": oid, "pid": holder.pid, "host": holder.host, "command": holder.command,
+            "since": holder.since(), "heartbeat_at": holder.heartbeat_at,
+            "lease_seconds": holder.lease_seconds, "stale": reason is not None, "stale_reason": reason}
+
+
+def restep_in_flight(m: Manifest) -> bool:
+    """The record says a restep is in flight (``execution.restep``): interrupted unless a live
+    process holds the job. The job itself rests meanwhile (its state is not transient)."""
+    return m.state not in TRANSIENT and m.execution is not None and m.execution.restep
+
+
+def needs_recovery(m: Manifest) -> bool:
+    """A transient state or a restep in flight: what a runner that died leaves at the tip."""
+    return m.state in TRANSIENT or restep_in_flight(m)
+
+
+def _running_step(m: Manifest) -> int | None:
+    """The step a restep in flight re-executes (the one its start marked RUNNING)."""
+    running = [i for i, s in enumerate(m.steps, 1) if s.status == StepStatus.RUNNING]
+    return running[-1] if running else None
+
+
+def plan_action(store: JobStore, m: Manifest) -> str:
+    """In words: what recovering this job will do, judged from its tip."""
+    if restep_in_flight(m):
+        return _restep_words(store, m)
+    if m.state == State.PROVISIONING:
+        return f"provision again, then run step {m.step} (attempt {m.attempt})"
+    if m.state == State.EXECUTING:
+        st = agent_status(store, m)
+        if st.kind == "running":
+            return f"re-attach to the running agent (pid {st.pid}) and harvest it"
+        if st.kind == "exited":
+            return f"harvest the finished agent (exit code {st.exit_code})"
+        if st.kind == "not-started":
+            return f"start the agent of step {m.step} (attempt {m.attempt})"
+        return _restart_words(m)
+    if m.state == State.RECOVERING:
+        return _restart_words(m)
+    if m.state == State.HARVESTING:
+        return f"harvest step {m.step} again from what was saved"
+    return "release the dead lock"
+
+
+def _restep_words(store: JobStore, m: Manifest) -> str:
+    from logist.engine.rerun import describe_restep_in_flight
+
+    r = describe_restep_in_flight(store, m)
+    if r is None:
+        return "clear the restep in flight (its start is not in the history) and record a failure"
+    what = f"restep {r.number} of step {r.step}" + (" (isolated)" if r.isolated else "")
+    if r.isolated and r.result_kept:
+        return f"finish {what} from its result kept at {r.result_kept}"
+    st = agent_status(store, m)
+    if st.kind == "running":
+        return f"re-attach to the running agent of {what} (pid {st.pid}) and record its outcome"
+    if st.kind == "exited":
+        return f"record the outcome of {what}: its agent finished (exit code {st.exit_code})"
+    if r.attempt >= m.budget.max_attempts:
+        return (f"record {what} as failed: attempts spent ({r.attempt} of "
+                f"{m.budget.max_attempts})")
+    return f"re-execute {what} (attempt {r.attempt + 1} of {m.budget.max_attempts})"
+
+
+def _restart_words(m: Manifest) -> str:
+    if m.attempt >= m.budget.max_attempts:
+        return (f"move to INTERVENTION_REQUIRED: attempts spent ({m.attempt} of "
+                f"{m.budget.max_attempts})")
+    return f"re-execute step {m.step} (attempt {m.attempt + 1} of {m.budget.max_attempts})"
+
+
+def interrupted_jobs(store: JobStore, *, with_actions: bool = True,
+                     summaries: list | None = None) -> list[Interrupted]:
+    """Every interrupted job (see the module docstring), sorted by id. A handful of git
+    processes whatever the number of jobs; no writes. ``summaries`` reuses a listing the
+    caller already made (``store.list_jobs()``)."""
+    from logist.store.locks import read_locks
+
+    summaries = store.list_jobs() if summaries is None else summaries
+    locks = read_locks(store)
+    out = []
+    for s in summaries:
+        m = s.manifest
+        if m is None:  # an agent may have broken the tip's record mid-step: judge logist's own
+            try:
+                _, m = own_tip(store, s.id)
+            except LogistError:
+                continue
+        lock = locks.get(s.id)
+        holder = _holder_dict(*lock) if lock else None
+        if holder is not None and not holder["stale"]:
+            continue  # a live process holds it
+        if m.state in TRANSIENT:
+            kind = "transient"
+        elif restep_in_flight(m):
+            kind = "restep"
+        elif holder is not None:
+            kind = "dead-lock"
+        else:
+            continue
+        since = holder.get("since") if holder else None
+        action = plan_action(store, m) if with_actions else ""
+        out.append(Interrupted(m.id, m.title, m.state.value, m.step, m.step_count, holder,
+                               since or m.updated_at, action, kind,
+                               _running_step(m) if kind == "restep" else None))
+    return out
+
+
+def check_counts(store: JobStore) -> dict[str, int]:
+    """{state: number of interrupted jobs in it}."""
+    counts: dict[str, int] = {}
+    for j in interrupted_jobs(store, with_actions=False):
+        counts[j.state] = counts.get(j.state, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# ---- acting ----------------------------------------------------------------------------
+
+@dataclass
+class Recovered:
+    id: str
+    before: str
+    after: str | None
+    step: int | None
+    did: list[str] = field(default_factory=list)
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "before": self.before, "after": self.after, "step": self.step,
+                "did": self.did, "error": self.error}
+
+
+def sync_worktree(store: JobStore, job_id: str) -> list[str]:
+    """Bring a resting job's worktree to its tip: the record's copy and index, and no
+    ``git worktree lock`` left by a step that was interrupted. What was done, in words."""
+    did = []
+    wt = store.worktree_path(job_id)
+    if not (wt / ".git").exists():
+        return did
+    if store.sync_worktree_record(job_id):
+        did.append("restored the worktree's copy of the record from the tip")
+    locked = _worktree_locked(store, wt)
+    if locked:
+        git(["worktree", "unlock", "--", str(wt)], cwd=store.root, check=False)
+        did.append("unlocked the worktree")
+    return did
+
+
+def _worktree_locked(store: JobStore, wt: Path) -> bool:
+    out = git_out(["worktree", "list", "--porcelain"], cwd=store.root, check=False)
+    current = None
+    for line in out.splitlines():
+        if line.startswith("worktree "):
+            current = line[len("worktree "):]
+        elif line.startswith("locked") and current is not None:
+            try:
+                if Path(current).resolve() == wt.resolve():
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _take_interrupted(store: JobStore, job_id: str, verb: str, hint: str):
+    """Check that ``job_id`` is interrupted (a transient tip, a restep in flight or a lock left
+    behind), then take its lease (over a dead holder). Returns (state before, lease, what was
+    done so far)."""
+    from logist.store.locks import acquire, read_lock
+
+    refs.validate_job_id(job_id)
+    _, m = own_tip(store, job_id)
+    if read_lock(store, job_id) is None and not needs_recovery(m):
+        raise UsageError(f"job {job_id} is {m.state.value} and not interrupted; nothing to {verb}",
+                         hint=hint)
+    lease = acquire(store, job_id)
+    did = [f"took over the lease ({lease.takeover_reason})"] if lease.takeover_reason else []
+    return m.state.value, lease, did
+
+
+def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = None,
+                trust: bool = False) -> Recovered:
+    """Recover one job: take over its lease and finish its interrupted step or restep (the job
+    then rests), or release a dead lock of a resting job. LockHeldError (exit 4) when a live
+    process holds it; UsageError when there is nothing to recover."""
+    from logist.engine.job_processor import Engine
+
+    progress = progress or (lambda msg: None)
+    before, lease, did = _take_interrupted(store, job_id, "recover", f"run `logist job status {job_id}`")
+    try:
+        crash_point("recover-after-takeover")
+        _, m = own_tip(store, job_id)
+        if m.state in TRANSIENT:
+            result = Engine(store, progress=progress, trust=trust).step(job_id, lease=lease)
+            did.append(f"finished the interrupted step {m.step}: {result.state.value}"
+                       + (f" ({result.reason})" if result.reason and result.state != State.SUCCESS
+                          and result.state != State.PENDING else ""))
+        elif restep_in_flight(m):
+            # What `logist job run` does first (Engine._repair): finish the restep, nothing more.
+            from logist.engine.rerun import repair_interrupted
+
+            lease.start_heartbeat()
+            try:
+                result = repair_interrupted(Engine(store, progress=progress, trust=trust), lease)
+            finally:
+                lease.stop_heartbeat()
+            if result is not None:
+                did.append(f"finished the interrupted {result.reason}")
+            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
+                check=False)
+        else:
+            did += sync_worktree(store, job_id)
+            did.append("released the dead lock")
+        _, after = store.read(job_id)
+    finally:
+        lease.release()
+    return Recovered(job_id, before, after.state.value, after.step, did)
+
+
+def recover_all(store: JobStore, *, progress: Progress | None = None, trust: bool = False
+                ) -> tuple[list[Path], list[Recovered]]:
+    """Remove stale ``*.lock`` files, then recover every interrupted job, one after the other.
+    A job that fails to recover is reported (``error``) and the others go on."""
+    from logist.store.locks import remove_stale_lock_files
+
+    removed = remove_stale_lock_files(store)
+    results = []
+    for j in interrupted_jobs(store, with_actions=False):
+        try:
+            results.append(recover_job(store, j.id, progress=progress, trust=trust))
+        except BusyError as exc:
+            results.append(Recovered(j.id, j.state, None, j.step, error=exc.message, exit_code=4))
+        except LogistError as exc:
+            results.append(Recovered(j.id, j.state, None, j.step, error=exc.message, exit_code=1))
+    return removed, results
+
+
+def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
+            progress: Progress | None = None) -> Recovered:
+    """Give up an interrupted job: stop its agent if one still runs, release the dead lock and
+    move the job to INTERVENTION_REQUIRED (the worktree's changes are committed with it, so
+    nothing is lost). An interrupted restep is recorded as failed instead; the job keeps its
+    resting state. History is never deleted. LockHeldError if a live process holds it."""
+    from logist.store.job_state import Update, apply_update
+    from logist.store.jobstore import new_transition_id, utcnow
+
+    before, lease, did = _take_interrupted(store, job_id, "abandon",
+                                           f"to stop it anyway: `logist job cancel {job_id}`")
+    why = reason or "abandoned after an interruption (`logist recover --abandon`)"
+    try:
+        own, m = own_tip(store, job_id)
+        if restep_in_flight(m):
+            # The job rests; only its restep is given up (recorded as failed, work kept).
+            from logist.engine.job_processor import Engine
+            from logist.engine.rerun import abandon_restep
+
+            res = abandon_restep(Engine(store, progress=progress), lease, why)
+            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
+                check=False)
+            _, m = store.read(job_id)
+            if res is not None:
+                did.append(f"recorded restep {res.restep} of step {res.step} as failed "
+                           f"(the job stays {m.state.value})")
+        elif m.state in TRANSIENT:
+            if m.state == State.EXECUTING:
+                st = agent_status(store, m)
+                if st.kind == "running":
+                    stop_agent(st)
+                    did.append(f"stopped the agent (pid {st.pid})")
+            tip, warnings = settle_branch(store, job_id, own)
+            events = {State.PROVISIONING: ["provision_failed"], State.EXECUTING: ["hung", "gave_up"],
+                      State.RECOVERING: ["gave_up"], State.HARVESTING: ["intervention"]}[m.state]
+
+            def mut(x: Manifest) -> None:
+                x.current.status = StepStatus.FAILURE
+                x.current.reason = why
+                x.execution = None
+
+            history_from = own
+            for i, event in enumerate(events):
+                last = i == len(events) - 1
+                res = apply_update(m, Update(event=event, reason=why, mutate=mut if last else None,
+                                             data={"abandoned": True, **({"warnings": warnings}
+                                                                         if warnings and last else {})}),
+                                   now=utcnow(), transition_id=new_transition_id())
+                assert res is not None
+                m, entry = res
+                with_work = last and (store.worktree_path(job_id) / ".git").exists()
+                tip = store.commit_transition(job_id, tip, m, [entry], lease=lease.oid,
+                                              parent=tip, history_from=history_from,
+                                              include_worktree=with_work, body=why)
+                history_from = tip
+            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
+                check=False)
+            did.append(f"moved the job from {before} to {m.state.value}")
+        else:
+            did += sync_worktree(store, job_id)
+            did.append(f"released the dead lock (the job stays {m.state.value})")
+    finally:
+        lease.release()
+    return Recovered(job_id, before, m.state.value, m.step, did)
+
+
+# ---- cleanup ---------------------------------------------------------------------------
+
+@dataclass
+class Cleaned:
+    id: str
+    state: str
+    archive_ref: str | None
+    worktree_removed: bool
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "archive_ref": self.archive_ref,
+                "worktree_removed": self.worktree_removed, "reason": self.reason}
+
+
+def _age_days(iso: str, now: float) -> float:
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return (now - t.timestamp()) / 86400.0
+
+
+def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
+            now: float | None = None) -> list[Cleaned]:
+    """Finished jobs (SUCCESS, CANCELED) last changed more than ``keep_days`` ago: write
+    ``refs/logist/archive/<id>`` at the tip first, then remove the worktree when it is clean and
+    nobody holds the job. Branches, history and notes are kept. Also removes stale ``*.lock``
+    files and the run scratch (step logs are in ``refs/notes/logist/logs``) of cleaned jobs."""
+    import shutil
+
+    from logist.store.locks import read_locks, remove_stale_lock_files
+
+    if keep_days < 0:
+        raise UsageError("--keep-days must be 0 or more")
+    now = time.time() if now is None else now
+    if not dry_run:
+        remove_stale_lock_files(store)
+    locks = read_locks(store)
+    out = []
+    for s in store.list_jobs():
+        m = s.manifest
+        if m is None or m.state not in TERMINAL or _age_days(m.updated_at, now) < keep_days:
+            continue
+        wt = store.worktree_path(m.id)
+        if s.id in locks:
+            _, holder = locks[s.id]
+            if holder is not None and holder.stale_reason() is None:
+                out.append(Cleaned(m.id, m.state.value, None, False, f"held by {holder.describe()}"))
+                continue
+        ref = refs.archive_ref(m.id)
+        if dry_run:
+            exists = (wt / ".git").exists()
+            out.append(Cleaned(m.id, m.state.value, ref, exists,
+                               "would archive" + (" and remove the worktree" if exists else "")))
+            continue
+        store.update_refs(f"update {ref} {s.tip}\n")
+        if not (wt / ".git").exists():
+            out.append(Cleaned(m.id, m.state.value, ref, False, "no worktree"))
+            continue
+        status = git(["status", "--porcelain", "--untracked-files=normal"], cwd=wt, check=False)
+        if status.returncode != 0 or status.stdout.strip():
+            out.append(Cleaned(m.id, m.state.value, ref, False,
+                               "worktree has uncommitted changes; kept"))
+            continue
+        git(["worktree", "unlock", "--", str(wt)], cwd=store.root, check=False)
+        proc = git(["worktree", "remove", "--", str(wt)], cwd=store.root, check=False)
+        if proc.returncode != 0:
+            out.append(Cleaned(m.id, m.state.value, ref, False,
+                               f"worktree not removed: {proc.stderr.strip().splitlines()[-1:]}"))
+            continue
+        shutil.rmtree(store.run_dir(m.id), ignore_errors=True)
+        out.append(Cleaned(m.id, m.state.value, ref, True, "archived; worktree removed"))
+    return out

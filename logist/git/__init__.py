@@ -1,0 +1,1 @@
+"""Layer 1: the one door to git: commands, in-process reads, ref names, notes."""

@@ -1,0 +1,1 @@
+"""Layer 5: sharing and housekeeping: push/fetch, cleanup, workers, doctor, init/hooks."""

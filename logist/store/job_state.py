@@ -1,0 +1,205 @@
+"""The state machine of DESIGN.md §3 as data, and the manifest API.
+
+The transition table is pure: no I/O, no clock. ``load_job_manifest`` reads a record from a
+file or bytes; ``update_job_manifest`` computes the next record and hands it to a store that
+commits it atomically (one commit, or none when nothing changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from logist.core.errors import JobStateError
+from logist.core.model import TERMINAL, HistoryEntry, Manifest, State, parse_manifest
+
+S = State
+
+# (from, event) -> to. "*" as from means: any non-terminal state.
+TRANSITIONS: tuple[tuple[State | str, str, State], ...] = (
+    (S.DRAFT, "activate", S.PENDING),
+    (S.PENDING, "start", S.PROVISIONING),
+    (S.PROVISIONING, "provisioned", S.EXECUTING),
+    (S.PROVISIONING, "provision_failed", S.INTERVENTION_REQUIRED),
+    (S.EXECUTING, "agent_exited", S.HARVESTING),
+    (S.EXECUTING, "hung", S.RECOVERING),
+    (S.RECOVERING, "restarted", S.EXECUTING),
+    (S.RECOVERING, "gave_up", S.INTERVENTION_REQUIRED),
+    (S.HARVESTING, "completed", S.PENDING),
+    (S.HARVESTING, "completed_last", S.SUCCESS),
+    (S.HARVESTING, "completed_approval", S.APPROVAL_REQUIRED),
+    (S.HARVESTING, "retry", S.PENDING),
+    (S.HARVESTING, "intervention", S.INTERVENTION_REQUIRED),
+    (S.APPROVAL_REQUIRED, "approve", S.SUCCESS),
+    (S.APPROVAL_REQUIRED, "reject", S.PENDING),
+    (S.INTERVENTION_REQUIRED, "resubmit", S.PENDING),
+    ("*", "suspend", S.SUSPENDED),
+    ("*", "cancel", S.CANCELED),
+    (S.SUSPENDED, "resume", S.PENDING),
+)
+
+EVENTS = tuple(dict.fromkeys(event for _, event, _ in TRANSITIONS))
+
+# Which outcome of a harvest maps to which event.
+OUTCOME_EVENTS = {"COMPLETED": "completed", "RETRY": "retry", "STUCK": "intervention"}
+
+
+def _table() -> dict[tuple[State, str], State]:
+    table: dict[tuple[State, str], State] = {}
+    for src, event, dst in TRANSITIONS:
+        sources = [s for s in State if s not in TERMINAL] if src == "*" else [src]
+        for s in sources:
+            if s == dst:  # suspending a suspended job is not a transition
+                continue
+            table[(State(s), event)] = dst
+    return table
+
+
+TABLE = _table()
+
+
+def transition_state(current: State | str, event: str) -> State:
+    """The state that ``event`` leads to from ``current``; JobStateError if the table refuses."""
+    try:
+        state = State(current)
+    except ValueError:
+        raise JobStateError(f"unknown state {current!r}") from None
+    if event not in EVENTS:
+        raise JobStateError(f"unknown event {event!r}; events are: {', '.join(EVENTS)}")
+    try:
+        return TABLE[(state, event)]
+    except KeyError:
+        allowed = sorted(e for (s, e) in TABLE if s == state)
+        raise JobStateError(
+            f"cannot {event} a job in state {state.value}",
+            hint=("allowed here: " + ", ".join(allowed)) if allowed
+            else f"{state.value} is terminal; start a new run with `logist job rerun`") from None
+
+
+def allowed_events(current: State) -> list[str]:
+    return sorted(e for (s, e) in TABLE if s == current)
+
+
+def load_job_manifest(source: str | Path | bytes) -> Manifest:
+    """Load and validate a record from a manifest file, a job record directory, or raw bytes."""
+    if isinstance(source, bytes):
+        raw, where = source, "record"
+    else:
+        path = Path(source)
+        if path.is_dir():
+            path = path / "manifest.json"
+        where = str(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise JobStateError(f"no job record at {where}",
+                                hint="run `logist job list` to see existing jobs") from None
+        except OSError as exc:
+            raise JobStateError(f"cannot read job record {where}: {exc.strerror}") from None
+    try:
+        return parse_manifest(raw)
+    except (ValidationError, ValueError) as exc:
+        raise JobStateError(f"malformed job record {where}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(top)"
+        return f"{loc}: {err.get('msg')}"
+    return str(exc).splitlines()[0]
+
+
+def get_current_state_and_role(manifest: Manifest | dict[str, Any]) -> tuple[State, str | None]:
+    """(state, agent of the active step); the agent is None when the job is terminal."""
+    if isinstance(manifest, dict):
+        for key in ("state", "step", "steps"):
+            if key not in manifest:
+                raise JobStateError(f"job record has no {key!r} field")
+        try:
+            state = State(manifest["state"])
+            steps = manifest["steps"]
+            step = int(manifest["step"])
+            if not isinstance(steps, list) or not 1 <= step <= len(steps):
+                raise IndexError(f"step {step} is not one of the record's steps (1-based)")
+            agent = steps[step - 1].get("agent") or manifest.get("agent")
+        except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
+            raise JobStateError(f"job record is inconsistent: {exc}") from None
+    else:
+        state, agent = manifest.state, manifest.current.agent
+    if not agent:
+        raise JobStateError("job record names no agent for its current step")
+    return state, (None if state in TERMINAL else agent)
+
+
+@dataclass
+class Update:
+    """What a transition changes besides the state."""
+
+    event: str | None = None
+    step: int | None = None
+    cost_delta: float = 0.0
+    tokens_delta: int = 0
+    seconds_delta: float = 0.0
+    reason: str | None = None
+    outcome: str | None = None
+    history_event: str = "transition"
+    data: dict[str, Any] | None = None
+    mutate: Callable[[Manifest], None] | None = None
+
+
+def apply_update(manifest: Manifest, update: Update, *, now: str, transition_id: str
+                 ) -> tuple[Manifest, HistoryEntry] | None:
+    """Pure: the next record and its history entry, or None when nothing would change."""
+    new = manifest.model_copy(deep=True)
+    from_state = manifest.state
+    if update.event is not None:
+        new.state = transition_state(manifest.state, update.event)
+    if update.step is not None:
+        if not 1 <= update.step <= len(new.steps):
+            raise JobStateError(f"step {update.step} does not exist; job {new.id} has "
+                                f"{len(new.steps)} steps")
+        new.step = update.step
+    new.cost_usd = round(new.cost_usd + update.cost_delta, 6)
+    new.tokens += update.tokens_delta
+    new.seconds = round(new.seconds + update.seconds_delta, 3)
+    if update.reason is not None:
+        new.reason = update.reason
+    if update.mutate is not None:
+        update.mutate(new)
+    if new == manifest and update.event is None and not update.data:
+        return None
+    new.transition_seq += 1
+    new.updated_at = now
+    entry = HistoryEntry(
+        t=now, event=update.history_event, run=new.run, step=manifest.step,
+        transition_id=transition_id, reason=update.reason or "", outcome=update.outcome,
+        cost_usd=update.cost_delta or None, tokens=update.tokens_delta or None,
+        data=update.data or {},
+        **{"from": from_state, "to": new.state})
+    return new, entry
+
+
+class ManifestStore(Protocol):
+    """What ``update_job_manifest`` needs from a store (logist.store.jobstore.JobStore implements it)."""
+
+    def read(self, job_id: str) -> tuple[str, Manifest]: ...
+
+    def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest,
+                          entries: list[HistoryEntry], **kwargs: Any) -> str: ...
+
+
+def update_job_manifest(store: ManifestStore, job_id: str, update: Update, *, now: str,
+                        transition_id: str, **commit_kwargs: Any) -> tuple[str, Manifest] | None:
+    """Read the tip, apply ``update``, commit atomically. None (and no commit) if nothing changed."""
+    tip, manifest = store.read(job_id)
+    result = apply_update(manifest, update, now=now, transition_id=transition_id)
+    if result is None:
+        return None
+    new, entry = result
+    oid = store.commit_transition(job_id, tip, new, [entry], **commit_kwargs)
+    return oid, new

@@ -1,0 +1,850 @@
+"""The job store: the only module that reads and writes job branches.
+
+A job is ``refs/heads/logist/<id>`` plus a worktree. Every transition is one commit built
+in process with dulwich (blob, trees, commit) and published with one
+``git update-ref --stdin`` transaction that verifies the holder's lock (fencing) and moves the
+branch by compare-and-swap. The job worktree's index is brought along afterwards, so
+``git status`` in the worktree stays clean (DESIGN.md §5a).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from logist.git import refs
+from logist.core.errors import (ConcurrentUpdateError, GitError, JobNotFoundError, ManifestError,
+                           NotARepositoryError, NotInitializedError, UsageError)
+from logist.git.gitcmd import CatFileBatch, Started, git, git_out
+from logist.core.states import State
+
+if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
+    from logist.core.model import HistoryEntry, Manifest
+
+RECORD_FILES = ("manifest.json", "history.jsonl")
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_transition_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:16]
+
+
+_CRASH_HITS: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Test-only: end the process abruptly at a named point.
+
+    ``LOGIST_CRASH_AT=name`` ends it the first time the point is reached, ``name#N`` the N-th
+    time (e.g. ``after-publish#3``). Nothing is flushed or cleaned up, as after a ``kill -9``.
+    """
+    want = os.environ.get("LOGIST_CRASH_AT")
+    if not want:
+        return
+    target, _, nth = want.partition("#")
+    if target != name:
+        return
+    _CRASH_HITS[name] = _CRASH_HITS.get(name, 0) + 1
+    if _CRASH_HITS[name] == (int(nth) if nth.isdigit() else 1):
+        os._exit(137)
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    root: Path  # top of the work tree logist was called from
+    git_dir: Path
+    common_dir: Path
+
+    @property
+    def logist_dir(self) -> Path:
+        """Private, per-repository state under the common git dir."""
+        return self.common_dir / "logist"
+
+
+def find_repo(cwd: str | Path | None = None) -> RepoPaths:
+    """Discover the repository around ``cwd`` (linked worktrees and subdirectories too)."""
+    cwd = Path(cwd or os.getcwd())
+    if not cwd.is_dir():
+        raise NotARepositoryError(f"{cwd} is not a directory")
+    proc = git(["rev-parse", "--is-bare-repository", "--show-toplevel", "--absolute-git-dir",
+                "--git-common-dir"], cwd=cwd, check=False)
+    if proc.returncode != 0:
+        raise NotARepositoryError(f"not a git repository: {cwd}",
+                                  hint="run logist inside a git repository (or `git init` first)")
+    lines = proc.stdout.splitlines()
+    if lines and lines[0] == "true":
+        raise NotARepositoryError(f"{cwd} is a bare repository; logist needs a work tree",
+                                  hint="clone it (`git clone`) and run logist in the clone")
+    if len(lines) < 4:
+        raise NotARepositoryError(f"not inside a git work tree: {cwd}",
+                                  hint="cd into the work tree of the repository")
+    root, git_dir, common = Path(lines[1]), Path(lines[2]), Path(lines[3])
+    if not common.is_absolute():
+        common = (cwd / common).resolve()
+    return RepoPaths(root=root, git_dir=git_dir, common_dir=common.resolve())
+
+
+@dataclass
+class JobSummary:
+    id: str
+    tip: str
+    manifest: Manifest | None
+    error: str | None = None
+
+
+@dataclass
+class JobRecord:
+    """A job's tip record as validated JSON data (``JobStore.list_records``)."""
+
+    id: str
+    tip: str
+    data: dict | None
+    error: str | None = None
+
+
+@dataclass
+class _Identity:
+    name: bytes
+    email: bytes
+
+
+class ObjectWriter:
+    """Builds blobs, trees and commits in process with dulwich."""
+
+    def __init__(self, common_dir: Path) -> None:
+        from dulwich.object_store import DiskObjectStore
+
+        self.store = DiskObjectStore(str(common_dir / "objects"))
+        # Parsed objects by id: objects never change, so this can't go stale. Holds what the
+        # last transitions wrote and read (the next one reads the same commit and trees).
+        self._cache: dict[bytes, object] = {}
+        self._ident: _Identity | None = None
+        self._common_dir = common_dir
+
+    def identity(self) -> _Identity:
+        if self._ident is None:
+            out = git_out(["var", "GIT_COMMITTER_IDENT"], cwd=self._common_dir, check=False)
+            name, _, rest = out.partition(" <")
+            email = rest.partition(">")[0]
+            if not name or not email:
+                name, email = "logist", "logist@localhost"
+            self._ident = _Identity(name.encode(), email.encode())
+        return self._ident
+
+    def _add(self, obj) -> None:
+        """``add_object`` with a bounded retry: dulwich raises FileLocked at once when another
+        process writes the same loose object (DESIGN.md §5a); a lock left by a killed writer
+        is removed once it is older than a minute."""
+        from dulwich.file import FileLocked
+
+        for i in range(8):
+            try:
+                self.store.add_object(obj)
+                self._remember(obj.id, obj)
+                return
+            except FileLocked as exc:
+                lock = Path(str(getattr(exc, "lockfilename", "") or ""))
+                try:
+                    if lock.name and time.time() - lock.stat().st_mtime > 60:
+                        lock.unlink()
+                        continue
+                except OSError:
+                    pass
+                if i == 7:
+                    raise ConcurrentUpdateError(f"cannot write object {obj.id.decode()}: {exc}",
+                                                hint="try again") from None
+                time.sleep(0.005 * (2 ** i))
+
+    def blob(self, data: bytes) -> bytes:
+        from dulwich.objects import Blob
+
+        b = Blob.from_string(data)
+        self._add(b)
+        return b.id
+
+    def tree_with_record(self, root_tree: bytes, job_id: str, files: dict[str, bytes]) -> bytes:
+        """``root_tree`` with .logist/jobs/<id>/ replaced by ``files`` (other jobs untouched)."""
+        from dulwich.objects import Tree
+
+        record = Tree()
+        for name, data in sorted(files.items()):
+            record.add(name.encode(), 0o100644, self.blob(data))
+        self._add(record)
+        path = [b".logist", b"jobs", job_id.encode()]
+        return self._replace(root_tree, path, record.id)
+
+    def _replace(self, tree_oid: bytes | None, path: list[bytes], new_oid: bytes) -> bytes:
+        from dulwich.objects import Tree
+
+        tree = Tree()
+        if tree_oid is not None:
+            for entry in self.get(tree_oid).iteritems():
+                tree.add(entry.path, entry.mode, entry.sha)
+        head, rest = path[0], path[1:]
+        if rest:
+            sub = None
+            if head in tree:
+                mode, sha = tree[head]
+                if mode == 0o040000:
+                    sub = sha
+            child = self._replace(sub, rest, new_oid)
+        else:
+            child = new_oid
+        tree[head] = (0o040000, child)
+        self._add(tree)
+        return tree.id
+
+    def commit(self, tree: bytes, parents: list[str], message: str) -> str:
+        from dulwich.objects import Commit
+
+        ident = self.identity()
+        c = Commit()
+        c.tree = tree
+        c.parents = [p.encode() for p in parents]
+        who = ident.name + b" <" + ident.email + b">"
+        c.author = c.committer = who
+        now = int(time.time())
+        c.author_time = c.commit_time = now
+        c.author_timezone = c.commit_timezone = 0
+        c.encoding = b"UTF-8"
+        c.message = message.encode()
+        self._add(c)
+        return c.id.decode()
+
+    def commit_tree_of(self, commit_oid: str) -> bytes:
+        return self.get(commit_oid.encode()).tree
+
+    def get(self, oid: bytes):
+        """The parsed object ``oid`` (KeyError if absent). Callers must not modify it."""
+        obj = self._cache.get(oid)
+        if obj is None:
+            from logist.git.gitread import load
+
+            obj = load(self.store, oid)
+            self._remember(oid, obj)
+        return obj
+
+    def _remember(self, oid: bytes, obj) -> None:
+        if len(self._cache) >= 256:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[oid] = obj
+
+
+def commit_message(job_id: str, entry: HistoryEntry, manifest: Manifest, *, body: str = "",
+                   lease: str | None = None, extra_trailers: dict[str, str] | None = None) -> str:
+    """Subject ``logist(<id>): FROM -> TO (step n/m)``, a body, and Logist-* trailers."""
+    frm = entry.from_state.value if entry.from_state else "create"
+    to = entry.to_state.value if entry.to_state else manifest.state.value
+    if entry.event in ("run", "restep", "note"):
+        subject = f"logist({job_id}): {entry.event} {frm} -> {to}"
+    else:
+        subject = f"logist({job_id}): {frm} -> {to}"
+    step = entry.step or manifest.step  # the step this transition acted on
+    subject += f" (step {step}/{manifest.step_count})"
+    trailers = {
+        "Logist-Job": job_id,
+        "Logist-Run": str(manifest.run),
+        "Logist-Step": f"{step}/{manifest.step_count}",
+        "Logist-From": frm,
+        "Logist-To": to,
+        "Logist-Event": entry.event,
+        "Logist-Transition-Id": entry.transition_id or "",
+    }
+    if entry.outcome:
+        trailers["Logist-Outcome"] = entry.outcome
+    if entry.cost_usd:
+        trailers["Logist-Cost-USD"] = f"{entry.cost_usd:.6f}".rstrip("0").rstrip(".")
+    if entry.tokens:
+        trailers["Logist-Tokens"] = str(entry.tokens)
+    if lease:
+        trailers["Logist-Lease"] = lease
+    trailers.update(extra_trailers or {})
+    text = body or entry.reason
+    lines = [subject, ""]
+    if text:
+        lines += [_one_paragraph(text), ""]
+    lines += [f"{k}: {_trailer_value(v)}" for k, v in trailers.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _one_paragraph(text: str) -> str:
+    # Keep the body from looking like trailers or a second subject.
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())[:4000]
+
+
+def _trailer_value(v: str) -> str:
+    return " ".join(str(v).split())[:300]
+
+
+class JobStore:
+    """Read and write jobs in one repository."""
+
+    def __init__(self, paths: RepoPaths) -> None:
+        self.paths = paths
+        self._writer: ObjectWriter | None = None
+        self._reader = None
+        self._record_cache = None
+        self._config = None
+
+    @classmethod
+    def discover(cls, cwd: str | Path | None = None) -> "JobStore":
+        return cls(find_repo(cwd))
+
+    # ---- configuration and locations -------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    def config_root(self) -> Path:
+        """Where .logist/config.toml is read from: this work tree, else the main work tree.
+
+        A job's own worktree (or any linked worktree without the file) uses the main one's.
+        """
+        if (self.paths.root / ".logist" / "config.toml").is_file():
+            return self.paths.root
+        main = self.paths.common_dir.parent
+        if self.paths.common_dir.name == ".git" and (main / ".logist" / "config.toml").is_file():
+            return main
+        return self.paths.root
+
+    @property
+    def config(self):
+        if self._config is None:
+            from logist.core.config import load_config
+
+            self._config = load_config(self.config_root())
+        return self._config
+
+    @property
+    def writer(self) -> ObjectWriter:
+        if self._writer is None:
+            self._writer = ObjectWriter(self.paths.common_dir)
+        return self._writer
+
+    def is_initialized(self) -> bool:
+        return (self.config_root() / ".logist" / "config.toml").is_file()
+
+    def require_initialized(self) -> None:
+        if not self.is_initialized():
+            raise NotInitializedError(f"logist is not set up in {self.paths.root}",
+                                      hint="run `logist init` first")
+
+    def worktrees_dir(self) -> Path:
+        configured = self.config.worktrees.dir
+        if configured:
+            p = Path(os.path.expanduser(configured))
+            # relative to the project the config belongs to, wherever logist runs from
+            return p if p.is_absolute() else (self.config_root() / p).resolve()
+        return self.paths.logist_dir / "worktrees"
+
+    def worktree_path(self, job_id: str) -> Path:
+        return self.worktrees_dir() / refs.validate_job_id(job_id)
+
+    def existing_worktree(self, job_id: str) -> Path:
+        """Where the job's worktree is, as git records it (no config read: what `job status`
+        shows); the configured place when git has no worktree of the job's branch there."""
+        refs.validate_job_id(job_id)
+        admin = self.paths.common_dir / "worktrees" / job_id
+        try:
+            head = (admin / "HEAD").read_text().strip()
+            gitfile = Path((admin / "gitdir").read_text().strip())
+        except OSError:
+            return self.worktree_path(job_id)
+        if head == f"ref: {refs.branch_ref(job_id)}" and gitfile.name == ".git" and gitfile.is_file():
+            return gitfile.parent
+        return self.worktree_path(job_id)
+
+    def run_dir(self, job_id: str) -> Path:
+        """Per-job scratch (step logs, runner info) under the git dir; never committed."""
+        return self.paths.logist_dir / "run" / refs.validate_job_id(job_id)
+
+    # ---- reads -----------------------------------------------------------------------
+    @property
+    def reader(self):
+        """In-process reads of refs and objects (logist.git.gitread); git is asked when it can't."""
+        if self._reader is None:
+            from logist.git.gitread import RepoReader
+
+            self._reader = RepoReader(self.paths.common_dir, lambda oid: self.writer.get(oid))
+        return self._reader
+
+    def _objects_in_process(self) -> bool:
+        """Read objects with dulwich only in a process that writes commits (dulwich is loaded
+        and its object cache warm); a read-only command is cheaper with one `git cat-file`
+        than with importing dulwich (`job status`, `job show`)."""
+        return self._writer is not None
+
+    def resolve_commit(self, ref: str) -> str | None:
+        """The commit ``ref`` names (like ``git rev-parse --verify -q REF^{commit}``), or None."""
+        from logist.git.gitread import Unsupported
+
+        try:
+            if self._objects_in_process():
+                return self.reader.commit(ref)
+            return self.reader.ref(ref)  # a branch names a commit; cat-file checks the rest
+        except Unsupported:
+            proc = git(["rev-parse", "--verify", "-q", ref + "^{commit}"],
+                       cwd=self.paths.root, check=False)
+            return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def blob_at(self, commit: str, path: str) -> bytes | None:
+        """Content of ``commit:path`` (None if there is no such file)."""
+        from logist.git.gitread import Unsupported
+
+        if self._objects_in_process():
+            try:
+                return self.reader.blob_at(commit, path)
+            except Unsupported:
+                pass
+        with CatFileBatch(self.paths.root) as batch:
+            return batch.read(f"{commit}:{path}", kind="blob")
+
+    def tip(self, job_id: str) -> str:
+        oid = self.resolve_commit(refs.branch_ref(job_id))
+        if oid is None:
+            raise JobNotFoundError(f"no job {job_id!r} in this repository",
+                                   hint="run `logist job list` to see jobs")
+        return oid
+
+    def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]:
+        """(commit, manifest) at the branch tip (or at commit ``at``)."""
+        refs.validate_job_id(job_id)
+        oid = at or self.tip(job_id)
+        return oid, self._validate(job_id, oid, self.blob_at(oid, refs.manifest_path(job_id)))
+
+    def _validate(self, job_id: str, oid: str, raw: bytes | None) -> Manifest:
+        from logist.core.model import parse_manifest
+        if raw is None:
+            raise ManifestError(f"job {job_id}: commit {oid[:12]} has no record at "
+                                f"{refs.manifest_path(job_id)}",
+                                hint=f"inspect it with `git show {oid[:12]}`; `logist recover {job_id}` "
+                                     "restores the record from logist's last commit")
+        try:
+            m = parse_manifest(raw)
+        except ValueError as exc:
+            first = str(exc).splitlines()
+            detail = first[1].strip() + ": " + first[2].strip() if len(first) > 2 else first[0]
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} is invalid ({detail})",
+                                hint=f"inspect it with `git show {oid[:12]}:{refs.manifest_path(job_id)}`"
+                                ) from None
+        if m.id != job_id:
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} names job {m.id!r}")
+        return m
+
+    def read_record(self, job_id: str, *, at: str | None = None) -> tuple[str, dict]:
+        """(commit, record as JSON data) at the tip: validated like :meth:`read`, without the
+        models when logist validated this blob before (logist.store.record_cache)."""
+        from logist.store.record_cache import blob_oid
+
+        refs.validate_job_id(job_id)
+        oid = at or self.tip(job_id)
+        raw = self.blob_at(oid, refs.manifest_path(job_id))
+        if raw is not None:
+            blob = blob_oid(raw)
+            if self.record_cache.contains(blob):
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    data = None
+                if _listable(data, job_id):
+                    return oid, data
+        self._validate(job_id, oid, raw)  # raises with the reason
+        self.record_cache.add([blob_oid(raw)])  # type: ignore[arg-type]
+        return oid, json.loads(raw)  # type: ignore[arg-type]
+
+    def read_history(self, job_id: str, *, at: str | None = None) -> list[HistoryEntry]:
+        from logist.core.model import parse_history
+
+        oid = at or self.tip(job_id)
+        raw = self.blob_at(oid, refs.history_path(job_id))
+        if raw is None:
+            return []
+        try:
+            return parse_history(raw)
+        except ValueError as exc:
+            raise ManifestError(f"job {job_id}: history at {oid[:12]} is invalid: "
+                                f"{str(exc).splitlines()[0]}") from None
+
+    def job_ids(self) -> list[tuple[str, str]]:
+        """[(id, tip)] of every job branch, sorted by id."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", refs.BRANCH_PREFIX],
+                      cwd=self.paths.root)
+        result = []
+        for line in out.splitlines():
+            oid, _, ref = line.partition(" ")
+            job_id = refs.job_id_from_branch_ref(ref)
+            if job_id:
+                result.append((job_id, oid))
+        return result
+
+    def list_jobs(self, prefix: str = refs.BRANCH_PREFIX) -> list[JobSummary]:
+        """Every job's tip record: one for-each-ref and one cat-file --batch, whatever the count."""
+        pairs = self._tips(prefix)
+        if not pairs:
+            return []
+        with CatFileBatch(self.paths.root) as batch:
+            blobs = batch.read_many([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
+        result = []
+        for (jid, oid), raw in zip(pairs, blobs):
+            try:
+                result.append(JobSummary(jid, oid, self._validate(jid, oid, raw)))
+            except ManifestError as exc:
+                result.append(JobSummary(jid, oid, None, exc.message))
+        return result
+
+    def list_records(self, prefix: str = refs.BRANCH_PREFIX, *,
+                     lock_refs: dict[str, str] | None = None) -> list[JobRecord]:
+        """Every job's tip record as plain JSON data, for listings: no pydantic when every
+        record is one logist validated before (logist.store.record_cache); any other record is
+        validated with the model first (and remembered when it passes).
+
+        ``lock_refs``: filled with {job id: lock oid} of every lock ref, found by the same
+        ``for-each-ref`` (the interrupted-jobs check of ``job list`` needs them).
+        """
+        found = self._refs_under(prefix, *([refs.LOCKS_PREFIX] if lock_refs is not None else []))
+        if lock_refs is not None:
+            lock_refs.update(found[refs.LOCKS_PREFIX])
+        pairs = found[prefix]
+        if not pairs:
+            return []
+        with CatFileBatch(self.paths.root) as batch:
+            objs = batch.read_many_objects([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
+        cache = self.record_cache
+        known = cache.load()
+        learned = []
+        result = []
+        for (jid, tip), obj in zip(pairs, objs):
+            data = None
+            if obj is not None and obj[0] in known:
+                try:
+                    data = json.loads(obj[1])
+                except ValueError:
+                    data = None
+                if not _listable(data, jid):  # the cache can only be wrong by a miss
+                    data = None
+            if data is None:
+                try:
+                    self._validate(jid, tip, obj[1] if obj else None)
+                    data = json.loads(obj[1])  # type: ignore[index]
+                    learned.append(obj[0])  # type: ignore[index]
+                except ManifestError as exc:
+                    result.append(JobRecord(jid, tip, None, exc.message))
+                    continue
+            result.append(JobRecord(jid, tip, data))
+        cache.add(learned)
+        cache.compact((o[0] for o in objs if o), known | set(learned))
+        return result
+
+    def _tips(self, prefix: str) -> list[tuple[str, str]]:
+        """[(id, tip)] of the job branches under ``prefix`` (one for-each-ref)."""
+        return self._refs_under(prefix)[prefix]
+
+    def _refs_under(self, *prefixes: str) -> dict[str, list[tuple[str, str]]]:
+        """{prefix: [(job id, oid)]} of the refs named ``<prefix><valid job id>``, for every
+        prefix, with one ``for-each-ref``."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", *prefixes],
+                      cwd=self.paths.root)
+        found: dict[str, list[tuple[str, str]]] = {p: [] for p in prefixes}
+        for line in out.splitlines():
+            oid, _, ref = line.partition(" ")
+            for p in prefixes:
+                if ref.startswith(p):
+                    rest = ref[len(p):]
+                    if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
+                        found[p].append((rest, oid))
+                    break
+        return found
+
+    @property
+    def record_cache(self):
+        if self._record_cache is None:
+            from logist.store.record_cache import ValidRecordCache
+
+            self._record_cache = ValidRecordCache(self.paths.logist_dir)
+        return self._record_cache
+
+    # ---- writes ----------------------------------------------------------------------
+    def record_files(self, job_id: str, manifest: Manifest, history_raw: bytes,
+                     entries: list[HistoryEntry]) -> dict[str, bytes]:
+        """The files of the record to commit. The manifest bytes are validated as a reader
+        will validate them (logist never writes a record it would refuse to read) and
+        remembered as valid (logist.store.record_cache)."""
+        from logist.core.model import canonical_json, history_line, parse_manifest
+        from logist.store.record_cache import blob_oid
+
+        hist = history_raw + b"".join(history_line(e) for e in entries)
+        data = canonical_json(manifest)
+        try:
+            parse_manifest(data)
+        except ValueError as exc:  # a bug in logist, not in the user's input
+            raise RuntimeError(f"logist built an invalid record for job {job_id}: {exc}") from None
+        self.record_cache.add([blob_oid(data)])
+        return {"manifest.json": data, "history.jsonl": hist}
+
+    def _history_raw(self, oid: str, job_id: str) -> bytes:
+        return self.blob_at(oid, refs.history_path(job_id)) or b""
+
+    def create_job(self, manifest: Manifest, entry: HistoryEntry, *, make_worktree: bool = True) -> str:
+        """Create branch logist/<id> at base + a record commit (create-only), then its worktree."""
+        job_id = manifest.id
+        if make_worktree:
+            self._check_worktree_path(job_id)  # before anything is created
+        files = self.record_files(job_id, manifest, b"", [entry])
+        base_tree = self.writer.commit_tree_of(manifest.base)
+        tree = self.writer.tree_with_record(base_tree, job_id, files)
+        oid = self.writer.commit(tree, [manifest.base], commit_message(job_id, entry, manifest))
+        crash_point("create-before-ref")
+        proc = self._update_ref(f"create {refs.branch_ref(job_id)} {oid}\n")
+        if proc.returncode != 0:
+            from logist.core.errors import JobExistsError
+
+            raise JobExistsError(f"job {job_id} already exists",
+                                 hint="choose another title or id (see `logist job list --all`)")
+        crash_point("create-after-ref")
+        if make_worktree:
+            try:
+                self.ensure_worktree(job_id)
+            except Exception:
+                # A failed create leaves nothing behind: take the branch back (compare-and-delete).
+                self._update_ref(f"delete {refs.branch_ref(job_id)} {oid}\n")
+                raise
+        return oid
+
+    def _check_worktree_path(self, job_id: str) -> None:
+        wt = self.worktree_path(job_id)
+        if wt.exists() and not (wt / ".git").exists() and (not wt.is_dir() or any(wt.iterdir())):
+            raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
+                             hint="move it away, or choose another id; nothing was created")
+
+    def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest,
+                          entries: list[HistoryEntry], *, lease: str | None = None,
+                          parent: str | None = None, include_worktree: bool = False,
+                          body: str = "", extra_trailers: dict[str, str] | None = None,
+                          sync_worktree: bool = True, history_from: str | None = None) -> str:
+        """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``).
+
+        ``parent`` (default ``old_tip``) is the commit the new one builds on; the branch must
+        still be at ``old_tip``; ``history_from`` is the commit whose history is appended to.
+        With ``include_worktree`` the commit also takes the worktree's changes (``git add -A``,
+        respecting .gitignore). Raises ConcurrentUpdateError (exit 4) when the branch moved or
+        the lease was lost; nothing changes then.
+        """
+        parent = parent or old_tip
+        wt = self.worktree_path(job_id)
+        sync = sync_worktree and (wt / ".git").exists()
+        # The two git processes a transition needs start now and are fed when the commit is
+        # built, so their start-up overlaps the dulwich work (docs/performance.md).
+        ref_proc = Started(["update-ref", "--stdin"], cwd=self.paths.root)
+        index_proc = None
+        try:
+            # The history is appended to logist's own last record (never to what an agent left).
+            history_raw = self._history_raw(history_from or old_tip, job_id)
+            files = self.record_files(job_id, manifest, history_raw, entries)
+            if include_worktree:
+                git(["add", "-A"], cwd=wt)
+                crash_point("after-worktree-add")
+                base_tree = git_out(["write-tree"], cwd=wt).encode()
+            else:
+                base_tree = self.writer.commit_tree_of(parent)
+            if sync:  # after `git add -A`: update-index holds the index lock from its start
+                index_proc = Started(["update-index", "--add", "--stdin"], cwd=wt)
+            tree = self.writer.tree_with_record(base_tree, job_id, files)
+            msg = commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
+                                 extra_trailers=extra_trailers)
+            oid = self.writer.commit(tree, [parent], msg)
+            crash_point("before-publish")
+            self.publish(job_id, oid, old_tip, lease=lease, started=ref_proc)
+            crash_point("after-publish")
+            if sync:
+                self.sync_worktree_record(job_id, files, started=index_proc)
+        finally:
+            ref_proc.cancel()
+            if index_proc is not None:
+                index_proc.cancel()
+        return oid
+
+    def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None,
+                started: Started | None = None) -> None:
+        """One ref transaction: verify the lock value (fencing), then CAS the branch.
+
+        ``started``: an ``update-ref --stdin`` already running, used for the first attempt.
+        """
+        lines = []
+        if lease:
+            lines.append(f"verify {refs.lock_ref(job_id)} {lease}\n")
+        lines.append(f"update {refs.branch_ref(job_id)} {new} {old}\n")
+        proc = self._update_ref("".join(lines), started=started)
+        if proc.returncode != 0:
+            err = proc.stderr.strip()
+            if ".lock" in err and "File exists" in err:
+                path = err.split("Unable to create '", 1)[-1].split("'", 1)[0]
+                raise ConcurrentUpdateError(
+                    f"job {job_id}: a git lock file is in the way: {path}",
+                    hint="another git command may be running; if none is, a killed git left it: "
+                         "`logist recover` removes it once it is a minute old")
+            if lease and refs.lock_ref(job_id) in err:
+                raise ConcurrentUpdateError(
+                    f"job {job_id}: this process lost its lease; another process holds the job now",
+                    hint=f"run `logist job status {job_id}` to see who holds it")
+            raise ConcurrentUpdateError(
+                f"job {job_id} changed while this command ran (branch is no longer at {old[:12]})",
+                hint=f"run `logist job status {job_id}` and try again")
+
+    def _update_ref(self, stdin: str, attempts: int = 5, started: Started | None = None):
+        """`git update-ref --stdin`, retrying briefly when a ref's .lock file is in the way.
+
+        A ``verify`` of a lock this process holds is kept in step with its heartbeat
+        (``logist.store.locks.fence_stdin``). When the .lock is still there after the retries and it
+        is stale (older than a minute, no live git in the repository: a killed git left it), it
+        is removed and the transaction tried once more (DESIGN.md §5a).
+        """
+        done = None
+        if "verify " + refs.LOCKS_PREFIX in stdin:
+            from logist.store.locks import fence_stdin
+
+            stdin, done = fence_stdin(stdin)
+        try:
+            cleared = False
+            i = 0
+            while True:
+                if started is not None and not started.done:
+                    proc = started.finish(stdin)
+                else:
+                    proc = git(["update-ref", "--stdin"], cwd=self.paths.root, input=stdin,
+                               check=False)
+                if proc.returncode == 0 or ".lock" not in proc.stderr or "File exists" not in proc.stderr:
+                    return proc
+                i += 1
+                if i >= attempts:
+                    if cleared:
+                        return proc
+                    from logist.store.locks import clear_stale_lock_file
+
+                    if not clear_stale_lock_file(self, proc.stderr):
+                        return proc
+                    cleared = True
+                    continue
+                time.sleep(0.01 * (2 ** i))
+        finally:
+            if done is not None:
+                done()
+
+    def update_refs(self, stdin: str) -> None:
+        proc = self._update_ref(stdin)
+        if proc.returncode != 0:
+            raise ConcurrentUpdateError(f"ref update refused: {proc.stderr.strip()}")
+
+    # ---- worktrees -------------------------------------------------------------------
+    def ensure_worktree(self, job_id: str) -> Path:
+        """The job's worktree, created (or repaired) if missing. Idempotent."""
+        wt = self.worktree_path(job_id)
+        if (wt / ".git").exists():
+            return wt
+        git(["worktree", "prune"], cwd=self.paths.root, check=False)
+        wt.parent.mkdir(parents=True, exist_ok=True)
+        if wt.exists() and not any(wt.iterdir()):
+            wt.rmdir()
+        if wt.exists():
+            raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
+                             hint="move it away, then run the command again")
+        try:
+            git(["worktree", "add", "-q", "--", str(wt), refs.branch_name(job_id)], cwd=self.paths.root)
+        except GitError as exc:
+            raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
+                           hint="run `git worktree list` and `git worktree prune`") from None
+        return wt
+
+    def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None, *,
+                             started: Started | None = None) -> bool:
+        """Bring the worktree's copy of the record (files and index) to the branch tip.
+
+        Returns True when the working copy differed from the tip (it is overwritten, never
+        believed: DESIGN.md §5.1). ``started``: an ``update-index --add --stdin`` already
+        running in the worktree.
+        """
+        wt = self.worktree_path(job_id)
+        if not (wt / ".git").exists():
+            if started is not None:
+                started.cancel()
+            return False
+        if files is None:
+            tip = self.tip(job_id)
+            files = {}
+            for name in RECORD_FILES:
+                data = self.blob_at(tip, f"{refs.record_dir(job_id)}/{name}")
+                if data is not None:
+                    files[name] = data
+        rec = wt / refs.record_dir(job_id)
+        rec.mkdir(parents=True, exist_ok=True)
+        differed = False
+        for name, data in files.items():
+            target = rec / name
+            try:
+                if target.read_bytes() == data:
+                    continue
+            except OSError:
+                pass
+            differed = True
+            _rewrite(target, data)
+        paths = [f"{refs.record_dir(job_id)}/{n}" for n in files]
+        if started is None:
+            git(["update-index", "--add", "--", *paths], cwd=wt)
+        else:
+            proc = started.finish("".join(p + "\n" for p in paths))
+            if proc.returncode != 0:
+                raise GitError(f"git update-index failed in {wt}: "
+                               f"{(proc.stderr.strip().splitlines() or ['(no output)'])[-1]}",
+                               argv=started.argv, returncode=proc.returncode, stdout=proc.stdout,
+                               stderr=proc.stderr)
+        return differed
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    """Replace a worktree file the way ``git checkout`` does: unlink, then create anew.
+
+    Not atomic for a reader in the worktree (a moment without the file), which is fine for
+    the record's working copy: it is never believed (DESIGN.md §5.1). A rename over the old
+    file (or a truncate) would make ext4 flush the data to disk first (``auto_da_alloc``):
+    0.5 ms per file, a quarter of a transition.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+_STATES = frozenset(s.value for s in State)
+
+
+def _listable(data, job_id: str) -> bool:
+    """The shape ``job list`` relies on (the full check is the model's)."""
+    return (isinstance(data, dict) and data.get("id") == job_id and isinstance(data.get("title"), str)
+            and data.get("state") in _STATES and isinstance(data.get("steps"), list)
+            and bool(data["steps"]) and isinstance(data.get("updated_at"), str))
+
+
+def host_name() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, indent=2)
