@@ -169,7 +169,7 @@ def machine() -> str:
         from importlib.metadata import version
 
         libs = ", ".join(f"{p} {version(p)}" for p in ("dulwich", "pydantic", "cyclopts"))
-    except Exception:  # noqa: BLE001 - informational only
+    except Exception:
         libs = "?"
     try:
         load = "load average %.1f %.1f %.1f" % os.getloadavg()

@@ -37,8 +37,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import (Result, logist_init, machine, med_ms, new_repo, print_results,  # noqa: E402
-                   python_cmd, run_proc, sh, timed, workspace)
+from bench import (
+    Result,
+    logist_init,
+    machine,
+    med_ms,
+    new_repo,
+    print_results,
+    python_cmd,
+    run_proc,
+    sh,
+    timed,
+    workspace,
+)
 
 JOB_TOML = """\
 title = "Benchmark job"
@@ -191,10 +202,10 @@ class GitCounter:
 
 def bench_transition(tmp: Path, rounds: int, cli_rounds: int) -> list[Result]:
     from logist.core.jobfile import parse_job_text
-    from logist.store.job_state import Update, apply_update, update_job_manifest
     from logist.engine.jobs import create_job
-    from logist.store.locks import acquire
+    from logist.store.job_state import Update, apply_update, update_job_manifest
     from logist.store.jobstore import JobStore, new_transition_id, utcnow
+    from logist.store.locks import acquire
 
     repo = new_repo(tmp / "a-repo", n_files=200)
     logist_init(repo)
@@ -378,8 +389,8 @@ print(json.loads(out[nl + 1:nl + 1 + int(out[:nl].split()[2])])["state"])
 def make_jobs(repo: Path, n: int) -> list[str]:
     """n job branches in one `git fast-import`, each with a valid record; returns the ids."""
     from logist.core.jobfile import parse_job_text
-    from logist.engine.jobs import build_manifest
     from logist.core.model import HistoryEntry, State, canonical_json, history_line, parse_manifest
+    from logist.engine.jobs import build_manifest
     from logist.store.jobstore import utcnow
 
     base = sh(repo, "rev-parse", "HEAD")
@@ -420,7 +431,7 @@ def bench_list(tmp: Path, sizes: list[int], rounds: int) -> list[Result]:
     from logist.store.jobstore import JobStore
 
     ns: dict = {}
-    exec(compile(LIST_FLOOR_SCRIPT, "<list-floor>", "exec"), ns)  # noqa: S102 - our own code
+    exec(compile(LIST_FLOOR_SCRIPT, "<list-floor>", "exec"), ns)
     floor_fn = ns["floor"]
     floor_file = tmp / "list_floor.py"
     floor_file.write_text(LIST_FLOOR_SCRIPT)

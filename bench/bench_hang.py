@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import logist_init, machine, new_repo, python_cmd, workspace  # noqa: E402
+from bench import logist_init, machine, new_repo, python_cmd, workspace
 
 
 def job_toml(silence: float) -> str:

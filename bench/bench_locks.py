@@ -95,8 +95,8 @@ def ms(samples: list[float]) -> float:
 
 def bench_lock(root: Path, rounds: int) -> tuple[float, float, float]:
     from logist.store.job_state import Update, apply_update
-    from logist.store.locks import acquire
     from logist.store.jobstore import JobStore, new_transition_id, utcnow
+    from logist.store.locks import acquire
 
     repo, (job,) = new_project(root, "lock", 1)
     store = JobStore.discover(repo)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from logist.git.gitcmd import base_env  # noqa: E402
-from logist.git.notes import append_notes, json_line  # noqa: E402
+from logist.git.gitcmd import base_env
+from logist.git.notes import append_notes, json_line
 
 REF = "refs/notes/logist/observer"
 

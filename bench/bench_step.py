@@ -33,9 +33,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import (Result, logist_init, machine, med_ms, new_repo, print_results,  # noqa: E402
-                   python_cmd, run_proc, sh, timed, workspace)
-from bench.bench_core import DulwichFloor, GitCounter, PlumbingFloor  # noqa: E402
+from bench import (
+    Result,
+    logist_init,
+    machine,
+    med_ms,
+    new_repo,
+    print_results,
+    python_cmd,
+    run_proc,
+    sh,
+    timed,
+    workspace,
+)
+from bench.bench_core import DulwichFloor, GitCounter, PlumbingFloor
 
 
 def job_toml(agent: str, steps: int) -> str:
@@ -97,10 +108,10 @@ class StepFloor:
 def bench_agent(tmp: Path, agent: str, rounds: int, cli_rounds: int) -> list[Result]:
     from logist.agents import get_agent
     from logist.agents.base import StepContext
-    from logist.engine.job_processor import Engine
     from logist.core.jobfile import parse_job_text
-    from logist.engine.jobs import create_job
     from logist.core.model import State
+    from logist.engine.job_processor import Engine
+    from logist.engine.jobs import create_job
     from logist.store.jobstore import JobStore
 
     repo = new_repo(tmp / f"{agent}-repo", n_files=200)

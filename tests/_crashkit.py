@@ -63,7 +63,7 @@ class Procs:
                 _kill_group_or_pid(p.pid)
             try:
                 p.communicate(timeout=10)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
 

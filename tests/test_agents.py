@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from logist.agents import (AGENTS, OUTCOME_INSTRUCTIONS, agent_names, find_outcome, get_agent,
-                           validate_agent_options)
+from logist.agents import AGENTS, OUTCOME_INSTRUCTIONS, agent_names, find_outcome, get_agent, validate_agent_options
 from logist.agents.base import ARGV_PROMPT_LIMIT, AgentResult, StepContext, iter_json_objects
 from logist.core.errors import AgentError
 from logist.runtimes import HostRuntime

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from _core import cli, create_job, no_traceback, project, refs_snapshot, tip, write  # noqa: F401
 from conftest import git, run_logist
 

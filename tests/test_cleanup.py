@@ -139,8 +139,8 @@ def test_gc_keeps_a_dirty_or_locked_worktree_and_its_branch(net):
 
 
 def test_gc_skips_a_job_held_by_a_live_process(net):
-    from logist.store.locks import acquire
     from logist.store.jobstore import JobStore
+    from logist.store.locks import acquire
 
     jid = make_job(net.a, "Held", writes={"h.txt": "h\n"})
     lg(net.a, "push")

@@ -7,9 +7,20 @@ import json
 from pathlib import Path
 
 import pytest
-
-from _core import (Cli, cli, create_from_toml, create_job, history_at, mtimes, no_traceback,  # noqa: F401
-                   project, record_at, refs_snapshot, tip, tree_digest)
+from _core import (  # noqa: F401
+    Cli,
+    cli,
+    create_from_toml,
+    create_job,
+    history_at,
+    mtimes,
+    no_traceback,
+    project,
+    record_at,
+    refs_snapshot,
+    tip,
+    tree_digest,
+)
 from conftest import git, run_logist
 
 STATUS_KEYS = {"id", "state", "step", "step_count", "run", "branch", "worktree", "head", "cost_usd"}
@@ -232,8 +243,8 @@ def test_cwd_is_reset_between_calls(cli, monkeypatch):
 # ----------------------------------------------------------------------------- exit codes
 
 def test_busy_job_exits_4(cli):
-    from logist.store.locks import acquire
     from logist.store.jobstore import JobStore
+    from logist.store.locks import acquire
 
     job_id = create_job(cli, "--title", "Busy", "--step", "x", "--activate")
     store = JobStore.discover(cli.repo)

@@ -11,10 +11,24 @@ import os
 import signal
 
 import pytest
-
-from _crashkit import (Lines, Procs, agent_info, assert_consistent, create, history, init_project, lock_holder_pid,
-                       logist, manifest, mock_step, no_traceback, sh_step, status, wait_agent_running,
-                       wait_for)
+from _crashkit import (
+    Lines,
+    Procs,
+    agent_info,
+    assert_consistent,
+    create,
+    history,
+    init_project,
+    lock_holder_pid,
+    logist,
+    manifest,
+    mock_step,
+    no_traceback,
+    sh_step,
+    status,
+    wait_agent_running,
+    wait_for,
+)
 
 
 @pytest.fixture

@@ -81,8 +81,8 @@ def test_states_transition_table_equals_code():
 
 
 def test_states_table_equals_code():
-    from logist.store.job_state import allowed_events
     from logist.core.model import TERMINAL, TRANSIENT, State
+    from logist.store.job_state import allowed_events
 
     rows = table_with(doc("states.md"), ["state", "kind", "events allowed"])
     documented = {r[0]: (r[1], set() if r[2] == "-" else {e.strip() for e in r[2].split(",")})
@@ -247,11 +247,12 @@ def test_jobfile_complete_example_parses_and_builds():
 
 
 def test_jobfile_documents_every_key():
+    from dataclasses import fields
+
     from logist.agents.mock import _SPEC_KEYS
     from logist.agents.mock_agent import SCENARIOS
     from logist.core.jobfile import BudgetFile, JobFile, ObserverFile, StepFile
     from logist.engine.sentinel import SentinelConfig
-    from dataclasses import fields
 
     text = doc("jobfile.md")
     example = [b for b in toml_blocks(text) if "[[steps]]" in b][0]

@@ -11,9 +11,22 @@ import re
 import sys
 
 import pytest
-
-from _core import (cli, create_from_toml, create_job, history_at, kill_group, pid_gone, project,  # noqa: F401
-                   record_at, refs_snapshot, subject, tip, trailers, wait_for, worktree_status)
+from _core import (  # noqa: F401
+    cli,
+    create_from_toml,
+    create_job,
+    history_at,
+    kill_group,
+    pid_gone,
+    project,
+    record_at,
+    refs_snapshot,
+    subject,
+    tip,
+    trailers,
+    wait_for,
+    worktree_status,
+)
 from conftest import git, run_logist
 
 PY = json.dumps(sys.executable)

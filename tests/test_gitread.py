@@ -10,9 +10,9 @@ import os
 import subprocess
 
 import pytest
-
 from _core import cli, create_job, project, tip  # noqa: F401
 from conftest import git
+
 from logist.core.errors import JobNotFoundError
 
 

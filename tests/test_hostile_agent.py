@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from _crashkit import (assert_consistent, create, init_project, logist, manifest, run_dir,
-                       sh_step, wait_for)
+from _crashkit import assert_consistent, create, init_project, logist, manifest, run_dir, sh_step, wait_for
 from conftest import git
 
 REC = ".logist/jobs/$LOGIST_JOB_ID"

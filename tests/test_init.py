@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from _core import Cli, no_traceback, refs_snapshot, tree_digest, write
 from conftest import git, run_logist
+
 from logist.share.install import data_dir
 
 

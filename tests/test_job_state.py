@@ -12,15 +12,22 @@ import json
 from pathlib import Path
 
 import pytest
-
-from _core import cli, create_job, history_at, project, record_at, refs_snapshot, tip  # noqa: F401
-from _core import worktree_status
+from _core import cli, create_job, history_at, project, record_at, refs_snapshot, tip, worktree_status  # noqa: F401
 from conftest import git
-from logist.store import job_state
+
 from logist.core.errors import ConcurrentUpdateError, JobStateError, LogistError
-from logist.store.job_state import (OUTCOME_EVENTS, TABLE, TRANSITIONS, Update, get_current_state_and_role,
-                              load_job_manifest, transition_state, update_job_manifest)
 from logist.core.model import TERMINAL, Manifest, State, Step, canonical_json
+from logist.store import job_state
+from logist.store.job_state import (
+    OUTCOME_EVENTS,
+    TABLE,
+    TRANSITIONS,
+    Update,
+    get_current_state_and_role,
+    load_job_manifest,
+    transition_state,
+    update_job_manifest,
+)
 
 S = State
 NON_TERMINAL = [s for s in State if s not in TERMINAL]

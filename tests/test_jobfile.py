@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from _core import cli, create_job, no_traceback, project, record_at, refs_snapshot, tip, write  # noqa: F401
 from conftest import git
+
 from logist.core.errors import JobFileError
-from logist.share.install import data_dir
 from logist.core.jobfile import parse_job_file, parse_job_text
+from logist.share.install import data_dir
 
 # The example of issue 2 §4, verbatim.
 ISSUE_EXAMPLE = '''\

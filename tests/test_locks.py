@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _crashkit import Procs, dead_pid, logist, no_traceback, wait_for
 from conftest import git
 
@@ -223,8 +222,8 @@ def test_fenced_writes_never_race_their_own_heartbeat(store):
     (the value is brought up to date under the lease's mutex); a foreign value is refused."""
     from logist.core.errors import ConcurrentUpdateError
     from logist.store.job_state import Update, apply_update
-    from logist.store.locks import acquire
     from logist.store.jobstore import new_transition_id, utcnow
+    from logist.store.locks import acquire
 
     job = make_job(store)
     lease = acquire(store, job)

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import ValidationError
-
 from _core import cli, create_job, project, tip  # noqa: F401
 from conftest import git
+from pydantic import ValidationError
+
+from logist.core.model import (
+    SCHEMA_VERSION,
+    Budget,
+    HistoryEntry,
+    Manifest,
+    State,
+    Step,
+    canonical_json,
+    history_line,
+    parse_history,
+    parse_manifest,
+)
 from logist.git import refs
-from logist.core.model import (SCHEMA_VERSION, Budget, HistoryEntry, Manifest, State, Step, canonical_json,
-                          history_line, parse_history, parse_manifest)
 
 BASE = "0123456789abcdef0123456789abcdef01234567"
 

@@ -10,11 +10,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git
+
 from logist.core.errors import BusyError, UsageError
-from logist.git.notes import (NotesError, append_notes, iso_utc, json_line, list_notes, read_note,
-                          read_note_lines, read_notes, set_note)
+from logist.git.notes import (
+    NotesError,
+    append_notes,
+    iso_utc,
+    json_line,
+    list_notes,
+    read_note,
+    read_note_lines,
+    read_notes,
+    set_note,
+)
 from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
 
 

@@ -9,8 +9,7 @@ import pytest
 
 import logist.engine.observer as observer_mod
 from logist.core.errors import ConfigError
-from logist.engine.observer import (BUILTIN_PATTERNS, Observer, Signal, compile_patterns,
-                             validate_patterns)
+from logist.engine.observer import BUILTIN_PATTERNS, Observer, Signal, compile_patterns, validate_patterns
 
 # Lines as the agent CLIs print them (Claude Code, Codex CLI, Aider, Gemini CLI, generic tools).
 REAL_LINES = [

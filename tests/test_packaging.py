@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import git
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,9 +17,18 @@ import time
 from pathlib import Path
 
 import pytest
-
-from _crashkit import (Procs, assert_consistent, create, dead_pid, fsck_clean, init_project, mock_step,
-                       no_traceback, sh_step, wait_for)
+from _crashkit import (
+    Procs,
+    assert_consistent,
+    create,
+    dead_pid,
+    fsck_clean,
+    init_project,
+    mock_step,
+    no_traceback,
+    sh_step,
+    wait_for,
+)
 from conftest import git
 
 N = 8

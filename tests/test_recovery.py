@@ -8,9 +8,21 @@ import os
 import signal
 
 import pytest
-
-from _crashkit import (Procs, assert_consistent, create, history, init_project, logist, manifest, mock_step,
-                       no_traceback, sh_step, wait_agent_running, wait_for, worktree)
+from _crashkit import (
+    Procs,
+    assert_consistent,
+    create,
+    history,
+    init_project,
+    logist,
+    manifest,
+    mock_step,
+    no_traceback,
+    sh_step,
+    wait_agent_running,
+    wait_for,
+    worktree,
+)
 from conftest import git
 
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git, run_logist
 
 STEP_SCRIPT = r'''
@@ -380,8 +379,8 @@ def test_rerun_refuses_conflicting_local_changes(proj):
 
 
 def test_rerun_refused_while_lease_held(proj):
-    from logist.store.locks import acquire
     from logist.store.jobstore import JobStore
+    from logist.store.locks import acquire
 
     jid = proj.job("one")
     proj.ok("job", "run", jid)

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from logist.core.errors import AgentError
-from logist.runtimes import (HostRuntime, attach, get_runtime, group_alive, pid_alive,
-                             process_start_time, runtime_names)
+from logist.runtimes import HostRuntime, attach, get_runtime, group_alive, pid_alive, process_start_time, runtime_names
 from logist.runtimes.base import signal_group
 
 

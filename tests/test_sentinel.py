@@ -12,8 +12,14 @@ import time
 import pytest
 
 from logist.core.errors import ConfigError
-from logist.engine.sentinel import (Sentinel, SentinelConfig, group_alive, newest_mtime, pid_alive,
-                             process_group_cpu_ticks)
+from logist.engine.sentinel import (
+    Sentinel,
+    SentinelConfig,
+    group_alive,
+    newest_mtime,
+    pid_alive,
+    process_group_cpu_ticks,
+)
 
 HZ = 100  # fake clock ticks per second
 

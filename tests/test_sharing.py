@@ -237,8 +237,8 @@ def test_push_fetch_round_trip_and_remote_listing(net, monkeypatch):
 
 
 def test_push_selected_jobs_and_logist_refs_but_never_locks(net):
-    from logist.store.locks import acquire
     from logist.store.jobstore import JobStore
+    from logist.store.locks import acquire
 
     j1 = make_job(net.a, "One")
     j2 = make_job(net.a, "Two")
@@ -362,8 +362,8 @@ def test_fetched_invalid_record_is_data_not_a_crash(net):
     res = lg(b, "job", "adopt", "evil-job-1", code=1)
     assert "invalid" in res.err
     assert git(b, "branch", "--list", "logist/*") == ""
-    from logist.store.jobstore import JobStore
     from logist.share.worker import survey
+    from logist.store.jobstore import JobStore
 
     sv = survey(JobStore.discover(b), "origin")
     assert sv.invalid == ["evil-job-1"] and sv.claimable == []

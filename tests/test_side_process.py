@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from _core import (cli, create_from_toml, project, trailers, wait_for, worktree_status,  # noqa: F401
-                   write)
+from _core import cli, create_from_toml, project, trailers, wait_for, worktree_status, write  # noqa: F401
 from conftest import git
+
 from logist.agents import mock_agent
 from logist.engine.sentinel import group_alive, pid_alive
 

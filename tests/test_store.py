@@ -9,10 +9,24 @@ import re
 from pathlib import Path
 
 import pytest
-
-from _core import (cli, create_from_toml, create_job, git_input, history_at, project, record_at,  # noqa: F401
-                   refs_snapshot, subject, tip, trailers, tree_digest, worktree_status, write)
+from _core import (  # noqa: F401
+    cli,
+    create_from_toml,
+    create_job,
+    git_input,
+    history_at,
+    project,
+    record_at,
+    refs_snapshot,
+    subject,
+    tip,
+    trailers,
+    tree_digest,
+    worktree_status,
+    write,
+)
 from conftest import git
+
 from logist.core.errors import ConcurrentUpdateError, ManifestError
 from logist.core.model import State
 

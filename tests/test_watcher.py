@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git
+
 from logist.core.errors import ConfigError, UsageError
+from logist.engine.sentinel import group_alive, pid_alive
+from logist.engine.watcher import LogTail, parse_config, run_watch, spawn_watcher, stop_watcher, watcher_log_path
 from logist.git.notes import read_note_lines
 from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
-from logist.engine.sentinel import group_alive, pid_alive
-from logist.engine.watcher import (LogTail, parse_config, run_watch, spawn_watcher, stop_watcher,
-                            watcher_log_path)
 
 # cpu_idle_fraction: a 1 s CPU window includes the agent's own interpreter start (3-6%)
 FAST_LADDER = {"silence_seconds": 1, "interrupt_grace_seconds": 0.5, "terminate_grace_seconds": 0.5,

@@ -63,8 +63,8 @@ def starts(remote: Path, jid: str) -> int:
 
 def test_claim_is_a_compare_and_swap_on_the_remote(net):
     from logist.share.sharing import fetch
-    from logist.store.jobstore import JobStore
     from logist.share.worker import Counters, claim, survey
+    from logist.store.jobstore import JobStore
 
     jid = make_job(net.a, "Contested", run=False)
     lg(net.a, "push")
@@ -100,10 +100,10 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
 
 @pytest.mark.slow
 def test_a_job_changed_on_the_remote_behind_the_lock_is_given_up(net):
-    from logist.store.locks import acquire
     from logist.share.sharing import fetch, import_job
-    from logist.store.jobstore import JobStore
     from logist.share.worker import Counters, LeaseLost, claim, survey
+    from logist.store.jobstore import JobStore
+    from logist.store.locks import acquire
 
     jid = make_job(net.a, "Changed behind the lock", run=False)
     lg(net.a, "push")

@@ -20,8 +20,8 @@ are summed over the lines; the cost is the last ``session`` figure).
 from __future__ import annotations
 
 import re
-from logist.agents.base import (CliAgent, NativeOutput, StepContext, model_args, option_value,
-                                user_args)
+
+from logist.agents.base import CliAgent, NativeOutput, StepContext, model_args, option_value, user_args
 
 _TOKENS = re.compile(r"Tokens:\s*([\d.,]+)\s*([kKmM]?)\s*sent,\s*([\d.,]+)\s*([kKmM]?)\s*received")
 _COST = re.compile(r"Cost:\s*\$([\d.,]+)\s*message,\s*\$([\d.,]+)\s*session")

@@ -20,8 +20,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from logist.agents.base import (CliAgent, NativeOutput, StepContext, iter_json_objects,
-                                model_args, number, positional, token_sum, user_args)
+from logist.agents.base import (
+    CliAgent,
+    NativeOutput,
+    StepContext,
+    iter_json_objects,
+    model_args,
+    number,
+    positional,
+    token_sum,
+    user_args,
+)
 
 _FAILED_FINISH = {"error", "failed", "aborted", "cancelled", "canceled"}
 

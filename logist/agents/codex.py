@@ -13,8 +13,17 @@ message. Codex reports no cost.
 
 from __future__ import annotations
 
-from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
-                                iter_json_objects, model_args, positional, token_sum, user_args)
+from logist.agents.base import (
+    CliAgent,
+    NativeOutput,
+    StepContext,
+    error_text,
+    iter_json_objects,
+    model_args,
+    positional,
+    token_sum,
+    user_args,
+)
 
 
 class CodexAgent(CliAgent):

@@ -14,8 +14,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from logist.agents.base import (ARGV_PROMPT_LIMIT, Invocation, PlainAgent, StepContext,
-                                check_str_list)
+from logist.agents.base import ARGV_PROMPT_LIMIT, Invocation, PlainAgent, StepContext, check_str_list
 from logist.core.errors import AgentError
 
 

@@ -20,8 +20,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from logist.agents.base import (CliAgent, NativeOutput, StepContext, error_text,
-                                iter_json_objects, model_args, number, option_value, user_args)
+from logist.agents.base import (
+    CliAgent,
+    NativeOutput,
+    StepContext,
+    error_text,
+    iter_json_objects,
+    model_args,
+    number,
+    option_value,
+    user_args,
+)
 from logist.core.errors import AgentError
 
 FORMATS = ("stream-json", "json")

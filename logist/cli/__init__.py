@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return _exit(ExitCode.INTERRUPTED, argv)
     except BrokenPipeError:
         return _exit(0, argv)
-    except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback in a log, not on screen
+    except Exception as exc:
         _internal_error(exc)
         return _exit(ExitCode.INTERNAL, argv)
     code = result if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -44,7 +44,7 @@ class StepFile(_Strict):
     output_format: Literal["json", "stream-json"] | None = None
 
     @model_validator(mode="after")
-    def _prompt_or_command(self) -> "StepFile":
+    def _prompt_or_command(self) -> StepFile:
         if not self.prompt.strip() and not self.command:
             raise ValueError("a step needs a prompt or a command")
         return self

@@ -13,8 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The states are plain data, importable without pydantic; re-exported here.
-from logist.core.states import (RESTING, SCHEMA_VERSION, TERMINAL, TRANSIENT, State,  # noqa: F401
-                           StepStatus)
+from logist.core.states import RESTING, SCHEMA_VERSION, TERMINAL, TRANSIENT, State, StepStatus  # noqa: F401
 
 # The job id syntax (DESIGN.md §2). Layer 1 cannot import logist.git.refs (layer 3), which
 # validates ids with the same pattern; tests/test_model.py checks that the two agree.
@@ -106,7 +105,7 @@ class Manifest(Strict):
         return v
 
     @model_validator(mode="after")
-    def _step_exists(self) -> "Manifest":
+    def _step_exists(self) -> Manifest:
         if self.step > len(self.steps):
             raise ValueError(f"step {self.step} is past the last step ({len(self.steps)})")
         return self

@@ -16,19 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logist.git import refs
 from logist.core.errors import JobStateError, LogistError, TrustError
+from logist.core.model import Execution, Manifest, State, StepStatus
+from logist.core.procs import boot_id, pid_alive, process_start_time
+from logist.git import refs
 from logist.git.gitcmd import git
 from logist.store.job_state import Update, apply_update
-from logist.store.locks import Lease, acquire
-from logist.core.procs import boot_id, pid_alive, process_start_time
-from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
+from logist.store.locks import Lease, acquire
 
 Progress = Callable[[str], None]
 
 
-from logist.store.jobstore import crash_point  # noqa: E402,F401 - test-only crash points (LOGIST_CRASH_AT)
+from logist.store.jobstore import crash_point  # noqa: E402 - test-only crash points (LOGIST_CRASH_AT)
 
 WATCHER_EXIT_WAIT = 5.0  # seconds a side process gets, once its agent is gone, to end by itself
 
@@ -393,7 +393,7 @@ class Engine:
                                  commit=commit, workdir=wt, verdict_file=verdict, started_at=time.time(),
                                  config={"patterns": patterns, "sentinel": sentinel,
                                          "observer": {"repeat_seconds": cfg.observer.repeat_seconds}})
-        except Exception as exc:  # noqa: BLE001 - a watcher failure never affects the step
+        except Exception as exc:
             self.progress(f"{m.id}: warning: watcher did not start: {exc}")
             return None
 
@@ -467,7 +467,7 @@ class Engine:
                 # written as its agent was exiting by itself, after the engine had read the
                 # step as ended normally: nobody will read it
                 w.verdict.unlink(missing_ok=True)
-        except Exception as exc:  # noqa: BLE001 - reaping never fails a step
+        except Exception as exc:
             self.progress(f"warning: could not reap the side process {w.pid}: {exc}")
 
     def _after_agent(self, lease: Lease, m: Manifest, exit_code: int | None, log: Path,
@@ -829,8 +829,8 @@ class Engine:
 
     def _note_log(self, commit: str, output: str) -> None:
         try:
-            from logist.git.notes import set_note
             from logist.core.redact import cap, redact
+            from logist.git.notes import set_note
         except ImportError:
             return
         text = cap(redact(output), self.store.config.logs.max_note_bytes)

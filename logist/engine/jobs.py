@@ -10,16 +10,16 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logist.git import refs
 from logist.core.errors import JobFileError, JobStateError, UsageError
-from logist.store.locks import Lease, acquire, read_lock
 from logist.core.states import TERMINAL, TRANSIENT, State, record_in_flight
+from logist.git import refs
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
+from logist.store.locks import Lease, acquire, read_lock
 
 if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are imported
     # only where a job is created or changed: `job status` needs neither
-    from logist.core.model import Manifest
     from logist.core.jobfile import JobFile
+    from logist.core.model import Manifest
 
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
@@ -32,9 +32,8 @@ def make_job_id(title: str, *, rand: str | None = None) -> str:
 
 
 def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: str = "local") -> Manifest:
-    from logist.core.model import Budget, Manifest, Step
-
     from logist.agents import get_agent
+    from logist.core.model import Budget, Manifest, Step
 
     steps = []
     for i, s in enumerate(spec.steps, 1):

@@ -48,10 +48,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from logist.git import refs
-from logist.core.errors import (BusyError, ConcurrentUpdateError, LogistError, ManifestError, UsageError)
-from logist.git.gitcmd import CatFileBatch, git, git_out
+from logist.core.errors import BusyError, ConcurrentUpdateError, LogistError, ManifestError, UsageError
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
+from logist.git import refs
+from logist.git.gitcmd import CatFileBatch, git, git_out
 from logist.store.jobstore import RECORD_FILES, JobStore, crash_point
 
 Progress = Callable[[str], None]

@@ -35,16 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from logist.core.errors import ConcurrentUpdateError, JobStateError, LockHeldError, LogistError, TrustError, UsageError
+from logist.core.model import RESTING, TRANSIENT, Execution, Manifest, RunInfo, State, StepStatus
+from logist.core.procs import boot_id
 from logist.git import refs
-from logist.core.errors import (ConcurrentUpdateError, JobStateError, LockHeldError, LogistError,
-                           TrustError, UsageError)
 from logist.git.gitcmd import CatFileBatch, git, git_out
 from logist.store.job_state import Update, apply_update
+from logist.store.jobstore import RECORD_FILES, JobStore, commit_message, crash_point, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire, read_lock
-from logist.core.procs import boot_id
-from logist.core.model import (RESTING, TRANSIENT, Execution, Manifest, RunInfo, State, StepStatus)
-from logist.store.jobstore import (RECORD_FILES, JobStore, commit_message, crash_point, new_transition_id,
-                          utcnow)
 
 Progress = Callable[[str], None]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logist.core.errors import BusyError, LogistError
-from logist.core.model import State, TRANSIENT
+from logist.core.model import TRANSIENT, State
 from logist.store.jobstore import JobStore
 
 

@@ -38,12 +38,13 @@ imported when there is something to watch. Never pydantic, dulwich, cyclopts or 
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
-import _thread
 import signal
 import sys
 import time
+
 from logist.core.errors import ConfigError, LogistError, UsageError
 from logist.core.procs import pid_alive
 
@@ -452,10 +453,10 @@ def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str
     """The watch loop of :func:`run_watch` for an agent that runs."""
     import select
 
-    from logist.git.notes import iso_utc, json_line
     from logist.engine.observer import Observer, compile_patterns
-    from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
     from logist.engine.sentinel import Sentinel, group_alive, newest_mtime, process_group_cpu_ticks
+    from logist.git.notes import iso_utc, json_line
+    from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
 
     now = clock()
     started = float(started_at) if started_at is not None else now
@@ -719,7 +720,7 @@ def _ended(pid: int, proc: subprocess.Popen | None, timeout: float) -> bool:
             return proc.poll() is not None
         try:
             proc.wait(timeout)
-        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired
+        except Exception:
             return False
         return True
     deadline = time.monotonic() + timeout

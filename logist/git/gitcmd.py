@@ -171,7 +171,7 @@ class CatFileBatch:
             self._proc.stdin.close()
         self._proc.wait()
 
-    def __enter__(self) -> "CatFileBatch":
+    def __enter__(self) -> CatFileBatch:
         return self
 
     def __exit__(self, *exc) -> None:

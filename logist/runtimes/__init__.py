@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from logist.core.errors import AgentError
-from logist.runtimes.base import (Leftovers, ProcessHandle, Runtime, group_alive, pid_alive,
-                                  process_start_time)
+from logist.runtimes.base import Leftovers, ProcessHandle, Runtime, group_alive, pid_alive, process_start_time
 from logist.runtimes.host import AttachedProcess, HostProcess, HostRuntime, attach
 
 RUNTIMES: dict[str, type[Runtime]] = {"host": HostRuntime}

@@ -28,8 +28,7 @@ from typing import IO
 
 from logist.core.errors import AgentError
 from logist.git.gitcmd import no_git_env
-from logist.runtimes.base import (Leftovers, group_alive, group_members, pid_alive,
-                                  process_start_time, signal_group)
+from logist.runtimes.base import Leftovers, group_alive, group_members, pid_alive, process_start_time, signal_group
 
 LEFTOVER_GRACE = 1.0  # seconds processes left behind by an agent get between SIGTERM and SIGKILL
 

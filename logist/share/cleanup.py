@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from logist.git import refs
 from logist.core.errors import JobStateError, LockHeldError, LogistError, UsageError
-from logist.git.gitcmd import git, git_out
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State
+from logist.git import refs
+from logist.git.gitcmd import git, git_out
 from logist.share.sharing import (
     default_remote,
     for_each_ref,
@@ -657,11 +657,11 @@ def run_hook(name: str, args: list[str], cwd: str | Path | None = None) -> int:
                 lines += [f"{jp.job_id}: error: {e}" for e in jp.errors]
         if lines:
             _log(log, name, lines)
-    except BaseException as exc:  # noqa: BLE001 - a hook never fails the user's git command
+    except BaseException as exc:
         if log is not None:
             try:
                 _log(log, name, [f"error: {type(exc).__name__}: {exc}"])
-            except BaseException:  # noqa: BLE001
+            except BaseException:
                 pass
     return 0
 

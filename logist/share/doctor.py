@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logist.git import refs
-from logist.share.cleanup import processes_in, worktree_entries
 from logist.core.errors import LogistError
-from logist.git.gitcmd import CatFileBatch, git
 from logist.core.model import TERMINAL, TRANSIENT, State
+from logist.git import refs
+from logist.git.gitcmd import CatFileBatch, git
+from logist.share.cleanup import processes_in, worktree_entries
 from logist.share.sharing import default_remote, for_each_ref, is_ancestor, preserved, rev
 from logist.store.jobstore import JobStore
 

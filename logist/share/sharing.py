@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logist.git import refs
 from logist.core.errors import (
     ConcurrentUpdateError,
     GitError,
@@ -40,8 +39,9 @@ from logist.core.errors import (
     RemoteError,
     UsageError,
 )
-from logist.git.gitcmd import git, git_out
 from logist.core.model import Manifest
+from logist.git import refs
+from logist.git.gitcmd import git, git_out
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 
 PUSH_ATTEMPTS = 4

@@ -30,11 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from logist.git import refs
 from logist.core.errors import LogistError, RemoteError
-from logist.store.locks import Holder
-from logist.core.procs import boot_id, process_start_time
 from logist.core.model import TRANSIENT, State
+from logist.core.procs import boot_id, process_start_time
+from logist.git import refs
 from logist.share.sharing import (
     fetch,
     for_each_ref,
@@ -49,6 +48,7 @@ from logist.share.sharing import (
     trusted_here,
 )
 from logist.store.jobstore import JobStore
+from logist.store.locks import Holder
 
 Progress = Callable[[str], None]
 

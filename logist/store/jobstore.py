@@ -17,11 +17,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from logist.git import refs
-from logist.core.errors import (ConcurrentUpdateError, GitError, JobNotFoundError, ManifestError,
-                           NotARepositoryError, NotInitializedError, UsageError)
-from logist.git.gitcmd import CatFileBatch, Started, git, git_out
+from logist.core.errors import (
+    ConcurrentUpdateError,
+    GitError,
+    JobNotFoundError,
+    ManifestError,
+    NotARepositoryError,
+    NotInitializedError,
+    UsageError,
+)
 from logist.core.states import State
+from logist.git import refs
+from logist.git.gitcmd import CatFileBatch, Started, git, git_out
 
 if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
     from logist.core.model import HistoryEntry, Manifest
@@ -297,7 +304,7 @@ class JobStore:
         self._config = None
 
     @classmethod
-    def discover(cls, cwd: str | Path | None = None) -> "JobStore":
+    def discover(cls, cwd: str | Path | None = None) -> JobStore:
         return cls(find_repo(cwd))
 
     # ---- configuration and locations -------------------------------------------------

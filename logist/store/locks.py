@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from logist.git import refs
 from logist.core.errors import ConcurrentUpdateError, LockHeldError, UsageError
-from logist.git.gitcmd import base_env, waiting_pids
 from logist.core.procs import boot_id, pid_alive, process_start_time
+from logist.git import refs
+from logist.git.gitcmd import base_env, waiting_pids
 from logist.store.jobstore import JobStore
 
 # A killed git leaves `<ref>.lock` behind; one older than this with no live holder is stale.
@@ -71,7 +71,7 @@ class Holder:
         return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Holder | None":
+    def from_bytes(cls, raw: bytes) -> Holder | None:
         """Parse untrusted lock content; None when it is not a valid holder record."""
         try:
             data = json.loads(raw[:8192])
@@ -169,7 +169,7 @@ def read_locks(store: JobStore, lock_refs: dict[str, str] | None = None
 
 
 # Leases held by this process, by job id: used to keep fenced writes and heartbeats apart.
-_LIVE: "weakref.WeakValueDictionary[str, Lease]" = weakref.WeakValueDictionary()
+_LIVE: weakref.WeakValueDictionary[str, Lease] = weakref.WeakValueDictionary()
 _LIVE_MUTEX = threading.Lock()
 
 
@@ -228,7 +228,7 @@ class Lease:
             while not self._stop.wait(interval):
                 try:
                     self.heartbeat()
-                except Exception:  # noqa: BLE001 - lost lease: the next fenced write fails loudly
+                except Exception:
                     return
 
         self._thread = threading.Thread(target=loop, name=f"heartbeat-{self.job_id}", daemon=True)
@@ -253,7 +253,7 @@ class Lease:
             if _LIVE.get(self.job_id) is self:
                 del _LIVE[self.job_id]
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -487,7 +487,7 @@ def stale_lock_files(store: JobStore, *, min_age: float = STALE_LOCK_FILE_SECOND
     places = [store.paths.common_dir, store.paths.root]
     try:
         places.append(store.worktrees_dir())
-    except Exception:  # noqa: BLE001 - a broken config must not stop a cleanup
+    except Exception:
         pass
     if live_git_processes(places):
         return []

@@ -29,7 +29,7 @@ def _rows(store):
                 from logist.store.job_history import last_signal
 
                 signal = last_signal(store, m.id) or ""
-            except Exception:  # noqa: BLE001 - decoration only
+            except Exception:
                 signal = ""
             h = holder_info(store, m.id)
             if h and h.get("stale"):

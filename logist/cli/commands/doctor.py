@@ -29,9 +29,9 @@ def doctor(*, fix: bool = False, remote: str | None = None,
     json_
         Print the findings as JSON.
     """
+    from logist.git.refs import validate_remote
     from logist.share.doctor import diagnose
     from logist.share.doctor import fix as apply_fixes
-    from logist.git.refs import validate_remote
 
     store = cli.store()
     if remote:

@@ -95,8 +95,8 @@ def clean(id: str, /, *, yes: bool = False, keep_branch: bool = False,
     json_
         Print the plan (and what was done) as JSON.
     """
-    from logist.share.cleanup import apply_job, plan_clean
     from logist.git.refs import validate_job_id
+    from logist.share.cleanup import apply_job, plan_clean
 
     store = cli.store()
     jp = plan_clean(store, validate_job_id(id), keep_branch=keep_branch)

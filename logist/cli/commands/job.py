@@ -37,7 +37,7 @@ def _warn_interrupted(store, exclude: str | None = None, summaries: list | None 
 
         jobs = [j for j in interrupted_jobs(store, with_actions=False, summaries=summaries)
                 if j.id != exclude]
-    except Exception:  # noqa: BLE001 - a warning must never break the command
+    except Exception:
         return
     if len(jobs) == 1:
         warn(jobs[0].warning())
@@ -196,13 +196,13 @@ def _last_signal(store, st) -> str | None:
         return None
     try:
         return last_signal(store, st.record["id"])
-    except Exception:  # noqa: BLE001 - notes are best-effort decoration of a status
+    except Exception:
         return None
 
 
 def _remote_status(store, job_id: str, remote: str, json_: bool) -> int:
-    from logist.git import refs
     from logist.core.errors import JobNotFoundError
+    from logist.git import refs
 
     refs.validate_remote(remote)
     ref = f"refs/remotes/{remote}/logist/{job_id}"

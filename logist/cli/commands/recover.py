@@ -51,8 +51,8 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     json_
         Print JSON.
     """
-    from logist.engine import recovery
     from logist.core.errors import UsageError
+    from logist.engine import recovery
 
     store = cli.store()
     chosen = sum(bool(x) for x in (check, list_, abandon, cleanup, job))

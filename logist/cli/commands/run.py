@@ -175,9 +175,9 @@ def log(id: str | None = None, /, *, step: int | None = None, follow: bool = Fal
     follow
         Keep printing while the step runs.
     """
-    from logist.store.job_history import step_output
     from logist.engine.jobs import selected_job
     from logist.engine.runner import follow as follow_log
+    from logist.store.job_history import step_output
 
     store = cli.store()
     job_id = selected_job(store, id)

@@ -26,9 +26,9 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
         watchers would note everything twice).
     """
     from logist.core.errors import BusyError, JobStateError
-    from logist.engine.jobs import selected_job
-    from logist.core.procs import pid_alive
     from logist.core.model import State
+    from logist.core.procs import pid_alive
+    from logist.engine.jobs import selected_job
     from logist.engine.watcher import run_watch
 
     store = cli.store()
