@@ -172,7 +172,7 @@ def machine() -> str:
     except Exception:
         libs = "?"
     try:
-        load = "load average %.1f %.1f %.1f" % os.getloadavg()
+        load = "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     except OSError:
         load = "load average ?"
     return (f"{os.cpu_count()} CPUs ({platform.machine()}, {platform.system()}), "

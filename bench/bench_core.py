@@ -33,6 +33,7 @@ import re
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -270,11 +271,11 @@ def bench_transition(tmp: Path, rounds: int, cli_rounds: int) -> list[Result]:
                 t = timed(logist_api)
             elif name == "commit_only":
                 tip, new, entry = commit_only_args()
-                t = timed(lambda: store.commit_transition(jid, tip, new, [entry], lease=lease.oid))
+                t = timed(partial(store.commit_transition, jid, tip, new, [entry], lease=lease.oid))
             else:
                 floor = dfloor if name == "dulwich" else pfloor
                 args = floor_data(name)
-                t = timed(lambda: floor.commit(*args))
+                t = timed(partial(floor.commit, *args))
             if r:
                 samples.setdefault(name, []).append(t)
     ct = samples["commit_only"]
@@ -309,15 +310,15 @@ def bench_transition(tmp: Path, rounds: int, cli_rounds: int) -> list[Result]:
     mfile, hfile = tmp / "floor-manifest.json", tmp / "floor-history.jsonl"
     for r in range(1 + cli_rounds):
         ev = state["event"]
-        t_cli = timed(lambda: run_proc(python_cmd("-m", "logist", "-C", str(repo), "job", ev, jid)))
+        t_cli = timed(partial(run_proc, python_cmd("-m", "logist", "-C", str(repo), "job", ev, jid)))
         state["event"] = "resume" if ev == "suspend" else "suspend"
         manifest, history, _ = floor_data("dulwich")
         mfile.write_bytes(manifest)
         hfile.write_bytes(history)
         argv = python_cmd("-c", DULWICH_FLOOR_SCRIPT, str(repo), jid, "refs/heads/floor/dulwich",
                           dfloor.tip, str(mfile), str(hfile))
-        box = {}
-        t_floor = timed(lambda: box.setdefault("p", run_proc(argv)))
+        box: dict[str, subprocess.CompletedProcess] = {}
+        t_floor = timed(lambda argv=argv, box=box: box.setdefault("p", run_proc(argv)))
         dfloor.tip = box["p"].stdout.decode().strip()
         t_py = timed(lambda: run_proc(python_cmd("-c", "pass")))
         if r:
@@ -456,7 +457,7 @@ def bench_list(tmp: Path, sizes: list[int], rounds: int) -> list[Result]:
         assert len(listed) == n_expected, (len(listed), n_expected)
         assert int(run_proc(python_cmd(str(floor_file), str(repo))).stdout) == n
 
-        def cli_inproc() -> None:
+        def cli_inproc(repo: Path = repo) -> None:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 if main(["-C", str(repo), "job", "list", "--json"]) != 0:
                     raise RuntimeError("job list failed")
@@ -465,12 +466,12 @@ def bench_list(tmp: Path, sizes: list[int], rounds: int) -> list[Result]:
         status_floor = python_cmd("-c", STATUS_FLOOR_SCRIPT, str(repo), ids[5])
         run_proc(status_argv)
         fns = {
-            "cli": lambda: run_proc(cli_argv),
-            "status": lambda: run_proc(status_argv),
-            "status_floor": lambda: run_proc(status_floor),
-            "floor": lambda: run_proc(python_cmd(str(floor_file), str(repo))),
-            "api": lambda: store.list_jobs(),
-            "floor_inproc": lambda: floor_fn(str(repo)),
+            "cli": partial(run_proc, cli_argv),
+            "status": partial(run_proc, status_argv),
+            "status_floor": partial(run_proc, status_floor),
+            "floor": partial(run_proc, python_cmd(str(floor_file), str(repo))),
+            "api": store.list_jobs,
+            "floor_inproc": partial(floor_fn, str(repo)),
             "cli_inproc": cli_inproc,
         }
         samples: dict[str, list[float]] = {}
@@ -507,7 +508,8 @@ def bench_list(tmp: Path, sizes: list[int], rounds: int) -> list[Result]:
 # (c) import cost
 # --------------------------------------------------------------------------------------------
 WATCH = ("dulwich", "pydantic", "pydantic_core", "cyclopts", "rich", "git", "tomllib", "asyncio",
-         "logist.core.jobfile", "logist.store.job_state", "logist.core.model", "logist.store.jobstore", "logist.store.locks",
+         "logist.core.jobfile", "logist.store.job_state", "logist.core.model", "logist.store.jobstore",
+         "logist.store.locks",
          "logist.engine.jobs", "logist.core.config", "logist.agents", "logist.engine.job_processor", "logist.git.notes",
          "logist.store.job_history", "logist.engine.observer", "logist.engine.sentinel")
 

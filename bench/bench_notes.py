@@ -113,7 +113,7 @@ def main() -> None:
         append_notes(big_repo, REF, {c: [line(i)] for i, c in enumerate(big_commits[:args.big])})
         for r in range(args.rounds):
             for k, fn in zip(keys[:4], (time_git_notes_add, time_batch1, time_batch,
-                                        time_tempref_variant)):
+                                        time_tempref_variant), strict=True):
                 repo, commits = new_repo(root, f"r{r}-{keys.index(k)}", n)
                 results[k].append(fn(repo, commits))
             targets = big_commits[args.big:]

@@ -36,7 +36,8 @@ NORMAL = [
     "-    value = legacy_lookup(key)  # TODO remove",
     '⏺ Read(file_path: "/home/dev/project/src/module_{n}.py")',
     "  ⎿  Read {n} lines (ctrl+r to expand)",
-    '{{"type":"assistant","message":{{"id":"msg_{n}","content":[{{"type":"text","text":"Looking at the tests now"}}]}}}}',
+    '{{"type":"assistant","message":{{"id":"msg_{n}","content":[{{"type":"text",'
+    '"text":"Looking at the tests now"}}]}}}}',
     "============================= {n} passed in 3.21s ==============================",
     "Applied edit to src/components/Button.tsx",
     "codex: running `pytest -q tests/test_models.py::test_case_{n}`",

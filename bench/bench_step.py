@@ -29,7 +29,9 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -160,15 +162,15 @@ def bench_agent(tmp: Path, agent: str, rounds: int, cli_rounds: int) -> list[Res
         for name in names[k:] + names[:k]:
             if name in engines:
                 jid = jobs[name]
-                box = {}
-                t = timed(lambda: box.setdefault("r", engines[name].step(jid)))
+                box: dict[str, Any] = {}
+                t = timed(lambda box=box, engine=engines[name], jid=jid: box.setdefault("r", engine.step(jid)))
                 res = box["r"]
                 if res.state != State.PENDING:
                     raise RuntimeError(f"{jid}: step ended in {res.state.value}: {res.reason}")
             else:
                 salt += 1
                 data = uniquify(step_data(repo, ref_job, store.tip(ref_job)), salt)
-                t = timed(lambda: floors[name].run(data))
+                t = timed(partial(floors[name].run, data))
             if r:
                 samples.setdefault(name, []).append(t)
 
@@ -176,7 +178,7 @@ def bench_agent(tmp: Path, agent: str, rounds: int, cli_rounds: int) -> list[Res
         dirty = sh(store.worktree_path(jid), "status", "--porcelain")
         if dirty:
             print(f"warning: worktree of {jid} not clean after steps:\n{dirty}")
-    for name, f in floors.items():  # the floors made real commits holding the record
+    for f in floors.values():  # the floors made real commits holding the record
         sh(repo, "cat-file", "-e", f"{f.floor.tip}:.logist/jobs/{ref_job}/manifest.json")
 
     results = []
@@ -206,7 +208,7 @@ def bench_agent(tmp: Path, agent: str, rounds: int, cli_rounds: int) -> list[Res
                                        env=env))
             salt += 1
             data = uniquify(step_data(repo, ref_job, store.tip(ref_job)), salt)
-            tf = timed(lambda: floors["plumbing"].run(data))
+            tf = timed(partial(floors["plumbing"].run, data))
             tp = timed(lambda: run_proc(python_cmd("-c", "pass")))
             if r:
                 cli.append(t)

@@ -145,7 +145,7 @@ def main() -> None:
         per_job = [(r["pushes"] / r["jobs"], r["fetches"] / r["jobs"]) for r in rows]
         print("per job: " + ", ".join(f"{r['workers']}w {p:.1f} pushes + {f:.1f} fetches "
                                        f"(bare cost {p * base['push'] + f * base['fetch']:.2f} s)"
-                                       for r, (p, f) in zip(rows, per_job)))
+                                       for r, (p, f) in zip(rows, per_job, strict=True)))
 
 
 if __name__ == "__main__":

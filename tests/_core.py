@@ -154,26 +154,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------- fixtures
-# Test modules import these names; pytest then treats them as fixtures of that module.
-import pytest  # noqa: E402
-
-
-@pytest.fixture
-def project(repo, capsys):
-    """``repo`` after `logist init`."""
-    from logist.cli import main
-
-    assert main(["-C", str(repo), "init"]) == 0
-    capsys.readouterr()
-    return repo
-
-
-@pytest.fixture
-def cli(project, capsys) -> Cli:
-    return Cli(capsys, project)
-
-
 def create_job(cli: Cli, *args) -> str:
     """`logist job create ... --json`; returns the new id."""
     return cli.ok("job", "create", *args, "--json").json()["id"]

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from conftest import git
@@ -217,8 +218,8 @@ def fsck_clean(repo: Path) -> None:
     proc = subprocess.run(["git", "-C", str(repo), "fsck", "--no-progress", "--no-dangling"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    bad = [l for l in (proc.stdout + proc.stderr).splitlines()
-           if any(w in l for w in ("error", "missing", "broken", "corrupt", "bad "))]
+    bad = [line for line in (proc.stdout + proc.stderr).splitlines()
+           if any(w in line for w in ("error", "missing", "broken", "corrupt", "bad "))]
     assert not bad, bad
 
 
@@ -244,7 +245,7 @@ def assert_consistent(repo: Path, job_id: str, *, state: str = "SUCCESS",
     assert m["transition_seq"] == len(h) - 1
     tids = [e["transition_id"] for e in h]
     assert len(set(tids)) == len(tids), "a transition was recorded twice"
-    for prev, cur in zip(h, h[1:]):
+    for prev, cur in pairwise(h):
         if cur.get("event") == "transition":
             assert cur["from"] == prev["to"], (prev, cur)
     # one logist commit per entry, in order, on the branch since its base

@@ -64,3 +64,36 @@ def run_logist(*args, cwd, env=None, input=None, timeout=120) -> subprocess.Comp
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "logist", *map(str, args)], cwd=str(cwd),
                           capture_output=True, text=True, env=full_env, input=input, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------- shared fixtures
+# Defined here (not imported into test modules) so every test module sees the same fixture.
+
+
+@pytest.fixture
+def project(repo, capsys) -> Path:
+    """``repo`` after `logist init`."""
+    from logist.cli import main
+
+    assert main(["-C", str(repo), "init"]) == 0
+    capsys.readouterr()
+    return repo
+
+
+@pytest.fixture
+def cli(project, capsys):
+    """``cli(*args)`` runs ``logist -C <project> *args`` in process (see ``_core.Cli``)."""
+    from _core import Cli
+
+    return Cli(capsys, project)
+
+
+@pytest.fixture
+def net(tmp_path, monkeypatch):
+    """A bare remote and a first clone that made the project's first commits (``test_sharing.Net``)."""
+    from test_sharing import make_net
+
+    # The observer/sentinel side process is not what these tests are about: leave the CPU of a
+    # 2-core CI box to git and the workers (test_push_fetch_round_trip turns it back on).
+    monkeypatch.setenv("LOGIST_NO_WATCHER", "1")
+    return make_net(tmp_path)

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _core import cli, create_job, no_traceback, project, refs_snapshot, tip, write  # noqa: F401
+from _core import create_job, no_traceback, refs_snapshot, tip, write  # noqa: F401
 from conftest import git, run_logist
 
 BAD_IDS = ["../x", "--upload-pack=x", "-x", "x/y", "X", "a b", "a..b", "x" * 64, "ends-", "é", "a\nb", "abc\n",

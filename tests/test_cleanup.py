@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
-from test_sharing import lg, make_job, make_net, net, refs_snapshot, remote_refs  # noqa: F401
+from test_sharing import lg, make_job, make_net, refs_snapshot, remote_refs  # noqa: F401
 
 WT = ".git/logist/worktrees"
 

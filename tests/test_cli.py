@@ -7,15 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from _core import (  # noqa: F401
+from _core import (
     Cli,
-    cli,
     create_from_toml,
     create_job,
     history_at,
     mtimes,
     no_traceback,
-    project,
     record_at,
     refs_snapshot,
     tip,

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from conftest import git
-from test_sharing import lg, make_job, net, remote_refs  # noqa: F401
+from test_sharing import lg, make_job, remote_refs
 
 WT = ".git/logist/worktrees"
 

@@ -11,14 +11,12 @@ import re
 import sys
 
 import pytest
-from _core import (  # noqa: F401
-    cli,
+from _core import (
     create_from_toml,
     create_job,
     history_at,
     kill_group,
     pid_gone,
-    project,
     record_at,
     refs_snapshot,
     subject,
@@ -342,9 +340,8 @@ def test_history_notes_and_last_signal(cli):
 
 
 def test_metrics_csv(cli):
-    job_id, _ = run_job(cli, mock_job("Metrics", steps=["cost_usd = 0.5\ntokens = 10",
-                                                        'scenario = "retry"\nsucceed_on_attempt = 2\ncost_usd = 0.25\ntokens = 5'],
-                                      ))
+    retry = 'scenario = "retry"\nsucceed_on_attempt = 2\ncost_usd = 0.25\ntokens = 5'
+    job_id, _ = run_job(cli, mock_job("Metrics", steps=["cost_usd = 0.5\ntokens = 10", retry]))
     r = cli.ok("job", "metrics", job_id, "--csv")
     rows = list(csv.DictReader(io.StringIO(r.out)))
     assert [r_["step"] for r_ in rows] == ["1", "2", "total"]
@@ -449,7 +446,8 @@ def test_harvest_respects_gitignore_and_deletions(cli):
     prog = ("import os, pathlib; os.remove('old.txt'); pathlib.Path('debug.log').write_text('noise'); "
             "pathlib.Path('build').mkdir(); pathlib.Path('build/out.bin').write_text('x'); "
             "pathlib.Path('kept.txt').write_text('kept')")
-    job_id, status = run_job(cli, f'title = "Ignore"\n[[steps]]\nprompt = "x"\ncommand = [{PY}, "-c", {json.dumps(prog)}]\n')
+    job_id, status = run_job(cli, f'title = "Ignore"\n[[steps]]\nprompt = "x"\n'
+                                  f'command = [{PY}, "-c", {json.dumps(prog)}]\n')
     assert status["state"] == "SUCCESS"
     (h,) = harvest_commits(repo, job_id)
     changed = git(repo, "diff", "--name-status", f"{h}^", h).splitlines()

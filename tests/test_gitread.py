@@ -10,7 +10,7 @@ import os
 import subprocess
 
 import pytest
-from _core import cli, create_job, project, tip  # noqa: F401
+from _core import create_job, tip
 from conftest import git
 
 from logist.core.errors import JobNotFoundError

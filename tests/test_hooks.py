@@ -10,7 +10,7 @@ import sys
 
 from conftest import git
 from test_cleanup import WT, server_merge
-from test_sharing import lg, make_job, net, remote_refs  # noqa: F401
+from test_sharing import lg, make_job, remote_refs
 
 
 def pull(cwd, *args, env=None) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _core import cli, create_job, history_at, project, record_at, refs_snapshot, tip, worktree_status  # noqa: F401
+from _core import create_job, history_at, record_at, refs_snapshot, tip, worktree_status
 from conftest import git
 
 from logist.core.errors import ConcurrentUpdateError, JobStateError, LogistError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from _core import cli, create_job, no_traceback, project, record_at, refs_snapshot, tip, write  # noqa: F401
+from _core import create_job, no_traceback, record_at, refs_snapshot, tip, write
 from conftest import git
 
 from logist.core.errors import JobFileError

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from _core import cli, create_job, project, tip  # noqa: F401
+from _core import create_job, tip
 from conftest import git
 
 

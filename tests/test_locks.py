@@ -229,9 +229,9 @@ def test_fenced_writes_never_race_their_own_heartbeat(store):
     lease = acquire(store, job)
     lease.start_heartbeat(interval=0.003)
     try:
-        for i in range(12):
+        for _ in range(12):
             captured = lease.oid
-            wait_for(lambda: lease.oid != captured, what="a heartbeat", timeout=10, poll=0.001)
+            wait_for(lambda captured=captured: lease.oid != captured, what="a heartbeat", timeout=10, poll=0.001)
             tip, m = store.read(job)
             event = "suspend" if m.state.value == "PENDING" else "resume"
             nm, entry = apply_update(m, Update(event=event), now=utcnow(), transition_id=new_transition_id())

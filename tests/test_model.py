@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _core import cli, create_job, project, tip  # noqa: F401
+from _core import create_job, tip
 from conftest import git
 from pydantic import ValidationError
 
@@ -86,7 +86,8 @@ def test_unicode_is_kept_verbatim():
 @pytest.mark.parametrize("change", [
     {"unknown_key": 1},
     {"schema_version": 2},
-    {"id": "Has-Caps"}, {"id": "../x"}, {"id": "--upload-pack=x"}, {"id": "trailing-"}, {"id": "abc\n"}, {"id": "x" * 64},
+    {"id": "Has-Caps"}, {"id": "../x"}, {"id": "--upload-pack=x"}, {"id": "trailing-"}, {"id": "abc\n"},
+    {"id": "x" * 64},
     {"state": "RUNNING"},
     {"steps": []},
     {"step": 0}, {"step": 3},

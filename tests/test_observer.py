@@ -14,7 +14,8 @@ from logist.engine.observer import BUILTIN_PATTERNS, Observer, Signal, compile_p
 # Lines as the agent CLIs print them (Claude Code, Codex CLI, Aider, Gemini CLI, generic tools).
 REAL_LINES = [
     # rate_limit
-    ('API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}', "rate_limit"),
+    ('API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has '
+     'exceeded your per-minute rate limit"}}', "rate_limit"),
     ('API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}', "rate_limit"),
     ("Claude AI usage limit reached|1750000000", "rate_limit"),
     ("stream error: exceeded retry limit, last status: 429 Too Many Requests; retrying 3/5 in 2.1s…", "rate_limit"),
@@ -24,15 +25,18 @@ REAL_LINES = [
     ("Quota exceeded for quota metric 'Generate Content API requests per minute'", "rate_limit"),
     # auth_error
     ("Invalid API key · Please run /login", "auth_error"),
-    ('API Error: 401 {"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}', "auth_error"),
+    ('API Error: 401 {"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}',
+     "auth_error"),
     ("Error: Incorrect API key provided: sk-proj-********************abcd.", "auth_error"),
     ("litellm.AuthenticationError: AnthropicException - invalid x-api-key", "auth_error"),
     ("API key not valid. Please pass a valid API key.", "auth_error"),
     ("unexpected status 401 Unauthorized: Missing bearer or basic authentication in header", "auth_error"),
     # context_full
     ("Prompt is too long", "context_full"),
-    ("This model's maximum context length is 128000 tokens. However, your messages resulted in 130532 tokens.", "context_full"),
-    ('{"error":{"code":"context_length_exceeded","message":"Your input exceeds the context window of this model."}}', "context_full"),
+    ("This model's maximum context length is 128000 tokens. However, your messages resulted in 130532 tokens.",
+     "context_full"),
+    ('{"error":{"code":"context_length_exceeded","message":"Your input exceeds the context window of this model."}}',
+     "context_full"),
     ("The chat session is larger than the context window!", "context_full"),
     ("Your estimated chat context of 210,000 tokens exceeds the 200,000 token limit for claude!", "context_full"),
     ("The input token count (1100000) exceeds the maximum number of tokens allowed (1048576).", "context_full"),

@@ -55,7 +55,8 @@ from pathlib import Path
 from logist.store.jobstore import JobStore
 from logist.store.locks import acquire
 from logist.core.errors import BusyError
-repo, d, wid, rounds, n, job = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+repo, d, wid, job = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[6]
+rounds, n = int(sys.argv[4]), int(sys.argv[5])
 store = JobStore.discover(repo)
 def put(name, text):
     tmp = d / (name + ".tmp")
@@ -100,14 +101,14 @@ def test_eight_processes_race_for_one_lock(store, procs, tmp_path):
                        command="crashed", acquired_at=now, heartbeat_at=now, lease_seconds=120)
             git(store.root, "update-ref", f"refs/logist/locks/{job}", store.writer.blob(h.to_bytes()).decode())
         (d / f"go-{r}").write_text("go")
-        results = wait_for(lambda: [p.read_text() for p in d.glob(f"r{r}-w*[0-9]")]
+        results = wait_for(lambda r=r: [p.read_text() for p in d.glob(f"r{r}-w*[0-9]")]
                            if len(list(d.glob(f"r{r}-w*[0-9]"))) == N else None,
                            timeout=60, what=f"round {r}")
         winners = [x for x in results if x.startswith("win")]
         assert len(winners) == 1, (r, results)
         if stale:
             assert "is gone" in winners[0]
-        wait_for(lambda: (d / f"released-{r}").exists(), timeout=60, what=f"release of round {r}")
+        wait_for(lambda r=r: (d / f"released-{r}").exists(), timeout=60, what=f"release of round {r}")
         assert read_lock(store, job) is None
     for p in procs.procs:
         assert p.wait(timeout=30) == 0

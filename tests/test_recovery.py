@@ -141,7 +141,7 @@ def test_other_commands_warn_about_interrupted_jobs(project):
     for args in (("job", "list"), ("job", "status", other), ("job", "run", other)):
         r = logist(project, *args)
         assert r.returncode == 0, r.stderr
-        lines = [l for l in r.stderr.splitlines() if "interrupted" in l]
+        lines = [line for line in r.stderr.splitlines() if "interrupted" in line]
         assert lines == [f"logist: warning: job {job} was interrupted in EXECUTING; run `logist recover` "
                          "to resume it"], (args, r.stderr)
     # the job being run is not warned about: `job run` resumes it
@@ -154,7 +154,7 @@ def test_other_commands_warn_about_interrupted_jobs(project):
 def test_several_interrupted_jobs_make_one_warning_line(project):
     jobs = [interrupt(project, "after-provision", f"w{i}", f"{i}.txt") for i in range(3)]
     r = logist(project, "job", "list")
-    warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "3 jobs were interrupted" in warnings[0]
     for j in jobs:
         assert j in warnings[0]

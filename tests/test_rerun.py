@@ -767,8 +767,10 @@ def _assert_finished_by_recover(proj: Project, jid: str, *, step_status: str = "
 
 @pytest.mark.parametrize("point, isolated, phases, action", [
     ("restep-after-start", False, ["start", "restart", "done"], "re-execute restep 1 of step 2 (attempt 2 of 3)"),
-    ("restep-after-agent", False, ["start", "done"], "record the outcome of restep 1 of step 2: its agent finished (exit code 0)"),
-    ("restep-after-isolated-ref", True, ["start", "done"], "finish restep 1 of step 2 (isolated) from its result kept at"),
+    ("restep-after-agent", False, ["start", "done"],
+     "record the outcome of restep 1 of step 2: its agent finished (exit code 0)"),
+    ("restep-after-isolated-ref", True, ["start", "done"],
+     "finish restep 1 of step 2 (isolated) from its result kept at"),
 ])
 def test_recover_lists_and_finishes_an_interrupted_restep(proj, point, isolated, phases, action):
     jid = proj.job("one", "two")

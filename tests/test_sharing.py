@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from conftest import git, run_logist
 
 # ============================================================================ shared helpers
@@ -168,14 +167,6 @@ def make_net(tmp: Path) -> Net:
     git(a, "push", "-q", "origin", "main")
     git(a, "remote", "set-head", "origin", "main")
     return Net(tmp, remote, a)
-
-
-@pytest.fixture
-def net(tmp_path, monkeypatch) -> Net:
-    # The observer/sentinel side process is not what these tests are about: leave the CPU of a
-    # 2-core CI box to git and the workers (test_push_fetch_round_trip turns it back on).
-    monkeypatch.setenv("LOGIST_NO_WATCHER", "1")
-    return make_net(tmp_path)
 
 
 def fake_gh(dir_: Path, log: Path, *, fail: bool = False) -> Path:

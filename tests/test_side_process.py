@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _core import cli, create_from_toml, project, trailers, wait_for, worktree_status, write  # noqa: F401
+from _core import create_from_toml, trailers, wait_for, worktree_status, write
 from conftest import git
 
 from logist.agents import mock_agent

@@ -9,13 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
-from _core import (  # noqa: F401
-    cli,
+from _core import (
     create_from_toml,
     create_job,
     git_input,
     history_at,
-    project,
     record_at,
     refs_snapshot,
     subject,
@@ -454,7 +452,7 @@ def test_concurrent_transitions_make_exactly_one_commit(cli):
         results.append((p.returncode, err))
     codes = sorted(c for c, _ in results)
     assert codes.count(0) == 1 and set(codes) <= {0, 1, 4}, results
-    for code, err in results:
+    for _, err in results:
         assert "Traceback" not in err
     after = tip(cli.repo, job_id)
     assert git(cli.repo, "rev-list", "--count", f"{before}..{after}") == "1"

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 from conftest import git
-from test_sharing import (  # noqa: F401
+from test_sharing import (
     COMMAND_TOML,
     lg,
     make_job,
-    net,
     remote_manifest,
     remote_refs,
     transitions,
@@ -74,7 +73,7 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
         fetch(s, "origin")
     cands = [survey(s, "origin").claimable for s in stores]
     assert [[x.job_id for x in cs] for cs in cands] == [[jid], [jid]]
-    won = [claim(s, "origin", jid, cs[0].tip, cs[0].lock, 60, Counters()) for s, cs in zip(stores, cands)]
+    won = [claim(s, "origin", jid, cs[0].tip, cs[0].lock, 60, Counters()) for s, cs in zip(stores, cands, strict=True)]
     assert won[0] is not None and won[1] is None  # the remote arbitrates: one winner
     lock = remote_refs(net.remote)[f"refs/logist/locks/{jid}"]
     assert lock == won[0].oid
@@ -331,7 +330,7 @@ def test_another_clones_interrupted_restep_of_a_command_step_needs_trust(net):
     executes the command again (attempt 2: a's execution is another clone's), so b refuses it
     until the job is trusted here (exit 1, no ref moved), then `recover --trust` finishes it."""
     counter = net.tmp / "calls"
-    script = "open(%r, 'a').write('x\\n')" % str(counter)
+    script = f"open({str(counter)!r}, 'a').write('x\\n')"
     argv = json.dumps([sys.executable, "-c", script])
     toml = f'title = "Restep elsewhere"\n[[steps]]\nname = "count"\nagent = "command"\ncommand = {argv}\n'
     jid = make_job(net.a, "Restep elsewhere", toml=toml)
@@ -368,7 +367,7 @@ def test_another_clones_interrupted_command_step_needs_trust(net, point):
     it would run the command here, so b refuses (exit 1, no ref moved, the command not run)
     until the job is trusted; `recover --trust` then finishes it."""
     counter = net.tmp / f"calls-{point}"
-    script = "open(%r, 'a').write('x\\n')" % str(counter)
+    script = f"open({str(counter)!r}, 'a').write('x\\n')"
     argv = json.dumps([sys.executable, "-c", script])
     toml = f'title = "Run elsewhere"\n[[steps]]\nname = "count"\nagent = "command"\ncommand = {argv}\n'
     jid = make_job(net.a, "Run elsewhere", toml=toml, run=False)

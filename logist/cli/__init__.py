@@ -59,7 +59,8 @@ _register(app, "watch", "watch:watch", "Observer + sentinel in the foreground fo
 _register(app, "dashboard", "dashboard:dashboard", "A live terminal view of all jobs (--once: one frame).")
 _register(job, "rerun", "rerun:rerun", "A new run from step 1 or --step N; the old run stays reachable.")
 _register(job, "restep", "rerun:restep", "Re-execute one step (in place, or --isolated); state and run stay.")
-_register(app, "recover", "recover:recover", "Find interrupted jobs and carry them on from the tip (--check, --list, --abandon, --cleanup).")
+_register(app, "recover", "recover:recover",
+          "Find interrupted jobs and carry them on from the tip (--check, --list, --abandon, --cleanup).")
 _register(app, "push", "share:push", "Push job branches, logist refs and notes to a remote (one atomic push).")
 _register(app, "fetch", "share:fetch", "Fetch a remote's jobs, logist refs and notes (notes merged).")
 _register(job, "adopt", "share:adopt", "Take a job fetched from a remote to work on here.")

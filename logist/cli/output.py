@@ -45,9 +45,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
             widths[i] = max(widths[i], len(c))
     if title:
         print(title)
-    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
+    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def kv(pairs: Sequence[tuple[str, Any]]) -> None:

@@ -12,13 +12,14 @@ Which signal a line gets
     keeps its place in the order); an empty string disables it.
 
 Throughput
-    Python's ``re`` runs an alternation like the built-ins at ~1-2 MB/s (measured: the union
-    of the built-ins on lowercased text), two orders of magnitude below ``grep``. Small chunks (the normal case while tailing a running agent) are
-    scanned in Python. A big chunk (catching up on a long log) first goes through ``grep -E -i
-    -n`` with the built-in patterns as a prefilter (LC_ALL=C, byte semantics); only the lines it
-    reports are classified in Python, so the result is the same, at grep's speed. Without a
-    usable ``grep`` everything runs in Python. User patterns are always scanned in Python (one
-    pass each over a big chunk; a pattern that starts with a literal is fast).
+    Python's ``re`` runs an alternation like the built-ins at ~1-2 MB/s (measured: the union of the
+    built-ins on lowercased text), two orders of magnitude below ``grep``. Small chunks (the normal
+    case while tailing a running agent) are scanned in Python. A big chunk (catching up on a long
+    log) first goes through ``grep -E -i -n`` with the built-in patterns as a prefilter (LC_ALL=C,
+    byte semantics); only the lines it reports are classified in Python, so the result is the same,
+    at grep's speed. Without a usable ``grep`` everything runs in Python. User patterns are always
+    scanned in Python (one pass each over a big chunk; a pattern that starts with a literal is
+    fast).
 
 Rate limiting
     The same signal is emitted at most once per ``repeat_seconds`` (default 5 s). Matches in

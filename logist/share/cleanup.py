@@ -379,7 +379,8 @@ def _prefilter(store: JobStore, items: list[tuple[str, str, str]], base_oid: str
                            input="".join(f"{b}\n" for _j, _t, b in items), capture_output=True,
                            text=True, env=base_env(), check=False).stdout.splitlines()
     usable = []
-    for (j, t, b), kind in zip(items, kinds + [""] * len(items)):
+    # a short answer (git failed part-way) leaves the rest unknown: "" is not a commit
+    for (j, t, b), kind in zip(items, kinds + [""] * len(items), strict=False):
         if t in merged or not kind.endswith("commit") or kind.endswith("missing"):
             out[j] = "check"
         else:
@@ -401,7 +402,7 @@ def _prefilter(store: JobStore, items: list[tuple[str, str, str]], base_oid: str
         return {**out, **{j: "check" for j, _t, _b in usable}}
     specs: list[str] = []
     spans = []
-    for (j, _t, b), paths in zip(usable, changed):
+    for (j, _t, b), paths in zip(usable, changed, strict=True):
         record = refs.record_dir(j) + "/"
         work = [p for p in paths if not p.startswith(record) and "\n" not in p]
         if not work:

@@ -234,7 +234,7 @@ def _locks(store: JobStore, jobs, rep: DoctorReport) -> None:
         return
     with CatFileBatch(store.root) as batch:
         raws = batch.read_many(list(locks.values()))
-    for (ref, oid), raw in zip(locks.items(), raws):
+    for (ref, oid), raw in zip(locks.items(), raws, strict=True):
         jid = ref[len(refs.LOCKS_PREFIX):]
         holder = Holder.from_bytes(raw[:4096]) if raw else None
         reason = "unreadable lock record" if holder is None else holder.stale_reason()

@@ -421,9 +421,10 @@ def _job_of(ref: str) -> str:
 def push(store: JobStore, remote: str | None = None, job_ids: list[str] | None = None, *,
          include_notes: bool = True, attempts: int = PUSH_ATTEMPTS) -> PushResult:
     """Push job branches, their runs/resteps/displaced/archive refs and the notes in one atomic
-    push (``job_ids`` None: every job; ``[]``: notes only). Refs the remote moved meanwhile (notes from another clone, a job that progressed
-    elsewhere) are fetched, merged where that is safe (notes: cat_sort_uniq) and pushed again;
-    at most ``attempts`` rounds. Lock refs are never pushed here (only workers do)."""
+    push (``job_ids`` None: every job; ``[]``: notes only). Refs the remote moved meanwhile (notes
+    from another clone, a job that progressed elsewhere) are fetched, merged where that is safe
+    (notes: cat_sort_uniq) and pushed again; at most ``attempts`` rounds. Lock refs are never
+    pushed here (only workers do)."""
     remote = resolve_remote(store, remote)
     result = PushResult(remote)
     for attempt in range(1, attempts + 1):

@@ -502,7 +502,7 @@ class JobStore:
         with CatFileBatch(self.paths.root) as batch:
             blobs = batch.read_many([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
         result = []
-        for (jid, oid), raw in zip(pairs, blobs):
+        for (jid, oid), raw in zip(pairs, blobs, strict=True):
             try:
                 result.append(JobSummary(jid, oid, self._validate(jid, oid, raw)))
             except ManifestError as exc:
@@ -530,7 +530,7 @@ class JobStore:
         known = cache.load()
         learned = []
         result = []
-        for (jid, tip), obj in zip(pairs, objs):
+        for (jid, tip), obj in zip(pairs, objs, strict=True):
             data = None
             if obj is not None and obj[0] in known:
                 try:

@@ -165,7 +165,7 @@ def read_locks(store: JobStore, lock_refs: dict[str, str] | None = None
     if not pairs:
         return {}
     got = _cat_batch(store.paths.root, [oid for _, oid in pairs])
-    return {jid: (oid, Holder.from_bytes(g[1]) if g else None) for (jid, oid), g in zip(pairs, got)}
+    return {jid: (oid, Holder.from_bytes(g[1]) if g else None) for (jid, oid), g in zip(pairs, got, strict=True)}
 
 
 # Leases held by this process, by job id: used to keep fenced writes and heartbeats apart.

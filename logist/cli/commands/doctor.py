@@ -15,10 +15,11 @@ def doctor(*, fix: bool = False, remote: str | None = None,
     """Check config, worktrees, branches, records, locks and notes; print the exact fix for each.
 
     Finds invalid settings in .logist/config.toml (bad observer regexes, unknown or mistyped
-    sentinel settings: what `logist job create` refuses), missing, orphaned, locked and emptied worktrees, dead locks, stale *.lock files left
-    by killed git processes, jobs with history the remote lacks (as of the last `logist fetch`)
-    and notes that diverged from the remote. --fix applies the fixes that are safe to automate
-    (never removing uncommitted work). Exit 0 when nothing is wrong (after the fixes).
+    sentinel settings: what `logist job create` refuses), missing, orphaned, locked and emptied
+    worktrees, dead locks, stale *.lock files left by killed git processes, jobs with history the
+    remote lacks (as of the last `logist fetch`) and notes that diverged from the remote. --fix
+    applies the fixes that are safe to automate (never removing uncommitted work). Exit 0 when
+    nothing is wrong (after the fixes).
 
     Parameters
     ----------

@@ -151,7 +151,8 @@ def metrics(id: str | None = None, /, *, csv: bool = False,
              round(m.seconds, 3)]
     headers = ["step", "name", "agent", "status", "attempts", "cost_usd", "tokens", "seconds"]
     if json_:
-        emit_json({"steps": [dict(zip(headers, r)) for r in rows], "total": dict(zip(headers, total))})
+        emit_json({"steps": [dict(zip(headers, r, strict=True)) for r in rows],
+                   "total": dict(zip(headers, total, strict=True))})
     elif csv:
         import csv as _csv
 
