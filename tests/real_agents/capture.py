@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_server import SCENARIOS, ModelServer, Script  # noqa: E402
-from real_agents import clis  # noqa: E402
+from model_server import SCENARIOS, ModelServer, Script
+from real_agents import clis
 
 PROMPT = ("Create the file hello.txt with a greeting.\n\n"
           "## Reporting your outcome (required)\n\nEnd with a fenced json block.\n")
