@@ -55,7 +55,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the file and run the command again") from None
 
 
-def _merge(a: dict, b: dict) -> dict:
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
@@ -83,7 +83,7 @@ def _has(data: Any, parts: list[str]) -> bool:
 def source_of(layers: list[tuple[Path, dict[str, Any]]], parts: list[str]) -> Path:
     """The file whose value of the key at ``parts`` wins (the last one that sets it; else the
     first file, .logist/config.toml)."""
-    for path, data in reversed(layers):
+    for path, data in layers[::-1]:
         if _has(data, parts):
             return path
     return layers[0][0]

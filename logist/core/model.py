@@ -13,7 +13,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The states are plain data, importable without pydantic; re-exported here.
-from logist.core.states import RESTING, SCHEMA_VERSION, TERMINAL, TRANSIENT, State, StepStatus  # noqa: F401
+from logist.core.states import RESTING as RESTING
+from logist.core.states import SCHEMA_VERSION
+from logist.core.states import TERMINAL as TERMINAL
+from logist.core.states import TRANSIENT as TRANSIENT
+from logist.core.states import State as State
+from logist.core.states import StepStatus as StepStatus
 
 # The job id syntax (DESIGN.md §2). Layer 1 cannot import logist.git.refs (layer 3), which
 # validates ids with the same pattern; tests/test_model.py checks that the two agree.
@@ -119,9 +124,12 @@ class Manifest(Strict):
         return len(self.steps)
 
 
+HistoryEvent = Literal["create", "transition", "run", "restep", "note"]
+
+
 class HistoryEntry(Strict):
     t: str
-    event: Literal["create", "transition", "run", "restep", "note"]
+    event: HistoryEvent
     run: int
     step: int | None = None
     from_state: State | None = Field(default=None, alias="from")

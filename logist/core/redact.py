@@ -52,22 +52,22 @@ _VALUE_WORDS = {"null", "none", "true", "false", "undefined", "required", "optio
                 "string", "int", "bool", "dict", "list"}
 
 
-def _replace(m: re.Match) -> str:
+def _replace(m: re.Match[str]) -> str:
     kind = m.lastgroup
     if kind == "pem":
         return "-----BEGIN PRIVATE KEY----- " + MASK + " -----END PRIVATE KEY-----"
     if kind == "bearer_val":
-        return m.group("bearer") + MASK
+        return str(m.group("bearer")) + MASK
     if kind == "url_pass":
-        return "://" + m.group("url_user") + ":" + MASK + "@"
+        return "://" + str(m.group("url_user")) + ":" + MASK + "@"
     if kind == "assign_val":
-        value = m.group("assign_val")
+        value = str(m.group("assign_val"))
         bare = value.strip("\"'")
         # Keep type names and placeholders readable: `token: str`, `password=None`.
         if len(bare) < 3 or bare.lower() in _VALUE_WORDS or bare.startswith(("$", "{", "<", "%")):
             return m.group(0)
         quote = value[0] if value[:1] in ("'", '"') else ""
-        return m.group("assign") + quote + MASK + quote
+        return str(m.group("assign")) + quote + MASK + quote
     return MASK
 
 

@@ -9,8 +9,9 @@ pay for building the pydantic models.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any, Final
 
-SCHEMA_VERSION = 1  # of the record (manifest.json); logist.core.model validates it
+SCHEMA_VERSION: Final = 1  # of the record (manifest.json); logist.core.model validates it
 
 
 class State(str, Enum):
@@ -49,7 +50,8 @@ class StepStatus(str, Enum):
 _TRANSIENT_NAMES = frozenset(s.value for s in TRANSIENT)
 
 
-def record_in_flight(d: dict | None) -> bool:
+def record_in_flight(d: dict[str, Any] | None) -> bool:
     """The record (its JSON data) says a step or a restep is running."""
-    return bool(d) and (d["state"] in _TRANSIENT_NAMES
-                        or bool((d.get("execution") or {}).get("restep")))
+    if not d:
+        return False
+    return d["state"] in _TRANSIENT_NAMES or bool((d.get("execution") or {}).get("restep"))

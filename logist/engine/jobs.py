@@ -191,9 +191,9 @@ def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activ
     manifest = build_manifest(spec, job_id=jid, base=base_oid, now=now)
     if activate:
         manifest.state = State.PENDING
+    states: dict[str, Any] = {"from": None, "to": manifest.state}  # the fields' names are keywords
     entry = HistoryEntry(t=now, event="create", run=1, step=1, transition_id=new_transition_id(),
-                         reason=f"created from {spec.title!r}",
-                         **{"from": None, "to": manifest.state})
+                         reason=f"created from {spec.title!r}", **states)
     store.create_job(manifest, entry)
     return manifest
 

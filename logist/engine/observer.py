@@ -130,7 +130,8 @@ def _compile_one(name: str, pattern: object, *, builtin: bool) -> re.Pattern | N
     try:
         rx = re.compile(f"(?i:{pattern})" if builtin else pattern)
     except (re.error, OverflowError, RecursionError) as exc:
-        where = f" at position {exc.pos}" if getattr(exc, "pos", None) is not None else ""
+        pos = getattr(exc, "pos", None)
+        where = f" at position {pos}" if pos is not None else ""
         msg = getattr(exc, "msg", str(exc))
         raise ConfigError(f"invalid regex for observer pattern {name!r}: {msg}{where} in {pattern!r}",
                           hint="fix the regex (Python `re` syntax) under [observer.patterns]") from None
@@ -211,7 +212,7 @@ class Patterns:
         if candidates is None:
             candidates = {}
             text = text or data.decode("utf-8", "replace")
-            if self._lower_union is not None:
+            if self._lower_union is not None and self._icase_union is not None:
                 low = text.lower()
                 if len(low) == len(text):
                     for idx, _line in _regex_lines(self._lower_union, low):
@@ -270,8 +271,9 @@ def _grep_lines(patterns: list[str], data: bytes) -> dict[int, bytes] | None:
 
     global _GREP
     if _GREP is False:
-        _GREP = [shutil.which("grep")] if shutil.which("grep") else None
-    if _GREP is None:
+        found = shutil.which("grep")
+        _GREP = [found] if found else None
+    if not isinstance(_GREP, list):
         return None
     argv = [_GREP[0], "-E", "-i", "-n", "-a"]
     for p in patterns:

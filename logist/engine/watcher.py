@@ -50,9 +50,11 @@ from logist.core.procs import pid_alive
 
 TYPE_CHECKING = False  # typing itself costs an import
 if TYPE_CHECKING:  # pragma: no cover
+    import argparse
     import subprocess
     from collections.abc import Callable, Mapping
     from pathlib import Path
+    from typing import Any, BinaryIO, TypeGuard
 
     from logist.engine.sentinel import SentinelConfig
 
@@ -92,7 +94,7 @@ class WatchConfig:
         return "WatchConfig(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
 
-def _is_mapping(value: object) -> bool:
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
     if isinstance(value, dict):
         return True
     from collections.abc import Mapping
@@ -157,7 +159,7 @@ class LogTail:
         self.offset = 0
         self.pending = b""
         self.lines = 0  # whole lines handed out so far
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._ino: int | None = None
 
     def _open(self) -> bool:
@@ -192,8 +194,10 @@ class LogTail:
                     return b"", self.lines + 1
         except OSError:
             pass
-        self._fh.seek(self.offset)
-        data = self._fh.read(max_bytes)
+        fh = self._fh
+        assert fh is not None  # still open, or reopened above
+        fh.seek(self.offset)
+        data = fh.read(max_bytes)
         self.offset += len(data)
         buf = self.pending + data if self.pending else data
         cut = buf.rfind(b"\n")
@@ -770,16 +774,20 @@ _REQUIRED = ("repo", "job", "log", "pid", "pgid", "commit", "workdir", "verdict_
 
 
 class _Args:
-    def __init__(self, values: dict[str, object]) -> None:
-        self.config = ""
-        self.started_at = None
-        self.__dict__.update(values)
+    """The parsed command line (from either parser)."""
+
+    def __init__(self, *, repo: str, job: str, log: str, pid: int, pgid: int, commit: str,
+                 workdir: str, verdict_file: str, config: str = "",
+                 started_at: float | None = None) -> None:
+        self.repo, self.job, self.log, self.pid, self.pgid = repo, job, log, pid, pgid
+        self.commit, self.workdir, self.verdict_file = commit, workdir, verdict_file
+        self.config, self.started_at = config, started_at
 
 
 def _parse_args(argv: list[str]) -> _Args | None:
     """The command line as spawn_watcher writes it (``--name value`` pairs); None for anything
     else (--help, a mistake): then argparse parses it, for its messages."""
-    values: dict[str, object] = {}
+    values: dict[str, str] = {}
     it = iter(argv)
     for arg in it:
         key, eq, value = arg.partition("=")
@@ -787,23 +795,24 @@ def _parse_args(argv: list[str]) -> _Args | None:
         if name is None:
             return None
         if not eq:
-            value = next(it, None)
-            if value is None:
+            following = next(it, None)
+            if following is None:
                 return None
+            value = following
         values[name] = value
     if any(k not in values for k in _REQUIRED):
         return None
+    v = values
     try:
-        values["pid"] = int(values["pid"])  # type: ignore[arg-type]
-        values["pgid"] = int(values["pgid"])  # type: ignore[arg-type]
-        if values.get("started_at") is not None:
-            values["started_at"] = float(values["started_at"])  # type: ignore[arg-type]
+        return _Args(repo=v["repo"], job=v["job"], log=v["log"], pid=int(v["pid"]), pgid=int(v["pgid"]),
+                     commit=v["commit"], workdir=v["workdir"], verdict_file=v["verdict_file"],
+                     config=v.get("config", ""),
+                     started_at=float(v["started_at"]) if "started_at" in v else None)
     except ValueError:
         return None
-    return _Args(values)
 
 
-def _build_parser():
+def _build_parser() -> argparse.ArgumentParser:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m logist.engine.watcher",
@@ -829,7 +838,7 @@ def _stamp() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parse_args(argv) or _build_parser().parse_args(argv)
+    args = _parse_args(argv) or _Args(**vars(_build_parser().parse_args(argv)))
     stop = {"flag": False}
 
     def on_signal(_signum, _frame) -> None:

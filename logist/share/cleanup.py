@@ -233,11 +233,17 @@ class JobPlan:
     def touched(self) -> bool:
         return bool(self.actions)
 
+    @property
+    def judged_tip(self) -> str:
+        """The tip that was judged: every plan that reaches the checks (and so gets actions) has one."""
+        assert self.tip is not None, self.job_id
+        return self.tip
+
     def describe_actions(self, store: JobStore) -> list[str]:
         out = []
         for a in self.actions:
             if a == "archive":
-                out.append(f"archive {self.tip[:12]} as {refs.archive_ref(self.job_id)}")
+                out.append(f"archive {self.judged_tip[:12]} as {refs.archive_ref(self.job_id)}")
             elif a == "remove-worktree":
                 out.append(f"remove worktree {store.worktree_path(self.job_id)}")
             elif a == "delete-branch":
@@ -338,7 +344,7 @@ def plan_gc(store: JobStore, *, base: str | None = None, keep_days: float | None
                 continue  # reported by `logist job list --remote`; never cleaned
             jp.state = rs.manifest.state.value
             todo.append((jp, rs.manifest, False, None))
-    verdicts = _prefilter(store, [(jp.job_id, jp.tip, m.base) for jp, m, _h, _k in todo
+    verdicts = _prefilter(store, [(jp.job_id, jp.judged_tip, m.base) for jp, m, _h, _k in todo
                                   if m.state not in NEVER_TOUCHED], base_oid)
     for jp, m, has_branch, kd in todo:
         _plan_one(ctx, jp, m, kd, has_branch=has_branch, verdict=verdicts.get(jp.job_id))
@@ -521,23 +527,25 @@ def apply_job(store: JobStore, jp: JobPlan) -> JobPlan:
 
 
 def _archive(store: JobStore, jp: JobPlan) -> None:
+    tip = jp.judged_tip
     ref = refs.archive_ref(jp.job_id)
     old = rev(store, ref)
-    if old == jp.tip:
+    if old == tip:
         return
-    if old is not None and not is_ancestor(store, old, jp.tip):
-        raise JobStateError(f"{ref} already keeps {old[:12]}, which is not part of {jp.tip[:12]}; "
+    if old is not None and not is_ancestor(store, old, tip):
+        raise JobStateError(f"{ref} already keeps {old[:12]}, which is not part of {tip[:12]}; "
                             "not overwriting it",
                             hint=f"inspect it with `git log {ref}`; delete it with "
                                  f"`git update-ref -d {ref}` if it is not needed")
-    verb = f"update {ref} {jp.tip} {old}" if old else f"create {ref} {jp.tip}"
+    verb = f"update {ref} {tip} {old}" if old else f"create {ref} {tip}"
     store.update_refs(verb + "\n")
-    jp.done.append(f"archived {jp.tip[:12]} as {ref}")
+    jp.done.append(f"archived {tip[:12]} as {ref}")
 
 
 def _remove_worktree(store: JobStore, jp: JobPlan) -> None:
+    tip = jp.judged_tip
     wt = store.worktree_path(jp.job_id)
-    blockers = worktree_blockers(store, jp.job_id, jp.tip)
+    blockers = worktree_blockers(store, jp.job_id, tip)
     if blockers:
         raise JobStateError(f"worktree {wt} kept: " + "; ".join(blockers))
     if (wt / ".git").exists():

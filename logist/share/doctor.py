@@ -145,7 +145,7 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
                 if not any(d.iterdir()):
                     rep.findings.append(Finding(
                         "empty-worktree-dir", f"{d} is an empty directory, not a worktree", job=jid,
-                        fix=f"rmdir {d}", apply=lambda d=d: (d.rmdir(), f"removed {d}")[1]))
+                        fix=f"rmdir {d}", apply=functools.partial(_remove_empty_dir, d)))
                 else:
                     rep.findings.append(Finding(
                         "stray-directory", f"{d} is not a registered git worktree", job=jid,
@@ -170,15 +170,15 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
             rep.findings.append(Finding(
                 "locked-worktree", f"worktree {wt} is locked but no live process holds job {jid}",
                 job=jid, fix=f"git worktree unlock {wt}",
-                apply=lambda wt=wt: _git_fix(store, ["worktree", "unlock", "--end-of-options", str(wt)],
-                                             f"unlocked {wt}")))
+                apply=functools.partial(_git_fix, store, ["worktree", "unlock", "--end-of-options", str(wt)],
+                                        f"unlocked {wt}")))
         if (wt / ".git").exists() and [p.name for p in wt.iterdir()] == [".git"] \
                 and git(["ls-tree", "--name-only", "HEAD"], cwd=wt, check=False).stdout.strip():
             rep.findings.append(Finding(
                 "emptied-worktree", f"worktree {wt} was emptied (its files are deleted)", job=jid,
                 fix=f"git -C {wt} checkout -- .",
-                apply=lambda wt=wt: _git_fix(store, ["-C", str(wt), "checkout", "--", "."],
-                                             f"restored the files of {wt}")))
+                apply=functools.partial(_git_fix, store, ["-C", str(wt), "checkout", "--", "."],
+                                        f"restored the files of {wt}")))
     for jid, s in jobs.items():
         m = s.manifest
         if m is None or m.state in TERMINAL:
@@ -189,7 +189,7 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
         rep.findings.append(Finding(
             "missing-worktree", f"job {jid} ({m.state.value}) has no worktree", job=jid,
             fix=f"git worktree add {wt} {refs.branch_name(jid)}",
-            apply=lambda jid=jid: f"created {store.ensure_worktree(jid)}"))
+            apply=functools.partial(_create_worktree, store, jid)))
 
 
 def _orphan(store: JobStore, jid: str, wt: Path, entry: dict[str, str], rep: DoctorReport) -> None:
@@ -281,7 +281,7 @@ def _lock_files(store: JobStore, rep: DoctorReport) -> None:
         rep.findings.append(Finding(
             "stale-lock-file", f"{p} is {int(age)}s old: left by a killed git process, it blocks "
             "every update of that ref", fix=f"rm {p}",
-            apply=lambda p=p: (p.unlink(missing_ok=True), f"removed {p}")[1]))
+            apply=functools.partial(_remove_file, p)))
 
 
 def _merge_refs(store: JobStore, rep: DoctorReport) -> None:
@@ -289,12 +289,10 @@ def _merge_refs(store: JobStore, rep: DoctorReport) -> None:
         rep.findings.append(Finding(
             "leftover-ref", f"{ref} was left by an interrupted notes merge",
             fix=f"git update-ref -d {ref}",
-            apply=lambda ref=ref, oid=oid: (store.update_refs(f"delete {ref} {oid}\n"), f"deleted {ref}")[1]))
+            apply=functools.partial(_delete_ref, store, ref, oid)))
 
 
 def _remote(store: JobStore, jobs, remote: str, rep: DoctorReport) -> None:
-    from logist.share.sharing import merge_notes_ref, push
-
     prefix = refs.remote_branch_prefix(remote)
     tracking = {r[len(prefix):]: oid for r, oid in for_each_ref(store, prefix).items()}
     never = []
@@ -309,7 +307,7 @@ def _remote(store: JobStore, jobs, remote: str, rep: DoctorReport) -> None:
             rep.findings.append(Finding(
                 "unpushed", f"job {jid} has transitions {remote} does not have", job=jid,
                 fix=f"logist push {remote} {jid}",
-                apply=lambda jid=jid: _pushed(push(store, remote, [jid]))))
+                apply=functools.partial(_push, store, remote, [jid])))
         else:
             rep.findings.append(Finding(
                 "diverged", f"job {jid} diverged from {remote}/{refs.branch_name(jid)}", job=jid,
@@ -332,27 +330,53 @@ def _remote(store: JobStore, jobs, remote: str, rep: DoctorReport) -> None:
             notes_ahead.append(local)
     for local in notes_behind:
         theirs_ref = refs.remote_notes_ref(remote, local)
-        diverged = rev(store, local) is not None and not is_ancestor(store, rev(store, local), rev(store, theirs_ref))
+        ours_oid, theirs_oid = rev(store, local), rev(store, theirs_ref)
+        diverged = (ours_oid is not None and theirs_oid is not None
+                    and not is_ancestor(store, ours_oid, theirs_oid))
         rep.findings.append(Finding(
             "notes-diverged" if diverged else "notes-behind",
             f"{local} {'diverged from' if diverged else 'lacks notes of'} {remote}", fix=
             f"git notes --ref {local} merge -s cat_sort_uniq {theirs_ref} && logist push {remote}",
-            apply=lambda local=local, theirs_ref=theirs_ref: (
-                merge_notes_ref(store, local, theirs_ref), _pushed(push(store, remote, [])))[1]))
+            apply=functools.partial(_merge_notes_and_push, store, remote, local, theirs_ref)))
     if notes_ahead and tracking:
         rep.findings.append(Finding(
             "notes-unpushed", f"{', '.join(notes_ahead)} ha{'s' if len(notes_ahead) == 1 else 've'} "
             f"notes {remote} does not have", fix=f"logist push {remote}",
-            apply=lambda: _pushed(push(store, remote, []))))
+            apply=functools.partial(_push, store, remote, [])))
 
 
 # --------------------------------------------------------------------------- helpers
 
-def _pushed(res) -> str:
+def _push(store: JobStore, remote: str, job_ids: list[str]) -> str:
+    """Push ``job_ids`` (``[]``: the notes only); what was pushed, or LogistError."""
+    from logist.share.sharing import push
+
+    res = push(store, remote, job_ids)
     if res.skipped:
         ref, why = next(iter(res.skipped.items()))
         raise LogistError(f"{ref} was not pushed: {why}")
     return f"pushed {len(res.pushed)} ref(s) to {res.remote}" if res.pushed else f"{res.remote} up to date"
+
+
+def _merge_notes_and_push(store: JobStore, remote: str, local: str, theirs_ref: str) -> str:
+    from logist.share.sharing import merge_notes_ref
+
+    merge_notes_ref(store, local, theirs_ref)
+    return _push(store, remote, [])
+
+
+def _remove_empty_dir(d: Path) -> str:
+    d.rmdir()
+    return f"removed {d}"
+
+
+def _remove_file(p: Path) -> str:
+    p.unlink(missing_ok=True)
+    return f"removed {p}"
+
+
+def _create_worktree(store: JobStore, job_id: str) -> str:
+    return f"created {store.ensure_worktree(job_id)}"
 
 
 def _prune(store: JobStore) -> str:

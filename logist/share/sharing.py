@@ -26,6 +26,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def parse_porcelain(stdout: str) -> list[PushLine]:
     return lines
 
 
-def run_push(store: JobStore, remote: str, refspecs: list[str], *, leases: list[str] = (),
+def run_push(store: JobStore, remote: str, refspecs: list[str], *, leases: Sequence[str] = (),
              atomic: bool = True, verify: bool = True) -> tuple[bool, list[PushLine], str]:
     """One ``git push --porcelain`` (atomic by default). (ok, per-ref lines, stderr)."""
     argv = ["push", "--porcelain"]
@@ -396,8 +397,8 @@ def _plan_push(store: JobStore, remote: str, job_ids: list[str] | None, include_
                                  f"{refs.branch_name(jid)}`")
     if include_notes:
         for local in refs.NOTES_REFS:
-            oid = rev(store, local)
-            if oid and tracking.get(refs.remote_notes_ref(remote, local)) != oid:
+            notes_oid = rev(store, local)
+            if notes_oid and tracking.get(refs.remote_notes_ref(remote, local)) != notes_oid:
                 plan.specs.append(f"{local}:{local}")
     return plan
 

@@ -256,7 +256,7 @@ def survey(store: JobStore, remote: str) -> Survey:
         if lock_oid is not None:
             held = remote_holder(store, remote, js.id)
             holder = held[1] if held else None
-            if not remote_lease_expired(holder, now):
+            if holder is not None and not remote_lease_expired(holder, now):
                 s.busy[js.id] = max(0.0, holder.heartbeat_at + holder.lease_seconds - now)
                 continue
         elif m.state in TRANSIENT:

@@ -101,7 +101,7 @@ def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
             ran = True
             proc = git(["notes", f"--ref={refs.NOTES_LOGS}", "show", oid], cwd=store.root, check=False)
             if proc.returncode == 0:
-                return proc.stdout
+                return str(proc.stdout)
     if ran:  # it ran and printed nothing (an empty output is not noted)
         return ""
     from logist.core.errors import LogistError

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from logist.core.errors import JobStateError
-from logist.core.model import TERMINAL, HistoryEntry, Manifest, State, parse_manifest
+from logist.core.model import TERMINAL, HistoryEntry, HistoryEvent, Manifest, State, parse_manifest
 
 S = State
 
@@ -147,7 +147,7 @@ class Update:
     seconds_delta: float = 0.0
     reason: str | None = None
     outcome: str | None = None
-    history_event: str = "transition"
+    history_event: HistoryEvent = "transition"
     data: dict[str, Any] | None = None
     mutate: Callable[[Manifest], None] | None = None
 

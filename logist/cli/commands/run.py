@@ -94,15 +94,16 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
         return _report(result, json_)
     results = run_all(store, parallel=parallel, trust=trust, progress=_progress)
     if json_:
-        emit_json([{"id": r.job_id, "state": r.state.value, "step": r.step, "reason": r.reason,
-                    "error": getattr(r, "error", None)} for r in results])
+        # state null: the job was skipped (held elsewhere) or failed with an error
+        emit_json([{"id": r.job_id, "state": r.state.value if r.state else None, "step": r.step,
+                    "reason": r.reason, "error": r.error} for r in results])
     else:
         if not results:
             say("no PENDING jobs")
         for r in results:
             say(f"{r.job_id}: {r.state.value if r.state else 'ERROR'} (step {r.step})"
                 + (f": {r.reason}" if r.reason else ""))
-    return 1 if any(getattr(r, "error", None) for r in results) else 0
+    return 1 if any(r.error for r in results) else 0
 
 
 def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
