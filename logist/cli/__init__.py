@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     from cyclopts import CycloptsError
 
     try:
-        result = app(tokens, result_action="return_value", exit_on_error=False, print_error=True)
-    except CycloptsError:
+        result = app(tokens, result_action="return_value", exit_on_error=False, print_error=False)
+    except CycloptsError as exc:
+        _print_usage_error(exc, tokens)
         return _exit(ExitCode.USAGE, argv)
     except LogistError as exc:
         _print_error(exc)
@@ -129,6 +130,30 @@ def _print_error(exc: LogistError) -> None:
     print(f"logist: error: {exc.message}", file=sys.stderr)
     if exc.hint:
         print(f"  hint: {exc.hint}", file=sys.stderr)
+
+
+def _print_usage_error(exc: Exception, tokens: list[str]) -> None:
+    """A command-line mistake, in the same shape as every other error (one line + a hint)."""
+    import re
+
+    message = str(exc).strip() or type(exc).__name__
+    token = getattr(getattr(exc, "token", None), "keyword", None) or getattr(getattr(exc, "token", None), "value", None)
+    hint = None
+    if "--" in tokens and token and token in tokens[tokens.index("--") + 1:]:
+        # After `--` every word is a value: `job trust -- --upload-pack=x --yes` gives trust two ids.
+        message = f"unexpected argument {token!r} after `--` (every word after `--` is a value, not an option)"
+        hint = "put options before `--`, e.g. `logist job trust --yes -- ID`"
+    else:
+        m = re.match(r"(.*?)\s*Did you mean (\S+?)\?$", message, re.S)
+        if m and token and m.group(2).strip("'\"") == token:
+            message = m.group(1)  # never "did you mean" the very word that was refused
+    message = "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in message)
+    words = [t for t in tokens[:2] if not t.startswith("-")]
+    command = " ".join(words[:2] if words[:1] == ["job"] else words[:1])
+    if type(exc).__name__ == "UnknownCommandError":
+        command = "job" if words[:1] == ["job"] and len(words) > 1 else ""
+    print(f"logist: error: {message}", file=sys.stderr)
+    print(f"  hint: {hint or 'see `logist ' + (command + ' ' if command else '') + '--help`'}", file=sys.stderr)
 
 
 def _internal_error(exc: Exception) -> None:

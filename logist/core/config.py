@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from logist.core.errors import ConfigError
+from logist.core.limits import DEFAULT_MAX_LOG_BYTES, MAX_CONFIG_BYTES, TooLarge, human_bytes, read_bounded
 from logist.core.tomlcompat import tomllib
 
 
@@ -31,6 +32,10 @@ class LogConfig(_Section):
     max_note_bytes: int = Field(default=256_000, gt=0)
 
 
+class LimitsConfig(_Section):
+    max_log_bytes: int = Field(default=DEFAULT_MAX_LOG_BYTES, ge=4096)
+
+
 class ObserverConfig(_Section):
     patterns: dict[str, str] = Field(default_factory=dict)
     repeat_seconds: float = Field(default=5.0, ge=0)
@@ -43,16 +48,34 @@ class Config(_Section):
     logs: LogConfig = Field(default_factory=LogConfig)
     sentinel: dict[str, float | int | bool] = Field(default_factory=dict)
     observer: ObserverConfig = Field(default_factory=ObserverConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The TOML data of one config file ({} when it does not exist); ConfigError naming the
+    file when it cannot be read, is too large, is not UTF-8 text or not TOML."""
+    fix = "fix the file and run the command again"
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        raw = read_bounded(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         return {}
+    except TooLarge:
+        raise ConfigError(f"{path}: larger than {human_bytes(MAX_CONFIG_BYTES)}; not a config file",
+                          hint=fix) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}",
+                          hint="it must be a TOML file logist can read; fix it and run the command again") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a config file is TOML",
+                          hint=fix) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the file and run the command again") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint=fix) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config file", hint=fix) from None
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -10,15 +10,45 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from logist.core.errors import JobFileError
+from logist.core.limits import MAX_JOB_FILE_BYTES, TooLarge, has_control, human_bytes, read_bounded
 from logist.core.tomlcompat import tomllib
 
 
 class _Strict(BaseModel):
     # strict: a TOML string is not a number or a boolean ("yes" is not true); ints are floats.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def check_title(v: str) -> str:
+    """A title is one line of text: not blank, no control characters (a title is printed in
+    listings and commit messages)."""
+    if not v.strip():
+        raise ValueError("a title cannot be blank")
+    if has_control(v):
+        raise ValueError("a title cannot hold control characters (newlines, tabs, escapes)")
+    return v
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The key path of the first string holding a NUL byte (no command or argument can)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)  # type: ignore[assignment]
+    else:
+        return None
+    for k, v in items:
+        if isinstance(k, str) and "\x00" in k:
+            return f"{path}.{k!r}".lstrip(".")
+        found = _nul_path(v, f"{path}.{k}".lstrip("."))
+        if found:
+            return found
+    return None
 
 
 class BudgetFile(_Strict):
@@ -76,6 +106,19 @@ class JobFile(_Strict):
     observer: ObserverFile = Field(default_factory=ObserverFile)
     steps: list[StepFile] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = _nul_path(data, "")
+        if where:
+            raise ValueError(f"{where} holds a NUL byte (no command, argument or prompt can)")
+        return data
+
+    @field_validator("title")
+    @classmethod
+    def _title_is_one_line(cls, v: str) -> str:
+        return check_title(v)
+
 
 def _line_of(text: str, key: str, start: int = 0, end: int | None = None) -> int | None:
     pat = re.compile(rf"^[ \t]*(\[+[ \t]*)?{re.escape(key)}\b", re.M)
@@ -101,13 +144,21 @@ def _line_for(text: str, parts: list[str]) -> int | None:
 def parse_job_file(path: str | Path) -> JobFile:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_bounded(path, MAX_JOB_FILE_BYTES)
     except FileNotFoundError:
         raise JobFileError(f"job file {path} does not exist",
                            hint="check the path, or start from .logist/job.example.toml "
                                 "(written by `logist init`)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobFileError(f"cannot read job file {path}: {exc}") from None
+    except TooLarge:
+        raise JobFileError(f"job file {path} is larger than {human_bytes(MAX_JOB_FILE_BYTES)}; "
+                           "not a job file", hint="see docs/jobfile.md for the format; nothing was created") from None
+    except OSError as exc:
+        raise JobFileError(f"cannot read job file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JobFileError(f"job file {path} is not UTF-8 text (byte {exc.start}); a job file is TOML",
+                           hint="see docs/jobfile.md for the format; nothing was created") from None
     return parse_job_text(text, str(path))
 
 
@@ -116,18 +167,29 @@ def parse_job_text(text: str, where: str = "<job file>") -> JobFile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(f"{where}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise JobFileError(f"{where}: nested too deeply to be a job file",
+                           hint="see docs/jobfile.md for the format; nothing was created") from None
     try:
         return JobFile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        parts = [str(p) for p in err["loc"]]
-        key = ".".join(parts) or "(top level)"
-        line = _line_for(text, parts)
-        at = f" (line {line})" if line else ""
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        raise JobFileError(f"{where}: {key}{at}: {msg}",
+        raise JobFileError(f"{where}: {describe(exc, text)}",
                            hint="see docs/jobfile.md for the format; nothing was created") from None
+
+
+def describe(exc: ValidationError, text: str = "") -> str:
+    """``key (line n): why`` for the first error of a job's validation: one line, no pydantic
+    dump (no input echo, no URL)."""
+    err = exc.errors()[0]
+    parts = [str(p) for p in err["loc"]]
+    key = ".".join(parts) or "(top level)"
+    line = _line_for(text, parts) if text else None
+    at = f" (line {line})" if line else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "string_too_long":
+        msg = f"too long (at most {err.get('ctx', {}).get('max_length')} characters)"
+    return f"{key}{at}: {msg}" if parts else msg

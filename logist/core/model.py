@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The states are plain data, importable without pydantic; re-exported here.
+from logist.core.limits import MAX_COST_USD, MAX_SECONDS, MAX_TOKENS
 from logist.core.states import RESTING as RESTING
 from logist.core.states import SCHEMA_VERSION
 from logist.core.states import TERMINAL as TERMINAL
@@ -23,6 +24,12 @@ from logist.core.states import StepStatus as StepStatus
 # The job id syntax (DESIGN.md §2). Layer 1 cannot import logist.git.refs (layer 3), which
 # validates ids with the same pattern; tests/test_model.py checks that the two agree.
 JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
+
+
+# Amounts in a record: finite, 0 or more, bounded (NaN, -1, 1e300 or 10**400 make a record invalid).
+Cost = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -48,9 +55,9 @@ class Step(Strict):
     assembled_prompt: str | None = None  # verbatim what the agent was asked last
     summary: str = ""
     reason: str = ""
-    cost_usd: float = 0.0
-    tokens: int = 0
-    seconds: float = 0.0
+    cost_usd: Cost = 0.0
+    tokens: Tokens = 0
+    seconds: Seconds = 0.0
     session_id: str | None = None
 
 
@@ -88,9 +95,9 @@ class Manifest(Strict):
     budget: Budget = Field(default_factory=Budget)
     sentinel: dict[str, float | int | bool] = Field(default_factory=dict)
     observer_patterns: dict[str, str] = Field(default_factory=dict)
-    cost_usd: float = 0.0
-    tokens: int = 0
-    seconds: float = 0.0
+    cost_usd: Cost = 0.0
+    tokens: Tokens = 0
+    seconds: Seconds = 0.0
     attempt: int = Field(default=0, ge=0)  # attempts of the current step in this run
     reason: str = ""
     origin: str = "local"  # "local" or "remote:<name>" when adopted from a remote
@@ -137,8 +144,8 @@ class HistoryEntry(Strict):
     transition_id: str | None = None
     reason: str = ""
     outcome: str | None = None
-    cost_usd: float | None = None
-    tokens: int | None = None
+    cost_usd: Cost | None = None
+    tokens: Tokens | None = None
     commit: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 

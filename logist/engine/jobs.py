@@ -72,10 +72,14 @@ def spec_from_options(*, title: str | None, prompt: str | None, agent: str | Non
             raise UsageError("a job needs at least one step: pass --step PROMPT (repeatable), "
                              "--prompt, or --file")
         steps = [StepFile(name="step-1", prompt=prompt)]
+    from pydantic import ValidationError
+
+    from logist.core.jobfile import describe
+
     try:
         return JobFile(title=title, prompt=prompt or "", agent=agent or default_agent, steps=steps)
-    except ValueError as exc:
-        raise JobFileError(f"invalid job: {exc}") from None
+    except ValidationError as exc:
+        raise JobFileError(f"invalid job: {describe(exc)}", hint="nothing was created") from None
 
 
 def resolve_base(store: JobStore, base: str | None) -> str:
@@ -185,7 +189,7 @@ def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activ
     check_project_config(store)
     base_oid = resolve_base(store, base)
     now = utcnow()
-    jid = refs.validate_job_id(job_id) if job_id else make_job_id(spec.title)
+    jid = refs.validate_job_id(job_id) if job_id is not None else make_job_id(spec.title)
     from logist.core.model import HistoryEntry
 
     manifest = build_manifest(spec, job_id=jid, base=base_oid, now=now)

@@ -735,10 +735,10 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
     files and the run scratch (step logs are in ``refs/notes/logist/logs``) of cleaned jobs."""
     import shutil
 
+    from logist.core.limits import check_number
     from logist.store.locks import read_locks, remove_stale_lock_files
 
-    if keep_days < 0:
-        raise UsageError("--keep-days must be 0 or more")
+    check_number(keep_days, "--keep-days")
     now = time.time() if now is None else now
     if not dry_run:
         remove_stale_lock_files(store)

@@ -299,6 +299,9 @@ def plan_gc(store: JobStore, *, base: str | None = None, keep_days: float | None
     from one `diff-tree --stdin` and one `cat-file --batch-check`; only jobs that may be
     integrated get the full check (:func:`integration`).
     """
+    from logist.core.limits import check_number
+
+    check_number(keep_days, "--keep-days")
     if remote is not None:
         remote = resolve_remote(store, remote)
     base_name, base_oid = resolve_base(store, base, remote)

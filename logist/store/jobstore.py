@@ -339,7 +339,15 @@ class JobStore:
         return self._writer
 
     def is_initialized(self) -> bool:
-        return (self.config_root() / ".logist" / "config.toml").is_file()
+        # There, even if unreadable or not a file: reading the config then says what is wrong
+        # with it (not "logist is not set up").
+        try:
+            (self.config_root() / ".logist" / "config.toml").lstat()
+        except PermissionError:
+            return True
+        except OSError:
+            return False
+        return True
 
     def require_initialized(self) -> None:
         if not self.is_initialized():
@@ -436,6 +444,12 @@ class JobStore:
                                 f"{refs.manifest_path(job_id)}",
                                 hint=f"inspect it with `git show {oid[:12]}`; `logist recover {job_id}` "
                                      "restores the record from logist's last commit")
+        from logist.core.limits import MAX_RECORD_BYTES, human_bytes
+
+        if len(raw) > MAX_RECORD_BYTES:
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} is larger than "
+                                f"{human_bytes(MAX_RECORD_BYTES)}; not read",
+                                hint=f"inspect it with `git show {oid[:12]}:{refs.manifest_path(job_id)}`")
         try:
             m = parse_manifest(raw)
         except ValueError as exc:
@@ -476,6 +490,11 @@ class JobStore:
         raw = self.blob_at(oid, refs.history_path(job_id))
         if raw is None:
             return []
+        from logist.core.limits import MAX_RECORD_BYTES, human_bytes
+
+        if len(raw) > MAX_RECORD_BYTES:
+            raise ManifestError(f"job {job_id}: history at {oid[:12]} is larger than "
+                                f"{human_bytes(MAX_RECORD_BYTES)}; not read")
         try:
             return parse_history(raw)
         except ValueError as exc:

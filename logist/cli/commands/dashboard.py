@@ -60,6 +60,9 @@ def dashboard(*, once: bool = False, interval: float = 1.0) -> int:
     interval
         Seconds between refreshes.
     """
+    from logist.core.limits import check_number
+
+    check_number(interval, "--interval", positive=True)
     store = cli.store()
     if once:
         from logist.cli.output import table

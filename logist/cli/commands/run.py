@@ -116,9 +116,11 @@ def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
     timeout
         Give up after this many seconds (exit 1).
     """
+    from logist.core.limits import check_number
     from logist.engine.jobs import selected_job
     from logist.engine.runner import follow
 
+    check_number(timeout, "--timeout", positive=True)
     store = cli.store()
     job_id = selected_job(store, id)
     for chunk in follow(store, job_id, timeout=timeout):

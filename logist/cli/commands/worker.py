@@ -45,8 +45,9 @@ def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int
 
     if max_jobs is not None and max_jobs < 1:
         raise UsageError("--max-jobs must be at least 1")
-    if poll <= 0:
-        raise UsageError("--poll must be positive")
+    from logist.core.limits import check_number
+
+    check_number(poll, "--poll", positive=True)
     store = cli.store()
     store.require_initialized()
 
