@@ -345,8 +345,10 @@ class Engine:
                                             "watcher_pid": watcher_pid,
                                             "watcher_start_time": process_start_time(watcher_pid)})
         crash_point("agent-running")
-        exit_code, killed_reason = self._wait(handle, m)
+        cut: dict[str, int] = {}
+        exit_code, killed_reason = self._wait(handle, m, log=log, cut=cut)
         left = self._agent_gone(m.id, handle, watcher_pid, verdict, executing_commit)
+        left += self._log_cut(log, cut)
         crash_point("after-agent-exit")
         return self._after_agent(lease, m, exit_code, log, verdict, killed_reason,
                                  executing_commit=executing_commit, warnings=left)
@@ -357,14 +359,32 @@ class Engine:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
 
-    def _wait(self, handle, m: Manifest) -> tuple[int | None, str | None]:
-        """Wait for the agent; stop it when the job's time budget runs out."""
+    def _log_cut(self, log: Path, cut: dict[str, int]) -> list[str]:
+        """Cut the log a last time (the agent has exited); the step's warning if it was cut."""
+        from logist.core.logcap import cut_warning, enforce
+
+        cap = self.store.config.limits.max_log_bytes
+        enforce(log, cap, cut)
+        warning = cut_warning(cut, cap)
+        if warning:
+            self.progress(f"warning: {warning}")
+        return [warning] if warning else []
+
+    def _wait(self, handle, m: Manifest, *, log: Path | None = None,
+              cut: dict[str, int] | None = None) -> tuple[int | None, str | None]:
+        """Wait for the agent; stop it when the job's time budget runs out. The live log is
+        kept under ``[limits] max_log_bytes`` meanwhile (logist.core.logcap)."""
+        from logist.core.logcap import enforce
+
+        cap = self.store.config.limits.max_log_bytes
         started = time.monotonic()
         limit = None
         if m.budget.max_seconds is not None:
             limit = max(0.0, m.budget.max_seconds - m.seconds)
         while True:
-            code = handle.wait(timeout=0.5)
+            code = handle.wait(timeout=0.2)
+            if log is not None:
+                enforce(log, cap, cut if cut is not None else {})
             if code is not None or not handle.is_alive():
                 return (code if code is not None else handle.exit_code), None
             if limit is not None and time.monotonic() - started > limit:
@@ -498,7 +518,8 @@ class Engine:
             verdict.unlink(missing_ok=True)
             oid, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
                                                     data=extra or None), **at)
-            self._note_log(oid, _read_text(log))  # what the stopped agent printed: `job log`
+            # what the stopped agent printed: `job log`
+            self._note_log(oid, _read_text(log, self.store.config.limits.max_log_bytes))
             return self._recover_or_give_up(lease, reason)
         def add_time(x: Manifest) -> None:
             x.current.seconds = round(x.current.seconds + elapsed, 3)
@@ -548,7 +569,7 @@ class Engine:
         oid, _ = self._transition(lease, Update(event="hung", reason=reason,
                                                 data={"warnings": warnings} if warnings else None),
                                   expected=tip, parent=tip, history_from=executing_commit)
-        self._note_log(oid, _read_text(log))
+        self._note_log(oid, _read_text(log, self.store.config.limits.max_log_bytes))
         return self._recover_or_give_up(lease, reason)
 
     def _read_agent_file(self, job_id: str) -> dict | None:
@@ -593,8 +614,10 @@ class Engine:
         self.progress(f"{m.id}: agent {step.agent} running step {n} (pid {handle.pid}), log {log}")
         watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, commit, workdir, verdict)
         crash_point("run-agent-running")
-        code, stopped = self._wait(handle, m)
+        cut: dict[str, int] = {}
+        code, stopped = self._wait(handle, m, log=log, cut=cut)
         left = self._agent_gone(m.id, handle, watcher_pid, verdict, commit)
+        left += self._log_cut(log, cut)
         run = self._agent_run(agent, ctx, code, stopped, log, verdict, commit=commit, warnings=left)
         if self._depth <= 0:  # called on its own (a restep): its notes are in git when it returns
             self._reap_watchers()
@@ -621,8 +644,10 @@ class Engine:
         if st.kind == "running":
             self.progress(f"{m.id}: re-attaching to the running agent (pid {st.pid})")
             handle = attach(st.pid, pgid=st.pgid, start_time=st.start_time)
-            code, stopped = self._wait(handle, m)
+            cut: dict[str, int] = {}
+            code, stopped = self._wait(handle, m, log=log, cut=cut)
             left = self._agent_gone(m.id, handle, None, verdict, None)
+            left += self._log_cut(log, cut)
             if code is None:
                 code = read_exit(exec_base(self.store, m.id, m.execution.transition_id))
         else:
@@ -638,7 +663,7 @@ class Engine:
             stopped = f"sentinel: {v.get('reason', 'agent looked hung')}" if v else \
                 "sentinel stopped the agent"
             verdict.unlink(missing_ok=True)
-        output = _read_text(log)
+        output = _read_text(log, self.store.config.limits.max_log_bytes)
         return AgentRun(agent.parse(output, code, ctx), code, output, log, stopped,
                         warnings=list(warnings or []))
 
@@ -700,7 +725,7 @@ class Engine:
         n = m.step
         wt = self.store.ensure_worktree(job_id)
         log = Path(m.execution.log) if m.execution and m.execution.log else None
-        output = _read_text(log) if log else ""
+        output = _read_text(log, self.store.config.limits.max_log_bytes) if log else ""
         agent = get_agent(step.agent)
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or "", workdir=wt, options=dict(step.options),
@@ -890,11 +915,11 @@ def _verdict(path: Path, commit: str | None) -> dict | None:
     return v
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
+def _read_text(path: Path, cap: int) -> str:
+    """A step log as text, at most about ``cap`` bytes (head, marker, tail past it)."""
+    from logist.core.logcap import read_log
+
+    return read_log(path, cap)
 
 
 def _is_ancestor(root: Path, a: str, b: str) -> bool:

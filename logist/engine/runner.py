@@ -114,8 +114,11 @@ def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: 
         pos = offsets.get(path, 0)
         try:
             with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < pos:  # the log was cut to its cap (logist.core.logcap): go on from its end
+                    pos = max(0, size - 4096)
                 fh.seek(pos)
-                data = fh.read()
+                data = fh.read(4 * 1024 * 1024)  # at most 4 MiB a look: memory stays bounded
         except OSError:
             return ""
         offsets[path] = pos + len(data)

@@ -204,6 +204,7 @@ class FetchResult:
     updated: list[str] = field(default_factory=list)  # job ids whose remote tip moved
     gone: list[str] = field(default_factory=list)  # job ids deleted on the remote
     notes_merged: list[str] = field(default_factory=list)
+    notes_refused: list[str] = field(default_factory=list)  # "<ref>: why" (a note over the cap)
 
 
 def fetch_refspecs(remote: str) -> list[str]:
@@ -239,7 +240,7 @@ def fetch(store: JobStore, remote: str | None = None, *, merge_notes: bool = Tru
     result.updated = sorted(j for j in valid if j in ids_before and ids_before[j] != ids_after[j])
     result.gone = sorted(j for j in ids_before if j not in ids_after)
     if merge_notes:
-        result.notes_merged = merge_remote_notes(store, remote)
+        result.notes_merged = merge_remote_notes(store, remote, refused=result.notes_refused)
     return result
 
 
@@ -292,11 +293,41 @@ def _notes_merge_commit(store: JobStore, ours: str, theirs_ref: str) -> str:
         git(["update-ref", "-d", tmp], cwd=store.root, check=False)
 
 
-def merge_remote_notes(store: JobStore, remote: str) -> list[str]:
-    """Merge every fetched logist notes ref of ``remote`` into the local one."""
+def oversized_note(store: JobStore, notes_ref: str, limit: int | None = None) -> str | None:
+    """``<commit>: <size>`` of the first note of ``notes_ref`` larger than ``limit`` bytes
+    (default: logist.core.limits.MAX_NOTE_BYTES), or None. One ``git ls-tree -r -l``."""
+    from logist.core.limits import MAX_NOTE_BYTES
+
+    limit = MAX_NOTE_BYTES if limit is None else limit
+    proc = git(["ls-tree", "-r", "-l", "--end-of-options", notes_ref], cwd=store.root, check=False)
+    if proc.returncode != 0:
+        return None
+    for line in proc.stdout.splitlines():
+        meta, _, path = line.partition("\t")
+        parts = meta.split()
+        if len(parts) == 4 and parts[1] == "blob" and parts[3].isdigit() and int(parts[3]) > limit:
+            return f"{path.replace('/', '')[:12]}: {int(parts[3])} bytes"
+    return None
+
+
+def merge_remote_notes(store: JobStore, remote: str, *, refused: list[str] | None = None) -> list[str]:
+    """Merge every fetched logist notes ref of ``remote`` into the local one. A fetched notes
+    ref holding a note larger than logist.core.limits.MAX_NOTE_BYTES is data nobody should
+    print or merge: it is not merged (``"<ref>: why"`` is added to ``refused``)."""
+    from logist.core.limits import MAX_NOTE_BYTES, human_bytes
+
     changed = []
     for local in refs.NOTES_REFS:
-        if merge_notes_ref(store, local, refs.remote_notes_ref(remote, local)):
+        theirs = refs.remote_notes_ref(remote, local)
+        ours = rev(store, local)
+        tip = rev(store, theirs)
+        if tip is not None and not (ours and is_ancestor(store, tip, ours)):
+            big = oversized_note(store, theirs)
+            if big:
+                if refused is not None:
+                    refused.append(f"{theirs}: note on {big} (more than {human_bytes(MAX_NOTE_BYTES)}); not merged")
+                continue
+        if merge_notes_ref(store, local, theirs):
             changed.append(local)
     return changed
 

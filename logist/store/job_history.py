@@ -89,7 +89,9 @@ def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
         raise UsageError(f"step {step} does not exist; job {job_id} has {m.step_count} steps")
     n = step or m.step
     if m.execution and m.execution.log and n == m.step and Path(m.execution.log).exists():
-        return Path(m.execution.log).read_text(errors="replace")
+        from logist.core.logcap import read_log
+
+        return read_log(Path(m.execution.log), store.config.limits.max_log_bytes)
     out = git(["log", "--format=%H%x00%(trailers:key=Logist-Step,valueonly,separator=%x2C)%x00"
                "%(trailers:key=Logist-From,valueonly,separator=%x2C)", refs.branch_ref(job_id), "--"],
               cwd=store.root).stdout

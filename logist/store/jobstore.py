@@ -453,8 +453,7 @@ class JobStore:
         try:
             m = parse_manifest(raw)
         except ValueError as exc:
-            first = str(exc).splitlines()
-            detail = first[1].strip() + ": " + first[2].strip() if len(first) > 2 else first[0]
+            detail = _why_invalid(exc)
             raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} is invalid ({detail})",
                                 hint=f"inspect it with `git show {oid[:12]}:{refs.manifest_path(job_id)}`"
                                 ) from None
@@ -857,6 +856,20 @@ def _rewrite(path: Path, data: bytes) -> None:
 
 
 _STATES = frozenset(s.value for s in State)
+
+
+def _why_invalid(exc: ValueError) -> str:
+    """``field: why`` of a record that fails validation (no pydantic dump, no input echo, no URL)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            err = errors()[0]
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            why = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            return f"{where}: {why}" if where else why
+        except Exception:  # pragma: no cover - pydantic's shape changed
+            pass
+    return str(exc).splitlines()[0][:200]
 
 
 def _listable(data, job_id: str) -> bool:

@@ -68,7 +68,7 @@ def fetch(remote: str | None = None, /, *,
     remote
         The remote (default: the current branch's upstream remote, else origin).
     json_
-        Print {"remote", "jobs", "new", "updated", "gone", "notes_merged"}.
+        Print {"remote", "jobs", "new", "updated", "gone", "notes_merged", "notes_refused"}.
     """
     from logist.share.sharing import fetch as do_fetch
 
@@ -82,6 +82,8 @@ def fetch(remote: str | None = None, /, *,
         + (f"; gone: {', '.join(res.gone)}" if res.gone else ""))
     if res.notes_merged:
         say(f"merged notes: {', '.join(res.notes_merged)}")
+    for why in res.notes_refused:
+        warn(f"refused notes {why}")
     say(f"see them with `logist job list --remote {res.remote}`")
     return 0
 
