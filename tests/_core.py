@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,18 +102,6 @@ def mtimes(path: Path) -> dict[str, int]:
     for p in sorted(path.rglob("*")):
         out[p.relative_to(path).as_posix()] = p.lstat().st_mtime_ns
     return out
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition", poll: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
 
 
 def pid_gone(pid: int) -> bool:

@@ -15,7 +15,7 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
-from conftest import git
+from conftest import git, wait_for
 
 ENV = {"LOGIST_NO_WATCHER": "1"}
 
@@ -69,18 +69,20 @@ class Procs:
 
 
 class Lines:
-    """Collects a process's stderr lines as they come (a reader thread); ``wait_for(text)``."""
+    """Collects a process's stderr (or ``stream``) lines as they come (a reader thread);
+    ``wait_for(text)``."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen, stream=None) -> None:
         import threading
 
         self.lines: list[str] = []
         self.proc = proc
+        self.stream = proc.stderr if stream is None else stream
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
 
     def _read(self) -> None:
-        for line in self.proc.stderr:
+        for line in self.stream:
             self.lines.append(line)
 
     def text(self) -> str:
@@ -113,18 +115,6 @@ def _kill_group_or_pid(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def wait_for(pred, *, timeout: float = 30.0, what: str = "condition", poll: float = 0.02):
-    """Poll ``pred()`` until it returns something truthy; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
 
 
 def init_project(repo: Path) -> None:

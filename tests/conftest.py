@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,20 @@ def hermetic_env(tmp_path, monkeypatch):
     import logist.git.gitcmd as gitcmd
     monkeypatch.setattr(gitcmd, "_BASE_ENV", None)
     yield
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: float = 0.02):
+    """Poll ``predicate()`` until it returns something truthy and return that value; fail with
+    an AssertionError naming ``what`` after ``timeout`` seconds. The one polling helper of the
+    suite: tests wait for an event with it, never with a bare sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)
 
 
 def git(cwd, *args, check=True) -> str:

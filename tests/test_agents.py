@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from logist.agents import AGENTS, OUTCOME_INSTRUCTIONS, agent_names, find_outcome, get_agent, validate_agent_options
 from logist.agents.base import ARGV_PROMPT_LIMIT, AgentResult, StepContext, iter_json_objects
@@ -27,14 +27,6 @@ def ctx_for(workdir: Path, options: dict | None = None, *, prompt: str = "Say he
     return StepContext(job_id="hello-7k2q", step_number=2, step_count=3, step_name="greet",
                        prompt=prompt, workdir=workdir, options=options or {}, attempt=attempt,
                        session_id=session_id)
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

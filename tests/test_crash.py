@@ -27,8 +27,8 @@ from _crashkit import (
     sh_step,
     status,
     wait_agent_running,
-    wait_for,
 )
+from conftest import wait_for
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@
 - refs.md: every ref namespace in logist/refs.py and every Logist-* trailer in the code;
 - architecture.md: every module of logist/ is named;
 - performance.md: the table and the commands that reproduce it;
-- bench/: both benchmarks run (``--quick``, small sizes) and print ratio lines.
+- bench/: every benchmark script starts (``--help``). The benchmarks themselves never run in
+  the suite: .ci/run runs two of them once, small, as a smoke test.
 """
 
 from __future__ import annotations
@@ -341,17 +342,13 @@ def test_performance_doc_has_table_and_reproduction():
 
 
 # ---------------------------------------------------------------------------------- bench/
-RATIO_LINE = re.compile(r"^result: .*\| ratio=\d+\.\d+x \|", re.M)
+BENCHES = sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("argv", [
-    ["bench/bench_core.py", "--quick", "--rounds", "2", "--sizes", "10,40"],
-    ["bench/bench_step.py", "--quick", "--rounds", "2"],
-], ids=["bench_core", "bench_step"])
-def test_benchmarks_run_quick(argv, tmp_path):
-    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+@pytest.mark.parametrize("script", BENCHES)
+def test_benchmark_scripts_start(script):
+    """Each benchmark imports what it needs and parses its options (it is not run here)."""
+    proc = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert RATIO_LINE.search(proc.stdout), proc.stdout[-3000:]
-    assert "machine:" in proc.stdout
+    assert proc.stdout.startswith("usage:"), proc.stdout[:500]

@@ -22,10 +22,9 @@ from _core import (
     subject,
     tip,
     trailers,
-    wait_for,
     worktree_status,
 )
-from conftest import git, run_logist
+from conftest import git, run_logist, wait_for
 
 PY = json.dumps(sys.executable)
 
@@ -376,13 +375,22 @@ def test_run_without_id_runs_every_pending_job(cli):
 
 
 def test_run_detach_and_attach(project):
+    """`job attach` follows a detached run through both steps. Step 1 waits for a gate file, so
+    attach starts while it runs (no timing window): the gate opens once attach has shown
+    step 1's first line."""
     import subprocess
 
+    from _crashkit import Lines
+
     repo = project
-    r = run_logist("job", "create", "--activate", "--json", "--file",
-                   _write_job(repo, mock_job("Background", steps=['scenario = "slow"\ndelay_s = 2.0',
-                                                                 'scenario = "slow"\ndelay_s = 1.0\n'
-                                                                 'output = ["second step says hi"]'])), cwd=repo)
+    gate = repo.parent / "release-step-1"
+    code = ("import os, time\nprint('step one is working', flush=True)\nend = time.monotonic() + 120\n"
+            f"while not os.path.exists({str(gate)!r}) and time.monotonic() < end:\n    time.sleep(0.02)\n"
+            "print('step one is done', flush=True)\n")
+    text = (f'title = "Background"\nprompt = "The whole job"\n[[steps]]\nname = "gated"\nprompt = "x"\n'
+            f'command = [{PY}, "-c", {json.dumps(code)}]\n'
+            '[[steps]]\nname = "s2"\nprompt = "Do part 2"\n[steps.mock]\noutput = ["second step says hi"]\n')
+    r = run_logist("job", "create", "--activate", "--json", "--file", _write_job(repo, text), cwd=repo)
     assert r.returncode == 0, r.stderr
     job_id = json.loads(r.stdout)["id"]
     r = run_logist("job", "run", "--detach", job_id, cwd=repo)
@@ -394,17 +402,21 @@ def test_run_detach_and_attach(project):
         assert git(repo, "for-each-ref", f"refs/logist/locks/{job_id}")
         attach = subprocess.Popen([sys.executable, "-m", "logist", "job", "attach", job_id, "--timeout", "90"],
                                   cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out_lines = Lines(attach, attach.stdout)
+        out_lines.wait_for("step one is working")
         # a step that is already running is refused, never started twice
         busy = run_logist("job", "step", job_id, cwd=repo)
         assert busy.returncode == 4 and "busy" in busy.stderr
-        out, err = attach.communicate(timeout=120)
-        assert attach.returncode == 0, err
-        assert "working slowly" in out and "second step says hi" in out
-        # the end of each step's output too (printed just before the agent exits)
-        assert out.count("mock: done") == 2 and out.count('"action": "COMPLETED"') == 2, out
+        gate.write_text("go")
+        code, out = out_lines.finish(timeout=120)
+        assert code == 0, attach.stderr.read()
+        assert "step one is done" in out and "second step says hi" in out
+        # the end of step 2's output too (printed just before the agent exits)
+        assert out.count("mock: done") == 1 and out.count('"action": "COMPLETED"') == 1, out
         assert out.rstrip().endswith(f"{job_id}: SUCCESS (step 2/2)")
         wait_for(lambda: pid_gone(pid), 20, "the detached runner to exit")
     finally:
+        gate.write_text("go")  # a failed test leaves no agent waiting
         if attach is not None and attach.poll() is None:
             attach.kill()
             attach.wait()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from _crashkit import assert_consistent, create, init_project, logist, manifest, run_dir, sh_step, wait_for
-from conftest import git
+from _crashkit import assert_consistent, create, init_project, logist, manifest, run_dir, sh_step
+from conftest import git, wait_for
 
 REC = ".logist/jobs/$LOGIST_JOB_ID"
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _crashkit import Procs, dead_pid, logist, no_traceback, wait_for
-from conftest import git
+from _crashkit import Procs, dead_pid, logist, no_traceback
+from conftest import git, wait_for
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_heartbeat_moves_the_lock_by_cas(store):
     lease = acquire(store, "job-a")
     first = lease.oid
     before = lease.holder.heartbeat_at
-    time.sleep(0.01)
+    wait_for(lambda: time.time() > before, what="the clock to move past the first heartbeat")
     lease.heartbeat()
     oid, holder = read_lock(store, "job-a")
     assert oid == lease.oid != first and holder.heartbeat_at > before
@@ -360,12 +360,8 @@ def test_stale_ref_lock_file_is_removed_and_fresh_one_kept(store):
     # Removal also waits until no git process could be working in the repository; under
     # `pytest -n auto` other tests start gits all the time (a just-started one counts as live
     # until /proc shows where it runs), so poll with a deadline.
-    deadline = time.monotonic() + 20
-    removed: list = []
-    while not removed and time.monotonic() < deadline:
-        removed = remove_stale_lock_files(store)
-        if not removed:
-            time.sleep(0.05)
+    removed = wait_for(lambda: remove_stale_lock_files(store), 20, "the stale .lock file to be removed",
+                       poll=0.05)
     assert removed == [ref_lock]
     assert not ref_lock.exists()
     assert logist(store.root, "job", "suspend", job).returncode == 0

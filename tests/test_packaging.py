@@ -16,13 +16,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from conftest import git
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("logist", "hooks", ".logist-template", "setup.py", "pyproject.toml", "README.md")
-
-pytestmark = pytest.mark.slow
 
 
 def _build_wheel(tmp: Path) -> Path:

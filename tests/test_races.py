@@ -27,9 +27,8 @@ from _crashkit import (
     mock_step,
     no_traceback,
     sh_step,
-    wait_for,
 )
-from conftest import git
+from conftest import git, wait_for
 
 N = 8
 

@@ -20,10 +20,9 @@ from _crashkit import (
     no_traceback,
     sh_step,
     wait_agent_running,
-    wait_for,
     worktree,
 )
-from conftest import git
+from conftest import git, wait_for
 
 
 @pytest.fixture

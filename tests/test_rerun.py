@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, run_logist
+from conftest import git, run_logist, wait_for
 
 STEP_SCRIPT = r'''
 import os, sys, time
@@ -154,16 +154,6 @@ def assert_clean_error(r: subprocess.CompletedProcess, *needles: str, code: int 
     text = (r.stderr + r.stdout).lower()
     for n in needles:
         assert n.lower() in text, (n, r.stderr)
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ============================================================================ rerun: CLI surface
@@ -402,7 +392,7 @@ def test_rerun_and_restep_refused_while_a_step_runs(proj):
     runner = subprocess.Popen([sys.executable, "-m", "logist", "job", "run", jid], cwd=proj.repo,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: proj.calls().get("two"), what="step 2 to run")
+        wait_for(lambda: proj.calls().get("two"), what="step 2 to run")
         assert proj.manifest(jid)["state"] == "EXECUTING"
         before = proj.job_refs(jid)
         for args in (("job", "rerun", jid), ("job", "rerun", jid, "--step", "2"),
@@ -821,7 +811,7 @@ def test_recover_finishes_a_restep_whose_runner_and_agent_were_killed(proj):
                 return None
             return info if info.get("pgid") and proj.calls().get("two") == 2 else None
 
-        info = wait_until(agent_running, timeout=60, what="the restep's agent to run")
+        info = wait_for(agent_running, timeout=60, what="the restep's agent to run")
         agent_pgid = info["pgid"]
         os.killpg(runner.pid, 9)
         os.killpg(agent_pgid, 9)

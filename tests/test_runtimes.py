@@ -11,18 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from logist.core.errors import AgentError
 from logist.runtimes import HostRuntime, attach, get_runtime, group_alive, pid_alive, process_start_time, runtime_names
 from logist.runtimes.base import signal_group
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

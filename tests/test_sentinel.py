@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from conftest import wait_for
 
 from logist.core.errors import ConfigError
 from logist.engine.sentinel import (
@@ -214,12 +215,9 @@ def test_samplers_on_a_real_process_group(tmp_path):
                             start_new_session=True)
     try:
         first = process_group_cpu_ticks(busy.pid)
-        deadline = time.monotonic() + 10
-        later = first
-        while time.monotonic() < deadline and (later or 0) - (first or 0) < 10:
-            time.sleep(0.1)
-            later = process_group_cpu_ticks(busy.pid)
-        assert first is not None and later - first >= 10, "a busy loop accumulates CPU ticks"
+        assert first is not None
+        wait_for(lambda: (process_group_cpu_ticks(busy.pid) or 0) - first >= 10, 10,
+                 "a busy loop to accumulate CPU ticks", poll=0.1)
         assert pid_alive(busy.pid) and group_alive(busy.pid)
     finally:
         os.killpg(busy.pid, signal.SIGKILL)
@@ -231,10 +229,7 @@ def test_samplers_on_a_real_process_group(tmp_path):
 
 def test_zombie_counts_as_gone():
     child = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
-    deadline = time.monotonic() + 10
-    while pid_alive(child.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not pid_alive(child.pid)  # exited but not reaped yet: a zombie
+    wait_for(lambda: not pid_alive(child.pid), 10, "the child to exit")  # not reaped yet: a zombie
     child.wait(timeout=10)
 
 

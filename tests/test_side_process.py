@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _core import create_from_toml, trailers, wait_for, worktree_status, write
-from conftest import git
+from _core import create_from_toml, trailers, worktree_status, write
+from conftest import git, wait_for
 
 from logist.agents import mock_agent
 from logist.engine.sentinel import group_alive, pid_alive

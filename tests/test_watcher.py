@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, wait_for
 
 from logist.core.errors import ConfigError, UsageError
 from logist.engine.sentinel import group_alive, pid_alive
@@ -30,16 +30,6 @@ def start_agent(code: str, log: Path) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-u", "-c", code], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-
-
-def wait_for(pred, timeout: float, what: str, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def reaped(pid: int) -> bool:
