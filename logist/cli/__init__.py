@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     tokens = _split_global(sys.argv[1:] if argv is None else list(argv))
     from cyclopts import CycloptsError
 
+    from logist.core import notices
+
+    notices.set_sink(lambda message: print(f"logist: warning: {message}", file=sys.stderr))
     try:
         result = app(tokens, result_action="return_value", exit_on_error=False, print_error=False)
     except CycloptsError as exc:

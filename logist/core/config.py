@@ -24,7 +24,7 @@ class WorktreeConfig(_Section):
 
 
 class LockConfig(_Section):
-    lease_seconds: float = Field(default=120.0, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0, le=7 * 24 * 3600)
     heartbeat_seconds: float = Field(default=15.0, gt=0)
 
 

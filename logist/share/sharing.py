@@ -671,6 +671,8 @@ def remote_lease_expired(holder, now: float | None = None) -> bool:
     if holder is None:
         return True
     now = time.time() if now is None else now
+    if holder.clock_problem(now):  # a heartbeat far in the future would hold the job forever
+        return True
     return now - holder.heartbeat_at > holder.lease_seconds
 
 

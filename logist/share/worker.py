@@ -58,14 +58,15 @@ class LeaseLost(LogistError):
     remote behind the lock's back): nothing more may be published."""
 
 
+MAX_JOB_TRIES = 3  # failed runs (or lost claims) in a row before a worker gives a job up
+
+
 def lease_seconds(store: JobStore) -> float:
-    env = os.environ.get("LOGIST_LEASE_SECONDS")
-    try:
-        if env and float(env) > 0:
-            return float(env)
-    except ValueError:
-        pass
-    return float(store.config.locks.lease_seconds)
+    """The lease of this worker's remote claims: as for local locks (``LOGIST_LEASE_SECONDS``,
+    else ``[locks] lease_seconds``; a bad value is a UsageError)."""
+    from logist.store.locks import lease_seconds_default
+
+    return lease_seconds_default(store)
 
 
 def _holder(store: JobStore, lease: float, acquired_at: float | None = None) -> Holder:
@@ -259,6 +260,11 @@ def survey(store: JobStore, remote: str) -> Survey:
             if holder is not None and not remote_lease_expired(holder, now):
                 s.busy[js.id] = max(0.0, holder.heartbeat_at + holder.lease_seconds - now)
                 continue
+            bad = holder.clock_problem(now) if holder is not None else None
+            if bad:
+                from logist.core.notices import notice
+
+                notice(f"{refs.lock_ref(js.id)} on {remote}: invalid lock: {bad}; treated as expired")
         elif m.state in TRANSIENT:
             # Running somewhere without a remote lease (a person's `job run`, pushed mid-step):
             # never taken over by a worker.
@@ -289,6 +295,7 @@ class WorkerReport:
     fetch_seconds: float = 0.0
     seconds: float = 0.0
     stopped: str = ""
+    gave_up: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"remote": self.remote, "ran": [r.job_id for r in self.runs if not r.error and not r.lost],
@@ -296,7 +303,7 @@ class WorkerReport:
                 "untrusted": self.untrusted, "pushes": self.pushes, "fetches": self.fetches,
                 "push_seconds": round(self.push_seconds, 3),
                 "fetch_seconds": round(self.fetch_seconds, 3), "seconds": round(self.seconds, 3),
-                "stopped": self.stopped}
+                "stopped": self.stopped, "gave_up": self.gave_up}
 
 
 class Worker:
@@ -321,6 +328,8 @@ class Worker:
         idle_wait = self.poll
         rng = random.Random()
         untrusted_seen: set[str] = set()
+        tries: dict[str, int] = {}
+        gave_up: set[str] = set()
         try:
             while not self.stop_requested:
                 if self.max_jobs is not None and len(report.runs) >= self.max_jobs:
@@ -334,7 +343,9 @@ class Worker:
                         self.progress(f"skipping {j}: it runs commands not trusted in this clone "
                                       f"(`logist job trust {j} --remote {self.remote}`)")
                 report.untrusted = sorted(untrusted_seen)
-                cands = sv.claimable
+                # A job this worker failed MAX_JOB_TRIES times in a row (its run raised, or every
+                # claim of it lost) is given up: never waited on forever, and --until-idle ends.
+                cands = [c for c in sv.claimable if c.job_id not in gave_up]
                 rng.shuffle(cands)
                 claimed = None
                 for c in cands:
@@ -345,12 +356,21 @@ class Worker:
                                       + (", lease taken over" if c.lock else "") + ")")
                         break
                     report.claim_conflicts += 1
+                    self._failed(c.job_id, tries, gave_up, "its claim kept losing")
                 if claimed is not None:
-                    report.runs.append(self._run_claimed(claimed))
+                    run = self._run_claimed(claimed)
+                    report.runs.append(run)
+                    if run.error and not run.lost:
+                        self._failed(run.job_id, tries, gave_up, run.error)
+                    else:
+                        tries.pop(run.job_id, None)
+                    report.gave_up = sorted(gave_up)
                     idle_wait = self.poll
                     continue
+                report.gave_up = sorted(gave_up)
                 if cands:
-                    continue  # every claim lost a race: look again at once
+                    self._sleep(rng.uniform(0.01, 0.1))  # every claim lost a race: look again soon
+                    continue
                 if self.until_idle and not sv.busy:
                     report.stopped = "idle: no runnable job left"
                     break
@@ -368,6 +388,12 @@ class Worker:
             report.push_seconds, report.fetch_seconds = self.counters.push_seconds, self.counters.fetch_seconds
             report.seconds = time.monotonic() - started
         return report
+
+    def _failed(self, job_id: str, tries: dict[str, int], gave_up: set[str], why: str) -> None:
+        tries[job_id] = tries.get(job_id, 0) + 1
+        if tries[job_id] >= MAX_JOB_TRIES and job_id not in gave_up:
+            gave_up.add(job_id)
+            self.progress(f"giving up on {job_id} after {tries[job_id]} tries: {why}")
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -418,6 +444,9 @@ class Worker:
         except LogistError as exc:
             run.error = exc.message
             self.progress(f"{job_id}: {exc.message}")
+        except Exception as exc:  # one job's bug must not stop the worker: reported, given up
+            run.error = f"logist failed on this job ({type(exc).__name__}: {str(exc)[:200]})"
+            self.progress(f"{job_id}: {run.error}")
         finally:
             stop.set()
             wake.set()

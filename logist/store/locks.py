@@ -50,7 +50,7 @@ def lease_seconds_default(store: JobStore) -> float:
             value = float(raw)
         except ValueError:
             value = -1.0
-        if not 0 < value < 10 ** 7:
+        if not 0 < value <= MAX_LEASE_SECONDS:
             raise UsageError(f"LOGIST_LEASE_SECONDS must be a positive number of seconds, got {raw!r}")
         return value
     return float(store.config.locks.lease_seconds)
@@ -96,14 +96,30 @@ class Holder:
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} ({self.command}) since {self.since()}"
 
+    def clock_problem(self, now: float | None = None) -> str | None:
+        """Why this lock record cannot be believed, or None: a heartbeat more than the lease
+        length in the future (a wrong clock, or a forged lock that would block the job
+        forever), or a lease length outside (0, MAX_LEASE_SECONDS]."""
+        now = time.time() if now is None else now
+        if not 0 < self.lease_seconds <= MAX_LEASE_SECONDS:
+            return f"its lease length {self.lease_seconds:g}s is not valid (0 to {MAX_LEASE_SECONDS:g}s)"
+        ahead = self.heartbeat_at - now
+        if ahead > self.lease_seconds:
+            return f"its heartbeat is {ahead:.0f}s in the future, more than its {self.lease_seconds:g}s lease"
+        return None
+
     def stale_reason(self, now: float | None = None) -> str | None:
         """Why this lease may be taken over, or None when the holder looks alive.
 
+        Any host: the lock record is invalid (:meth:`clock_problem`: treated as expired).
         Same host: the holder ran before the last reboot, or its pid is gone (or now belongs
         to another process: the start time differs). Any host: the lease expired with no
         heartbeat (a paused or partitioned holder is fenced off by the takeover).
         """
         now = time.time() if now is None else now
+        bad = self.clock_problem(now)
+        if bad:
+            return f"invalid lock: {bad}"
         if self.host == socket.gethostname():
             current_boot = boot_id()
             if self.boot_id and current_boot and self.boot_id != current_boot:
@@ -113,6 +129,9 @@ class Holder:
         if now - self.heartbeat_at > self.lease_seconds:
             return f"lease expired {int(now - self.heartbeat_at - self.lease_seconds)}s ago"
         return None
+
+
+MAX_LEASE_SECONDS = 7 * 24 * 3600.0  # a longer lease is not a lease (locks.lease_seconds is checked too)
 
 
 def _finite(x: float) -> bool:
@@ -342,6 +361,10 @@ def acquire(store: JobStore, job_id: str, *, command: str | None = None,
     lease = Lease(store, job_id, new, holder)
     lease.took_over_from = old_holder
     lease.takeover_reason = reason
+    if reason.startswith("invalid lock"):
+        from logist.core.notices import notice
+
+        notice(f"{lock}: {reason}; treated as expired and taken over")
     return lease
 
 

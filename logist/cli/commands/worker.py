@@ -38,10 +38,10 @@ def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int
     quiet
         Do not print progress on stderr.
     json_
-        Print a JSON report at the end (ran, claim_conflicts, pushes, fetches, seconds).
+        Print a JSON report at the end (ran, claim_conflicts, pushes, fetches, seconds, gave_up).
     """
     from logist.core.errors import UsageError
-    from logist.share.worker import Worker
+    from logist.share.worker import MAX_JOB_TRIES, Worker
 
     if max_jobs is not None and max_jobs < 1:
         raise UsageError("--max-jobs must be at least 1")
@@ -83,4 +83,6 @@ def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int
             say(f"  {r.job_id}: {r.state or '?'}" + (f" ({r.error})" if r.error else ""))
         if report.untrusted:
             say(f"  not trusted here (skipped): {', '.join(report.untrusted)}")
+        if report.gave_up:
+            say(f"  given up after {MAX_JOB_TRIES} failed tries: {', '.join(report.gave_up)}")
     return 1 if any(r.error for r in report.runs) else 0
