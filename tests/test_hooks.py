@@ -7,16 +7,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+from _core import wait_for
 from conftest import git
 from test_cleanup import WT, server_merge
 from test_sharing import lg, make_job, remote_refs
 
 
+def hook_runs(repo) -> int:
+    """How many cleanup runs the hooks have logged (each ends with one "checked" line)."""
+    log = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir")) / "logist/hooks.log"
+    text = log.read_text() if log.exists() else ""
+    return sum(1 for line in text.splitlines() if ": checked " in line or ": error: " in line)
+
+
 def pull(cwd, *args, env=None) -> subprocess.CompletedProcess:
+    """`git pull`, then wait for the cleanup the hook started detached to finish."""
+    before = hook_runs(cwd)
     proc = subprocess.run(["git", "-C", str(cwd), "pull", "-q", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    wait_for(lambda: hook_runs(cwd) > before, what="the hook's detached cleanup")
     return proc
 
 
@@ -79,9 +91,11 @@ def test_hook_ignores_inherited_git_variables(net, tmp_path):
            "GIT_WORK_TREE": str(tmp_path), "GIT_PREFIX": "sub/"}
     shim = net.a / ".git/hooks/post-merge"
     assert "logist hook shim" in shim.read_text()
+    before = hook_runs(net.a)
     proc = subprocess.run([str(shim), "0"], cwd=str(net.a), env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=120)
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    wait_for(lambda: hook_runs(net.a) > before, what="the hook's detached cleanup")
     assert git(net.a, "branch", "--list", f"logist/{jid}") == ""
     # and the hidden command itself, called with those variables, also works
     jid2 = make_job(net.a, "Env 2", writes={"e2.txt": "e\n"})

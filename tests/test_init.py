@@ -1,4 +1,4 @@
-"""`logist init` (issue 2 §2): template, notes config, hooks chained with .legacy, excludes;
+"""`logist init` (issue 2 §2): template, notes config, hooks next to other hooks, excludes;
 idempotent; from a subdirectory and a linked worktree; refused outside a repo and in a bare one."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _core import Cli, no_traceback, refs_snapshot, tree_digest, write
+from _core import Cli, no_traceback, refs_snapshot, tree_digest, wait_for, write
 from conftest import git, run_logist
 
-from logist.share.install import data_dir
+from logist.share.install import data_dir, wire_line
 
 
 def config_values(repo: Path, key: str) -> list[str]:
@@ -51,7 +51,7 @@ def test_init_sets_everything_up(repo, logist):
         dest = repo / ".git" / "hooks" / hook
         assert dest.is_file() and dest.stat().st_mode & stat.S_IXUSR, hook
         assert "logist hook shim" in dest.read_text()
-        assert "@PYTHON@" not in dest.read_text()
+        assert "@PYTHON@" not in dest.read_text() and "@COMMON@" not in dest.read_text()
     assert ".logist/config.local.toml" in (repo / ".git" / "info" / "exclude").read_text().splitlines()
     assert "config.toml" in r.out
     # the config the template ships is valid for the store
@@ -154,20 +154,25 @@ def test_init_in_a_linked_worktree_of_a_bare_repository(repo, logist, tmp_path):
     assert "already set up" in logist.ok("-C", wt, "init").out
 
 
-def test_existing_hook_is_chained_as_legacy_and_still_runs(repo, logist, tmp_path):
-    marker = tmp_path / "legacy-ran"
+def test_an_existing_hook_is_never_renamed_or_rewritten(repo, logist, tmp_path):
+    marker = tmp_path / "user-hook-ran"
     hook = repo / ".git" / "hooks" / "post-merge"
-    original = f"#!/bin/sh\necho \"$1\" > '{marker}'\nexit 0\n"
+    original = f"#!/bin/sh\necho \"$1\" > '{marker}'\n"
     write(hook, original)
     hook.chmod(0o755)
-    logist.ok("-C", repo, "init")
-    legacy = hook.with_name("post-merge.legacy")
-    assert legacy.read_text() == original and os.access(legacy, os.X_OK)
-    assert "logist hook shim" in hook.read_text()
-    logist.ok("-C", repo, "init")  # a second run does not chain the shim to itself
-    assert legacy.read_text() == original
-    assert not hook.with_name("post-merge.legacy.legacy").exists()
-    # a real merge runs the shim, which runs the user's hook with git's arguments
+    r = logist.ok("-C", repo, "init")
+    assert hook.read_text() == original
+    assert not hook.with_name("post-merge.legacy").exists()
+    assert wire_line("post-merge") in r.out and str(hook) in r.out
+    # the post-rewrite slot was free: logist's shim is the hook
+    assert "logist hook shim" in (repo / ".git/hooks/post-rewrite").read_text()
+    d = logist("-C", repo, "doctor")
+    assert d.code == 0 and "post-merge hook does not run logist" in d.out  # info, not a problem
+    # the person adds the line; a real merge runs their hook, which runs logist's shim
+    write(hook, original + wire_line("post-merge") + "\n")
+    assert "post-merge hook does not run logist" not in logist("-C", repo, "doctor").out
+    r = logist.ok("-C", repo, "init")
+    assert "already set up" in r.out and wire_line("post-merge") not in r.out
     git(repo, "checkout", "-q", "-b", "topic")
     write(repo / "topic.txt", "t\n")
     git(repo, "add", "topic.txt")
@@ -175,12 +180,43 @@ def test_existing_hook_is_chained_as_legacy_and_still_runs(repo, logist, tmp_pat
     git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--no-ff", "-m", "merge topic", "topic")
     assert marker.read_text().strip() == "0"  # post-merge's argument: not a squash merge
+    log = repo / ".git/logist/hooks.log"
+    wait_for(lambda: log.exists() and "checked refs/heads/main" in log.read_text(), what="the hook's run")
 
 
-def test_hooks_go_where_core_hookspath_points(repo, logist):
+def test_a_hook_an_older_logist_renamed_gets_its_name_back(repo, logist):
+    hooks = repo / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    user = "#!/bin/sh\necho user hook\n"
+    write(hooks / "post-merge.legacy", user)
+    write(hooks / "post-merge", "#!/bin/sh\n# logist hook shim, installed by an older logist\n"
+          'exec "$(dirname -- "$0")/post-merge.legacy" "$@"\n')
+    r = logist.ok("-C", repo, "init")
+    assert (hooks / "post-merge").read_text() == user
+    assert not (hooks / "post-merge.legacy").exists()
+    assert "back at post-merge" in r.out and wire_line("post-merge") in r.out
+
+
+def test_hooks_path_inside_the_work_tree_is_never_modified(repo, logist):
+    hooks = repo / ".githooks"
+    write(hooks / "post-merge", "#!/bin/sh\necho team hook\n")
+    (hooks / "post-merge").chmod(0o755)
+    git(repo, "add", ".githooks")
+    git(repo, "commit", "-q", "-m", "team hooks")
     git(repo, "config", "core.hooksPath", ".githooks")
-    logist.ok("-C", repo, "init")
-    assert (repo / ".githooks" / "post-merge").is_file()
+    before = tree_digest(hooks)
+    r = logist.ok("-C", repo, "init")
+    assert tree_digest(hooks) == before and not (hooks / "post-rewrite").exists()
+    assert git(repo, "status", "--porcelain", "--", ".githooks") == ""
+    assert "never changes hooks in" in r.out and wire_line("post-merge") in r.out
+    # logist's own copy is where the line looks for it
+    own = repo / ".git/logist/hooks/post-merge"
+    assert "logist hook shim" in own.read_text() and os.access(own, os.X_OK)
+    out = logist("-C", repo, "doctor", "--json").out
+    import json
+    assert json.loads(out)["hooks"]["post-merge"]["wired"] is False
+    write(hooks / "post-merge", "#!/bin/sh\necho team hook\n" + wire_line("post-merge") + "\n")
+    assert json.loads(logist("-C", repo, "doctor", "--json").out)["hooks"]["post-merge"]["wired"] is True
 
 
 def _one_line_error(err: str) -> None:

@@ -641,8 +641,17 @@ def plan_clean(store: JobStore, job_id: str, *, keep_branch: bool = False,
 
 # --------------------------------------------------------------------------- hooks
 
+HOOK_BASE = "hook-base"  # <common>/logist/hook-base: "<base ref> <commit>" the hooks last checked
+
+
 def run_hook(name: str, args: list[str], cwd: str | Path | None = None) -> int:
-    """post-merge / post-rewrite: clean up integrated jobs quietly. Never fails, never prompts."""
+    """post-merge / post-rewrite: clean up integrated jobs quietly. Never fails, never prompts.
+
+    The shims call this detached, only when the base has moved since ``hook-base`` was written
+    (their one cheap check); it checks again under ``hook.lock`` (two merges in a row start two),
+    applies the cleanup, logs one line per run in ``hooks.log`` and records the base it checked.
+    The base is not recorded when an integrated job could not be cleaned up yet (its worktree is
+    dirty, a process runs in it): the next hook tries again."""
     log = None
     try:
         if name not in ("post-merge", "post-rewrite"):
@@ -660,15 +669,35 @@ def run_hook(name: str, args: list[str], cwd: str | Path | None = None) -> int:
             return 0  # inside a job worktree
         except ValueError:
             pass
-        plan = plan_gc(store)
-        lines = []
-        for jp in plan.jobs:
-            if jp.actions and jp.integration and jp.integration.integrated:
-                apply_job(store, jp)
-                lines += [f"{jp.job_id}: {d}" for d in jp.done]
-                lines += [f"{jp.job_id}: error: {e}" for e in jp.errors]
-        if lines:
+        import fcntl
+
+        store.paths.logist_dir.mkdir(parents=True, exist_ok=True)
+        with open(store.paths.logist_dir / "hook.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            base_name, base_oid = resolve_base(store, None)
+            stamp = store.paths.logist_dir / HOOK_BASE
+            try:
+                if stamp.read_text().split() == [base_name, base_oid]:
+                    return 0  # another hook checked this base meanwhile
+            except OSError:
+                pass
+            plan = plan_gc(store)
+            lines, retry = [], False
+            for jp in plan.jobs:
+                if jp.integration and jp.integration.integrated and (jp.actions or jp.errors):
+                    if jp.actions:
+                        apply_job(store, jp)
+                    lines += [f"{jp.job_id}: {d}" for d in jp.done]
+                    lines += [f"{jp.job_id}: error: {e}" for e in jp.errors]
+                    retry = retry or bool(jp.errors)
+            cleaned = sum(1 for jp in plan.jobs if jp.done)
+            lines.append(f"checked {base_name} {base_oid[:12]}: {cleaned} job(s) cleaned up"
+                         + ("; will try again at the next merge" if retry else ""))
             _log(log, name, lines)
+            if not retry:
+                tmp = stamp.with_name(f".{HOOK_BASE}.tmp")
+                tmp.write_text(f"{base_name} {base_oid}\n")
+                os.replace(tmp, stamp)
     except BaseException as exc:
         if log is not None:
             try:

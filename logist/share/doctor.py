@@ -47,6 +47,7 @@ class Finding:
 class DoctorReport:
     findings: list[Finding] = field(default_factory=list)
     remote: str | None = None
+    hooks: dict[str, dict] = field(default_factory=dict)  # hook -> {"wired": bool, "how": str}
 
     @property
     def problems(self) -> list[Finding]:
@@ -63,6 +64,7 @@ def diagnose(store: JobStore, *, remote: str | None = None) -> DoctorReport:
     _locks(store, jobs, rep)
     _lock_files(store, rep)
     _merge_refs(store, rep)
+    _hooks(store, rep)
     r = remote or default_remote(store)
     if r:
         rep.remote = r
@@ -282,6 +284,24 @@ def _lock_files(store: JobStore, rep: DoctorReport) -> None:
             "stale-lock-file", f"{p} is {int(age)}s old: left by a killed git process, it blocks "
             "every update of that ref", fix=f"rm {p}",
             apply=functools.partial(_remove_file, p)))
+
+
+def _hooks(store: JobStore, rep: DoctorReport) -> None:
+    """Does `git pull` run logist's hook shims? Never changed by doctor: a hook that is somebody
+    else's (pre-commit's legacy slot taken, husky, a tracked .githooks/) gets the line to add."""
+    from logist.share.install import HOOKS, wiring
+
+    for name in HOOKS:
+        w = wiring(store.paths, name)
+        rep.hooks[name] = {"wired": w.wired, "how": w.how}
+        if not w.wired:
+            where = w.edit or (w.hooks_dir / w.name)
+            rep.findings.append(Finding(
+                "hook-not-wired", f"the {name} hook does not run logist ({w.how}): `git pull` "
+                "will not clean up merged jobs (`logist gc` still does)",
+                (f"add this line to {where}: " if where.exists()
+                 else f"create {where} (#!/bin/sh, executable) with this line: ") + w.line,
+                severity="info"))
 
 
 def _merge_refs(store: JobStore, rep: DoctorReport) -> None:

@@ -14,12 +14,13 @@ def doctor(*, fix: bool = False, remote: str | None = None,
            json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
     """Check config, worktrees, branches, records, locks and notes; print the exact fix for each.
 
-    Finds invalid settings in .logist/config.toml (bad observer regexes, unknown or mistyped
-    sentinel settings: what `logist job create` refuses), missing, orphaned, locked and emptied
-    worktrees, dead locks, stale *.lock files left by killed git processes, jobs with history the
-    remote lacks (as of the last `logist fetch`) and notes that diverged from the remote. --fix
-    applies the fixes that are safe to automate (never removing uncommitted work). Exit 0 when
-    nothing is wrong (after the fixes).
+    Finds hooks that do not run logist (a core.hooksPath or another tool's hook logist may not
+    change: the line to add), invalid settings in .logist/config.toml (bad observer regexes,
+    unknown or mistyped sentinel settings: what `logist job create` refuses), missing, orphaned,
+    locked and emptied worktrees, dead locks, stale *.lock files left by killed git processes,
+    jobs with history the remote lacks (as of the last `logist fetch`) and notes that diverged
+    from the remote. --fix applies the fixes that are safe to automate (never removing
+    uncommitted work). Exit 0 when nothing is wrong (after the fixes).
 
     Parameters
     ----------
@@ -41,7 +42,7 @@ def doctor(*, fix: bool = False, remote: str | None = None,
     if fix:
         apply_fixes(report)
     if json_:
-        emit_json({"remote": report.remote, "findings": [f.to_dict() for f in report.findings],
+        emit_json({"remote": report.remote, "hooks": report.hooks, "findings": [f.to_dict() for f in report.findings],
                    "problems": len(report.problems)})
         return 1 if report.problems else 0
     if not report.findings:
