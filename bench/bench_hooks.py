@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import Result, logist_init, machine, new_repo, print_results, sh, timed, workspace  # noqa: E402
-from bench.bench_core import make_jobs  # noqa: E402
+from bench import Result, logist_init, machine, new_repo, print_results, sh, timed, workspace
+from bench.bench_core import make_jobs
 
 NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 

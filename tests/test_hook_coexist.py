@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pre_commit  # noqa: F401 - the real package (the test extra): these tests are about it
 import pytest
-from _core import tree_digest, wait_for, write
-from conftest import git, run_logist
+from _core import tree_digest, write
+from conftest import git, run_logist, wait_for
 
 from logist.share.install import wire_line
 

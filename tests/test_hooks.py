@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _core import wait_for
-from conftest import git
+from conftest import git, wait_for
 from test_cleanup import WT, server_merge
 from test_sharing import lg, make_job, remote_refs
 

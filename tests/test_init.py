@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _core import Cli, no_traceback, refs_snapshot, tree_digest, wait_for, write
-from conftest import git, run_logist
+from _core import Cli, no_traceback, refs_snapshot, tree_digest, write
+from conftest import git, run_logist, wait_for
 
 from logist.share.install import data_dir, wire_line
 
