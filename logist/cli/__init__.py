@@ -45,6 +45,7 @@ for _name, _target, _help in (
     ("suspend", "job:suspend", "Any non-terminal state -> SUSPENDED."),
     ("resume", "job:resume", "SUSPENDED -> PENDING."),
     ("cancel", "job:cancel", "Any non-terminal state -> CANCELED."),
+    ("stop", "job:stop", "Stop a running job: its agent is stopped and the job SUSPENDED (or --cancel)."),
     ("approve", "job:approve", "APPROVAL_REQUIRED -> SUCCESS."),
     ("reject", "job:reject", "APPROVAL_REQUIRED -> PENDING: the last step runs again."),
     ("resubmit", "job:resubmit", "INTERVENTION_REQUIRED -> PENDING: the failed step runs again."),

@@ -101,6 +101,7 @@ class Engine:
         # returns, so their notes are in git when Engine.step/run (and `job step/run`) return.
         self._watchers: list[_Watcher] = []
         self._depth = 0
+        self._stop_req = None  # a stop request the current step's agent was stopped for
 
     # ---- the transition primitive -----------------------------------------------------
     def _transition(self, lease: Lease, update: Update, *, body: str = "", include_worktree=False,
@@ -133,7 +134,7 @@ class Engine:
         self._depth += 1
         try:
             lease.start_heartbeat()
-            return self._repair(lease) or self._step_locked(lease)
+            return self._repair(lease) or self._stop_between(lease) or self._step_locked(lease)
         finally:
             self._end_call(lease, own)
 
@@ -157,12 +158,30 @@ class Engine:
                                                 hint=f"activate it first: `logist job activate {job_id}`")
                         return StepResult(job_id, m.state, m.step, reason=m.reason)
                     return result
-                result = self._step_locked(lease)
+                result = self._stop_between(lease) or self._step_locked(lease)
                 count += 1
                 if max_steps is not None and count >= max_steps:
                     return result
         finally:
             self._end_call(lease, own)
+
+    def _stop_between(self, lease: Lease) -> StepResult | None:
+        """Honour a stop request made while no agent runs (docs/stopping.md); None if none."""
+        from logist.engine.stop import StopPoll
+
+        req = StopPoll(self.store, lease.job_id).check(force=True)
+        return self._honour_stop(lease, req) if req is not None else None
+
+    def _honour_stop(self, lease: Lease, req, log: Path | None = None) -> StepResult:
+        """Commit the requested suspend/cancel under our lease (the agent is already stopped)."""
+        from logist.engine.jobs import _human_locked
+
+        self._stop_req = None
+        m = _human_locked(self.store, lease, lease.job_id, req.event, req.message)
+        self.progress(f"{m.id}: {m.state.value} (step {m.step}/{m.step_count}): {req.message}")
+        if log is not None:
+            self._note_log(self.store.tip(m.id), _read_text(log))
+        return StepResult(m.id, m.state, m.step, reason=req.message)
 
     def _end_call(self, lease: Lease, own: bool) -> None:
         """End of a public call: reap the side processes (the outermost call only), then stop
@@ -346,10 +365,12 @@ class Engine:
                                             "watcher_start_time": process_start_time(watcher_pid)})
         crash_point("agent-running")
         cut: dict[str, int] = {}
-        exit_code, killed_reason = self._wait(handle, m, log=log, cut=cut)
+        exit_code, killed_reason = self._wait(handle, m, log=log, cut=cut, stoppable=True)
         left = self._agent_gone(m.id, handle, watcher_pid, verdict, executing_commit)
         left += self._log_cut(log, cut)
         crash_point("after-agent-exit")
+        if self._stop_req is not None:
+            return self._honour_stop(lease, self._stop_req, log)
         return self._after_agent(lease, m, exit_code, log, verdict, killed_reason,
                                  executing_commit=executing_commit, warnings=left)
 
@@ -371,22 +392,42 @@ class Engine:
         return [warning] if warning else []
 
     def _wait(self, handle, m: Manifest, *, log: Path | None = None,
-              cut: dict[str, int] | None = None) -> tuple[int | None, str | None]:
-        """Wait for the agent; stop it when the job's time budget runs out. The live log is
-        kept under ``[limits] max_log_bytes`` meanwhile (logist.core.logcap)."""
-        from logist.core.logcap import enforce
+              cut: dict[str, int] | None = None, stoppable: bool = False) -> tuple[int | None, str | None]:
+        """Wait for the agent; stop it when the job's time budget runs out, or (``stoppable``)
+        when someone asks the job to stop (``self._stop_req`` is set then: docs/stopping.md).
+        The live log is kept under ``[limits] max_log_bytes`` meanwhile (logist.core.logcap)."""
+        from logist.engine import stop
 
-        cap = self.store.config.limits.max_log_bytes
         started = time.monotonic()
         limit = None
         if m.budget.max_seconds is not None:
             limit = max(0.0, m.budget.max_seconds - m.seconds)
+        poll = stop.StopPoll(self.store, m.id) if stoppable else None
+        stop.mark_running(m.id, handle.pid)
+        try:
+            return self._wait_loop(handle, m, started, limit, poll, log, cut)
+        finally:
+            stop.mark_running(m.id, None)
+
+    def _wait_loop(self, handle, m: Manifest, started: float, limit: float | None, poll,
+                   log: Path | None, cut: dict[str, int] | None) -> tuple[int | None, str | None]:
+        from logist.core.logcap import enforce
+        from logist.engine import stop
+
+        cap = self.store.config.limits.max_log_bytes
+
         while True:
             code = handle.wait(timeout=0.2)
             if log is not None:
                 enforce(log, cap, cut if cut is not None else {})
             if code is not None or not handle.is_alive():
                 return (code if code is not None else handle.exit_code), None
+            req = poll.check() if poll is not None else None
+            if req is not None:
+                self.progress(f"{m.id}: stopping the agent (pid {handle.pid}): {req.message}")
+                sent = stop.stop_ladder(handle, {**self.store.config.sentinel, **m.sentinel})
+                self._stop_req = req
+                return handle.exit_code, f"stopped ({sent}): {req.message}"
             if limit is not None and time.monotonic() - started > limit:
                 handle.terminate()
                 if handle.wait(timeout=3) is None:
@@ -551,8 +592,10 @@ class Engine:
             handle = attach(st.pid, pgid=st.pgid, start_time=st.start_time)
             watcher_pid = self._restart_watcher(m, log, st.pid, st.pgid or st.pid, executing_commit,
                                                 verdict)
-            code, killed = self._wait(handle, m)
+            code, killed = self._wait(handle, m, stoppable=True)
             left = self._agent_gone(m.id, handle, watcher_pid, verdict, executing_commit)
+            if self._stop_req is not None:
+                return self._honour_stop(lease, self._stop_req, log)
             return self._after_agent(lease, m, code, log, verdict, killed,
                                      executing_commit=executing_commit, warnings=left)
         if st.kind == "exited":

@@ -264,6 +264,9 @@ def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, messag
     new, entry = result
     store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=message or "", **extra)
     crash_point("human-after-commit")
+    from logist.engine.stop import clear_request
+
+    clear_request(store, job_id)  # answered, or stale: it must not stop a later run
     if manifest.state in TRANSIENT:
         from logist.git.gitcmd import git
 

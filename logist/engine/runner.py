@@ -37,7 +37,11 @@ def run_all(store: JobStore, *, parallel: int = 1, trust: bool = False,
 
     pending = [s.id for s in store.list_jobs() if s.manifest and s.manifest.state == State.PENDING]
 
+    from logist.engine.stop import local_request
+
     def one(job_id: str) -> RunOutcome:
+        if local_request() is not None:  # Ctrl-C: no new job starts
+            return RunOutcome(job_id, None, None, "not started: interrupted")
         engine = Engine(JobStore(store.paths), progress=progress, trust=trust)
         try:
             r = engine.run(job_id)

@@ -26,6 +26,7 @@ RUNS_PREFIX = "refs/logist/runs/"
 RESTEPS_PREFIX = "refs/logist/resteps/"
 DISPLACED_PREFIX = "refs/logist/displaced/"
 ARCHIVE_PREFIX = "refs/logist/archive/"
+STOP_PREFIX = "refs/logist/stop/"  # a stop request for a running job (docs/refs.md)
 NOTES_OBSERVER = "refs/notes/logist/observer"
 NOTES_SENTINEL = "refs/notes/logist/sentinel"
 NOTES_LOGS = "refs/notes/logist/logs"
@@ -61,6 +62,10 @@ def branch_ref(job_id: str) -> str:
 
 def lock_ref(job_id: str) -> str:
     return LOCKS_PREFIX + validate_job_id(job_id)
+
+
+def stop_ref(job_id: str) -> str:
+    return STOP_PREFIX + validate_job_id(job_id)
 
 
 def run_ref(job_id: str, run: int) -> str:

@@ -329,9 +329,59 @@ def _human(event: str, id: str | None, message: str | None) -> int:
 
     store = cli.store()
     job_id = selected_job(store, id)
+    if event in ("suspend", "cancel"):  # a running job: its runner is asked to stop it
+        return _stop(store, job_id, event, message, require_running=False, timeout=60.0)
     m = human_transition(store, job_id, event, message=message)
     say(f"{job_id}: {m.state.value} (step {m.step}/{m.step_count})")
     return 0
+
+
+def _stop(store, job_id: str, event: str, message: str | None, *, require_running: bool,
+          timeout: float) -> int:
+    import sys
+
+    from logist.engine.stop import stop_job
+
+    out = stop_job(store, job_id, event, message, timeout=timeout, require_running=require_running,
+                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if out.how == "requested":
+        say(f"{job_id}: stop requested; its runner ({out.holder}) runs on another machine and "
+            f"honours the request once it sees refs/logist/stop/{job_id} (push it to the shared "
+            "remote with `logist push`)")
+        return 0
+    _, m = store.read(job_id)
+    say(f"{job_id}: {m.state.value} (step {m.step}/{m.step_count})"
+        + (f"; `logist job resume {job_id}` makes it runnable again" if m.state.value == "SUSPENDED" else ""))
+    return 0
+
+
+def stop(id: str | None = None, /, *, cancel: bool = False, message: str | None = None,
+         timeout: float = 60.0) -> int:
+    """Stop a running job: its runner stops the agent and the job becomes SUSPENDED (or CANCELED).
+
+    The runner (a `job run` in another terminal, a detached runner, a worker) is asked through
+    refs/logist/stop/<id>; it stops the agent's process group (SIGINT, SIGTERM, SIGKILL) and
+    commits the transition itself. A job whose runner is gone is stopped here.
+
+    Example: logist job stop fix-login-7k2q --message "wrong approach"
+
+    Parameters
+    ----------
+    id
+        The job.
+    cancel
+        Cancel the job (terminal) instead of suspending it (resumable).
+    message
+        Why (recorded in the commit).
+    timeout
+        Seconds to wait for the runner to stop it (exit 4 after that; the request stays).
+    """
+    from logist.engine.jobs import selected_job
+
+    store = cli.store()
+    return _stop(store, selected_job(store, id), "cancel" if cancel else "suspend",
+                 message or "stopped with `logist job stop`",
+                 require_running=True, timeout=timeout)
 
 
 def activate(id: str | None = None, /) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
@@ -13,6 +13,102 @@ from logist.cli.output import emit_json, say, table
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+DOUBLE_PRESS_SECONDS = 2.0
+
+
+class _CtrlC:
+    """Ctrl-C while `job run` / `job step` runs in the foreground (docs/stopping.md).
+
+    First press: every runner of this process stops its agent and leaves the job SUSPENDED.
+    A second press within DOUBLE_PRESS_SECONDS: leave at once; the agents that still run are
+    handed to a background runner (`job attach` follows it, `job stop` stops it).
+    """
+
+    def __init__(self) -> None:
+        self.pressed_at: float | None = None
+        self.running: dict[str, int] = {}
+        self._old: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        import signal
+        import threading
+
+        from logist.engine import stop
+
+        stop.reset_local()
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        from logist.engine import stop
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        stop.reset_local()
+
+    def _handler(self, signum, frame) -> None:
+        import time
+
+        from logist.engine import stop
+
+        now = time.monotonic()
+        if self.pressed_at is not None and now - self.pressed_at < DOUBLE_PRESS_SECONDS:
+            self.running = stop.running_here() or self.running
+            raise KeyboardInterrupt
+        self.pressed_at = now
+        self.running = stop.running_here()
+        stop.interrupt("suspend", "interrupted (Ctrl-C)")
+        _progress("\nlogist: Ctrl-C: stopping the agent; the job will be SUSPENDED (resumable). "
+                  f"Press Ctrl-C again within {DOUBLE_PRESS_SECONDS:g} s to leave now and let it run on.")
+
+    @property
+    def interrupted(self) -> bool:
+        return self.pressed_at is not None
+
+    def leave(self, store, job_ids: list[str]) -> int:
+        """The second press: hand every step still running to a background runner."""
+        from logist.core.procs import pid_alive
+        from logist.core.states import TRANSIENT
+        from logist.engine.runner import detach_run
+
+        ids = list(dict.fromkeys([*self.running, *job_ids]))
+        if not ids:
+            _progress("logist: interrupted")
+        for jid in ids:
+            try:
+                _, m = store.read(jid)
+            except Exception:
+                continue
+            pid = self.running.get(jid) or 0
+            if m.state in TRANSIENT and pid and pid_alive(pid):
+                runner, log = detach_run(store, jid)
+                _progress(f"logist: left {jid} running: its agent (pid {pid}) goes on under a background "
+                          f"runner (pid {runner}, output {log}).\n  follow it: logist job attach {jid}\n"
+                          f"  stop it:   logist job stop {jid}")
+            elif m.state in TRANSIENT:
+                _progress(f"logist: {jid} was interrupted mid-step ({m.state.value}).\n"
+                          f"  suspend it: logist job stop {jid}\n  carry on:   logist recover {jid}")
+            else:
+                _progress(f"logist: {jid}: {m.state.value} (step {m.step}/{m.step_count})")
+        from logist.core.errors import ExitCode
+
+        return ExitCode.INTERRUPTED
+
+
+def _interrupted_report(result, json_: bool) -> int:
+    """After a first Ctrl-C: what became of the job, and how to go on (exit 130)."""
+    from logist.core.errors import ExitCode
+
+    _report(result, json_)
+    if result.state.value == "SUSPENDED":
+        _progress(f"logist: {result.job_id} is SUSPENDED; carry on with "
+                  f"`logist job resume {result.job_id}` then `logist job run {result.job_id}`")
+    return ExitCode.INTERRUPTED
 
 
 def _report(result, json_: bool) -> int:
@@ -46,7 +142,13 @@ def step(id: str | None = None, /, *, trust: bool = False,
 
     store = cli.store()
     job_id = selected_job(store, id)
-    result = Engine(store, progress=_progress, trust=trust).step(job_id)
+    with _CtrlC() as ctrl_c:
+        try:
+            result = Engine(store, progress=_progress, trust=trust).step(job_id)
+        except KeyboardInterrupt:
+            return ctrl_c.leave(store, [job_id])
+    if ctrl_c.interrupted:
+        return _interrupted_report(result, json_)
     return _report(result, json_)
 
 
@@ -90,9 +192,19 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     if job_id:
         from logist.git.refs import validate_job_id
 
-        result = Engine(store, progress=_progress, trust=trust).run(validate_job_id(job_id))
+        with _CtrlC() as ctrl_c:
+            try:
+                result = Engine(store, progress=_progress, trust=trust).run(validate_job_id(job_id))
+            except KeyboardInterrupt:
+                return ctrl_c.leave(store, [job_id])
+        if ctrl_c.interrupted:
+            return _interrupted_report(result, json_)
         return _report(result, json_)
-    results = run_all(store, parallel=parallel, trust=trust, progress=_progress)
+    with _CtrlC() as ctrl_c:
+        try:
+            results = run_all(store, parallel=parallel, trust=trust, progress=_progress)
+        except KeyboardInterrupt:
+            return ctrl_c.leave(store, [])
     if json_:
         # state null: the job was skipped (held elsewhere) or failed with an error
         emit_json([{"id": r.job_id, "state": r.state.value if r.state else None, "step": r.step,
@@ -101,8 +213,13 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
         if not results:
             say("no PENDING jobs")
         for r in results:
-            say(f"{r.job_id}: {r.state.value if r.state else 'ERROR'} (step {r.step})"
+            say(f"{r.job_id}: {r.state.value if r.state else ('ERROR' if r.error else 'not run')} (step {r.step})"
                 + (f": {r.reason}" if r.reason else ""))
+    if ctrl_c.interrupted:
+        from logist.core.errors import ExitCode
+
+        _progress("logist: interrupted; `logist job list --state SUSPENDED` shows what was stopped")
+        return ExitCode.INTERRUPTED
     return 1 if any(r.error for r in results) else 0
 
 
