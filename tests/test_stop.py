@@ -14,18 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from _core import (  # noqa: F401
-    cli,
+from _core import (
     kill_group,
     pid_gone,
-    project,
     record_at,
     refs_snapshot,
     subject,
     tip,
-    wait_for,
 )
-from conftest import git, run_logist
+from conftest import git, run_logist, wait_for
 
 HANG = ('title = "Hang"\nagent = "mock"\n{head}\n[[steps]]\nprompt = "hang"\n[steps.mock]\n'
         'scenario = "{scenario}"\n{mock}\n')

@@ -180,7 +180,7 @@ class Engine:
         m = _human_locked(self.store, lease, lease.job_id, req.event, req.message)
         self.progress(f"{m.id}: {m.state.value} (step {m.step}/{m.step_count}): {req.message}")
         if log is not None:
-            self._note_log(self.store.tip(m.id), _read_text(log))
+            self._note_log(self.store.tip(m.id), _read_text(log, self.store.config.limits.max_log_bytes))
         return StepResult(m.id, m.state, m.step, reason=req.message)
 
     def _end_call(self, lease: Lease, own: bool) -> None:
