@@ -64,6 +64,8 @@ _register(app, "recover", "recover:recover",
           "Find interrupted jobs and carry them on from the tip (--check, --list, --abandon, --cleanup).")
 _register(app, "push", "share:push", "Push job branches, logist refs and notes to a remote (one atomic push).")
 _register(app, "fetch", "share:fetch", "Fetch a remote's jobs, logist refs and notes (notes merged).")
+_register(app, "hide-jobs", "share:hide_jobs",
+          "Keep a remote's job branches out of plain `git fetch` (--undo: back in).")
 _register(job, "adopt", "share:adopt", "Take a job fetched from a remote to work on here.")
 _register(job, "trust", "share:trust", "Show the commands a fetched job runs, then trust them here.")
 _register(job, "pr", "share:pr", "Push a job and open a pull request (gh, else the compare URL).")

@@ -209,3 +209,48 @@ def pr(id: str, /, *, remote: str | None = None, base: str | None = None, draft:
         say(f"pushed {res.branch} to {res.remote}; {res.remote} is not a web forge, so there is "
             f"no compare page: review it with `git log {res.remote}/{res.branch}`")
     return 0
+
+
+def hide_jobs(remote: str | None = None, /, *,
+              undo: Annotated[bool, Parameter(negative="")] = False,
+              prune: Annotated[bool, Parameter(negative="")] = False,
+              json_: Annotated[bool, Parameter(name="--json", negative="")] = False) -> int:
+    """Keep the remote's job branches out of plain `git fetch` in this clone (or back in).
+
+    Adds the negative refspec ^refs/heads/logist/* to remote.<remote>.fetch, so `git fetch`,
+    `git pull` and `git branch -a` skip the job branches; `logist fetch` still brings every
+    job when you ask. Idempotent. A new clone can skip them from its first fetch:
+    git init P && cd P && git remote add origin URL &&
+    git config --add remote.origin.fetch '^refs/heads/logist/*' && git pull origin main
+
+    Example: logist hide-jobs origin --prune
+
+    Parameters
+    ----------
+    remote
+        The remote (default: the current branch's upstream remote, else origin).
+    undo
+        Remove the refspec again: plain `git fetch` brings the job branches.
+    prune
+        Also delete the refs/remotes/<remote>/logist/* tracking refs earlier fetches left.
+    json_
+        Print {"remote", "hidden", "changed", "removed_tracking"}.
+    """
+    from logist.share.remote_view import set_job_branches_hidden
+    from logist.share.sharing import resolve_remote
+
+    store = cli.store()
+    view = set_job_branches_hidden(store, resolve_remote(store, remote), not undo, prune=prune)
+    if json_:
+        emit_json(view.__dict__)
+        return 0
+    if view.hidden:
+        say(f"{view.remote}: plain `git fetch` skips job branches now" if view.changed
+            else f"{view.remote}: job branches were already hidden from plain `git fetch`")
+        if view.removed_tracking:
+            say(f"removed {view.removed_tracking} refs/remotes/{view.remote}/logist/* tracking ref(s)")
+        say("`logist fetch` still brings them; `logist hide-jobs --undo` shows them again")
+    else:
+        say(f"{view.remote}: plain `git fetch` brings job branches again" if view.changed
+            else f"{view.remote}: job branches were not hidden")
+    return 0
