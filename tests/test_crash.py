@@ -1,6 +1,7 @@
 """Crash at every named point, then `logist recover` and `logist job run`: nothing is lost.
 
-Each crash is a real ``os._exit`` (``LOGIST_CRASH_AT``) or a real SIGKILL of a process group. The
+Each crash is a real ``os._exit`` (``LOGIST_CRASH_AT``, through logist/core/faults.py) or a real
+SIGKILL of a process group. The
 job has a mock step that writes a file and a command step that appends to a counter outside
 the worktree, so "each step's work is done and committed once" is checked on both.
 """
@@ -28,7 +29,30 @@ from _crashkit import (
     status,
     wait_agent_running,
 )
-from conftest import wait_for
+from conftest import ROOT, wait_for
+
+from logist.core.faults import POINTS, crash_env
+
+
+def test_every_crash_point_is_reached_documented_and_exercised():
+    """faults.POINTS is the list: each point is a crash_point() call in logist/, is named in
+    docs/recovery.md, and is used by at least one test; the code names no other point."""
+    import ast
+
+    called = set()
+    for path in (ROOT / "logist").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "crash_point":
+                (arg,) = node.args
+                assert isinstance(arg, ast.Constant), f"{path}: crash_point takes a literal name"
+                called.add(arg.value)
+    assert called == POINTS
+    docs = (ROOT / "docs" / "recovery.md").read_text()
+    assert not [p for p in POINTS if f"`{p}`" not in docs]
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    assert not [p for p in sorted(POINTS) if f'"{p}' not in tests], "crash points no test uses"
+    with pytest.raises(ValueError):
+        crash_env("no-such-point")
 
 
 @pytest.fixture
@@ -68,7 +92,7 @@ PUBLISH_POINTS = ["before-publish#1", "after-publish#3", "before-publish#4", "af
 def test_step_crash_point_recovers(project, tmp_path, point):
     counter = tmp_path / "counter"
     job = create(project, two_steps(counter))
-    r = logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": point})
+    r = logist(project, "job", "run", job, env=crash_env(point))
     assert r.returncode == 137, (point, r.returncode, r.stderr)
 
     st = logist(project, "job", "status", job)
@@ -87,7 +111,7 @@ def test_step_crash_point_recovers(project, tmp_path, point):
 def test_crash_points_are_listed_by_recover(project, tmp_path):
     counter = tmp_path / "counter"
     job = create(project, two_steps(counter))
-    assert logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "after-harvesting-commit#2"}
+    assert logist(project, "job", "run", job, env=crash_env("after-harvesting-commit", 2)
                   ).returncode == 137
     lst = logist(project, "recover", "--list", "--json")
     assert lst.returncode == 0
@@ -111,7 +135,7 @@ def test_create_crash_points(project, tmp_path, point):
     path = tmp_path / "job.toml"
     path.write_text(toml)
     r = logist(project, "job", "create", "--file", path, "--activate", "--id", "crashy-1",
-               env={"LOGIST_CRASH_AT": point})
+               env=crash_env(point))
     assert r.returncode == 137
     exists = logist(project, "job", "status", "crashy-1").returncode == 0
     assert exists == (point == "create-after-ref")
@@ -128,7 +152,7 @@ def test_create_crash_points(project, tmp_path, point):
 def test_human_transition_crash_points(project, tmp_path, point):
     counter = tmp_path / "counter"
     job = create(project, two_steps(counter))
-    r = logist(project, "job", "suspend", job, env={"LOGIST_CRASH_AT": point})
+    r = logist(project, "job", "suspend", job, env=crash_env(point))
     assert r.returncode == 137
     lst = logist(project, "recover", "--list", "--json")
     import json
@@ -150,9 +174,9 @@ def test_human_transition_crash_points(project, tmp_path, point):
 def test_crash_inside_recover(project, tmp_path):
     counter = tmp_path / "counter"
     job = create(project, two_steps(counter))
-    assert logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "after-agent-exit#2"}).returncode == 137
-    assert logist(project, "recover", env={"LOGIST_CRASH_AT": "recover-after-takeover"}).returncode == 137
-    assert logist(project, "recover", job, env={"LOGIST_CRASH_AT": "after-publish"}).returncode == 137
+    assert logist(project, "job", "run", job, env=crash_env("after-agent-exit", 2)).returncode == 137
+    assert logist(project, "recover", env=crash_env("recover-after-takeover")).returncode == 137
+    assert logist(project, "recover", job, env=crash_env("after-publish")).returncode == 137
     rec = logist(project, "recover")
     assert rec.returncode == 0, rec.stderr
     assert logist(project, "job", "run", job).returncode == 0
@@ -164,7 +188,7 @@ def test_crash_during_rerun_recovers(project, tmp_path):
     counter = tmp_path / "counter"
     job = create(project, two_steps(counter))
     assert logist(project, "job", "run", job).returncode == 0
-    r = logist(project, "job", "rerun", job, env={"LOGIST_CRASH_AT": "after-publish"})
+    r = logist(project, "job", "rerun", job, env=crash_env("after-publish"))
     assert r.returncode == 137, r.stderr
     assert logist(project, "recover").returncode == 0
     run = logist(project, "job", "run", job)
@@ -279,7 +303,7 @@ def test_sigkill_during_a_mock_slow_step(project, tmp_path, procs):
 def test_agent_running_crash_with_watcher_on(project, tmp_path):
     counter = tmp_path / "counter"
     job = create(project, two_steps(counter))
-    env = {"LOGIST_NO_WATCHER": "0", "LOGIST_CRASH_AT": "agent-running#2"}
+    env = {"LOGIST_NO_WATCHER": "0", **crash_env("agent-running", 2)}
     assert logist(project, "job", "run", job, env=env).returncode == 137
     rec = logist(project, "recover", env={"LOGIST_NO_WATCHER": "0"})
     assert rec.returncode == 0, rec.stderr

@@ -14,6 +14,8 @@ import pytest
 from _crashkit import assert_consistent, create, init_project, logist, manifest, run_dir, sh_step
 from conftest import git, wait_for
 
+from logist.core.faults import crash_env
+
 REC = ".logist/jobs/$LOGIST_JOB_ID"
 
 HOSTILE = {
@@ -89,7 +91,7 @@ def test_hostile_agent_and_a_crash(project, tmp_path):
                               'echo w > evil.txt; git add -A; git commit -qm "agent: gone"')
             + sh_step("after", "echo 1 > after.txt"))
     job = create(project, toml)
-    r = logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "agent-running"})
+    r = logist(project, "job", "run", job, env=crash_env("agent-running"))
     assert r.returncode == 137
     gate.write_text("go")
     wait_for(lambda: list(run_dir(project, job).glob("exec-*.exit")), what="the agent to finish")
@@ -115,7 +117,7 @@ def test_reset_then_crash_keeps_commits_reachable(project, tmp_path):
             + sh_step("reset", f'while [ ! -f "{gate}" ]; do sleep 0.05; done; git reset -q --hard HEAD~3; '
                                'echo w > r.txt'))
     job = create(project, toml)
-    r = logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "agent-running#2"})
+    r = logist(project, "job", "run", job, env=crash_env("agent-running", 2))
     assert r.returncode == 137
     gate.write_text("go")
     wait_for(lambda: list(run_dir(project, job).glob("exec-*.exit")), what="the agent to finish")

@@ -10,6 +10,8 @@ import sys
 from _core import create_job, tip
 from conftest import git
 
+from logist.core.faults import crash_env
+
 
 def _store(repo):
     from logist.store.jobstore import JobStore
@@ -143,7 +145,7 @@ def test_job_list_warns_about_an_interrupted_job_that_has_no_lock(project):
 
     toml = 'title = "cut short"\nagent = "mock"\n' + mock_step("one", {"a.txt": "a\n"})
     job = create(project, toml)
-    r = logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "agent-running"})
+    r = logist(project, "job", "run", job, env=crash_env("agent-running"))
     assert r.returncode == 137, r.stderr
     quiet = logist(project, "job", "list")
     assert "interrupted" in quiet.stderr  # its stale lock says so

@@ -24,6 +24,8 @@ from _crashkit import (
 )
 from conftest import git, wait_for
 
+from logist.core.faults import crash_env
+
 
 @pytest.fixture
 def procs():
@@ -44,7 +46,7 @@ def one_step(name="r", file="r.txt") -> str:
 
 def interrupt(repo, point: str, name="r", file="r.txt") -> str:
     job = create(repo, one_step(name, file))
-    assert logist(repo, "job", "run", job, env={"LOGIST_CRASH_AT": point}).returncode == 137
+    assert logist(repo, "job", "run", job, env=crash_env(point)).returncode == 137
     return job
 
 
@@ -161,7 +163,7 @@ def test_several_interrupted_jobs_make_one_warning_line(project):
 
 def test_dead_lock_on_a_resting_job(project):
     job = create(project, one_step())
-    assert logist(project, "job", "suspend", job, env={"LOGIST_CRASH_AT": "after-publish"}).returncode == 137
+    assert logist(project, "job", "suspend", job, env=crash_env("after-publish")).returncode == 137
     # the worktree was left behind the branch: its index shows the old record as a change
     wt = worktree(project, job)
     assert git(wt, "status", "--porcelain") != ""
@@ -257,7 +259,7 @@ def test_cleanup_archives_then_removes_finished_worktrees(project):
 
 def test_recover_finishes_a_harvest_with_warnings_kept(project):
     job = create(project, 'title = "w"\n' + sh_step("edit", 'rm -rf .logist; echo w > w.txt'))
-    assert logist(project, "job", "run", job, env={"LOGIST_CRASH_AT": "after-harvesting-commit"}).returncode == 137
+    assert logist(project, "job", "run", job, env=crash_env("after-harvesting-commit")).returncode == 137
     assert logist(project, "recover").returncode == 0
     h = assert_consistent(project, job, files_added_once=("w.txt",))
     final = h[-1]

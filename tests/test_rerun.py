@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import git, run_logist, wait_for
 
+from logist.core.faults import crash_env
+
 STEP_SCRIPT = r'''
 import os, sys, time
 counter, name = sys.argv[1], sys.argv[2]
@@ -607,7 +609,7 @@ def test_rerun_killed_before_the_branch_moved_recovers(proj):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
     tip = proj.tip(jid)
-    r = proj.cli("job", "rerun", jid, "--step", "2", env={"LOGIST_CRASH_AT": "rerun-after-worktree-move"})
+    r = proj.cli("job", "rerun", jid, "--step", "2", env=crash_env("rerun-after-worktree-move"))
     assert r.returncode == 137
     assert proj.tip(jid) == tip  # the tip is the truth: still run 1
     assert "refs/logist/runs/" not in proj.refs()
@@ -625,7 +627,7 @@ def test_rerun_killed_before_the_branch_moved_recovers(proj):
 def test_rerun_killed_after_the_branch_moved_recovers(proj):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
-    r = proj.cli("job", "rerun", jid, "--step", "2", env={"LOGIST_CRASH_AT": "rerun-after-publish"})
+    r = proj.cli("job", "rerun", jid, "--step", "2", env=crash_env("rerun-after-publish"))
     assert r.returncode == 137
     m = proj.manifest(jid)
     assert m["run"] == 2 and m["state"] == "PENDING"
@@ -640,7 +642,7 @@ def test_rerun_killed_after_the_branch_moved_recovers(proj):
 def test_rerun_killed_during_its_step_recovers(proj):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
-    r = proj.cli("job", "rerun", jid, "--step", "2", env={"LOGIST_CRASH_AT": "after-agent-exit"})
+    r = proj.cli("job", "rerun", jid, "--step", "2", env=crash_env("after-agent-exit"))
     assert r.returncode == 137
     assert proj.manifest(jid)["state"] == "EXECUTING"
     before = proj.refs()
@@ -660,7 +662,7 @@ def test_rerun_killed_during_its_step_recovers(proj):
 def test_restep_killed_midway_recovers(proj, point, phases):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
-    r = proj.cli("job", "restep", jid, "2", env={"LOGIST_CRASH_AT": point})
+    r = proj.cli("job", "restep", jid, "2", env=crash_env(point))
     assert r.returncode == 137
     m = proj.manifest(jid)
     assert m["execution"]["restep"] is True and m["steps"][1]["status"] == "RUNNING"
@@ -683,7 +685,7 @@ def test_isolated_restep_killed_after_its_result_was_kept(proj):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
     r = proj.cli("job", "restep", jid, "1", "--isolated",
-                 env={"LOGIST_CRASH_AT": "restep-after-isolated-ref"})
+                 env=crash_env("restep-after-isolated-ref"))
     assert r.returncode == 137
     assert f"refs/logist/resteps/{jid}/1" in proj.refs()
     proj.ok("job", "step", jid)  # finishes from the kept result without running the agent again
@@ -702,7 +704,7 @@ def test_restep_killed_while_its_agent_runs_reattaches(proj):
     release.write_text("go")
     proj.ok("job", "run", jid)
     release.unlink()
-    r = proj.cli("job", "restep", jid, "2", env={"LOGIST_CRASH_AT": "run-agent-running"})
+    r = proj.cli("job", "restep", jid, "2", env=crash_env("run-agent-running"))
     assert r.returncode == 137  # the runner is gone; its agent still waits for the release file
     lines: queue.Queue[str] = queue.Queue()
     runner = subprocess.Popen([sys.executable, "-m", "logist", "job", "run", jid], cwd=proj.repo,
@@ -766,7 +768,7 @@ def test_recover_lists_and_finishes_an_interrupted_restep(proj, point, isolated,
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
     r = proj.cli("job", "restep", jid, "2", *(["--isolated"] if isolated else []),
-                 env={"LOGIST_CRASH_AT": point})
+                 env=crash_env(point))
     assert r.returncode == 137
     assert proj.manifest(jid)["state"] == "SUCCESS"  # the job rests; only the restep is in flight
     assert git(proj.repo, "for-each-ref", "refs/logist/locks/")  # the dead runner's lock is left
@@ -838,7 +840,7 @@ def test_recover_finishes_a_restep_whose_runner_and_agent_were_killed(proj):
 def test_recover_abandon_records_an_interrupted_restep_as_failed(proj):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
-    assert proj.cli("job", "restep", jid, "2", env={"LOGIST_CRASH_AT": "restep-after-start"}
+    assert proj.cli("job", "restep", jid, "2", env=crash_env("restep-after-start")
                     ).returncode == 137
     r = proj.cli("recover", "--abandon", jid, "--message", "not worth it", "--json")
     assert r.returncode == 0, r.stdout + r.stderr

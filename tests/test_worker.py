@@ -25,6 +25,8 @@ from test_sharing import (
     transitions,
 )
 
+from logist.core.faults import crash_env
+
 
 def start_worker(clone: Path, *args, env=None) -> subprocess.Popen:
     """`logist worker --json` in its own session; report in <clone>.worker.json, log in .err."""
@@ -297,7 +299,7 @@ writes = { "w.txt" = "w\\n" }
     jid = make_job(net.a, "Other clone", toml=toml, run=False)
     r = subprocess.run([sys.executable, "-m", "logist", "-C", str(net.a), "job", "run", jid],
                        capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "LOGIST_CRASH_AT": "after-executing-commit"})
+                       env={**os.environ, **crash_env("after-executing-commit")})
     assert r.returncode == 137, r.stderr
     lg(net.a, "push")
     assert remote_manifest(net.remote, jid)["state"] == "EXECUTING"
@@ -341,7 +343,7 @@ def test_another_clones_interrupted_restep_of_a_command_step_needs_trust(net):
     assert counter.read_text() == "x\n"
     r = subprocess.run([sys.executable, "-m", "logist", "-C", str(net.a), "job", "restep", jid, "1"],
                        capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "LOGIST_CRASH_AT": "restep-after-start"})
+                       env={**os.environ, **crash_env("restep-after-start")})
     assert r.returncode == 137, r.stderr
     lg(net.a, "push")
     b = net.clone("b")
@@ -377,7 +379,7 @@ def test_another_clones_interrupted_command_step_needs_trust(net, point):
     jid = make_job(net.a, "Run elsewhere", toml=toml, run=False)
     r = subprocess.run([sys.executable, "-m", "logist", "-C", str(net.a), "job", "run", jid],
                        capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "LOGIST_CRASH_AT": point})
+                       env={**os.environ, **crash_env(point)})
     assert r.returncode == 137, r.stderr
     assert not counter.exists()
     lg(net.a, "push")

@@ -238,8 +238,8 @@ def human_transition(store: JobStore, job_id: str, event: str, *, message: str |
 
 
 def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None) -> Manifest:
+    from logist.core.faults import crash_point
     from logist.store.job_state import Update, apply_update
-    from logist.store.jobstore import crash_point
 
     crash_point("human-after-lock")
     tip, manifest = store.read(job_id)

@@ -26,6 +26,7 @@ from logist.core.errors import (
     NotInitializedError,
     UsageError,
 )
+from logist.core.faults import crash_point as crash_point  # the engine modules import it from here too
 from logist.core.states import State
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, Started, git, git_out
@@ -44,26 +45,6 @@ def new_transition_id() -> str:
     import uuid
 
     return uuid.uuid4().hex[:16]
-
-
-_CRASH_HITS: dict[str, int] = {}
-
-
-def crash_point(name: str) -> None:
-    """Test-only: end the process abruptly at a named point.
-
-    ``LOGIST_CRASH_AT=name`` ends it the first time the point is reached, ``name#N`` the N-th
-    time (e.g. ``after-publish#3``). Nothing is flushed or cleaned up, as after a ``kill -9``.
-    """
-    want = os.environ.get("LOGIST_CRASH_AT")
-    if not want:
-        return
-    target, _, nth = want.partition("#")
-    if target != name:
-        return
-    _CRASH_HITS[name] = _CRASH_HITS.get(name, 0) + 1
-    if _CRASH_HITS[name] == (int(nth) if nth.isdigit() else 1):
-        os._exit(137)
 
 
 @dataclass(frozen=True)
