@@ -5,13 +5,21 @@ A per-machine `.logist/config.local.toml` (git-ignored through .git/info/exclude
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from logist.core.errors import ConfigError
-from logist.core.limits import DEFAULT_MAX_LOG_BYTES, MAX_CONFIG_BYTES, TooLarge, human_bytes, read_bounded
+from logist.core.limits import (
+    DEFAULT_MAX_LOG_BYTES,
+    MAX_CONFIG_BYTES,
+    TooLarge,
+    has_control,
+    human_bytes,
+    read_bounded,
+)
 from logist.core.tomlcompat import tomllib
 
 
@@ -182,3 +190,50 @@ def load_config(project_root: Path) -> Config:
     except ValidationError:
         parts, why = model_error(layers) or ([], "invalid")
         raise ConfigError(f"{where(layers, parts)}: {why}", hint=MODEL_HINT) from None
+
+
+# ---- worktrees.dir: a directory logist owns, never the system's or the repository's -------------
+
+WORKTREES_MARKER = ".logist-worktrees"  # written by logist in a worktrees dir it created (or adopted empty)
+# Never a worktrees dir, nor inside one (except the temporary directories).
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                 "/sbin", "/sys", "/usr", "/var", "/opt", "/srv", "/snap", "/root", "/System", "/Library",
+                 "/Applications", "/private", "/Volumes", "/nix")
+# Never a worktrees dir themselves (a subdirectory is fine).
+_SYSTEM_ROOTS = ("/", "/home", "/Users", "/tmp", "/var/tmp", "/mnt", "/media", "/private/tmp")
+_TEMP_TREES = ("/tmp", "/var/tmp", "/private/tmp", "/private/var/folders", "/var/folders")
+
+
+def _inside(p: str, top: str) -> bool:
+    return p == top or p.startswith(top.rstrip("/") + "/")
+
+
+def worktrees_dir_problem(path: Path, *, common_dir: Path, logist_dir: Path) -> str | None:
+    """Why ``path`` (the resolved ``worktrees.dir``) cannot hold job worktrees, or None.
+
+    Refused: ``/`` and other system paths, a path that is or holds the git directory (the
+    project itself, ``.git``), a place inside the git directory other than logist's own, and
+    anything that exists but is not a directory (``/dev/null``, a file)."""
+    raw = str(path)
+    if "\x00" in raw or has_control(raw):
+        return "it holds control characters"
+    if not path.is_absolute():
+        return "it is not an absolute path"
+    forms = {os.path.normpath(raw), os.path.realpath(raw)}
+    home = os.path.realpath(os.path.expanduser("~"))
+    for p in forms:
+        if p in _SYSTEM_ROOTS or p == home:
+            return f"{p} is a system or home directory, not one for worktrees"
+        temp = any(_inside(p, t) for t in _TEMP_TREES)
+        in_home = home not in ("/", "") and _inside(p, home)
+        if not temp and not in_home and any(_inside(p, s) for s in _SYSTEM_TREES):
+            return f"{p} is a system path"
+    real = os.path.realpath(raw)
+    git_dir = os.path.realpath(common_dir)
+    if _inside(git_dir, real):
+        return f"it {'is' if real == git_dir else 'holds'} the git directory {git_dir}"
+    if _inside(real, git_dir) and not _inside(real, os.path.realpath(logist_dir)):
+        return f"it is inside the git directory {git_dir} (only {logist_dir} is logist's there)"
+    if os.path.lexists(raw) and not os.path.isdir(raw):
+        return "it exists and is not a directory"
+    return None

@@ -169,6 +169,12 @@ def config_problems(store: JobStore) -> list[ConfigProblem]:
         SentinelConfig.from_dict(valid)
     except ConfigError as exc:
         problem(["sentinel"], exc.message)
+    if model_key is None:
+        try:
+            store.worktrees_dir()
+        except ConfigError as exc:
+            out.append(ConfigProblem(str(source_of(layers, ["worktrees", "dir"])), "worktrees.dir",
+                                     exc.message, exc.hint or fix))
     return out
 
 

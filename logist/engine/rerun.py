@@ -498,7 +498,7 @@ def _remove_worktree(store: JobStore, path: Path) -> None:
 def _isolated_worktree(store: JobStore, job_id: str, r: _Restep) -> Path:
     path = _isolated_path(store, job_id, r.number)
     _remove_worktree(store, path)  # what an interrupted attempt left
-    path.parent.mkdir(parents=True, exist_ok=True)
+    store.own_worktrees_dir()  # path's parent: created and marked by logist, or refused
     git(["worktree", "add", "-q", "--detach", "--", str(path), r.base], cwd=store.root)
     return path
 

@@ -60,7 +60,8 @@ def diagnose(store: JobStore, *, remote: str | None = None) -> DoctorReport:
         return rep  # the other checks need the config (where worktrees live)
     jobs = {s.id: s for s in store.list_jobs()}
     _records(store, jobs, rep)
-    _worktrees(store, jobs, rep)
+    if not any(f.kind == "invalid-config" and "(worktrees.dir)" in f.fix for f in rep.findings):
+        _worktrees(store, jobs, rep)  # with a refused worktrees.dir, nothing there is looked at
     _locks(store, jobs, rep)
     _lock_files(store, rep)
     _merge_refs(store, rep)
@@ -137,22 +138,32 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
             rep.findings.append(Finding(
                 "missing-worktree-dir", f"worktree {p} is registered but its directory is gone",
                 job=p.name, fix="git worktree prune", apply=lambda: _prune(store)))
-    # directories under the worktrees dir
-    if wdir.is_dir():
+    # Directories under the worktrees dir: only in a directory logist created (marked), and
+    # only an empty one named after a job of this repository is removed; nothing else is
+    # removed or advised for removal (it may be a user's).
+    from logist.core.config import WORKTREES_MARKER
+
+    owned = (wdir / WORKTREES_MARKER).is_file() or store.paths.logist_dir in wdir.parents
+    if wdir.is_dir() and not owned:
+        rep.findings.append(Finding(
+            "unowned-worktrees-dir", f"worktrees.dir {wdir} was not created by logist (no "
+            f"{WORKTREES_MARKER}); doctor looks at nothing in it",
+            fix="set worktrees.dir to a new directory (logist creates it), or remove the setting"))
+    elif wdir.is_dir():
         for d in sorted(wdir.iterdir()):
-            if not d.is_dir():
+            if not d.is_dir() or d.is_symlink():
                 continue
             jid = d.name
             if jid not in registered:
-                if not any(d.iterdir()):
+                if not any(d.iterdir()) and jid in jobs:
                     rep.findings.append(Finding(
                         "empty-worktree-dir", f"{d} is an empty directory, not a worktree", job=jid,
                         fix=f"rmdir {d}", apply=functools.partial(_remove_empty_dir, d)))
                 else:
                     rep.findings.append(Finding(
                         "stray-directory", f"{d} is not a registered git worktree", job=jid,
-                        fix=f"inspect it, move what you need away, then `rm -r {d}` "
-                            "(`git worktree repair` if it was moved here)"))
+                        fix=f"inspect it and move it out of {wdir} if it is yours "
+                            "(`git worktree repair` if a job's worktree was moved here)"))
     for jid, e in registered.items():
         wt = wdir / jid
         if not wt.exists():

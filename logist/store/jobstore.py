@@ -283,6 +283,7 @@ class JobStore:
         self._reader = None
         self._record_cache = None
         self._config = None
+        self._worktrees_dir: Path | None = None
 
     @classmethod
     def discover(cls, cwd: str | Path | None = None) -> JobStore:
@@ -336,12 +337,79 @@ class JobStore:
                                       hint="run `logist init` first")
 
     def worktrees_dir(self) -> Path:
+        """Where job worktrees live: ``worktrees.dir``, checked (never a system path, the
+        git directory or a non-directory: ConfigError naming the setting), else logist's own
+        place under the git directory."""
+        if self._worktrees_dir is not None:
+            return self._worktrees_dir
         configured = self.config.worktrees.dir
         if configured:
-            p = Path(os.path.expanduser(configured))
-            # relative to the project the config belongs to, wherever logist runs from
-            return p if p.is_absolute() else (self.config_root() / p).resolve()
-        return self.paths.logist_dir / "worktrees"
+            from logist.core.config import read_layers, where, worktrees_dir_problem
+            from logist.core.errors import ConfigError
+
+            try:
+                p = Path(os.path.expanduser(configured))
+                # relative to the project the config belongs to, wherever logist runs from
+                p = p if p.is_absolute() else Path(os.path.abspath(self.config_root() / p))
+                bad = worktrees_dir_problem(p, common_dir=self.paths.common_dir,
+                                            logist_dir=self.paths.logist_dir)
+            except (ValueError, OSError) as exc:
+                bad = str(exc)
+            if bad:
+                raise ConfigError(f"{where(read_layers(self.config_root()), ['worktrees', 'dir'])}: "
+                                  f"{configured!r} cannot hold job worktrees: {bad}",
+                                  hint="set worktrees.dir to a new directory of your own (logist creates "
+                                       "it), or remove the setting; see docs/cli.md#configuration")
+            self._worktrees_dir = p
+        else:
+            self._worktrees_dir = self.paths.logist_dir / "worktrees"
+        return self._worktrees_dir
+
+    def own_worktrees_dir(self) -> Path:
+        """The worktrees dir, made logist's before a worktree is added to it: created (and
+        marked with ``.logist-worktrees``) when missing; an existing one is taken only when it
+        is marked, empty, under logist's own directory, or holds only this repository's
+        worktrees. Anything else is someone's directory: ConfigError, nothing created."""
+        from logist.core.config import WORKTREES_MARKER
+        from logist.core.errors import ConfigError
+
+        d = self.worktrees_dir()
+        marker = d / WORKTREES_MARKER
+        if marker.is_file():
+            return d
+        if d.is_dir():
+            mine = self.paths.logist_dir in d.parents
+            entries = [Path(e.path) for e in os.scandir(d) if e.name != WORKTREES_MARKER]
+            foreign = [e for e in entries if not self._is_our_worktree(e)]
+            if foreign and not mine:
+                raise ConfigError(f"worktrees.dir {d} is a directory logist did not create: it holds "
+                                  f"{len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} that are not "
+                                  f"worktrees of this repository (e.g. {foreign[0].name!r})",
+                                  hint="set worktrees.dir to a new directory (logist creates it and marks it "
+                                       f"with {WORKTREES_MARKER}), or empty this one")
+        else:
+            d.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileExistsError:
+            return d
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"This directory holds the worktrees of logist jobs of {self.paths.root}.\n"
+                     "logist created it (or found it empty); `logist doctor --fix` only touches what is here.\n")
+        return d
+
+    def _is_our_worktree(self, path: Path) -> bool:
+        """True if ``path`` is a linked worktree of this repository (its ``.git`` file points
+        into ``<git common dir>/worktrees/``)."""
+        try:
+            text = (path / ".git").read_text(errors="replace")[:4096].strip()
+        except OSError:
+            return False
+        if not text.startswith("gitdir:"):
+            return False
+        target = os.path.realpath(text[len("gitdir:"):].strip())
+        admin = os.path.realpath(self.paths.common_dir / "worktrees")
+        return target.startswith(admin + os.sep)
 
     def worktree_path(self, job_id: str) -> Path:
         return self.worktrees_dir() / refs.validate_job_id(job_id)
@@ -627,6 +695,7 @@ class JobStore:
         return oid
 
     def _check_worktree_path(self, job_id: str) -> None:
+        self.own_worktrees_dir()  # someone else's directory: refused before anything is created
         wt = self.worktree_path(job_id)
         if wt.exists() and not (wt / ".git").exists() and (not wt.is_dir() or any(wt.iterdir())):
             raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
@@ -757,7 +826,7 @@ class JobStore:
         if (wt / ".git").exists():
             return wt
         git(["worktree", "prune"], cwd=self.paths.root, check=False)
-        wt.parent.mkdir(parents=True, exist_ok=True)
+        self.own_worktrees_dir()
         if wt.exists() and not any(wt.iterdir()):
             wt.rmdir()
         if wt.exists():
