@@ -1,4 +1,5 @@
-"""docs/architecture.md (layers): lower layers never import higher ones, and only the CLI layer prints.
+"""docs/architecture.md#layers: lower layers never import higher ones, only the CLI layer prints or
+exits, and processes are started only through the git and runtime doors.
 
 Imports are read with ``ast`` from every module of the package (lazy imports inside functions
 count too). A module that is not in the table below fails the test: give it a layer.
@@ -72,7 +73,7 @@ def imported_logist_modules(path: Path) -> list[tuple[int, str]]:
 
 def test_every_module_has_a_layer():
     unknown = sorted({top_name(p) for p in modules()} - set(LAYER_OF) - {"__init__"})
-    assert not unknown, f"give these modules a layer in tests/test_layers.py (DESIGN.md §10): {unknown}"
+    assert not unknown, f"give these modules a layer in tests/test_layers.py (docs/architecture.md#layers): {unknown}"
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PKG).as_posix())
@@ -100,6 +101,85 @@ def test_only_the_cli_layer_prints(path):
     calls = [node.lineno for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"]
     assert not calls, f"{rel} calls print() at lines {calls}; return results or raise, the CLI prints"
+
+
+# Processes are started through two doors only: logist/git (git itself) and logist/runtimes
+# (agents, the side process, a detached runner, helper tools such as grep and gh).
+PROCESS_DOORS = {"git", "runtimes"}
+# Exiting the process belongs to the CLI too; besides it, programs with a main() of their own
+# (the mock agent, the side process) and the crash injection of the crash tests.
+EXIT_ALLOWED_FILES = {"agents/mock_agent.py", "engine/watcher.py", "core/faults.py"}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def process_starts(path: Path) -> list[str]:
+    """Where ``path`` can start a process: an import of subprocess/pty/multiprocessing, or a call
+    of os.system/popen/spawn*/exec*/fork*/posix_spawn*."""
+    found = []
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [(node.module or "").split(".")[0]]
+            if names == ["os"]:
+                names = [f"os.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and getattr(node.func.value, "id", None) == "os":
+            names = [f"os.{node.func.attr}"]
+        for n in names:
+            if n in ("subprocess", "pty", "multiprocessing") or n.startswith(
+                    ("os.system", "os.popen", "os.spawn", "os.exec", "os.fork", "os.posix_spawn")):
+                found.append((node.lineno, n))
+    return [f"line {line}: {n}" for line, n in sorted(found)]
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PKG).as_posix())
+def test_only_the_git_and_runtime_doors_start_processes(path):
+    if top_name(path) in PROCESS_DOORS:
+        return
+    found = process_starts(path)
+    assert not found, (f"{path.relative_to(PKG)} starts processes itself ({'; '.join(found)}): use "
+                       "logist.git.gitcmd for git, logist.runtimes.programs for any other program")
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PKG).as_posix())
+def test_only_the_cli_layer_exits_or_writes_to_the_terminal(path):
+    rel = path.relative_to(PKG).as_posix()
+    if top_name(path) in PRINT_ALLOWED or rel in EXIT_ALLOWED_FILES:
+        return
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+            dotted = f"{getattr(target, 'id', '')}.{node.func.attr}"
+            if isinstance(target, ast.Attribute):  # sys.stdout.write
+                dotted = f"{getattr(target.value, 'id', '')}.{target.attr}.{node.func.attr}"
+            if dotted in ("sys.exit", "os._exit", "os.abort", "sys.stdout.write", "sys.stderr.write"):
+                found.append(f"line {node.lineno}: {dotted}()")
+        elif isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
+                and getattr(node.exc.func, "id", None) == "SystemExit":
+            found.append(f"line {node.lineno}: raise SystemExit")
+    assert not found, f"{rel}: {'; '.join(found)}; raise a LogistError and let the CLI print and exit"
+
+
+def test_the_door_checks_see_what_they_look_for(tmp_path):
+    """The checks themselves: a plain import counts, an annotation-only one does not."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import subprocess\n"
+                      "import os\n\ndef f():\n    import subprocess\n    os.execvp('x', ['x'])\n")
+    assert process_starts(sample) == ["line 7: subprocess", "line 8: os.execvp"]
 
 
 def test_the_checker_sees_imports():

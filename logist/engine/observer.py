@@ -267,7 +267,8 @@ def _grep_lines(patterns: list[str], data: bytes) -> dict[int, bytes] | None:
     """{0-based line index: line} of lines where grep -E -i finds any of ``patterns``;
     None if grep is missing or fails (the caller falls back to Python)."""
     import shutil
-    import subprocess
+
+    from logist.runtimes.programs import run_program
 
     global _GREP
     if _GREP is False:
@@ -280,7 +281,7 @@ def _grep_lines(patterns: list[str], data: bytes) -> dict[int, bytes] | None:
         argv += ["-e", p]
     env = {**os.environ, "LC_ALL": "C"}
     try:
-        proc = subprocess.run(argv, input=data, capture_output=True, env=env, check=False)
+        proc = run_program(argv, input=data, env=env)
     except OSError:
         _GREP = None
         return None

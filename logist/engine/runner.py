@@ -8,17 +8,20 @@ process in its own session that survives the terminal. ``follow`` tails a job's 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from logist.core.errors import BusyError, LogistError
 from logist.core.model import TRANSIENT, State
 from logist.store.jobstore import JobStore
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 @dataclass
@@ -70,9 +73,10 @@ def detach_run(store: JobStore, job_id: str | None, *, trust: bool = False, para
         argv.append("--trust")
     if parallel > 1:
         argv += ["--parallel", str(parallel)]
-    with open(log, "ab") as fh, open(os.devnull, "rb") as devnull:
-        proc = subprocess.Popen(argv, stdin=devnull, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=str(store.root))
+    from logist.runtimes.programs import spawn_detached
+
+    with open(log, "ab") as fh:
+        proc = spawn_detached(argv, out=fh, cwd=store.root)
     if job_id:
         _wait_until_taken(store, job_id, proc)
     return proc.pid, log

@@ -671,10 +671,10 @@ def spawn_watcher(*, repo: str | os.PathLike, job_id: str, log_path: str | os.Pa
     reaches the agent's), stdin from /dev/null, stdout+stderr to ``watcher_log`` (default
     next to the step log). Returns its pid. It exits by itself when the agent is gone; reap it
     with :func:`stop_watcher` (or ``os.waitpid``)."""
-    import subprocess
     from pathlib import Path
 
     from logist.git.refs import validate_job_id
+    from logist.runtimes.programs import spawn_detached
 
     validate_job_id(job_id)
     if isinstance(config, WatchConfig):
@@ -696,8 +696,7 @@ def spawn_watcher(*, repo: str | os.PathLike, job_id: str, log_path: str | os.Pa
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(out_path, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=str(repo), env=env, start_new_session=True, close_fds=True)
+        proc = spawn_detached(argv, out=out, cwd=repo, env=env)
     with _SPAWNED_LOCK:
         _SPAWNED[proc.pid] = proc
     return proc.pid

@@ -48,7 +48,8 @@ def base_env() -> dict[str, str]:
 def git(args: Sequence[str], *, cwd: str | Path, input: str | bytes | None = None,
         env: Mapping[str, str] | None = None, check: bool = True, text: bool = True,
         timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run ``git -C cwd *args``; raise GitError on a non-zero exit when ``check``."""
+    """Run ``git -C cwd *args``; raise GitError on a non-zero exit when ``check``, and always
+    when ``timeout`` seconds pass (git is killed then)."""
     argv = ["git", "-C", str(cwd), *args]
     full_env = base_env() if env is None else {**base_env(), **env}
     if isinstance(input, str) and not text:
@@ -59,6 +60,8 @@ def git(args: Sequence[str], *, cwd: str | Path, input: str | bytes | None = Non
     except FileNotFoundError as exc:  # pragma: no cover - git missing
         raise GitError("git is not installed or not on PATH", argv=argv,
                        hint="install git (>= 2.30) and try again") from exc
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0] if args else ''} did not finish within {timeout:g}s", argv=argv) from None
     if check and proc.returncode != 0:
         err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
         out = proc.stdout if isinstance(proc.stdout, str) else proc.stdout.decode(errors="replace")

@@ -130,15 +130,10 @@ def integration(store: JobStore, job_id: str, tip: str, job_base: str, base_oid:
 
 
 def _patch_ids(store: JobStore, diff_argv: list[str]) -> set[str]:
-    import subprocess
-
-    from logist.git.gitcmd import base_env
-
     diff = git(diff_argv, cwd=store.root, check=False, text=False).stdout
     if not diff:
         return set()
-    proc = subprocess.run(["git", "-C", str(store.root), "patch-id", "--stable"], input=diff,
-                          capture_output=True, env=base_env(), check=False)
+    proc = git(["patch-id", "--stable"], cwd=store.root, input=diff, check=False, text=False)
     return {line.split()[0].decode() for line in proc.stdout.splitlines() if line.split()}
 
 
@@ -374,19 +369,14 @@ def _prefilter(store: JobStore, items: list[tuple[str, str, str]], base_oid: str
     squash can have happened); "check": run :func:`integration`. Anything odd gives "check" or
     "untouched"/"no-work" only when certain (the full check decides everything else).
     """
-    import subprocess
-
-    from logist.git.gitcmd import base_env
-
     out: dict[str, str] = {}
     if not items:
         return out
     merged = set(git_out(["for-each-ref", f"--merged={base_oid}", "--format=%(objectname)", "--",
                           refs.BRANCH_PREFIX, "refs/remotes/"], cwd=store.root).split())
-    root = str(store.root)
-    kinds = subprocess.run(["git", "-C", root, "cat-file", "--batch-check=%(objecttype)"],
-                           input="".join(f"{b}\n" for _j, _t, b in items), capture_output=True,
-                           text=True, env=base_env(), check=False).stdout.splitlines()
+    root = store.root
+    kinds = git(["cat-file", "--batch-check=%(objecttype)"], cwd=root,
+                input="".join(f"{b}\n" for _j, _t, b in items), check=False).stdout.splitlines()
     usable = []
     # a short answer (git failed part-way) leaves the rest unknown: "" is not a commit
     for (j, t, b), kind in zip(items, kinds + [""] * len(items), strict=False):
@@ -396,10 +386,9 @@ def _prefilter(store: JobStore, items: list[tuple[str, str, str]], base_oid: str
             usable.append((j, t, b))
     if not usable:
         return out
-    proc = subprocess.run(["git", "-C", root, "diff-tree", "--stdin", "-z", "-r", "--name-only",
-                           "--always", "--format=%x01%H"],
-                          input="".join(f"{t} {b}\n" for _j, t, b in usable).encode(),
-                          capture_output=True, env=base_env(), check=False)
+    proc = git(["diff-tree", "--stdin", "-z", "-r", "--name-only", "--always", "--format=%x01%H"],
+               cwd=root, input="".join(f"{t} {b}\n" for _j, t, b in usable).encode(), check=False,
+               text=False)
     changed: list[list[str]] = []
     for token in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
         token = token.lstrip("\n")
@@ -421,9 +410,8 @@ def _prefilter(store: JobStore, items: list[tuple[str, str, str]], base_oid: str
         for p in work:
             specs += [f"{base_oid}:{p}", f"{b}:{p}"]
     if spans:
-        answers = subprocess.run(["git", "-C", root, "cat-file", "--batch-check=%(objectname)"],
-                                 input="".join(x + "\n" for x in specs), capture_output=True,
-                                 text=True, env=base_env(), check=False).stdout.splitlines()
+        answers = git(["cat-file", "--batch-check=%(objectname)"], cwd=root,
+                      input="".join(x + "\n" for x in specs), check=False).stdout.splitlines()
         if len(answers) != len(specs):
             return {**out, **{j: "check" for j, _s, _n in spans}}
         for j, start, n in spans:

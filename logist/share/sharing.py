@@ -24,7 +24,6 @@ import os
 import random
 import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -173,8 +172,8 @@ def run_push(store: JobStore, remote: str, refspecs: list[str], *, leases: Seque
     argv += ["--end-of-options", refs.validate_remote(remote), *refspecs]
     try:
         proc = git(argv, cwd=store.root, check=False, timeout=NETWORK_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise RemoteError(f"pushing to {remote} timed out: {exc}") from None
+    except GitError as exc:  # with check=False: it did not finish
+        raise RemoteError(f"pushing to {remote} failed: {exc.message}") from None
     lines = parse_porcelain(proc.stdout)
     if proc.returncode == 0:
         return True, lines, proc.stderr
@@ -225,8 +224,8 @@ def fetch(store: JobStore, remote: str | None = None, *, merge_notes: bool = Tru
         proc = git(["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
                     "--end-of-options", remote, *fetch_refspecs(remote)],
                    cwd=store.root, check=False, timeout=NETWORK_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise RemoteError(f"fetching from {remote} timed out: {exc}") from None
+    except GitError as exc:  # with check=False: it did not finish
+        raise RemoteError(f"fetching from {remote} failed: {exc.message}") from None
     if proc.returncode != 0:
         raise RemoteError(f"fetching from {remote} failed: {_last_line(proc.stderr)}",
                           hint=f"check the remote with `git remote -v` and `git ls-remote {remote}`")
@@ -920,21 +919,21 @@ def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: st
         if draft:
             argv.append("--draft")
         from logist.git.gitcmd import base_env
+        from logist.runtimes.programs import run_program
 
         try:
-            proc = subprocess.run(argv, cwd=str(store.root), capture_output=True, text=True,
-                                  env=base_env(), timeout=NETWORK_TIMEOUT, stdin=subprocess.DEVNULL,
-                                  check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc = run_program(argv, cwd=store.root, env=base_env(), timeout=NETWORK_TIMEOUT)
+        except OSError as exc:  # TimeoutError included
             raise RemoteError(f"gh pr create did not finish: {exc}",
                               hint=f"open it by hand: {url}" if url else None) from None
         finally:
             body_file.unlink(missing_ok=True)
+        out, err = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0:
-            raise RemoteError(f"gh pr create failed: {_last_line(proc.stderr or proc.stdout)}",
+            raise RemoteError(f"gh pr create failed: {_last_line(err or out)}",
                               hint=f"open it by hand: {url}" if url else
                               f"the branch is pushed as {branch} on {remote}")
-        out = proc.stdout.strip()
+        out = out.strip()
         link = next((w for w in out.split() if w.startswith("http")), url)
         return PrResult(job_id, remote, branch, base, link, "gh", out, pushed)
     return PrResult(job_id, remote, branch, base, url, "url" if url else "none", "", pushed)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 from logist.core.errors import ConcurrentUpdateError, LockHeldError, UsageError
 from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.git import refs
-from logist.git.gitcmd import base_env, waiting_pids
+from logist.git.gitcmd import git, waiting_pids
 from logist.store.jobstore import JobStore
 
 # A killed git leaves `<ref>.lock` behind; one older than this with no live holder is stale.
@@ -146,8 +145,8 @@ def _cat_batch(root: Path, names: list[str]) -> list[tuple[str, bytes] | None]:
     """(oid, content) of each object name (a ref or an oid) through one cat-file --batch."""
     if not names:
         return []
-    proc = subprocess.run(["git", "-C", str(root), "cat-file", "--batch"], capture_output=True,
-                          input=b"".join(n.encode() + b"\n" for n in names), env=base_env(), check=False)
+    proc = git(["cat-file", "--batch"], cwd=root, input=b"".join(n.encode() + b"\n" for n in names),
+               check=False, text=False)
     out, pos, result = proc.stdout, 0, []
     for _ in names:
         end = out.find(b"\n", pos)
@@ -284,8 +283,7 @@ def _hash_blob(store: JobStore, data: bytes, *, via_git: bool = False) -> str:
     not share that writer with the thread making commits) with ``git hash-object``."""
     if not via_git:
         return store.writer.blob(data).decode()
-    proc = subprocess.run(["git", "-C", str(store.paths.root), "hash-object", "-w", "--stdin"],
-                          input=data, capture_output=True, env=base_env(), check=False)
+    proc = git(["hash-object", "-w", "--stdin"], cwd=store.paths.root, input=data, check=False, text=False)
     if proc.returncode != 0:
         raise ConcurrentUpdateError(f"cannot write the lock record: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout.decode().strip()
