@@ -24,6 +24,7 @@ from _core import (
     trailers,
     worktree_status,
 )
+from _oracle import Oracle
 from conftest import git, run_logist, wait_for
 
 PY = json.dumps(sys.executable)
@@ -85,6 +86,7 @@ def test_three_step_mock_job_runs_to_success(cli):
     assert [s["status"] for s in rec["steps"]] == ["SUCCESS"] * 3
     assert rec["steps"][0]["summary"] == "wrote hello"
     assert len(history_at(repo, final, job_id)) == len(commits_of(repo, job_id))
+    assert Oracle(repo).check_job(job_id, state="SUCCESS")["steps"] == rec["steps"]
     # each step's work landed in its own harvest commit
     h1, h2, h3 = harvest_commits(repo, job_id)
     assert git(repo, "diff", "--name-only", f"{h1}^", h1).splitlines() == [
@@ -304,6 +306,9 @@ def test_cost_and_token_trailers_add_up(cli):
     last = trailers(repo, tip(repo, job_id))
     assert float(last["Logist-Cost-USD-Total"]) == pytest.approx(0.155)
     assert last["Logist-Tokens-Total"] == "1350"
+    oracle = Oracle(repo)
+    rec = oracle.check_job(job_id, state="SUCCESS")
+    assert oracle.trailers(oracle.tip(job_id))["Logist-Tokens-Total"] == str(rec["tokens"]) == "1350"
 
 
 def test_step_log_is_a_redacted_note_on_the_harvest_commit(cli):
@@ -317,6 +322,7 @@ def test_step_log_is_a_redacted_note_on_the_harvest_commit(cli):
     assert status["state"] == "SUCCESS"
     (harvest,) = harvest_commits(repo, job_id)
     note = git(repo, "notes", "--ref=refs/notes/logist/logs", "show", harvest)
+    assert Oracle(repo).note("refs/notes/logist/logs", harvest) == note
     assert "an ordinary line" in note and "mock agent starting" in note
     assert "[REDACTED]" in note
     for s in secrets:
@@ -334,6 +340,11 @@ def test_history_notes_and_last_signal(cli):
     items = cli.ok("job", "history", job_id, "--notes", "--json").json()
     notes = [i for i in items if i["event"] == "notes"]
     assert notes and notes[0]["signal"] == "rate_limit" and notes[0]["ref"] == "observer"
+    # the note itself, read without logist: on one of the job's commits, naming the signal
+    oracle = Oracle(cli.repo)
+    observed = [oracle.note("refs/notes/logist/observer", c.hexsha) for c in oracle.logist_commits(job_id)]
+    signals = [json.loads(line)["signal"] for n in observed if n for line in n.splitlines()]
+    assert "rate_limit" in signals, observed
     executing = [i for i in items if i.get("to") == "EXECUTING"]
     assert items.index(notes[0]) > items.index(executing[0])  # shown after the step's EXECUTING entry
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from _core import create_job, history_at, record_at, refs_snapshot, tip, worktree_status
+from _oracle import Oracle
 from conftest import git
 
 from logist.core.errors import ConcurrentUpdateError, JobStateError, LogistError
@@ -263,6 +264,10 @@ def test_update_appends_timestamped_history(store_and_job):
     assert hist[-1]["reason"] == "lunch"
     raw = git(repo, "show", f"{tip(repo, job_id)}:.logist/jobs/{job_id}/history.jsonl")
     assert raw.count("\n") == 2  # three lines, one per entry
+    # read without logist: one commit per entry, each carrying the entry's trailers
+    oracle = Oracle(repo)
+    assert oracle.check_job(job_id, state="SUSPENDED")["reason"] == "lunch"
+    assert oracle.trailers(oracle.tip(job_id))["Logist-Transition-Id"] == "b" * 16
 
 
 def test_update_that_changes_nothing_writes_nothing(store_and_job):

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _oracle import Oracle
 from conftest import git, run_logist
 
 # ============================================================================ shared helpers
@@ -193,6 +194,12 @@ def test_push_fetch_round_trip_and_remote_listing(net, monkeypatch):
     assert f"refs/heads/logist/{draft}" in theirs
     assert "refs/notes/logist/logs" in theirs  # the step log travels as a note
     assert not any(r.startswith("refs/logist/locks/") for r in theirs)
+    # the bare remote, read with GitPython: the job, its record and history as pushed
+    remote = Oracle(net.remote)
+    assert remote.check_job(jid, state="SUCCESS") == Oracle(net.a).record(jid)
+    assert remote.check_job(draft, state="DRAFT")
+    assert remote.refs("refs/heads/logist/") == {r: o for r, o in theirs.items() if r.startswith("refs/heads/logist/")}
+    assert remote.note("refs/notes/logist/logs", remote.tip(jid))  # the step log, on the harvest commit
     # a second push has nothing to do
     assert lg(net.a, "push", "--json").json()["pushed"] == []
 
@@ -372,6 +379,7 @@ def test_adopt_creates_branch_worktree_and_records_origin(net):
     assert lg(b, "job", "adopt", jid, "--json").json()["action"] in ("ahead", "up-to-date")
     lg(b, "job", "run", jid)
     assert lg(b, "job", "status", jid, "--json").json()["state"] == "SUCCESS"
+    assert Oracle(b).check_job(jid, state="SUCCESS")["origin"] == "remote:origin"
 
 
 def test_adopt_takes_the_lease_only_if_free_or_expired(net):

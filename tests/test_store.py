@@ -23,6 +23,7 @@ from _core import (
     worktree_status,
     write,
 )
+from _oracle import Oracle
 from conftest import git
 
 from logist.core.errors import ConcurrentUpdateError, ManifestError
@@ -113,6 +114,8 @@ def test_create_makes_branch_worktree_and_first_commit(cli):
     assert json.loads((wt / ".logist" / "jobs" / job_id / "manifest.json").read_text()) == rec
     assert worktree_status(wt) == ""
     assert str(wt) in git(repo, "worktree", "list", "--porcelain")
+    oracle = Oracle(repo)
+    assert oracle.check_job(job_id, state="DRAFT") == rec and oracle.tip(job_id) == oid
     fsck_clean(repo)
 
 
@@ -172,6 +175,7 @@ def test_each_transition_is_one_commit_with_subject_and_trailers(cli):
     assert tos == expected
     hist = history_at(repo, tip(repo, job_id), job_id)
     assert [e["to"] for e in hist] == expected
+    assert Oracle(repo).check_job(job_id, state="CANCELED")["steps"][1]["prompt"] == "b"
     fsck_clean(repo)
 
 
