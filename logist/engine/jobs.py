@@ -22,11 +22,16 @@ if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are
     from logist.core.model import Manifest
 
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+SLUG_MAX = 24  # ids stay short enough to type and to fit a column: <slug>-<4 chars>
 
 
 def make_job_id(title: str, *, rand: str | None = None) -> str:
     """A slug of the title plus a short unique suffix, e.g. ``fix-login-7k2q``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-") or "job"
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    if len(slug) > SLUG_MAX:  # cut at a word boundary when there is one
+        cut = slug[:SLUG_MAX + 1]
+        slug = cut[:cut.rfind("-")] if cut.rfind("-") >= SLUG_MAX * 2 // 3 else slug[:SLUG_MAX]
+    slug = slug.strip("-") or "job"
     suffix = rand or "".join(secrets.choice(_ALPHABET) for _ in range(4))
     return refs.validate_job_id(f"{slug}-{suffix}")
 
@@ -333,14 +338,19 @@ def job_status(store: JobStore, job_id: str) -> JobStatus:
 
 
 def selected_job(store: JobStore, job_id: str | None) -> str:
-    """The job id given, or $LOGIST_JOB, or the one chosen with `logist job select`."""
+    """Which job a command means (docs/cli.md, "The job id"): the id given (or a unique prefix
+    of one: :func:`resolve_job`), else $LOGIST_JOB, else the job whose worktree the command runs
+    in, else the one chosen with `logist job select`."""
     import os
 
     if job_id is not None:  # given, even empty: it must be valid
-        return refs.validate_job_id(job_id)
+        return resolve_job(store, job_id)
     env = os.environ.get("LOGIST_JOB")
     if env:
         return refs.validate_job_id(env)
+    here = job_of_worktree(store)
+    if here is not None:
+        return here
     path = store.paths.logist_dir / "selected"
     try:
         chosen = path.read_text().strip()
@@ -348,15 +358,71 @@ def selected_job(store: JobStore, job_id: str | None) -> str:
         chosen = ""
     if not chosen:
         raise UsageError("no job given and none selected",
-                         hint="pass a job id, set LOGIST_JOB, or run `logist job select ID`")
+                         hint=_candidates_hint(store, "pass one of: ", "there are no jobs yet: "
+                                               "`logist job create --title ...` makes one"))
     return refs.validate_job_id(chosen)
 
 
-def select_job(store: JobStore, job_id: str) -> None:
-    store.tip(refs.validate_job_id(job_id))  # must exist
+def job_of_worktree(store: JobStore) -> str | None:
+    """The job whose worktree the store was opened in (its HEAD is ``logist/<id>``), or None.
+    Reads one file; no git process."""
+    if store.paths.git_dir == store.paths.common_dir:
+        return None
+    try:
+        head = (store.paths.git_dir / "HEAD").read_text(errors="replace").strip()
+    except OSError:
+        return None
+    prefix = "ref: " + refs.BRANCH_PREFIX
+    if not head.startswith(prefix):
+        return None
+    try:
+        return refs.validate_job_id(head[len(prefix):])
+    except UsageError:
+        return None
+
+
+def _job_ids(store: JobStore) -> list[str]:
+    return [jid for jid, _ in store._refs_under(refs.BRANCH_PREFIX)[refs.BRANCH_PREFIX]]
+
+
+def _candidates_hint(store: JobStore, lead: str, none: str, ids: list[str] | None = None) -> str:
+    ids = _job_ids(store) if ids is None else ids
+    if not ids:
+        return none
+    shown = ", ".join(sorted(ids)[:8]) + (f" (and {len(ids) - 8} more: `logist job list`)" if len(ids) > 8 else "")
+    return lead + shown
+
+
+def resolve_job(store: JobStore, given: str) -> str:
+    """The job ``given`` names: its id, or a prefix of exactly one job's id. An ambiguous prefix
+    is a UsageError listing the candidates; an unknown one a JobNotFoundError. The one place ids
+    typed by a person are resolved (every command with a job argument goes through it)."""
+    from logist.core.errors import JobNotFoundError
+
+    if not isinstance(given, str) or not refs.JOB_ID_RE.match(given):
+        refs.validate_job_id(given)  # raises, with the rules
+    if not given.endswith("-") and (store.paths.common_dir / refs.branch_ref(given)).is_file():
+        return given  # an existing job (a loose branch ref): no git process
+    ids = _job_ids(store)
+    if given in ids:
+        return given
+    matches = [j for j in ids if j.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
+                         hint=_candidates_hint(store, "say which: ", "", matches))
+    raise JobNotFoundError(f"no job {given!r}",
+                           hint=_candidates_hint(store, "jobs here: ", "there are no jobs yet"))
+
+
+def select_job(store: JobStore, job_id: str) -> str:
+    job_id = resolve_job(store, job_id)
+    store.tip(job_id)  # must exist
     path = store.paths.logist_dir / "selected"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(job_id + "\n")
+    return job_id
 
 
 def terminal(m: Manifest) -> bool:

@@ -95,11 +95,12 @@ def clean(id: str, /, *, yes: bool = False, keep_branch: bool = False,
     json_
         Print the plan (and what was done) as JSON.
     """
-    from logist.git.refs import validate_job_id
     from logist.share.cleanup import apply_job, plan_clean
 
     store = cli.store()
-    jp = plan_clean(store, validate_job_id(id), keep_branch=keep_branch)
+    from logist.engine.jobs import resolve_job
+
+    jp = plan_clean(store, resolve_job(store, id), keep_branch=keep_branch)
     if yes and not jp.errors:
         apply_job(store, jp)
     if json_:

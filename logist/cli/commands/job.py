@@ -302,8 +302,7 @@ def select(id: str, /) -> int:
     """
     from logist.engine.jobs import select_job
 
-    select_job(cli.store(), id)
-    say(f"selected {id}")
+    say(f"selected {select_job(cli.store(), id)}")
     return 0
 
 

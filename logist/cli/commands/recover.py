@@ -55,6 +55,14 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     from logist.engine import recovery
 
     store = cli.store()
+    if job:
+        from logist.engine.jobs import resolve_job
+
+        job = resolve_job(store, job)
+    if abandon:
+        from logist.engine.jobs import resolve_job
+
+        abandon = resolve_job(store, abandon)
     chosen = sum(bool(x) for x in (check, list_, abandon, cleanup, job))
     if chosen > 1:
         raise UsageError("give one of JOB, --check, --list, --abandon JOB, --cleanup",

@@ -177,9 +177,10 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     store = cli.store()
     job_id = id if id is not None else (os.environ.get("LOGIST_JOB") or None)
     if job_id is not None:
-        from logist.git.refs import validate_job_id
+        from logist.engine.jobs import resolve_job
 
-        store.tip(validate_job_id(job_id))  # a bad or unknown id fails here, not in the background
+        job_id = resolve_job(store, job_id)  # a bad or unknown id fails here, not in the background
+        store.tip(job_id)
     if detach:
         pid, log = detach_run(store, job_id, trust=trust, parallel=parallel)
         say(f"running in the background (pid {pid}); output: {log}")
@@ -190,11 +191,9 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
 
     _warn_interrupted(store, exclude=job_id)
     if job_id:
-        from logist.git.refs import validate_job_id
-
         with _CtrlC() as ctrl_c:
             try:
-                result = Engine(store, progress=_progress, trust=trust).run(validate_job_id(job_id))
+                result = Engine(store, progress=_progress, trust=trust).run(job_id)
             except KeyboardInterrupt:
                 return ctrl_c.leave(store, [job_id])
         if ctrl_c.interrupted:

@@ -28,11 +28,12 @@ def push(remote: str | None = None, /, *jobs: str,
     json_
         Print {"remote", "pushed", "skipped", "attempts"}.
     """
-    from logist.git.refs import validate_job_id
     from logist.share.sharing import push as do_push
 
     store = cli.store()
-    ids = [validate_job_id(j) for j in jobs] or None
+    from logist.engine.jobs import resolve_job
+
+    ids = [resolve_job(store, j) for j in jobs] or None
     res = do_push(store, remote, ids)
     if json_:
         emit_json({"remote": res.remote, "pushed": res.pushed, "skipped": res.skipped,
@@ -191,10 +192,11 @@ def pr(id: str, /, *, remote: str | None = None, base: str | None = None, draft:
     json_
         Print {"id", "url", "via", "branch", "base"}.
     """
-    from logist.git.refs import validate_job_id
+    from logist.engine.jobs import resolve_job
     from logist.share.sharing import open_pr
 
-    res = open_pr(cli.store(), validate_job_id(id), remote, base=base, draft=draft,
+    store = cli.store()
+    res = open_pr(store, resolve_job(store, id), remote, base=base, draft=draft,
                   use_gh=not url_only)
     if json_:
         emit_json({"id": res.job_id, "url": res.url, "via": res.via, "branch": res.branch,
