@@ -12,30 +12,90 @@ import os
 import sys
 from pathlib import Path
 
-from cyclopts import App
+from cyclopts import App, Parameter
 
 from logist import __version__
 from logist.core.errors import ExitCode, LogistError
 
+def _shown_default(value: object) -> str | None:
+    """What `--help` shows as an option's default: nothing for a flag (it is off unless given)
+    or an empty one, else the value."""
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    return str(value)
+
+
+# Flags are shown once (`--json`, no `--no-json` twin and no `[default: False]`).
+_PARAMS = Parameter(negative_bool=(), negative_iterable=(), show_default=_shown_default)
 app = App(name="logist", version=__version__, help_on_error=False, help_format="plaintext",
+          default_parameter=_PARAMS,
           help="Run and track agent jobs in your git repository: every job is a branch plus a "
                "worktree, every state transition a commit.\n\nGlobal option: -C PATH runs as if "
                "logist was started in PATH.")
-job = App(name="job", help="Create, inspect, run and steer jobs.", help_format="plaintext")
+job = App(name="job", help="Create, inspect, run and steer jobs.", help_format="plaintext",
+          default_parameter=_PARAMS)
 app.command(job)
 
 _C = "logist.cli.commands."
 
 
+# One example per command, shown by its --help under the one-line summary (the summary alone
+# is what `logist --help` lists). A command without one fails tests/test_cli_polish.py.
+EXAMPLES = {
+    "init": "logist init",
+    "dashboard": "logist dashboard --once --json",
+    "watch": "logist watch fix-login",
+    "recover": "logist recover --list && logist recover",
+    "push": "logist push origin",
+    "fetch": "logist fetch origin",
+    "gc": "logist gc --yes",
+    "worker": "logist worker --remote origin --until-idle",
+    "doctor": "logist doctor --fix",
+    "hook": "logist hook post-merge",
+    "completion": "logist completion bash >> ~/.bashrc",
+    "help": "logist help states",
+    "job create": 'logist job create --title "Add greeting" --step "Write hello.txt" --activate',
+    "job list": "logist job list --state executing,pending --since 2h",
+    "job status": "logist job status fix-lo   (any unique prefix of an id)",
+    "job show": "logist job show fix-login --json",
+    "job history": "logist job history fix-login --notes",
+    "job select": "logist job select fix-login",
+    "job path": "cd $(logist job path fix-login)",
+    "job activate": "logist job activate fix-login",
+    "job suspend": 'logist job suspend fix-login --message "waiting for the API change"',
+    "job resume": "logist job resume fix-login && logist job run fix-login",
+    "job cancel": 'logist job cancel fix-login --message "not needed any more"',
+    "job stop": 'logist job stop fix-login --message "wrong approach"',
+    "job approve": 'logist job approve fix-login --message "looks good"',
+    "job reject": 'logist job reject fix-login --message "also handle the empty case"',
+    "job resubmit": 'logist job resubmit fix-login --message "installed the missing tool"',
+    "job step": "logist job step fix-login",
+    "job run": "logist job run fix-login   (no id: every PENDING job)",
+    "job attach": "logist job attach fix-login",
+    "job metrics": "logist job metrics fix-login --csv",
+    "job log": "logist job log fix-login --step 2",
+    "job rerun": "logist job rerun fix-login --step 2",
+    "job restep": "logist job restep fix-login 2 --isolated",
+    "job adopt": "logist job adopt fix-login --remote origin",
+    "job trust": "logist job trust fix-login",
+    "job pr": "logist job pr fix-login --draft",
+    "job clean": "logist job clean fix-login --yes",
+}
+
+
 def _register(group: App, name: str, target: str, help: str, **kw) -> None:
     """Register a command lazily: its module is imported only when it runs (or its --help)."""
+    key = name if group is app else f"{group.name[0]} {name}"
+    example = EXAMPLES.get(key)
+    if example:
+        help = f"{help}\n\nExample: {example}"
     group.command(_C + target, name=name, help=help, **kw)
 
 
 _register(app, "init", "init:init", "Set up logist in this git repository (idempotent).")
 for _name, _target, _help in (
     ("create", "job:create", "Create a job: branch logist/<id>, a worktree, a first commit."),
-    ("list", "job:list_cmd", "List jobs (--all for finished ones, --remote R for fetched ones)."),
+    ("list", "job:list_cmd", "List jobs, most recently active first (--all, --state, --since, --needs-me)."),
     ("status", "job:status", "Where a job stands: state, step, run, holder, last signal, cost."),
     ("show", "job:show", "The whole job record (the manifest at the branch tip)."),
     ("history", "job:history", "The job's transitions, runs and resteps (--notes adds notes)."),

@@ -54,3 +54,46 @@ def kv(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for k, v in pairs:
         print(f"{k.ljust(width)}  {'' if v is None else v}")
+
+
+def local_time(iso: str | None) -> str:
+    """A record's ISO 8601 UTC time as people read it: local time with its offset
+    (``2026-12-06 09:41:07 +01:00``). JSON output keeps the ISO 8601 UTC value."""
+    from datetime import datetime
+
+    if not iso:
+        return ""
+    try:
+        t = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return str(iso)
+    if t.tzinfo is None:
+        return str(iso)
+    local = t.astimezone()
+    off = local.strftime("%z")
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (off[:3] + ":" + off[3:] if off else "")
+
+
+def ago(iso: str | None) -> str:
+    """How long ago an ISO 8601 time was: ``45s``, ``12m``, ``3h05m``, ``4d``."""
+    from datetime import datetime, timezone
+
+    if not iso:
+        return ""
+    try:
+        t = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+        s = int((datetime.now(timezone.utc) - t).total_seconds())
+    except (ValueError, TypeError):
+        return ""
+    return duration(max(0, s)) + " ago"
+
+
+def duration(s: float) -> str:
+    s = int(s)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d"

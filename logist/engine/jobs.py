@@ -323,13 +323,57 @@ def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:
     current = read_lock(store, job_id)
     if current is None:
         return None
-    oid, holder = current
+    return holder_dict(*current)
+
+
+def holder_dict(oid: str, holder) -> dict[str, Any]:
+    """The ``holder`` object of `job status --json` for a lock (its oid and parsed record)."""
     if holder is None:
         return {"lock": oid, "valid": False, "stale": True, "stale_reason": "unreadable lock record"}
     reason = holder.stale_reason()
     return {"lock": oid, "pid": holder.pid, "host": holder.host, "command": holder.command,
-            "since": holder.since(), "heartbeat_at": holder.heartbeat_at,
+            "since": _iso(holder.acquired_at), "heartbeat_at": holder.heartbeat_at,
             "lease_seconds": holder.lease_seconds, "stale": reason is not None, "stale_reason": reason}
+
+
+def _iso(epoch: float) -> str | None:
+    """ISO 8601 UTC (what every time in --json is), e.g. ``2026-12-06T09:41:07Z``."""
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def worktree_if_any(store: JobStore, job_id: str) -> str | None:
+    """Where git says the job's worktree is, or None when it has none now (no config read)."""
+    admin = store.paths.common_dir / "worktrees" / job_id
+    if not admin.is_dir():
+        return None
+    path = store.existing_worktree(job_id)
+    return str(path) if path.exists() else None
+
+
+def status_rows(store: JobStore, records, lock_refs: dict[str, str] | None = None
+                ) -> list[dict[str, Any]]:
+    """`job status --json` objects for many jobs at once (what `job list --json` prints):
+    the locks are read with one git process, the worktree from git's own files (None when the
+    job has none now); invalid records give ``{"id", "state": "INVALID", "error", "head"}``."""
+    from logist.store.locks import read_locks
+
+    locks = read_locks(store, lock_refs) if lock_refs is None or lock_refs else {}
+    rows: list[dict[str, Any]] = []
+    for rec in records:
+        if rec.data is None:
+            rows.append({"id": rec.id, "state": "INVALID", "error": rec.error, "head": rec.tip})
+            continue
+        lock = locks.get(rec.id)
+        holder = holder_dict(*lock) if lock else None
+        rows.append(JobStatus(rec.data, rec.tip, worktree_if_any(store, rec.id) or "", holder).to_dict())
+        if not rows[-1]["worktree"]:
+            rows[-1]["worktree"] = None
+    return rows
 
 
 def job_status(store: JobStore, job_id: str) -> JobStatus:
@@ -359,7 +403,8 @@ def selected_job(store: JobStore, job_id: str | None) -> str:
     if not chosen:
         raise UsageError("no job given and none selected",
                          hint=_candidates_hint(store, "pass one of: ", "there are no jobs yet: "
-                                               "`logist job create --title ...` makes one"))
+                                               "`logist job create --title ...` makes one")
+                         + "; or set one with `logist job select ID` (or $LOGIST_JOB)")
     return refs.validate_job_id(chosen)
 
 
@@ -399,9 +444,8 @@ def resolve_job(store: JobStore, given: str) -> str:
     typed by a person are resolved (every command with a job argument goes through it)."""
     from logist.core.errors import JobNotFoundError
 
-    if not isinstance(given, str) or not refs.JOB_ID_RE.match(given):
-        refs.validate_job_id(given)  # raises, with the rules
-    if not given.endswith("-") and (store.paths.common_dir / refs.branch_ref(given)).is_file():
+    refs.validate_job_id(given)  # a prefix follows the rules of ids too
+    if (store.paths.common_dir / refs.branch_ref(given)).is_file():
         return given  # an existing job (a loose branch ref): no git process
     ids = _job_ids(store)
     if given in ids:
@@ -413,7 +457,8 @@ def resolve_job(store: JobStore, given: str) -> str:
         raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
                          hint=_candidates_hint(store, "say which: ", "", matches))
     raise JobNotFoundError(f"no job {given!r}",
-                           hint=_candidates_hint(store, "jobs here: ", "there are no jobs yet"))
+                           hint=_candidates_hint(store, "jobs here: ", "there are no jobs yet")
+                           + "; `logist job list --all` lists them")
 
 
 def select_job(store: JobStore, job_id: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, kv, say, table, warn
+from logist.cli.output import emit_json, kv, local_time, say, table, warn
 
 
 def _warn_interrupted(store, exclude: str | None = None, summaries: list | None = None,
@@ -95,57 +95,134 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
     return 0
 
 
-def list_cmd(*, all: bool = False, json_: Annotated[bool, Parameter(name="--json")] = False,
+NEEDS_ME = ("INTERVENTION_REQUIRED", "APPROVAL_REQUIRED")
+
+
+def _parse_states(values: list[str] | None) -> set[str] | None:
+    from logist.core.errors import UsageError
+    from logist.core.states import State
+
+    if not values:
+        return None
+    known = {s.value for s in State} | {"INVALID"}
+    out = {v.strip().upper().replace("-", "_") for raw in values for v in raw.split(",") if v.strip()}
+    bad = sorted(out - known)
+    if bad:
+        raise UsageError(f"unknown state {', '.join(bad)}",
+                         hint="states: " + ", ".join(s.value for s in State))
+    return out
+
+
+def _parse_since(text: str | None):
+    """A cutoff datetime (UTC) from "90s", "30m", "2h", "3d", "1w" ago, or an ISO date/time."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    from logist.core.errors import UsageError
+
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        secs = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return datetime.now(timezone.utc) - timedelta(seconds=secs)
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {text!r}: give an age (30m, 2h, 3d, 1w) or a date (2026-12-01, "
+                         "2026-12-01T09:00)") from None
+    return t.astimezone(timezone.utc) if t.tzinfo else t.astimezone().astimezone(timezone.utc)
+
+
+def list_cmd(*, all: bool = False, state: list[str] | None = None, since: str | None = None,
+             needs_me: bool = False, json_: Annotated[bool, Parameter(name="--json")] = False,
              remote: str | None = None) -> int:
-    """List jobs (terminal ones only with --all).
+    """List jobs, most recently active first (finished ones only with --all or --state).
+
+    Examples: logist job list --needs-me
+              logist job list --state executing,pending --since 2h
 
     Parameters
     ----------
     all
         Also show SUCCESS and CANCELED jobs.
+    state
+        Only jobs in these states (repeat, or separate with commas; any case).
+    since
+        Only jobs active since then: an age (30m, 2h, 3d, 1w) or a date/time (2026-12-01T09:00).
+    needs_me
+        Only jobs waiting for a person: INTERVENTION_REQUIRED, APPROVAL_REQUIRED, or interrupted.
     json_
-        Print a JSON list of job objects (the fields of `job status --json`).
+        Print a JSON list of job objects: the keys of `job status --json` but last_signal
+        (worktree null when the job has none now).
     remote
         List jobs fetched from this remote (`logist fetch REMOTE` first).
     """
+    from datetime import datetime
+
+    from logist.engine.jobs import status_rows
     from logist.git import refs
 
+    states = _parse_states(state)
+    cutoff = _parse_since(since)
     store = cli.store()
+    lock_refs: dict[str, str] | None = None
     if remote:
         refs.validate_remote(remote)
         records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
+        lock_refs = {}
     else:
-        lock_refs: dict[str, str] = {}
+        lock_refs = {}
         records = store.list_records(lock_refs=lock_refs)
         from logist.core.states import record_in_flight
 
         _warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)],
                           lock_refs=lock_refs)
-    rows = []
-    for rec in records:
-        d = rec.data
-        if d is None:
-            rows.append({"id": rec.id, "state": "INVALID", "error": rec.error, "head": rec.tip})
-            continue
-        if d["state"] in ("SUCCESS", "CANCELED") and not all and not json_:
-            continue
-        # The fields of a record logist validated (JobStore.list_records); defaults as in the model.
-        rows.append({"id": d["id"], "title": d["title"], "state": d["state"], "step": d.get("step", 1),
-                     "step_count": len(d["steps"]), "run": d.get("run", 1),
-                     "cost_usd": d.get("cost_usd", 0.0), "tokens": d.get("tokens", 0),
-                     "updated_at": d["updated_at"], "head": rec.tip,
-                     "branch": f"{remote}/logist/{d['id']}" if remote else f"logist/{d['id']}",
-                     "reason": d.get("reason", "")})
+    rows = status_rows(store, records, lock_refs)
+    if remote:
+        for r in rows:
+            r["branch"] = f"{remote}/logist/{r['id']}"
+            r["worktree"] = None
+
+    def keep(r: dict) -> bool:
+        if states is not None:
+            if r["state"] not in states:
+                return False
+        elif r["state"] in ("SUCCESS", "CANCELED") and not all:
+            return False
+        if needs_me and not (r["state"] in NEEDS_ME or r.get("interrupted")):
+            return False
+        if cutoff is not None:
+            try:
+                if datetime.fromisoformat(r.get("updated_at", "").replace("Z", "+00:00")) < cutoff:
+                    return False
+            except ValueError:
+                return False
+        return True
+
+    rows = sorted((r for r in rows if keep(r)), key=lambda r: r.get("updated_at") or "", reverse=True)
     if json_:
-        emit_json(rows if all else [r for r in rows if r["state"] not in ("SUCCESS", "CANCELED")])
+        emit_json(rows)
         return 0
     if not rows:
-        say("no jobs" + ("" if all else " (use --all to include finished ones)"))
+        filtered = states is not None or needs_me or cutoff is not None
+        say("no jobs" + (" match" if filtered else "")
+            + ("" if all or states is not None else " (use --all to include finished ones)"))
         return 0
-    table(["id", "state", "step", "run", "cost", "title"],
-          [[r["id"], r["state"], f"{r.get('step', '?')}/{r.get('step_count', '?')}", r.get("run", ""),
-            f"${r.get('cost_usd', 0):.2f}", (r.get("title") or r.get("error", ""))[:60]] for r in rows])
+    from logist.cli.output import ago
+
+    table(["id", "state", "step", "active", "cost", "title / reason"],
+          [[r["id"], r["state"] + (" (interrupted)" if r.get("interrupted") else ""),
+            f"{r.get('step', '?')}/{r.get('step_count', '?')}", ago(r.get("updated_at")),
+            f"${r.get('cost_usd', 0):.2f}",
+            _one_line(r.get("reason") if r["state"] in NEEDS_ME else (r.get("title") or r.get("error", "")))]
+           for r in rows])
     return 0
+
+
+def _one_line(text: str | None, width: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False,
@@ -175,7 +252,7 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
         return 0
     _warn_interrupted(store)
     h = data["holder"]
-    holder = "-" if not h else (f"pid {h.get('pid')} on {h.get('host')} since {h.get('since')}"
+    holder = "-" if not h else (f"pid {h.get('pid')} on {h.get('host')} since {local_time(h.get('since'))}"
                                 + (f" (stale: {h['stale_reason']})" if h.get("stale") else ""))
     kv([("job", f"{data['id']}  {data['title']}"), ("state", data["state"]),
         ("step", f"{data['step']}/{data['step_count']} {data['step_name']} (agent {data['agent']}, "
