@@ -10,7 +10,8 @@ from test_docs import help_of, registered_commands
 @pytest.mark.parametrize("path", registered_commands(include_hidden=True), ids=lambda p: " ".join(p))
 def test_every_command_has_an_example_and_flags_shown_once(path, capsys):
     text = help_of(path, capsys)
-    assert "Example: logist " in text or "Example: cd $(logist " in text, f"`logist {' '.join(path)} --help` has no example"
+    assert "Example: logist " in text or "Example: cd $(logist " in text, \
+        f"`logist {' '.join(path)} --help` has no example"
     assert "--no-json" not in text and "[default: False]" not in text and "--empty-" not in text
 
 

@@ -17,6 +17,7 @@ from cyclopts import App, Parameter
 from logist import __version__
 from logist.core.errors import ExitCode, LogistError
 
+
 def _shown_default(value: object) -> str | None:
     """What `--help` shows as an option's default: nothing for a flag (it is off unless given)
     or an empty one, else the value."""
@@ -52,6 +53,7 @@ EXAMPLES = {
     "worker": "logist worker --remote origin --until-idle",
     "doctor": "logist doctor --fix",
     "hook": "logist hook post-merge",
+    "hide-jobs": "logist hide-jobs origin",
     "completion": "logist completion bash >> ~/.bashrc",
     "help": "logist help states",
     "job create": 'logist job create --title "Add greeting" --step "Write hello.txt" --activate',
