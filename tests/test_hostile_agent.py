@@ -128,3 +128,60 @@ def test_reset_then_crash_keeps_commits_reachable(project, tmp_path):
     assert {e["transition_id"] for e in h} <= reachable_tids(project)
     assert before <= reachable_tids(project)
     assert git(project, "for-each-ref", f"refs/logist/displaced/{job}/")
+
+
+# ---------------------------------------------------------------- symlinks out of the worktree
+
+def _hooks(repo) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((repo / ".git" / "hooks").iterdir()) if p.is_file()}
+
+
+def test_mock_writes_never_follow_a_link_the_agent_made(project, tmp_path):
+    """Step 1 (an agent) plants links; step 2's mock writes through them are refused, nothing
+    outside the worktree changes, and the job stops for a person."""
+    from _crashkit import mock_step
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    hooks = "../" * 40 + str(project / ".git" / "hooks").lstrip("/")
+    toml = ('title = "links"\n' + sh_step("plant", f"ln -s {hooks} hk; ln -s {outside} abs")
+            + mock_step("through", {"hk/post-merge": "#!/bin/sh\necho PWNED\n"}))
+    job = create(project, toml)
+    before = _hooks(project)
+    r = logist(project, "job", "run", job)
+    assert manifest(project, job)["state"] == "INTERVENTION_REQUIRED", r.stdout + r.stderr
+    assert "never writes through a symlink" in logist(project, "job", "log", job).stdout
+    assert _hooks(project) == before and list(outside.iterdir()) == []
+    # and the second path, absolute
+    toml = ('title = "abs"\n' + sh_step("plant", f"ln -s {outside} abs")
+            + mock_step("through", {"abs/x.txt": "owned"}))
+    job = create(project, toml)
+    logist(project, "job", "run", job)
+    assert manifest(project, job)["state"] == "INTERVENTION_REQUIRED"
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["record-dir", "logist-dir", "record-file"])
+def test_record_writes_never_follow_a_link_the_agent_made(project, tmp_path, what):
+    """The agent replaces the record directory (or .logist, or manifest.json) by a link to a
+    directory outside; logist's next record writes replace the link, never write through it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "jobs").mkdir()
+    script = {"record-dir": f'rm -rf {REC}; ln -s {outside} {REC}',
+              "logist-dir": f'rm -rf .logist; ln -s {outside} .logist',
+              "record-file": f'rm {REC}/manifest.json; ln -s {outside}/victim {REC}/manifest.json',
+              }[what] + "; echo w > work.txt"
+    (outside / "victim").write_text("precious\n")
+    job = create(project, 'title = "rec"\n' + sh_step("link", script) + sh_step("after", "echo 1 > a.txt"))
+    r = logist(project, "job", "run", job)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["jobs", "victim"]
+    assert list((outside / "jobs").iterdir()) == []
+    assert (outside / "victim").read_text() == "precious\n"
+    m = manifest(project, job)
+    assert m["state"] == "SUCCESS"
+    # the record on the branch is a real directory of real files, verified with git
+    tree = git(project, "ls-tree", "-r", f"logist/{job}", "--", f".logist/jobs/{job}")
+    assert tree and all(line.startswith("100644 blob") for line in tree.splitlines()), tree
+    assert git(project, "fsck", "--no-dangling") == ""

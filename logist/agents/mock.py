@@ -55,9 +55,10 @@ def validate_spec(spec: Any) -> None:
                                                for k, v in writes.items()):
         raise AgentError(f"mock.writes must map file paths to text contents, got {writes!r}")
     for rel in writes:
-        if unsafe_path(rel):
-            raise AgentError(f"mock.writes: {rel!r} must be a relative path inside the "
-                             "worktree (no absolute paths, no '..')")
+        why = unsafe_path(rel)
+        if why:
+            raise AgentError(f"mock.writes: {why} (a relative path inside the worktree: no "
+                             "absolute paths, no '..', nothing in .git)")
     _number(spec, "cost_usd")
     _number(spec, "tokens", integer=True)
     _number(spec, "delay_s")

@@ -13,7 +13,10 @@ model. Its behaviour comes from environment variables set by :class:`logist.agen
     The attempt number (1-based), for the ``retry`` scenario.
 
 Every line is flushed as it is printed (the observer tails the log live). Only the standard
-library is imported here, so the process starts fast.
+library and :mod:`logist.core.safepath` are imported here, so the process starts fast. The
+``writes`` never leave the worktree: a symlink on the way (committed on the job branch, perhaps
+fetched from a remote), a ``..``, an absolute path or a ``.git`` component is refused
+(docs/sharing.md, "Trust").
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from logist.core.safepath import UnsafePathError, check_relative, write_file
 
 SCENARIOS = ("success", "stuck", "retry", "error", "hang", "slow", "api_error", "rate_limit",
              "context_full", "auth_error", "waiting_input", "approval")
@@ -42,21 +47,27 @@ def say(line: str, *, err: bool = False) -> None:
     print(line, file=sys.stderr if err else sys.stdout, flush=True)
 
 
-def unsafe_path(rel: str) -> bool:
-    """True for a path the mock must not write: absolute, empty, or climbing out with ``..``."""
-    p = Path(rel)
-    return not rel or p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts
+def unsafe_path(rel: str) -> str | None:
+    """Why the mock must not write ``rel`` (absolute, empty, ``..``, ``.git``), or None."""
+    try:
+        check_relative(rel)
+    except UnsafePathError as exc:
+        return exc.message
+    return None
 
 
 def do_writes(writes: dict[str, Any]) -> None:
-    """Create or replace each file (relative to the working directory), parents included."""
+    """Create or replace each file (relative to the working directory), parents included,
+    never through a symlink: the first unsafe path stops the agent (exit 2, nothing more written)."""
     for rel, content in writes.items():
-        if unsafe_path(rel):
-            say(f"error: mock agent refuses to write outside the worktree: {rel!r}", err=True)
+        try:
+            write_file(Path.cwd(), rel, str(content).encode("utf-8"), mode=0o644)
+        except UnsafePathError as exc:
+            say(f"error: mock agent: {exc.message}", err=True)
             sys.exit(2)
-        path = Path(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(str(content), encoding="utf-8")
+        except OSError as exc:
+            say(f"error: mock agent cannot write {rel!r}: {exc.strerror or exc}", err=True)
+            sys.exit(2)
         say(f"mock: wrote {rel}")
 
 

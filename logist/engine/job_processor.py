@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logist.core.errors import JobStateError, LogistError, TrustError
+from logist.core.errors import JobStateError, LogistError
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id, pid_alive, process_start_time
+from logist.engine.trustgate import require_trust
 from logist.git import refs
 from logist.git.gitcmd import git
 from logist.store.job_state import Update, apply_update
@@ -279,17 +280,10 @@ class Engine:
         return self._provision_and_execute(lease)
 
     def _require_trust(self, m: Manifest) -> None:
-        """A command step of a job this clone does not trust is never executed: not when it
+        """A step of a job this clone does not trust is never executed: not when it
         starts, not when an interrupted execution is resumed or re-executed (TrustError; the
         job stays as it is until someone trusts it)."""
-        from logist.agents import get_agent
-
-        step = m.current
-        if get_agent(step.agent).runs_commands and not (m.trusted or self.trust):
-            raise TrustError(
-                f"job {m.id} came from {m.origin} and its step {m.step} runs a command: "
-                f"{step.options.get('command')!r}; it is not executed until you trust the job",
-                hint=f"review it, then `logist job trust {m.id}` (or pass --trust)")
+        require_trust(m, trust=self.trust)
 
     def _provision_and_execute(self, lease: Lease) -> StepResult:
         job_id = lease.job_id

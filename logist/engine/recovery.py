@@ -50,6 +50,7 @@ from typing import Any
 
 from logist.core.errors import BusyError, ConcurrentUpdateError, LogistError, ManifestError, UsageError
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
+from logist.core.safepath import UnsafePathError, remove_file
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git, git_out
 from logist.store.jobstore import RECORD_FILES, JobStore, crash_point
@@ -340,8 +341,8 @@ def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str
             git(["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *extras], cwd=wt, check=False)
             for rel in extras:
                 try:
-                    (wt / rel).unlink()
-                except OSError:
+                    remove_file(wt, rel)  # never through a symlink
+                except UnsafePathError:
                     pass
         other = git(["diff", "--quiet", own, "--", ".logist", f":(exclude){record}"], cwd=wt,
                     check=False).returncode != 0

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logist.core.errors import ConcurrentUpdateError, JobStateError, LockHeldError, LogistError, TrustError, UsageError
+from logist.core.errors import ConcurrentUpdateError, JobStateError, LockHeldError, LogistError, UsageError
 from logist.core.model import RESTING, TRANSIENT, Execution, Manifest, RunInfo, State, StepStatus
 from logist.core.procs import boot_id
+from logist.engine.trustgate import require_trust
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git, git_out
 from logist.store.job_state import Update, apply_update
@@ -505,7 +506,6 @@ def _isolated_worktree(store: JobStore, job_id: str, r: _Restep) -> Path:
 
 def _check_restep(store: JobStore, m: Manifest, n: int, *, isolated: bool, advance: bool,
                   trust: bool) -> None:
-    from logist.agents import get_agent
     from logist.engine.job_processor import Engine
 
     step = m.steps[n - 1]
@@ -519,10 +519,7 @@ def _check_restep(store: JobStore, m: Manifest, n: int, *, isolated: bool, advan
         raise JobStateError(f"step {n} of job {m.id} has never started, so there is no commit to "
                             "restep it from in isolation",
                             hint=f"restep it in the job's worktree: `logist job restep {m.id} {n}`")
-    if get_agent(step.agent).runs_commands and not (m.trusted or trust):
-        raise TrustError(f"job {m.id} came from {m.origin} and its step {n} runs a command: "
-                         f"{step.options.get('command')!r}; it is not executed until you trust the job",
-                         hint=f"review it, then `logist job trust {m.id}` (or pass --trust)")
+    require_trust(m, n, trust=trust)
     breach = Engine(store)._budget_breach(m)
     if breach:
         raise JobStateError(f"job {m.id} cannot restep step {n}: {breach} (the budget covers every "
@@ -894,14 +891,7 @@ def repair_interrupted(engine, lease: Lease):
 def _check_trusted(engine, m: Manifest, n: int) -> None:
     """TrustError before a command step of a job this clone does not trust is executed (the
     same rule as a restep's start and a step's start); nothing is written."""
-    from logist.agents import get_agent
-
-    step = m.steps[n - 1]
-    if get_agent(step.agent).runs_commands and not (m.trusted or engine.trust):
-        raise TrustError(f"job {m.id} came from {m.origin} and its step {n} runs a command: "
-                         f"{step.options.get('command')!r}; an interrupted restep of it is not "
-                         "executed again until you trust the job",
-                         hint=f"review it, then `logist job trust {m.id}` (or pass --trust)")
+    require_trust(m, n, trust=engine.trust, again=True)
 
 
 def _resume_restep(engine, lease: Lease, tip: str, m: Manifest, r: _Restep) -> RestepResult:

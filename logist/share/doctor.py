@@ -60,6 +60,7 @@ def diagnose(store: JobStore, *, remote: str | None = None) -> DoctorReport:
         return rep  # the other checks need the config (where worktrees live)
     jobs = {s.id: s for s in store.list_jobs()}
     _records(store, jobs, rep)
+    _symlinks(store, jobs, rep)
     if not any(f.kind == "invalid-config" and "(worktrees.dir)" in f.fix for f in rep.findings):
         _worktrees(store, jobs, rep)  # with a refused worktrees.dir, nothing there is looked at
     _locks(store, jobs, rep)
@@ -116,6 +117,25 @@ def _records(store: JobStore, jobs, rep: DoctorReport) -> None:
                 "invalid-record", f"job {s.id}: {s.error}", job=s.id,
                 fix=f"inspect `git show {s.tip[:12]}:{refs.manifest_path(s.id)}`; "
                     f"`logist recover {s.id}` restores logist's last record"))
+
+
+def _symlinks(store: JobStore, jobs, rep: DoctorReport) -> None:
+    """Jobs that came from a remote whose tree holds a symlink pointing out of the worktree or
+    into a .git (docs/sharing.md, "Trust"): logist never writes through one and does not run
+    the job until it is trusted, but its agent or a person could follow it."""
+    from logist.share.sharing import job_link_problems
+
+    for s in jobs.values():
+        m = s.manifest
+        if m is None or m.origin == "local":
+            continue
+        for why in job_link_problems(store, s.tip):
+            rep.findings.append(Finding(
+                "dangerous-symlink", f"job {s.id} (from {m.origin}) has a symlink out of its "
+                f"worktree: {why}" + ("" if m.trusted else "; it is not trusted, so it does not run"),
+                job=s.id,
+                fix=f"inspect it (`git ls-tree -r {refs.branch_name(s.id)}`); cancel the job "
+                    f"(`logist job cancel {s.id}`) unless you trust it (`logist job trust {s.id}`)"))
 
 
 def _running(store: JobStore, job_id: str, state: State | None) -> bool:

@@ -38,13 +38,14 @@ from logist.share.sharing import (
     fetch,
     for_each_ref,
     import_job,
+    job_link_problems,
+    needs_trust,
     push,
     remote_holder,
     remote_lease_expired,
     resolve_remote,
     rev,
     run_push,
-    steps_needing_trust,
     trusted_here,
 )
 from logist.store.jobstore import JobStore
@@ -243,14 +244,15 @@ def survey(store: JobStore, remote: str) -> Survey:
             continue
         if m.state != State.PENDING and m.state not in TRANSIENT:
             continue
-        if steps_needing_trust(m):
+        links = job_link_problems(store, js.tip)
+        if needs_trust(m, links):
             previous = None
             if rev(store, refs.branch_ref(js.id)):
                 try:
                     _, previous = store.read(js.id)
                 except LogistError:
                     previous = None
-            if not trusted_here(store, m, previous=previous):
+            if not trusted_here(store, m, previous=previous, links=links):
                 s.untrusted.append(js.id)
                 continue
         lock_oid = locks.get(refs.remote_lock_ref(remote, js.id))

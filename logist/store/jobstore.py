@@ -27,6 +27,7 @@ from logist.core.errors import (
     UsageError,
 )
 from logist.core.faults import crash_point as crash_point  # the engine modules import it from here too
+from logist.core.safepath import read_file, write_file
 from logist.core.states import State
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, Started, git, git_out
@@ -859,18 +860,15 @@ class JobStore:
                 data = self.blob_at(tip, f"{refs.record_dir(job_id)}/{name}")
                 if data is not None:
                     files[name] = data
-        rec = wt / refs.record_dir(job_id)
-        rec.mkdir(parents=True, exist_ok=True)
+        # Never through a symlink: a link the agent (or a fetched branch) put at .logist, the
+        # record directory or a record file is replaced, not followed (logist.core.safepath).
         differed = False
         for name, data in files.items():
-            target = rec / name
-            try:
-                if target.read_bytes() == data:
-                    continue
-            except OSError:
-                pass
+            rel = f"{refs.record_dir(job_id)}/{name}"
+            if read_file(wt, rel) == data:
+                continue
             differed = True
-            _rewrite(target, data)
+            write_file(wt, rel, data, replace_links=True)
         paths = [f"{refs.record_dir(job_id)}/{n}" for n in files]
         if started is None:
             git(["update-index", "--add", "--", *paths], cwd=wt)
@@ -882,27 +880,6 @@ class JobStore:
                                argv=started.argv, returncode=proc.returncode, stdout=proc.stdout,
                                stderr=proc.stderr)
         return differed
-
-
-def _rewrite(path: Path, data: bytes) -> None:
-    """Replace a worktree file the way ``git checkout`` does: unlink, then create anew.
-
-    Not atomic for a reader in the worktree (a moment without the file), which is fine for
-    the record's working copy: it is never believed (DESIGN.md §5.1). A rename over the old
-    file (or a truncate) would make ext4 flush the data to disk first (``auto_da_alloc``):
-    0.5 ms per file, a quarter of a transition.
-    """
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
 
 
 _STATES = frozenset(s.value for s in State)

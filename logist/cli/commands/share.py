@@ -129,9 +129,10 @@ def adopt(id: str, /, *, remote: str | None = None,
 def trust(id: str, /, *, remote: str | None = None, yes: bool = False) -> int:
     """Show the commands a job would run, then trust them in this clone.
 
-    A job that came from a remote may name commands (command steps, extra CLI args for an AI
-    agent); logist does not execute them until you trust the job here. The trust is pinned to
-    the commands shown: if they change, the job is untrusted again. Without a local branch
+    A job that came from a remote may name commands (command steps, extra CLI args or other
+    options such as skip_permissions or env for an AI agent) or hold symlinks pointing out of
+    its worktree or into .git; logist does not execute it until you trust the job here. The
+    trust is pinned to what is shown: if it changes, the job is untrusted again. Without a local branch
     (a job only fetched) the trust is remembered for when a worker or `job adopt` takes it.
 
     Parameters
@@ -151,12 +152,18 @@ def trust(id: str, /, *, remote: str | None = None, yes: bool = False) -> int:
     store = cli.store()
     job_id = validate_job_id(id)
     info, _m = trust_candidates(store, job_id, remote)
-    if not info.commands:
+    if not info.commands and not info.links:
         say(f"{job_id} runs no commands (mock or AI-agent prompts only): nothing to trust")
         return 0
-    say(f"job {job_id} ({info.where}) runs these commands in its worktree:")
+    if info.commands:
+        say(f"job {job_id} ({info.where}) runs these commands in its worktree:")
     for n, agent, argv in info.commands:
         say(f"  step {n} ({agent}): {json.dumps(argv)}")
+    if info.links:
+        say(f"job {job_id} ({info.where}) has symlinks that point out of its worktree or into "
+            ".git (logist never writes through them; its agent could):")
+    for why in info.links:
+        say(f"  symlink {why}")
     if info.already:
         say(f"{job_id}: already trusted in this clone")
         return 0
