@@ -16,15 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import git
-from test_sharing import Net, lg, make_net, manifest_at, refs_snapshot
+from test_sharing import Net, lg, manifest_at, refs_snapshot
 
 HOOK = "#!/bin/sh\necho PWNED > {marker}\n"
-
-
-@pytest.fixture
-def net(tmp_path, monkeypatch) -> Net:
-    monkeypatch.setenv("LOGIST_NO_WATCHER", "1")
-    return make_net(tmp_path)
 
 
 def mock_toml(title: str, writes: dict[str, str], **step) -> str:
