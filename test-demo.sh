@@ -123,7 +123,7 @@ logist job approve "$gate" --message "looks good"
 expect_state "$gate" SUCCESS
 git log -3 --format='%s%n%b' "logist/$gate" | grep -E 'logist\(|looks good' | head -5
 
-# ---------------------------------------------------------------- rerun and restep (issue 4)
+# ---------------------------------------------------------------- rerun and restep (docs/rerun.md)
 count_runs() { logist job show "$1" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))'; }
 
 step "rerun/restep: a job whose step 2 fails until a person fixes it"
@@ -194,7 +194,7 @@ git for-each-ref refs/logist/resteps
 git fsck --no-progress 2>&1 | grep -v '^dangling' || true
 
 
-# ---------------------------------------------------------------- kill -9 and recovery (issue 5)
+# ---------------------------------------------------------------- kill -9 and recovery (docs/recovery.md)
 step "a job interrupted with kill -9 mid-step, then recovered from the branch tip"
 cat > "$scratch/slow.toml" <<'TOML'
 title = "Slow work"
@@ -228,7 +228,7 @@ logist job run "$slow" || true
 expect_state "$slow" SUCCESS
 git for-each-ref "refs/logist/locks/$slow" | grep . && { echo "FAIL: lock left behind" >&2; exit 1; } || true
 
-# ---------------------------------------------------------------- observer and sentinel (issue 6)
+# ---------------------------------------------------------------- observer and sentinel (docs/observer.md)
 step "an agent hits a rate limit (noted by the observer) and completes"
 cat > "$scratch/ratelimit.toml" <<'TOML'
 title = "Rate limited"
@@ -268,7 +268,7 @@ logist job run "$q"
 expect_state "$q" SUCCESS
 git log --format='%h %s%n%N' "logist/$q" | grep -E 'Notes|waiting_input|interrupt' | head -6
 
-# ---------------------------------------------------------------- sharing (issue 7)
+# ---------------------------------------------------------------- sharing (docs/sharing.md)
 step "push to a bare remote; a second clone inspects the job; a merged PR is cleaned up on pull"
 git init -q --bare "$scratch/shared.git"
 git clone -q "$scratch/shared.git" "$scratch/alice"

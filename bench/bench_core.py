@@ -1,4 +1,4 @@
-"""Core benchmarks of logist (issue 2 §12): transitions, listing, import cost.
+"""Core benchmarks of logist (docs/performance.md#core): transitions, listing, import cost.
 
     python bench/bench_core.py [--quick] [--rounds N] [--sizes 1000,10000] [--only a,b,c]
 

@@ -1,4 +1,4 @@
-"""Hang detection latency and the cost of the side process's notes (issue 6 §8).
+"""Hang detection latency and the cost of the side process's notes (docs/observer.md#costs-benchbench_hangpy).
 
     python bench/bench_hang.py [--runs 20] [--silence 1] [--notes 100] [--rounds 3]
 

@@ -1,4 +1,4 @@
-"""Step benchmark of logist (issue 3 §10): one whole step against the same git work.
+"""Step benchmark of logist (docs/performance.md#one-step): one whole step against the same git work.
 
     python bench/bench_step.py [--quick] [--rounds N] [--agents command,mock]
 

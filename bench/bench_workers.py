@@ -1,5 +1,5 @@
 """Workers sharing one remote: jobs per minute with 1, 2 and 4 workers (mock agent), against the
-cost of the bare git pushes and fetches they make (issue 7 §12).
+cost of the bare git pushes and fetches they make (docs/performance.md#workers).
 
     python bench/bench_workers.py [--jobs 12] [--workers 1,2,4] [--watcher]
 

@@ -1,4 +1,4 @@
-"""Bad input (issue 2 §8, DESIGN.md §5.7): a clear message on stderr, a non-zero exit (2 usage,
+"""Bad input (docs/architecture.md#invariants, 7): a clear message on stderr, a non-zero exit (2 usage,
 1 refused, 4 busy), no traceback, and no change: refs identical before and after."""
 
 from __future__ import annotations

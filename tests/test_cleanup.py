@@ -1,4 +1,4 @@
-"""Cleanup after pull requests (issue 7 §5): merge commit, fast-forward and squash merges are
+"""Cleanup after pull requests (docs/sharing.md, cleanup): merge commit, fast-forward and squash merges are
 recognised; unmerged, DRAFT, PENDING, record-only and unpushed jobs are never touched; nothing is
 deleted before refs/logist/archive/<id> is written; dry run by default."""
 

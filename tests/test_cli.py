@@ -1,4 +1,4 @@
-"""The `logist` command line (issue 2 §7): create/list/status/show/history, human transitions,
+"""The `logist` command line (docs/cli.md): create/list/status/show/history, human transitions,
 select/LOGIST_JOB, path, -C, exit codes, and read commands that never write."""
 
 from __future__ import annotations

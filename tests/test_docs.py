@@ -352,3 +352,44 @@ def test_benchmark_scripts_start(script):
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.startswith("usage:"), proc.stdout[:500]
+
+
+# ------------------------------------------------------------------------ self-contained
+def _repo_texts() -> dict[str, str]:
+    """Code, tests, benchmarks and docs: what a reader of the repository reads."""
+    files = [*ROOT.glob("logist/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/*.py"),
+             *ROOT.glob("docs/*.md"), ROOT / "README.md", ROOT / "test-demo.sh"]
+    return {p.relative_to(ROOT).as_posix(): p.read_text() for p in files if "_data" not in p.parts}
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_the_repository_cites_only_itself():
+    """No design notes or issue numbers from outside the repository: references name docs/."""
+    design = "DESIGN" + ".md"
+    pattern = re.compile(r"\bissue[ -]?\d+|§ ?\d")
+    bad = [f"{name}:{i}" for name, text in _repo_texts().items() for i, line in enumerate(text.splitlines(), 1)
+           if design in line or pattern.search(line)]
+    assert not bad, f"references to something outside the repository: {bad}"
+
+
+def test_every_docs_reference_leads_to_a_heading():
+    """References to a docs page (with an optional #anchor) in code, and links between the docs
+    pages, name a page and a heading that exist."""
+    anchors = {p.name: {github_anchor(h) for h in re.findall(r"^#+ (.+)$", p.read_text(), re.M)}
+               for p in DOCS.glob("*.md")}
+    bad = []
+    for name, text in _repo_texts().items():
+        refs = re.findall(r"(?<![\w/\":])docs/([\w-]+\.md)(?:#([\w-]+))?", text)
+        if name.startswith("docs/"):
+            refs += re.findall(r"\]\(([\w-]+\.md)(?:#([\w-]+))?\)", text)
+        for file, anchor in refs:
+            if file not in anchors:
+                bad.append(f"{name}: docs/{file} does not exist")
+            elif anchor and anchor not in anchors[file]:
+                bad.append(f"{name}: docs/{file} has no heading #{anchor}")
+    assert not bad, "\n".join(sorted(set(bad)))

@@ -1,4 +1,4 @@
-"""`logist doctor [--fix]` (issue 7 §7): worktrees vs branches and records, dead locks, stale
+"""`logist doctor [--fix]` (docs/sharing.md, doctor): worktrees vs branches and records, dead locks, stale
 *.lock files, unpushed history and notes that diverged from the remote."""
 
 from __future__ import annotations

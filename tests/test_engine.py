@@ -1,5 +1,5 @@
-"""Running steps (issue 3 §5-§7) through the real CLI and Engine: real agent processes (the mock
-agent and real programs), real commits, notes and budgets."""
+"""Running steps (docs/architecture.md#data-flow-of-a-step) through the real CLI and Engine: real
+agent processes (the mock agent and real programs), real commits, notes and budgets."""
 
 from __future__ import annotations
 
@@ -266,7 +266,7 @@ def test_command_with_a_fenced_outcome(cli):
 
 
 def test_the_record_survives_an_agent_that_commits(cli):
-    """DESIGN.md §5.8: an agent that commits (and even edits .logist/) keeps its work; logist's
+    """docs/architecture.md#invariants, 8: an agent that commits (and even edits .logist/) keeps its work; logist's
     record comes from logist's own last commit."""
     repo = cli.repo
     prog = ("import json, pathlib, subprocess; "

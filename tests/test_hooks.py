@@ -1,4 +1,4 @@
-"""The shipped hooks (issue 7 §6): `git pull` (merge or rebase) cleans up integrated jobs quietly;
+"""The shipped hooks (docs/sharing.md#hooks): `git pull` (merge or rebase) cleans up integrated jobs quietly;
 a hook never fails the user's git command, never prompts, works from linked worktrees and
 ignores inherited GIT_* variables."""
 

@@ -1,4 +1,4 @@
-"""The record survives the agent (DESIGN.md §5 invariant 8).
+"""The record survives the agent (docs/architecture.md#invariants, 8).
 
 Command steps play a hostile agent in the job's worktree: they edit or delete `.logist/`,
 commit, amend, `reset --hard HEAD~2` and rebase the checked-out job branch. Harvest detects

@@ -1,4 +1,4 @@
-"""`logist init` (issue 2 §2): template, notes config, hooks next to other hooks, excludes;
+"""`logist init` (docs/cli.md#logist-init): template, notes config, hooks next to other hooks, excludes;
 idempotent; from a subdirectory and a linked worktree; refused outside a repo and in a bare one."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""logist.store.job_state: the transition table of DESIGN.md §3 and the manifest API of issue 2 §6.
+"""logist.store.job_state: the transition table of docs/states.md and the manifest API
+(docs/architecture.md#how-a-transition-is-written).
 
-The table is checked against an expectation written out by hand from DESIGN.md, not against
+The table is checked against an expectation written out by hand from docs/states.md, not against
 itself; ``update_job_manifest`` runs against a real repository through the real JobStore.
 """
 
@@ -33,7 +34,7 @@ from logist.store.job_state import (
 S = State
 NON_TERMINAL = [s for s in State if s not in TERMINAL]
 
-# DESIGN.md §3, written out by hand.
+# docs/states.md, written out by hand.
 EXPECTED = {
     (S.DRAFT, "activate"): S.PENDING,
     (S.PENDING, "start"): S.PROVISIONING,

@@ -1,4 +1,4 @@
-"""Job files (TOML, issue 2 §4): the documented format parses; every kind of bad file gets an
+"""Job files (TOML, docs/jobfile.md): the documented format parses; every kind of bad file gets an
 error naming the file, the key and the line, and creates nothing."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from logist.core.errors import JobFileError
 from logist.core.jobfile import parse_job_file, parse_job_text
 from logist.share.install import data_dir
 
-# The example of issue 2 §4, verbatim.
-ISSUE_EXAMPLE = '''\
+# A job file with every kind of key and comment (docs/jobfile.md has the complete example).
+FULL_EXAMPLE = '''\
 title = "Add greeting"
 prompt = "What the whole job is for"
 agent = "mock"                 # default agent of every step
 requires_approval = false      # last step ends in APPROVAL_REQUIRED instead of SUCCESS
 [budget]                       # max_cost_usd, max_seconds, max_attempts
 max_cost_usd = 2.0
-[sentinel]                     # per-job overrides of .logist/config.toml (used by the sentinel issue)
+[sentinel]                     # per-job overrides of .logist/config.toml (docs/observer.md#thresholds)
 silence_seconds = 300
 [observer.patterns]            # extra observer regexes, name = "regex"
 deploy_started = "DEPLOY STARTED"
@@ -31,7 +31,7 @@ prompt = "Create hello.txt"
 agent = "command"              # per-step agent; command agents take an argv list
 command = ["python3", "-c", "print('hi')"]
 [steps.mock]                   # what the mock agent does in this step
-scenario = "success"           # see the execution issue for the list
+scenario = "success"           # scenarios: docs/jobfile.md
 writes = { "hello.txt" = "hello\\n" }
 cost_usd = 0.01
 '''
@@ -39,8 +39,8 @@ cost_usd = 0.01
 MINIMAL = 'title = "t"\n[[steps]]\nprompt = "p"\n'
 
 
-def test_issue_example_parses():
-    spec = parse_job_text(ISSUE_EXAMPLE, "example.toml")
+def test_full_example_parses():
+    spec = parse_job_text(FULL_EXAMPLE, "example.toml")
     assert spec.title == "Add greeting" and spec.agent == "mock" and not spec.requires_approval
     assert spec.budget.max_cost_usd == 2.0 and spec.budget.max_attempts == 3
     assert spec.sentinel == {"silence_seconds": 300}
@@ -50,8 +50,8 @@ def test_issue_example_parses():
     assert step.mock == {"scenario": "success", "writes": {"hello.txt": "hello\n"}, "cost_usd": 0.01}
 
 
-def test_issue_example_creates_a_job_with_its_fields(cli):
-    job_id = create_job(cli, "--file", write(cli.repo.parent / "example.toml", ISSUE_EXAMPLE))
+def test_full_example_creates_a_job_with_its_fields(cli):
+    job_id = create_job(cli, "--file", write(cli.repo.parent / "example.toml", FULL_EXAMPLE))
     rec = record_at(cli.repo, tip(cli.repo, job_id), job_id)
     assert rec["title"] == "Add greeting" and rec["prompt"] == "What the whole job is for"
     assert rec["budget"]["max_cost_usd"] == 2.0

@@ -1,4 +1,4 @@
-"""Lease locks (DESIGN.md §7): create-only acquire, CAS heartbeat, compare-and-delete release,
+"""Lease locks (docs/recovery.md): create-only acquire, CAS heartbeat, compare-and-delete release,
 staleness, takeover by CAS, fencing, and stale `*.lock` files under the git directory."""
 
 from __future__ import annotations

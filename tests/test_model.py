@@ -1,4 +1,4 @@
-"""logist.core.model: strict records, schema version, canonical JSON and round trips (issue 2 §3)."""
+"""logist.core.model: strict records, schema version, canonical JSON and round trips (docs/refs.md#the-job-record)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def make(**kw) -> Manifest:
     return Manifest(**data)
 
 
-def test_record_has_the_issue_fields():
+def test_record_has_the_documented_fields():
     fields = set(Manifest.model_fields)
     assert {"id", "title", "prompt", "state", "step", "run", "base", "steps", "budget", "cost_usd",
             "seconds", "created_at", "updated_at", "schema_version"} <= fields

@@ -138,7 +138,7 @@ def test_eight_concurrent_writers_lose_nothing(repo, tmp_path):
     # For comparison (not asserted, it is timing-dependent): the same load with
     #     git notes --ref=logist/observer append -m "$line" <commit>
     # loses notes silently, because `git notes` moves the ref without an old-value check
-    # (DESIGN.md §5a measured 4 writers keeping 74 of 200 notes, all exiting 0).
+    # (docs/architecture.md#known-hazards-of-git: measured 4 writers keeping 74 of 200 notes, all exiting 0).
     commits = make_commits(repo, 5)
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
@@ -242,7 +242,7 @@ def test_held_lock_is_retried_then_busy_and_a_stale_one_is_cleared(repo):
         append_notes(repo, NOTES_OBSERVER, {head: ['{"n":2}']}, retries=2)
     assert lock.exists(), "a fresh lock belongs to a live writer: left alone"
     old = time.time() - 3600
-    os.utime(lock, (old, old))  # a writer killed an hour ago left it behind (DESIGN.md §5a)
+    os.utime(lock, (old, old))  # a writer killed an hour ago left it behind (docs/architecture.md#known-hazards-of-git)
     append_notes(repo, NOTES_OBSERVER, {head: ['{"n":2}']}, retries=2)
     assert not lock.exists()
     assert [o["n"] for o in read_note_lines(repo, NOTES_OBSERVER, head)] == [1, 2]

@@ -1,4 +1,4 @@
-"""Packaging (issue 2 §1): a wheel built from the project's own files carries hooks/ and
+"""Packaging: a wheel built from the project's own files carries hooks/ and
 .logist-template/ as logist/_data/, and a normal (non-editable) install finds them.
 
 The wheel is built from a copy of the sources (building in place would leave build/ and

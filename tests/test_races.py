@@ -1,4 +1,4 @@
-"""Races between real processes (DESIGN.md §5 invariants 2 and 4, §7).
+"""Races between real processes (docs/architecture.md#invariants, 2 and 4; docs/recovery.md).
 
 - 8 processes race for one job's lock, round after round: exactly one winner every round, on
   a free lock and on a stale one (takeover by compare-and-swap);

@@ -1,4 +1,4 @@
-"""`logist job rerun` and `logist job restep` (issue 4), end to end through the real CLI.
+"""`logist job rerun` and `logist job restep` (docs/rerun.md), end to end through the real CLI.
 
 Every test works in its own real repository. Steps are `command` agents running a small
 script that appends its name to a counter file *outside* the worktree (so we can prove

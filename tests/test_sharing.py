@@ -1,5 +1,5 @@
 """Sharing through real bare remotes and several clones: push, fetch, remote listing, notes
-merging, adopt, trust, pull requests (issue 7 §1-4, §8, §10).
+merging, adopt, trust, pull requests (docs/sharing.md).
 
 The helpers at the top (``Net``, ``lg``, ``make_job`` ...) are shared with test_cleanup,
 test_hooks, test_worker and test_doctor.

@@ -1,4 +1,4 @@
-"""The git-native job store (issue 2 §5, DESIGN.md §4/§5): a job is a branch plus a worktree,
+"""The git-native job store (docs/refs.md, docs/architecture.md#invariants): a job is a branch plus a worktree,
 every transition is one commit made through the worktree and published by compare-and-swap."""
 
 from __future__ import annotations
@@ -222,8 +222,8 @@ def test_the_tip_record_is_the_state_not_the_working_copy(cli):
 
 
 def test_agent_style_commit_after_a_transition_keeps_the_record(cli):
-    """DESIGN.md §5a: the worktree's index must follow the branch, or `git add -A && git commit`
-    in the worktree silently reverts the last transition."""
+    """The worktree's index must follow the branch, or `git add -A && git commit` in the worktree
+    silently reverts the last transition (docs/architecture.md#known-hazards-of-git)."""
     repo = cli.repo
     job_id = create_job(cli, "--title", "Agent commits", "--step", "a")
     wt = store_of(repo).worktree_path(job_id)

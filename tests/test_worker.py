@@ -1,4 +1,4 @@
-"""Workers on several clones sharing one bare remote (issue 7 §9-10): claims are compare-and-swap
+"""Workers on several clones sharing one bare remote (docs/sharing.md, workers): claims are compare-and-swap
 pushes of the lock ref, so every job runs exactly once; a dead worker's lease expires and another
 worker finishes its job; untrusted command jobs are never taken; a worker that lost its lease
 cannot publish anything."""
@@ -398,3 +398,29 @@ def test_another_clones_interrupted_command_step_needs_trust(net, point):
     m = json.loads(git(b, "show", f"logist/{jid}:.logist/jobs/{jid}/manifest.json"))
     assert m["state"] == "SUCCESS"
     assert git(b, "for-each-ref", "refs/logist/locks/") == ""
+
+
+def test_a_lost_lease_stops_the_agent_only_if_it_is_still_the_process_started(cli, tmp_path):
+    """The worker that lost its lease stops the agent's group named in agent.json, but only when
+    the pid still has the recorded start time: a pid alone is never believed."""
+    from logist.core.procs import process_start_time
+    from logist.share.worker import _stop_agent
+    from logist.store.jobstore import JobStore
+
+    store = JobStore.discover(cli.repo)
+    job_id = "some-job"
+    store.run_dir(job_id).mkdir(parents=True, exist_ok=True)
+    agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        info = {"pid": agent.pid, "pgid": agent.pid, "start_time": process_start_time(agent.pid) + 1}
+        (store.run_dir(job_id) / "agent.json").write_text(json.dumps(info))
+        _stop_agent(store, job_id)  # another process with the same pid: left alone
+        assert agent.poll() is None
+        info["start_time"] -= 1
+        (store.run_dir(job_id) / "agent.json").write_text(json.dumps(info))
+        _stop_agent(store, job_id)
+        assert agent.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

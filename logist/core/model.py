@@ -1,6 +1,6 @@
 """The job record: strict pydantic models with a schema version and canonical JSON.
 
-The manifest at the tip of ``logist/<id>`` is the truth (DESIGN.md §5.1). Identical state
+The manifest at the tip of ``logist/<id>`` is the truth (docs/architecture.md#invariants, 1). Identical state
 serializes to an identical blob: sorted keys, two-space indent, trailing newline.
 """
 
@@ -21,7 +21,7 @@ from logist.core.states import TRANSIENT as TRANSIENT
 from logist.core.states import State as State
 from logist.core.states import StepStatus as StepStatus
 
-# The job id syntax (DESIGN.md §2). Layer 1 cannot import logist.git.refs (layer 3), which
+# The job id syntax (docs/refs.md). Layer 1 cannot import logist.git.refs (layer 3), which
 # validates ids with the same pattern; tests/test_model.py checks that the two agree.
 JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
 

@@ -1,8 +1,9 @@
-"""The step engine (DESIGN.md §6): PENDING -> PROVISIONING -> EXECUTING -> HARVESTING -> rest.
+"""The step engine: PENDING -> PROVISIONING -> EXECUTING -> HARVESTING -> rest
+(docs/architecture.md#data-flow-of-a-step).
 
 Each arrow is one commit, made under the job's lease and fenced by it. The agent runs in the
 job's worktree as a child process in its own process group; the side process (observer +
-sentinel) watches it. Recovery from the tip (DESIGN.md §7) re-enters the same code at the
+sentinel) watches it. Recovery from the tip (docs/recovery.md#recovery-from-the-tip) re-enters the same code at the
 phase the tip names, so a crash anywhere resumes where it stopped.
 """
 
@@ -569,7 +570,7 @@ class Engine:
 
     def _resume_executing(self, lease: Lease, m: Manifest, executing_commit: str | None = None
                           ) -> StepResult:
-        """EXECUTING at logist's own tip (DESIGN.md §7): harvest an agent that finished while
+        """EXECUTING at logist's own tip (docs/recovery.md#recovery-from-the-tip): harvest an agent that finished while
         nobody watched, re-attach to one that still runs, start one that never started (same
         attempt), or recover a killed one (RECOVERING, then attempt + 1)."""
         from logist.engine.recovery import agent_status, settle_branch

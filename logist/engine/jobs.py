@@ -213,7 +213,7 @@ def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activ
     return manifest
 
 
-# Human transitions (DESIGN.md §3): activate, suspend, resume, cancel, approve, reject, resubmit.
+# Human transitions (docs/states.md): activate, suspend, resume, cancel, approve, reject, resubmit.
 HUMAN_EVENTS = ("activate", "suspend", "resume", "cancel", "approve", "reject", "resubmit")
 
 

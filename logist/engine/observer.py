@@ -1,4 +1,4 @@
-"""The observer: named regexes that turn lines of agent output into signals (DESIGN.md §8).
+"""The observer: named regexes that turn lines of agent output into signals (docs/observer.md).
 
 Built-in patterns (``BUILTIN_PATTERNS``) cover what real agent CLIs (Claude Code, Codex, Aider,
 Gemini CLI, plain commands) print. They are matched case-insensitively and are written in the

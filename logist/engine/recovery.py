@@ -1,4 +1,4 @@
-"""Crash recovery from the branch tip (DESIGN.md §5 invariant 5, §7) and `logist recover`.
+"""Crash recovery from the branch tip (docs/architecture.md#invariants, 5; docs/recovery.md) and `logist recover`.
 
 Layer 5: use-cases that return results and raise ``LogistError``; they never print.
 
@@ -30,7 +30,7 @@ at any point can tell "still running", "finished with code N", "killed" and "nev
 apart, and the agent's work is harvested once instead of being redone.
 
 logist's own last commit: an agent works on the checked-out job branch and may commit, amend,
-reset or rebase it (DESIGN.md §5 invariant 8). The commit a step's agent started from is
+reset or rebase it (docs/architecture.md#invariants, 8). The commit a step's agent started from is
 recorded (``agent.json``) before the agent starts; the tip is logist's own record unless it
 carries no transition logist made after that commit (:func:`own_tip`).
 """

@@ -1,4 +1,4 @@
-"""The side process next to a running step: observer + sentinel (DESIGN.md §8).
+"""The side process next to a running step: observer + sentinel (docs/observer.md).
 
     python -S -m logist.engine.watcher --repo R --job ID --log PATH --pid PID --pgid PGID \\
         --commit OID --workdir DIR --verdict-file PATH [--config JSON] [--started-at EPOCH]

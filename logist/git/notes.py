@@ -1,4 +1,4 @@
-"""Git notes that survive concurrent writers (DESIGN.md §5a, §8).
+"""Git notes that survive concurrent writers (docs/architecture.md#known-hazards-of-git, docs/observer.md#notes-in-git).
 
 ``git notes add`` moves the notes ref without an old-value check, so several processes writing
 notes at once lose some silently (4 writers kept 74 of 200 notes). Here every write is
@@ -220,7 +220,7 @@ def _lost_race(stderr: str) -> bool:
 
 def _clear_stale_lock(repo: Path, notes_ref: str) -> bool:
     """Remove ``<notes_ref>.lock`` if it is older than STALE_LOCK_SECONDS (left by a killed
-    process: DESIGN.md §5a). Returns True if one was removed."""
+    process: docs/architecture.md#known-hazards-of-git). Returns True if one was removed."""
     try:
         common = git(["rev-parse", "--git-common-dir"], cwd=repo).stdout.strip()
     except GitError:

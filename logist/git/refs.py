@@ -1,6 +1,6 @@
 """The ref namespace of logist: every ref name is built and parsed here, nowhere else.
 
-DESIGN.md §4 is the contract::
+docs/refs.md is the contract::
 
     refs/heads/logist/<id>            job branch
     refs/logist/locks/<id>            lease lock

@@ -1,4 +1,4 @@
-"""Cleanup (DESIGN.md §9): integration detection, `logist gc`, `logist job clean`, the hooks.
+"""Cleanup (docs/sharing.md, cleanup): integration detection, `logist gc`, `logist job clean`, the hooks.
 
 Rules that hold whatever the options:
 

@@ -1,4 +1,4 @@
-"""Sharing jobs through any git remote (DESIGN.md §9): push, fetch, adopt, trust, pull requests.
+"""Sharing jobs through any git remote (docs/sharing.md): push, fetch, adopt, trust, pull requests.
 
 Layer 3/5: talks to git only through :mod:`logist.git.gitcmd`, builds every ref name through
 :mod:`logist.git.refs`, returns results and raises :class:`~logist.core.errors.LogistError`; never prints.
@@ -724,7 +724,8 @@ def _worktree_clean(wt: Path) -> bool:
 
 
 def _move_branch(store: JobStore, job_id: str, new: str, old: str | None, lease_oid: str) -> None:
-    """CAS the job branch (fenced by the lease) and bring its worktree along (§5a hazard)."""
+    """CAS the job branch (fenced by the lease) and bring its worktree along
+    (docs/architecture.md#known-hazards-of-git)."""
     wt = store.worktree_path(job_id)
     has_wt = (wt / ".git").exists()
     if has_wt and not _worktree_clean(wt):

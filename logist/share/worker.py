@@ -1,4 +1,4 @@
-"""Workers on many machines sharing one git remote (DESIGN.md §9, issue 7 §9).
+"""Workers on many machines sharing one git remote (docs/sharing.md, workers).
 
 A worker loops: fetch; pick a PENDING job (or one whose runner died: a transient state under an
 expired remote lease) that this clone may run; **claim** it by pushing its lock ref with
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from logist.core.errors import LogistError, RemoteError
 from logist.core.model import TRANSIENT, State
-from logist.core.procs import boot_id, process_start_time
+from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.git import refs
 from logist.share.sharing import (
     fetch,
@@ -502,14 +502,17 @@ class Worker:
 
 
 def _stop_agent(store: JobStore, job_id: str) -> None:
+    """SIGTERM the agent's process group, if the agent recorded in agent.json is still the
+    process that was started (pid and start time): a recorded pid is never believed alone."""
     import json
 
     try:
         info = json.loads((store.run_dir(job_id) / "agent.json").read_text())
-        pgid = int(info.get("pgid") or 0)
-    except (OSError, ValueError, TypeError):
+        pid, pgid = int(info.get("pid") or 0), int(info.get("pgid") or 0)
+        start_time = int(info["start_time"])
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return
-    if pgid > 1:
+    if pgid > 1 and pid > 1 and pid_alive(pid, start_time):
         try:
             os.killpg(pgid, signal.SIGTERM)
         except OSError:

@@ -1,4 +1,4 @@
-"""The state machine of DESIGN.md §3 as data, and the manifest API.
+"""The state machine of docs/states.md as data, and the manifest API.
 
 The transition table is pure: no I/O, no clock. ``load_job_manifest`` reads a record from a
 file or bytes; ``update_job_manifest`` computes the next record and hands it to a store that

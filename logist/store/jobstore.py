@@ -4,7 +4,7 @@ A job is ``refs/heads/logist/<id>`` plus a worktree. Every transition is one com
 in process with dulwich (blob, trees, commit) and published with one
 ``git update-ref --stdin`` transaction that verifies the holder's lock (fencing) and moves the
 branch by compare-and-swap. The job worktree's index is brought along afterwards, so
-``git status`` in the worktree stays clean (DESIGN.md §5a).
+``git status`` in the worktree stays clean (docs/architecture.md#known-hazards-of-git).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class ObjectWriter:
 
     def _add(self, obj) -> None:
         """``add_object`` with a bounded retry: dulwich raises FileLocked at once when another
-        process writes the same loose object (DESIGN.md §5a); a lock left by a killed writer
+        process writes the same loose object (docs/architecture.md#known-hazards-of-git); a lock left by a killed writer
         is removed once it is older than a minute."""
         from dulwich.file import FileLocked
 
@@ -782,7 +782,7 @@ class JobStore:
         A ``verify`` of a lock this process holds is kept in step with its heartbeat
         (``logist.store.locks.fence_stdin``). When the .lock is still there after the retries and it
         is stale (older than a minute, no live git in the repository: a killed git left it), it
-        is removed and the transaction tried once more (DESIGN.md §5a).
+        is removed and the transaction tried once more (docs/architecture.md#known-hazards-of-git).
         """
         done = None
         if "verify " + refs.LOCKS_PREFIX in stdin:
@@ -845,7 +845,7 @@ class JobStore:
         """Bring the worktree's copy of the record (files and index) to the branch tip.
 
         Returns True when the working copy differed from the tip (it is overwritten, never
-        believed: DESIGN.md §5.1). ``started``: an ``update-index --add --stdin`` already
+        believed: docs/architecture.md#invariants, 1). ``started``: an ``update-index --add --stdin`` already
         running in the worktree.
         """
         wt = self.worktree_path(job_id)

@@ -13,7 +13,7 @@ held (the heartbeat waits). A lease that another process took over is never rewr
 write is refused, as fencing requires.
 
 Also here: finding and removing stale ``*.lock`` files that a killed git (or dulwich) left
-under the git directory (DESIGN.md §5a): they block every later update of that ref and
+under the git directory (docs/architecture.md#known-hazards-of-git): they block every later update of that ref and
 ``git gc``, and nothing else ever expires them.
 """
 

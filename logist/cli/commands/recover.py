@@ -1,4 +1,4 @@
-"""`logist recover`: see and resume interrupted jobs (DESIGN.md §7)."""
+"""`logist recover`: see and resume interrupted jobs (docs/recovery.md#logist-recover)."""
 
 from __future__ import annotations
 
