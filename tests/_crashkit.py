@@ -274,3 +274,28 @@ def dead_pid() -> int:
     p = subprocess.Popen(["true"])
     p.wait()
     return p.pid
+
+
+def admin_dir(repo: Path, job_id: str) -> Path:
+    """The git admin dir of a job's worktree (where its index.lock lives)."""
+    text = (worktree(repo, job_id) / ".git").read_text().strip()
+    return Path(text.removeprefix("gitdir:").strip())
+
+
+def kill_group_when_file_appears(proc: subprocess.Popen, path: Path, *, timeout: float = 60) -> bool:
+    """SIGKILL ``proc``'s process group the moment ``path`` exists (polled every ~0.2 ms, a
+    git holding its lock file); True if the kill landed while the file was there (it is still
+    there after the group is dead), False if ``proc`` ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.lexists(path):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return False
+            proc.wait(timeout=10)
+            return os.path.lexists(path)
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.0002)
+    raise AssertionError(f"{path} never appeared within {timeout}s")

@@ -81,6 +81,10 @@ class BusyError(LogistError):
     exit_code = ExitCode.BUSY
 
 
+class GitLockError(BusyError):
+    """A git lock file (``index.lock``...) that a live git process may hold."""
+
+
 class LockHeldError(BusyError):
     """The job's lease is held by a live process."""
 

@@ -131,6 +131,7 @@ class Engine:
     def step(self, job_id: str, *, lease: Lease | None = None) -> StepResult:
         """Run exactly one step of a PENDING job (or finish an interrupted one)."""
         refs.validate_job_id(job_id)
+        self._check_lock_files(job_id)
         own = lease is None
         lease = lease or acquire(self.store, job_id)
         self._depth += 1
@@ -143,6 +144,7 @@ class Engine:
     def run(self, job_id: str, *, max_steps: int | None = None, lease: Lease | None = None) -> StepResult:
         """Steps until the job rests in anything but PENDING (``lease``: one the caller holds)."""
         refs.validate_job_id(job_id)
+        self._check_lock_files(job_id)
         own = lease is None
         lease = lease or acquire(self.store, job_id)
         self._depth += 1
@@ -166,6 +168,15 @@ class Engine:
                     return result
         finally:
             self._end_call(lease, own)
+
+    def _check_lock_files(self, job_id: str) -> None:
+        """A crash-left index.lock in the job's worktree is cleared before anything is written;
+        one a live git may hold stops the step here (GitLockError, exit 4, nothing written)."""
+        from logist.git.gitcmd import waiting_pids
+        from logist.git.lockfiles import check_worktree
+
+        for lock in check_worktree(self.store.worktree_path(job_id), exclude=waiting_pids()):
+            self.progress(f"{job_id}: removed {lock}, left by a git process that is gone")
 
     def _stop_between(self, lease: Lease) -> StepResult | None:
         """Honour a stop request made while no agent runs (docs/stopping.md); None if none."""

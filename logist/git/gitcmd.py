@@ -62,12 +62,47 @@ def git(args: Sequence[str], *, cwd: str | Path, input: str | bytes | None = Non
                        hint="install git (>= 2.30) and try again") from exc
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0] if args else ''} did not finish within {timeout:g}s", argv=argv) from None
+    if proc.returncode != 0:
+        proc = _after_lock_file(proc, argv, cwd, input, full_env, text, timeout, check)
     if check and proc.returncode != 0:
         err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
         out = proc.stdout if isinstance(proc.stdout, str) else proc.stdout.decode(errors="replace")
         first = (err.strip().splitlines() or ["(no output)"])[-1]
         raise GitError(f"git {args[0] if args else ''} failed: {first}", argv=argv,
                        returncode=proc.returncode, stdout=out, stderr=err)
+    return proc
+
+
+def _after_lock_file(proc: subprocess.CompletedProcess, argv: list[str], cwd: str | Path, input,
+                     env: Mapping[str, str], text: bool, timeout: float | None,
+                     check: bool) -> subprocess.CompletedProcess:
+    """git refused because a lock file exists: clear it and run once more when no live git can
+    hold it (a killed git left it); else, with ``check``, GitLockError (exit 4) naming it."""
+    from logist.git.lockfiles import clear_if_stale, describe_holders, lock_in_error, possible_holders
+
+    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
+    lock = lock_in_error(err)
+    if lock is None:
+        return proc
+    if clear_if_stale(lock, [cwd], exclude=waiting_pids()):
+        try:
+            proc = subprocess.run(argv, input=input, capture_output=True, env=env, text=text,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise GitError(f"{' '.join(argv[3:5])} did not finish within {timeout:g}s", argv=argv) from None
+        if proc.returncode == 0:
+            return proc
+        err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
+        lock = lock_in_error(err)
+        if lock is None:
+            return proc
+    if check:
+        from logist.core.errors import GitLockError
+
+        holders = possible_holders(lock, [cwd], exclude=waiting_pids())
+        raise GitLockError(f"a git lock file is in the way: {lock} ({describe_holders(holders)})",
+                           hint="wait for that git command to finish and run this again; if no git is "
+                                f"running, `logist recover` (or removing {lock}) clears it")
     return proc
 
 

@@ -1,0 +1,137 @@
+"""Kills that land while git holds a worktree's index.lock (docs/recovery.md#lock-files).
+
+A runner killed (SIGKILL to its process group, so its git dies too) while `git add -A` or
+`git update-index` holds `<git dir>/worktrees/<id>/index.lock` leaves the file behind. No live
+git can hold it, so the next `logist recover` / `job run` clears it and carries the job on:
+same invariants as every crash test (one commit per history entry, clean fsck, no lock left).
+A lock file a live git may hold stops the step with exit 4, the file named, nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from _crashkit import (
+    Procs,
+    admin_dir,
+    assert_consistent,
+    create,
+    init_project,
+    kill_group_when_file_appears,
+    logist,
+    manifest,
+    no_traceback,
+    sh_step,
+    wait_for,
+    worktree,
+)
+from conftest import git
+
+# ~2,000 files: `git add -A` and every `update-index` of the worktree hold index.lock for a
+# while, long enough for the kill to land inside it
+MANY_FILES = f'{sys.executable} -c "import os; os.makedirs(\'d\', exist_ok=True); ' \
+             f'[open(\'d/f%d\' % i, \'w\').write(str(i)) for i in range(2000)]"'
+
+
+@pytest.fixture
+def procs():
+    p = Procs()
+    yield p
+    p.kill_all()
+
+
+@pytest.fixture
+def project(repo):
+    init_project(repo)
+    return repo
+
+
+def test_kills_while_git_holds_index_lock_recover(project, procs):
+    landed = runs = 0
+    for i in range(6):
+        job = create(project, f'title = "index lock {i}"\n' + sh_step("many", MANY_FILES)
+                     + sh_step("more", "echo B > b.txt"))
+        lock = None
+        runner = procs.start(project, "job", "run", job)
+        wait_for(lambda: (project / ".git" / "worktrees").is_dir() and
+                 any((project / ".git" / "worktrees").iterdir()), what="the worktree")
+        lock = admin_dir(project, job) / "index.lock"
+        runs += 1
+        hit = kill_group_when_file_appears(runner, lock)
+        if not hit:
+            assert runner.returncode == 0, runner.stderr.read() if runner.stderr else ""
+            continue
+        landed += 1
+        assert lock.exists()
+        # a command that needs the job clears the file (no live git holds it) and goes on
+        rec = logist(project, "recover")
+        no_traceback(rec.stdout, rec.stderr)
+        assert rec.returncode == 0, rec.stdout + rec.stderr
+        if manifest(project, job)["state"] != "SUCCESS":
+            run = logist(project, "job", "run", job)
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert not lock.exists()
+        assert_consistent(project, job, files_added_once=("b.txt",))
+        if landed >= 2:
+            break
+    assert landed >= 1, f"no kill landed while index.lock was held in {runs} runs"
+    print(f"index.lock kills: {landed} landed in {runs} runs")
+
+
+def test_a_lock_a_live_git_may_hold_is_exit_4_and_nothing_written(project, tmp_path, procs):
+    job = create(project, 'title = "held"\n' + sh_step("s", "echo A > a.txt"))
+    lock = admin_dir(project, job) / "index.lock"
+    # a live process named git, working in the worktree, started before the lock file
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    shutil.copy("/bin/sleep", fake)
+    holder = procs.popen([str(fake), "300"], cwd=str(worktree(project, job)))
+    wait_for(lambda: open(f"/proc/{holder.pid}/comm").read().strip() == "git", what="the holder")
+    import time
+
+    time.sleep(0.05)
+    lock.write_text("")
+    before = git(project, "for-each-ref")
+    r = logist(project, "job", "run", job)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert str(lock) in r.stderr and f"git process {holder.pid}" in r.stderr, r.stderr
+    assert git(project, "for-each-ref") == before
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    r = logist(project, "job", "run", job)
+    assert r.returncode == 0, r.stderr
+    assert "removed" in r.stderr and str(lock) in r.stderr
+    assert_consistent(project, job, files_added_once=("a.txt",))
+
+
+def test_git_commands_clear_a_dead_lock_or_name_a_live_one(project, tmp_path, procs):
+    """Below the engine: logist's git door clears a lock no live git can hold and runs the
+    command again; one a live git may hold is GitLockError (exit 4) naming the file."""
+    from logist.core.errors import GitLockError
+    from logist.git.gitcmd import git as lgit
+
+    (project / "x.txt").write_text("x\n")
+    lock = project / ".git" / "index.lock"
+    lock.write_text("")
+    lgit(["add", "x.txt"], cwd=project)
+    assert not lock.exists()
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    shutil.copy("/bin/sleep", fake)
+    holder = procs.popen([str(fake), "300"], cwd=str(project))
+    wait_for(lambda: open(f"/proc/{holder.pid}/comm").read().strip() == "git", what="the holder")
+    import time
+
+    time.sleep(0.05)
+    lock.write_text("")
+    with pytest.raises(GitLockError) as exc:
+        lgit(["add", "x.txt"], cwd=project)
+    assert str(lock) in exc.value.message and exc.value.exit_code == 4
+    assert lock.exists()
+    assert subprocess.run(["git", "-C", str(project), "status"], capture_output=True).returncode == 0
+    os.kill(holder.pid, signal.SIGKILL)
