@@ -351,10 +351,9 @@ def test_stale_ref_lock_file_is_removed_and_fresh_one_kept(store):
     job = make_job(store)
     ref_lock = store.paths.common_dir / "refs" / "heads" / "logist" / f"{job}.lock"
     ref_lock.write_text("0" * 40 + "\n")
-    assert stale_lock_files(store) == []  # fresh: maybe a live git is writing it
-    r = logist(store.root, "job", "suspend", job)
-    assert r.returncode == 4 and ".lock" in r.stderr, r.stderr
-    no_traceback(r.stderr)
+    assert stale_lock_files(store) == []  # fresh: the sweep keeps it (a live git may be writing it)
+    # (a write that runs into it removes it at once when no live git can hold it, and exits 4
+    # naming it when one may: tests/test_crash_index_lock.py)
     _age(ref_lock, 120)
     assert stale_lock_files(store) == [ref_lock]
     # Removal also waits until no git process could be working in the repository; under
