@@ -10,8 +10,8 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logist.core.errors import JobFileError, JobStateError, UsageError
-from logist.core.states import TERMINAL, TRANSIENT, State, record_in_flight
+from logist.core.errors import JobFileError, UsageError
+from logist.core.states import TRANSIENT, State, record_in_flight
 from logist.git import refs
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire, read_lock
@@ -312,13 +312,6 @@ class JobStatus:
         }
 
 
-def is_interrupted(m: Manifest, holder: dict[str, Any] | None) -> bool:
-    """A job in a transient state, or with a restep in flight (``execution.restep``), whose
-    holder is gone (or that nobody holds)."""
-    running = m.state in TRANSIENT or (m.execution is not None and m.execution.restep)
-    return running and (holder is None or bool(holder.get("stale")))
-
-
 def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:
     current = read_lock(store, job_id)
     if current is None:
@@ -468,12 +461,3 @@ def select_job(store: JobStore, job_id: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(job_id + "\n")
     return job_id
-
-
-def terminal(m: Manifest) -> bool:
-    return m.state in TERMINAL
-
-
-def ensure_not_state(m: Manifest, states: set[State], what: str) -> None:
-    if m.state in states:
-        raise JobStateError(f"job {m.id} is {m.state.value}; cannot {what}")

@@ -100,13 +100,6 @@ def _wait_until_taken(store: JobStore, job_id: str, proc: subprocess.Popen, time
         time.sleep(0.02)
 
 
-def _current_log(store: JobStore, job_id: str) -> Path | None:
-    _, m = store.read(job_id)
-    if m.execution and m.execution.log:
-        return Path(m.execution.log)
-    return None
-
-
 def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: float = 0.1
            ) -> Iterator[str]:
     """Yield a running job's output as it is written, across attempts; stop when it rests."""

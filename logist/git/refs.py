@@ -136,10 +136,6 @@ def remote_lock_ref(remote: str, job_id: str) -> str:
     return remote_logist_prefix(remote, "locks") + validate_job_id(job_id)
 
 
-def remote_archive_ref(remote: str, job_id: str) -> str:
-    return remote_logist_prefix(remote, "archive") + validate_job_id(job_id)
-
-
 def remote_notes_ref(remote: str, notes_ref: str) -> str:
     """refs/notes/logist/<kind> -> refs/notes/remotes/<R>/logist/<kind>."""
     if not notes_ref.startswith("refs/notes/logist/"):

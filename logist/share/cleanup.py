@@ -225,10 +225,6 @@ class JobPlan:
     errors: list[str] = field(default_factory=list)
 
     @property
-    def touched(self) -> bool:
-        return bool(self.actions)
-
-    @property
     def judged_tip(self) -> str:
         """The tip that was judged: every plan that reaches the checks (and so gets actions) has one."""
         assert self.tip is not None, self.job_id

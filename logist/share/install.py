@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logist.git.gitcmd import git, git_out
+from logist.git.gitcmd import git
 from logist.store.jobstore import RepoPaths
 
 SHIM_MARKER = "logist hook shim"
@@ -299,7 +299,3 @@ def _exclude(paths: RepoPaths, report: InitReport) -> None:
             for e in missing:
                 fh.write(e + "\n")
         report.excludes.extend(missing)
-
-
-def git_dir_of(root: Path) -> str:
-    return git_out(["rev-parse", "--git-common-dir"], cwd=root)

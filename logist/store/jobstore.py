@@ -906,11 +906,5 @@ def _listable(data, job_id: str) -> bool:
             and bool(data["steps"]) and isinstance(data.get("updated_at"), str))
 
 
-def host_name() -> str:
-    import socket
-
-    return socket.gethostname()
-
-
 def dumps(obj) -> str:
     return json.dumps(obj, sort_keys=True, indent=2)
