@@ -69,23 +69,20 @@ def block(obj, fence: str = "```json") -> str:
     return f"{fence}\n{json.dumps(obj) if not isinstance(obj, str) else obj}\n```"
 
 
-def test_last_valid_block_wins_and_invalid_blocks_are_ignored():
+def test_last_outcome_block_wins_and_blocks_that_are_not_outcomes_are_skipped():
     text = "\n".join([
         "thinking...",
         block({"action": "RETRY", "summary": "first"}),
+        block({"action": "DONE", "summary": "bad action"}),
         block("{not json"),
         "```python\nprint('x')\n```",
         block({"action": "COMPLETED", "summary": "second", "evidence_files": ["a.py"]}, "```"),
-        block({"action": "DONE", "summary": "bad action"}),
-        block({"action": "STUCK", "summary": 3}),
-        block({"action": "COMPLETED", "evidence_files": "a.py"}),
-        block({"action": "COMPLETED", "tokens": 1.5}),
-        block({"action": "COMPLETED", "approval": "yes"}),
+        block({"summary": "no action key"}),
         block(["COMPLETED"]),
     ])
     out = find_outcome(text)
     assert out["action"] == "COMPLETED" and out["summary"] == "second"
-    assert out["evidence_files"] == ["a.py"] and out["approval"] is False
+    assert out["evidence_files"] == ["a.py"] and out["approval"] is False and out["warnings"] == []
 
 
 def test_outcome_tolerates_crlf_and_reads_optional_fields():
@@ -94,7 +91,8 @@ def test_outcome_tolerates_crlf_and_reads_optional_fields():
         "tokens": 1000, "approval": True, "extra": "ignored"}) + "\r\n```\r\n")
     out = find_outcome(text)
     assert out == {"action": "STUCK", "summary": "need a key", "evidence_files": [],
-                   "reason": "no API key", "approval": True, "cost_usd": 0.25, "tokens": 1000}
+                   "reason": "no API key", "approval": True, "cost_usd": 0.25, "tokens": 1000,
+                   "warnings": []}
 
 
 def test_python_block_closing_fence_does_not_swallow_the_outcome():

@@ -185,3 +185,56 @@ def test_record_writes_never_follow_a_link_the_agent_made(project, tmp_path, wha
     tree = git(project, "ls-tree", "-r", f"logist/{job}", "--", f".logist/jobs/{job}")
     assert tree and all(line.startswith("100644 blob") for line in tree.splitlines()), tree
     assert git(project, "fsck", "--no-dangling") == ""
+
+
+# ---------------------------------------------------------------- outcome blocks the agent prints
+
+def _outcome_job(project, tmp_path, payload: str, *, max_attempts: int = 1) -> str:
+    import sys
+
+    out = tmp_path / f"outcome-{abs(hash(payload)) % 10**8}.txt"
+    out.write_text("working\n```json\n" + payload + "\n```\n")
+    toml = (f'title = "outcome"\n[budget]\nmax_attempts = {max_attempts}\n[[steps]]\nname = "say"\n'
+            f'agent = "command"\ncommand = {json.dumps([sys.executable, "-c", f"print(open({str(out)!r}).read())"])}\n')
+    return create(project, toml)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+OUTCOMES = [
+    # (payload, final state, words in the harvest's reason or warnings)
+    ('{"action":"STUCK","summary":"cannot continue","tokens":-1}', "INTERVENTION_REQUIRED",
+     ["agent is stuck: cannot continue", "outcome tokens -1"]),
+    ('{"action":"STUCK","summary":"no","cost_usd":"abc"}', "INTERVENTION_REQUIRED", ['cost_usd "abc"']),
+    ('{"action":"STUCK","summary":"no","evidence_files":"a.py"}', "INTERVENTION_REQUIRED",
+     ['evidence_files "a.py" is not a list']),
+    ('{"action":"RETRY","summary":"again","approval":"no","tokens":1e400}', "INTERVENTION_REQUIRED",
+     ["RETRY exhausted", "approval"]),
+    ('{"action":"COMPLETED","summary":"ok","approval":"no"}', "APPROVAL_REQUIRED",
+     ['approval "no" is not true or false']),
+    ('{"action":123}', "INTERVENTION_REQUIRED", ["unknown action 123"]),
+    ('{"action":"DESTROY"}', "INTERVENTION_REQUIRED", ['unknown action "DESTROY"']),
+    ('{"action":"completed"}', "INTERVENTION_REQUIRED", ['unknown action "completed"']),
+    ('{"action":"COMPLETED","cost_usd":1e300,"tokens":' + "9" * 400 + "}", "SUCCESS",
+     ["outcome cost_usd 1e+300", "outcome tokens"]),
+    ('{"action": ' + DEEP + "}", "INTERVENTION_REQUIRED", ["larger than"]),
+    ('{"action":"STUCK","x":' + "[" * 40 + "]" * 40 + "}", "INTERVENTION_REQUIRED", ["nested deeper"]),
+    (DEEP, "SUCCESS", []),  # not an outcome at all: a command's exit 0 is COMPLETED
+]
+
+
+@pytest.mark.parametrize("payload,state,words", OUTCOMES, ids=[str(i) for i in range(len(OUTCOMES))])
+def test_a_malformed_outcome_never_becomes_success(project, tmp_path, payload, state, words):
+    job = _outcome_job(project, tmp_path, payload)
+    r = logist(project, "job", "run", job)
+    assert "Traceback" not in r.stderr and r.returncode in (0, 1), r.stderr
+    m = manifest(project, job)
+    assert m["state"] == state, (m["state"], m["reason"], r.stderr)
+    raw = git(project, "show", f"logist/{job}:.logist/jobs/{job}/history.jsonl")
+    hist = [json.loads(line) for line in raw.splitlines()]
+    harvest = [e for e in hist if e.get("from") == "HARVESTING"][-1]
+    said = harvest.get("reason", "") + " " + " ".join(harvest.get("data", {}).get("warnings", []))
+    for w in words:
+        assert w in said, said
+    # amounts in the record stay finite, non-negative and bounded
+    assert 0 <= m["cost_usd"] <= 1e6 and 0 <= m["tokens"] <= 10**12
+    assert logist(project, "recover", "--check").returncode in (0, 1)

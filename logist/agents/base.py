@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from logist.agents.outcome import find_outcome
+from logist.agents.outcome import INVALID, find_outcome
 from logist.core.errors import AgentError
 
 Action = Literal["COMPLETED", "STUCK", "RETRY", "FAILED", "NO_OUTCOME"]
@@ -79,6 +79,7 @@ class AgentResult:
     reason: str = ""  # for FAILED / NO_OUTCOME / STUCK: why, one line
     exit_code: int | None = None
     requests_approval: bool = False
+    warnings: list[str] = field(default_factory=list)  # fields of the outcome that were dropped
 
 
 class Agent(Protocol):
@@ -162,7 +163,13 @@ def exit_reason(label: str, exit_code: int, detail: str = "") -> str:
 
 def from_outcome(outcome: dict[str, Any], *, exit_code: int | None, cost_usd: float = 0.0,
                  tokens: int = 0, session_id: str | None = None) -> AgentResult:
-    """An AgentResult from a validated outcome; measured cost/tokens win over reported ones."""
+    """An AgentResult from a validated outcome; measured cost/tokens win over reported ones.
+    An INVALID outcome (unknown or malformed action, a block too large or deep to read) is
+    NO_OUTCOME with the reason: a person decides, it is never COMPLETED."""
+    if outcome["action"] == INVALID:
+        return AgentResult("NO_OUTCOME", summary=outcome["summary"], reason=outcome["reason"],
+                           cost_usd=cost_usd, tokens=tokens, session_id=session_id,
+                           exit_code=exit_code, warnings=list(outcome.get("warnings") or []))
     reason = outcome["reason"]
     if outcome["action"] == "STUCK" and not reason:
         reason = clip(outcome["summary"]) or "the agent reported STUCK without a reason"
@@ -172,7 +179,7 @@ def from_outcome(outcome: dict[str, Any], *, exit_code: int | None, cost_usd: fl
         cost_usd=cost_usd or outcome.get("cost_usd", 0.0),
         tokens=tokens or outcome.get("tokens", 0),
         session_id=session_id, reason=reason, exit_code=exit_code,
-        requests_approval=outcome["approval"])
+        requests_approval=outcome["approval"], warnings=list(outcome.get("warnings") or []))
 
 
 _UNKNOWN_EXIT = "exit status unknown (the process was not our child) and no outcome in its output"

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from logist.core.safepath import UnsafePathError, check_relative, write_file
+from logist.core.safepath import UnsafePathError, why_unsafe, write_file
 
 SCENARIOS = ("success", "stuck", "retry", "error", "hang", "slow", "api_error", "rate_limit",
              "context_full", "auth_error", "waiting_input", "approval")
@@ -49,11 +49,7 @@ def say(line: str, *, err: bool = False) -> None:
 
 def unsafe_path(rel: str) -> str | None:
     """Why the mock must not write ``rel`` (absolute, empty, ``..``, ``.git``), or None."""
-    try:
-        check_relative(rel)
-    except UnsafePathError as exc:
-        return exc.message
-    return None
+    return why_unsafe(rel)
 
 
 def do_writes(writes: dict[str, Any]) -> None:

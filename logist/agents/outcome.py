@@ -75,63 +75,148 @@ def _fenced_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value >= 0)
+# Bounds checked before and after parsing: a block larger or deeper than this is not parsed at
+# all (a 100,000-deep JSON would otherwise exhaust the parser's recursion); numbers outside
+# these ranges are dropped (with a warning); long strings are cut.
+MAX_BLOCK_BYTES = 64 * 1024
+MAX_DEPTH = 32
+MAX_COST_USD = 1_000_000.0
+MAX_TOKENS = 10**12
+MAX_TEXT = 8000
+MAX_FILES = 1000
+MAX_PATH = 1024
+# The placeholder of the example in OUTCOME_INSTRUCTIONS: an echoed prompt is not an outcome.
+_EXAMPLE_ACTION = "<COMPLETED|STUCK|RETRY>"
+INVALID = "INVALID"
+
+
+def _too_deep(body: str, limit: int = MAX_DEPTH) -> bool:
+    """True when the JSON text nests objects/arrays deeper than ``limit`` (strings skipped)."""
+    depth = 0
+    in_str = esc = False
+    for c in body:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def _cut(text: str, field: str, warnings: list[str]) -> str:
+    if len(text) <= MAX_TEXT:
+        return text
+    warnings.append(f"outcome {field} cut to {MAX_TEXT} characters (it had {len(text)})")
+    return text[:MAX_TEXT] + " [...]"
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def validate_outcome(data: Any) -> dict[str, Any] | None:
-    """A normalised outcome dict when ``data`` is a valid outcome object, else None.
+    """The normalised outcome of ``data``, a JSON value from an outcome block, or None when it
+    is not an outcome at all (not an object, or no ``action`` key).
 
-    Required: ``action`` (one of :data:`ACTIONS`). Optional, type-checked: ``summary`` (str),
-    ``evidence_files`` (list of str), ``reason`` (str), ``cost_usd`` (number >= 0), ``tokens``
-    (int >= 0), ``approval`` (bool). Unknown keys are allowed and dropped.
+    The action decides: one of :data:`ACTIONS` exactly, else the outcome is ``INVALID`` (its
+    ``reason`` says why; the engine sends the job to a person, never to SUCCESS). Optional
+    fields are checked one by one, and a bad one is dropped with a line in ``warnings`` (never
+    changing the action): ``summary``/``reason`` (str, cut at MAX_TEXT), ``evidence_files``
+    (list of str, at most MAX_FILES), ``cost_usd`` (finite, 0..MAX_COST_USD), ``tokens`` (int,
+    0..MAX_TOKENS). ``approval`` must be a boolean; any other value asks a person to approve
+    (the safe reading of an unclear answer). Unknown keys are dropped.
     """
-    if not isinstance(data, dict) or data.get("action") not in ACTIONS:
+    if not isinstance(data, dict) or "action" not in data:
         return None
-    out: dict[str, Any] = {"action": data["action"], "summary": "", "evidence_files": [],
-                           "reason": "", "approval": False}
-    summary = data.get("summary", "")
-    if not isinstance(summary, str):
+    action = data["action"]
+    if action == _EXAMPLE_ACTION:
         return None
-    out["summary"] = summary
+    warnings: list[str] = []
+    out: dict[str, Any] = {"action": action, "summary": "", "evidence_files": [], "reason": "",
+                           "approval": False, "warnings": warnings}
+    for key in ("summary", "reason"):
+        value = data.get(key, "")
+        if isinstance(value, str):
+            out[key] = _cut(value, key, warnings)
+        else:
+            warnings.append(f"outcome {key} {_show(value)} is not a string; dropped")
     files = data.get("evidence_files", [])
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        return None
-    out["evidence_files"] = list(files)
-    reason = data.get("reason", "")
-    if not isinstance(reason, str):
-        return None
-    out["reason"] = reason
+    if isinstance(files, list) and all(isinstance(f, str) and len(f) <= MAX_PATH for f in files):
+        if len(files) > MAX_FILES:
+            warnings.append(f"outcome evidence_files cut to {MAX_FILES} (it had {len(files)})")
+        out["evidence_files"] = list(files[:MAX_FILES])
+    else:
+        warnings.append(f"outcome evidence_files {_show(files)} is not a list of paths; dropped")
     approval = data.get("approval", False)
-    if not isinstance(approval, bool):
-        return None
-    out["approval"] = approval
+    if isinstance(approval, bool):
+        out["approval"] = approval
+    else:
+        out["approval"] = True
+        warnings.append(f"outcome approval {_show(approval)} is not true or false; a person is "
+                        "asked to approve")
     if "cost_usd" in data:
-        if not _is_number(data["cost_usd"]):
-            return None
-        out["cost_usd"] = float(data["cost_usd"])
+        cost = data["cost_usd"]
+        if (isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost)
+                and 0 <= cost <= MAX_COST_USD):
+            out["cost_usd"] = float(cost)
+        else:
+            warnings.append(f"outcome cost_usd {_show(cost)} is not a number from 0 to "
+                            f"{MAX_COST_USD:g}; dropped")
     if "tokens" in data:
         tokens = data["tokens"]
-        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
-            return None
-        out["tokens"] = tokens
+        if isinstance(tokens, int) and not isinstance(tokens, bool) and 0 <= tokens <= MAX_TOKENS:
+            out["tokens"] = tokens
+        else:
+            warnings.append(f"outcome tokens {_show(tokens)} is not a whole number from 0 to "
+                            f"{MAX_TOKENS:g}; dropped")
+    if not isinstance(action, str) or action not in ACTIONS:
+        out["action"] = INVALID
+        out["reason"] = (f"the agent's outcome has an unknown action {_show(action)} (known: "
+                         f"{', '.join(ACTIONS)}); a person must decide how the step went")
     return out
 
 
+def _invalid(reason: str) -> dict[str, Any]:
+    return {"action": INVALID, "summary": "", "evidence_files": [], "reason": reason,
+            "approval": False, "warnings": []}
+
+
 def find_outcome(text: str) -> dict[str, Any] | None:
-    """The last valid outcome in a fenced ```json (or plain ```) block of ``text``, or None."""
+    """The outcome of the **last** fenced ```json (or plain ```) block of ``text`` that holds a
+    JSON object with an ``action`` key, or None when no block does.
+
+    Blocks that are not JSON or not such an object are skipped. A block larger than
+    MAX_BLOCK_BYTES or nested deeper than MAX_DEPTH is never parsed: if it mentions
+    ``"action"`` it is an INVALID outcome, else it is skipped. See :func:`validate_outcome` for
+    what a malformed action or field gives.
+    """
     if not text or "```" not in text:
         return None
     for info, body in reversed(_fenced_blocks(text)):
         if info not in ("", "json"):
             continue
+        if len(body) > MAX_BLOCK_BYTES or _too_deep(body):
+            if '"action"' in body:
+                what = (f"larger than {MAX_BLOCK_BYTES} bytes" if len(body) > MAX_BLOCK_BYTES
+                        else f"nested deeper than {MAX_DEPTH} levels")
+                return _invalid(f"the agent's outcome block is {what}; it was not read")
+            continue
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         outcome = validate_outcome(data)
         if outcome is not None:
             return outcome
     return None
-

@@ -29,7 +29,7 @@ from pathlib import Path
 from logist.core.errors import LogistError
 
 __all__ = ["UnsafePathError", "check_relative", "link_escapes", "read_file", "remove_file",
-           "tree_link_problems", "write_file"]
+           "tree_link_problems", "why_unsafe", "write_file"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -65,6 +65,16 @@ def check_relative(rel: str) -> list[str]:
     if any(_is_git_name(p) for p in parts):
         raise UnsafePathError(f"refusing to write {rel!r}: it is inside a .git directory")
     return parts
+
+
+def why_unsafe(rel: str) -> str | None:
+    """Why ``rel`` is not a plain relative path inside its directory (see
+    :func:`check_relative`), or None when it is."""
+    try:
+        check_relative(rel)
+    except UnsafePathError as exc:
+        return exc.message
+    return None
 
 
 def _open_parent(root: Path, rel: str, parts: list[str], *, create: bool,

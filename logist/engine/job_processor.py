@@ -20,6 +20,7 @@ from pathlib import Path
 from logist.core.errors import JobStateError, LogistError
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id, pid_alive, process_start_time
+from logist.core.safepath import why_unsafe
 from logist.engine.trustgate import require_trust
 from logist.git import refs
 from logist.git.gitcmd import git
@@ -780,9 +781,11 @@ class Engine:
                           prompt=step.assembled_prompt or "", workdir=wt, options=dict(step.options),
                           attempt=m.attempt, session_id=step.session_id)
         res = agent.parse(output, exit_code, ctx)
-        warnings = [str(w) for w in earlier_warnings]
+        warnings = [str(w) for w in earlier_warnings] + res.warnings  # + outcome fields dropped
         for f in res.evidence_files:
-            if not (wt / f).exists():
+            if why_unsafe(f):
+                warnings.append(f"evidence file {f!r} is not a path inside the worktree")
+            elif not (wt / f).exists():
                 warnings.append(f"evidence file {f!r} does not exist")
         # Where does the new commit go? On top of the branch tip, keeping any agent commits.
         tip = self.store.tip(job_id)

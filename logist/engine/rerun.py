@@ -658,6 +658,8 @@ def _restep_finish(engine, lease: Lease, r: _Restep, run, error: str | None) -> 
     elapsed = _elapsed_since(m.execution.started_at) if m.execution else 0.0
     res = run.result if run is not None else None
     warnings: list[str] = list(run.warnings) if run is not None else []  # e.g. leftover processes
+    if res is not None:
+        warnings += res.warnings  # outcome fields that were dropped
     ref = None
     result_commit = ""
     tip = store.tip(job_id)
