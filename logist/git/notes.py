@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from logist.core.errors import BusyError, GitError, UsageError
-from logist.git.gitcmd import base_env, git
+from logist.git.gitcmd import GIT, base_env, git
 
 __all__ = [
     "NoteLines", "NotesError", "append_notes", "iso_utc", "json_line", "list_notes",
@@ -204,7 +204,7 @@ def _fast_import(repo: Path, notes_ref: str, tip: str | None, message: str,
         if content is not None:
             parts.append(f"N :{marks[commit]} {commit}\n".encode())
     parts.append(f"\nget-mark :{commit_mark}\ndone\n".encode())
-    return subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet", "--done",
+    return subprocess.run([*GIT, "-C", str(repo), "fast-import", "--quiet", "--done",
                            "--date-format=now"], input=b"".join(parts), capture_output=True,
                           env=base_env(), check=False)
 
