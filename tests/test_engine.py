@@ -38,11 +38,15 @@ def mock_job(title: str = "Mock job", *, steps: list[str], head: str = "") -> st
     return text
 
 
+RUN_EXIT = {"SUCCESS": 0, "APPROVAL_REQUIRED": 5}  # anything else: 6 (docs/exit-codes.md)
+
+
 def run_job(cli, text: str) -> tuple[str, dict]:
     job_id = create_from_toml(cli, text, "--activate")
     r = cli("job", "run", job_id)
-    assert r.code == 0, r
-    return job_id, cli.ok("job", "status", job_id, "--json").json()
+    status = cli.ok("job", "status", job_id, "--json").json()
+    assert r.code == RUN_EXIT.get(status["state"], 6), (r, status["state"])
+    return job_id, status
 
 
 def commits_of(repo, job_id) -> list[str]:
@@ -256,6 +260,23 @@ def test_command_agent_runs_a_real_program(cli):
     hist = history_at(repo, tip(repo, job_id), job_id)
     assert [e["data"].get("exit_code") for e in hist if e.get("to") == "HARVESTING"] == [0]
     assert "building" in cli.ok("job", "log", job_id).out
+
+
+def test_a_command_step_gets_only_what_the_job_file_says(cli):
+    repo = cli.repo
+    prog = "import os, pathlib; pathlib.Path('prompt.txt').write_text(os.environ['LOGIST_PROMPT'])"
+    text = (f'title = "Plain"\nprompt = "The job."\n[[steps]]\nprompt = "run the tests"\n'
+            f'command = [{PY}, "-c", {json.dumps(prog)}]\n[[steps]]\ncommand = [{PY}, "-c", {json.dumps(prog)}]\n')
+    job_id, status = run_job(cli, text)
+    assert status["state"] == "SUCCESS"
+    rec = record_at(repo, tip(repo, job_id), job_id)
+    assert [s["assembled_prompt"] for s in rec["steps"]] == ["The job.\n\nrun the tests\n", "The job.\n"]
+    harvests = harvest_commits(repo, job_id)
+    assert git(repo, "show", f"{harvests[0]}:prompt.txt") == "The job.\n\nrun the tests"
+    provisioning = [c for c in commits_of(repo, job_id) if trailers(repo, c)["Logist-To"] == "PROVISIONING"]
+    for c in provisioning:  # no outcome protocol anywhere: not in the commit, not in the record
+        body = git(repo, "log", "-1", "--format=%B", c)
+        assert '"action"' not in body and "COMPLETED" not in body and "# Job:" not in body
 
 
 def test_command_with_a_fenced_outcome(cli):

@@ -97,3 +97,22 @@ def duration(s: float) -> str:
     if s < 172800:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 86400}d"
+
+
+def exit_for_states(states, *, step: bool = False) -> int:
+    """The exit code of a command that ran jobs (docs/exit-codes.md): 0 when every job rests in
+    SUCCESS (after `job step`: or PENDING, its next step), 5 (APPROVAL) when the worst is a job
+    waiting in APPROVAL_REQUIRED, 6 (INTERVENTION) when any job rests anywhere else
+    (INTERVENTION_REQUIRED, SUSPENDED, CANCELED, or PENDING after `job run`)."""
+    from logist.core.errors import ExitCode
+    from logist.core.states import State
+
+    code = ExitCode.OK
+    for st in states:
+        if st == State.SUCCESS or (step and st == State.PENDING):
+            continue
+        if st == State.APPROVAL_REQUIRED:
+            code = max(code, ExitCode.APPROVAL)
+        else:
+            code = max(code, ExitCode.INTERVENTION)
+    return code

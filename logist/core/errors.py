@@ -14,6 +14,8 @@ class ExitCode:
     USAGE = 2  # bad command line
     INTERNAL = 3  # a bug in logist: the traceback goes to a log file
     BUSY = 4  # contention: a lock is held, a compare-and-swap lost
+    APPROVAL = 5  # job run/step/rerun/restep: a job rests in APPROVAL_REQUIRED (a gate it asked for)
+    INTERVENTION = 6  # job run/step/rerun/restep: a job needs a person (a step failed; suspended, canceled)
     INTERRUPTED = 130
 
 

@@ -70,10 +70,18 @@ class AgentRun:
 
 
 def assemble_prompt(m: Manifest, step_no: int) -> str:
-    """Job prompt + step prompt + previous step's summary + the outcome protocol."""
+    """Job prompt + step prompt + previous step's summary + the outcome protocol.
+
+    A step whose agent runs a command (``command``) gets what the job file says and nothing
+    else: the job's prompt and the step's prompt, no headings, no outcome protocol (a command's
+    result is its exit code; docs/jobfile.md)."""
+    from logist.agents import get_agent
     from logist.agents.outcome import OUTCOME_INSTRUCTIONS
 
     step = m.steps[step_no - 1]
+    if get_agent(step.agent).runs_commands:
+        said = [p.strip() for p in (m.prompt, step.prompt) if p.strip()]
+        return "\n\n".join(said) + "\n" if said else ""
     parts = []
     if m.prompt.strip():
         parts.append(f"# Job: {m.title}\n\n{m.prompt.strip()}")

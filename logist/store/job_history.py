@@ -11,17 +11,41 @@ from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
 
 
-def _job_commits(store: JobStore, job_id: str) -> list[tuple[str, str, str]]:
-    """[(commit, Logist-To, Logist-Transition-Id)] of logist's commits on the branch, oldest first."""
-    out = git(["log", "--reverse", "--format=%H%x00%(trailers:key=Logist-To,valueonly,separator=%x2C)%x00"
-               "%(trailers:key=Logist-Transition-Id,valueonly,separator=%x2C)%x00%(trailers:key=Logist-Job,valueonly,separator=%x2C)",
-               refs.branch_ref(job_id), "--"], cwd=store.root).stdout
+def job_range(store: JobStore, job_id: str, base: str | None = None) -> list[str]:
+    """The revisions of the job's own commits, for ``git log``: its branch's first-parent line
+    from the tip back to the base recorded at create (``base..tip``), never the project's
+    history behind it (docs/architecture.md#reads). ``base`` as read from the record (the
+    record is read when it is not given); a base that is not in this repository (a fetched job
+    whose base was never fetched) leaves only the first-parent line, which the ``Logist-Job``
+    check then bounds."""
+    if base is None:
+        _, m = store.read(job_id)
+        base = m.base
+    tip = refs.branch_ref(job_id)
+    if base and len(base) == 40 and all(c in "0123456789abcdef" for c in base) and \
+            git(["cat-file", "-e", base + "^{commit}"], cwd=store.root, check=False).returncode == 0:
+        return ["--first-parent", tip, "^" + base]
+    return ["--first-parent", tip]
+
+
+def _job_log(store: JobStore, job_id: str, keys: tuple[str, ...], base: str | None = None,
+             ) -> list[tuple[str, ...]]:
+    """(commit, trailer values...) of the job's own commits, newest first: only commits whose
+    ``Logist-Job`` trailer names this job (a commit merged in from another job never counts)."""
+    fmt = "%H" + "".join(f"%x00%(trailers:key={k},valueonly,separator=%x2C)" for k in ("Logist-Job", *keys))
+    out = git(["log", f"--format={fmt}", *job_range(store, job_id, base), "--"], cwd=store.root).stdout
     rows = []
     for line in out.splitlines():
         parts = line.split("\x00")
-        if len(parts) >= 4 and parts[3].strip() == job_id:
-            rows.append((parts[0], parts[1].strip(), parts[2].strip()))
+        if len(parts) == len(keys) + 2 and parts[1].strip() == job_id:
+            rows.append((parts[0], *(p.strip() for p in parts[2:])))
     return rows
+
+
+def _job_commits(store: JobStore, job_id: str, base: str | None = None) -> list[tuple[str, str, str]]:
+    """[(commit, Logist-To, Logist-Transition-Id)] of the job's own commits, oldest first."""
+    rows = _job_log(store, job_id, ("Logist-To", "Logist-Transition-Id"), base)
+    return [(c, to, tid) for c, to, tid in reversed(rows)]
 
 
 def _notes_for(store: JobStore, notes_ref: str, commit: str) -> list[dict[str, Any]]:
@@ -65,9 +89,9 @@ def history_with_notes(store: JobStore, job_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def last_signal(store: JobStore, job_id: str) -> str | None:
+def last_signal(store: JobStore, job_id: str, base: str | None = None) -> str | None:
     """The newest observer/sentinel signal of the job's latest EXECUTING commit."""
-    commits = [c for c, to, _ in _job_commits(store, job_id) if to == "EXECUTING"]
+    commits = [c for c, to, _ in _job_commits(store, job_id, base) if to == "EXECUTING"]
     if not commits:
         return None
     for commit in reversed(commits[-3:]):
@@ -92,14 +116,10 @@ def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
         from logist.core.logcap import read_log
 
         return read_log(Path(m.execution.log), store.config.limits.max_log_bytes)
-    out = git(["log", "--format=%H%x00%(trailers:key=Logist-Step,valueonly,separator=%x2C)%x00"
-               "%(trailers:key=Logist-From,valueonly,separator=%x2C)", refs.branch_ref(job_id), "--"],
-              cwd=store.root).stdout
     ran = False
-    for line in out.splitlines():
-        oid, s, frm = (line.split("\x00") + ["", ""])[:3]
+    for oid, s, frm in _job_log(store, job_id, ("Logist-Step", "Logist-From"), m.base):
         # harvested (HARVESTING -> ...), or stopped as hung (EXECUTING -> RECOVERING)
-        if frm.strip() in ("HARVESTING", "EXECUTING") and s.strip().split("/")[0] == str(n):
+        if frm in ("HARVESTING", "EXECUTING") and s.split("/")[0] == str(n):
             ran = True
             proc = git(["notes", f"--ref={refs.NOTES_LOGS}", "show", oid], cwd=store.root, check=False)
             if proc.returncode == 0:
@@ -108,5 +128,8 @@ def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
         return ""
     from logist.core.errors import LogistError
 
-    raise LogistError(f"job {job_id} has no recorded output for step {n}",
-                      hint=f"the step has not run yet; see `logist job history {job_id}`")
+    if not any(st.attempt for st in m.steps):
+        raise LogistError(f"job {job_id} has not run yet: no output to show",
+                          hint=f"run it with `logist job run {job_id}`")
+    raise LogistError(f"job {job_id} has no recorded output for step {n}: the step has not run yet",
+                      hint=f"see `logist job history {job_id}`")

@@ -272,7 +272,7 @@ def _last_signal(store, st) -> str | None:
     except ImportError:
         return None
     try:
-        return last_signal(store, st.record["id"])
+        return last_signal(store, st.record["id"], st.record.get("base"))
     except Exception:
         return None
 

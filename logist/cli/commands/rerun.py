@@ -8,7 +8,8 @@ from typing import Annotated
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, say
+from logist.cli.output import emit_json, exit_for_states, say
+from logist.core.errors import ExitCode
 
 
 def _progress(msg: str) -> None:
@@ -24,6 +25,8 @@ def rerun(id: str, /, *, step: str | None = None,
     continues from the commit where step N started in that run. Then the job runs like
     `logist job run` until it rests; --no-run only prepares the new run (PENDING). Allowed
     from any resting state, SUCCESS and CANCELED included; refused while a step runs (exit 4).
+    Exit codes as `logist job run` (0 only when the job rests in SUCCESS, 5 APPROVAL_REQUIRED,
+    6 intervention); with --no-run, 0 once the new run is prepared.
 
     Parameters
     ----------
@@ -43,9 +46,10 @@ def rerun(id: str, /, *, step: str | None = None,
     if step is not None:
         parse_step(step)  # a bad number is refused before anything is read
     result = rerun_job(cli.store(), id, step=step, run=not no_run, trust=trust, progress=_progress)
+    code = exit_for_states([result.state]) if result.ran else 0
     if json_:
         emit_json(result.to_dict())
-        return 0
+        return code
     skipped = (f"; step{'s' if len(result.skipped) > 1 else ''} "
                f"{result.skipped[0]}{'-' + str(result.skipped[-1]) if len(result.skipped) > 1 else ''} "
                "not run again") if result.skipped else ""
@@ -56,7 +60,7 @@ def rerun(id: str, /, *, step: str | None = None,
             + (f": {result.reason}" if result.reason and result.state.value != "SUCCESS" else ""))
     else:
         say(f"{result.job_id}: PENDING (step {result.step}); run it with `logist job run {result.job_id}`")
-    return 0
+    return code
 
 
 def restep(id: str, step: str, /, *, isolated: bool = False, advance: bool = False,
@@ -66,7 +70,9 @@ def restep(id: str, step: str, /, *, isolated: bool = False, advance: bool = Fal
     In place (default), the step runs in the job's worktree on its current code (a fix made by
     hand there is used) and its outputs are committed like a normal step. --isolated runs it in
     a temporary worktree at the commit where the step first started and keeps the result at
-    refs/logist/resteps/<id>/<k>. Exit 0 when the step succeeded, 1 when it failed.
+    refs/logist/resteps/<id>/<k>. Exit 0 when the step succeeded, 6 (intervention) when it
+    failed; with --advance, as `logist job step` for where the job then rests (5 when it moved on
+    to APPROVAL_REQUIRED).
 
     Parameters
     ----------
@@ -106,5 +112,5 @@ def restep(id: str, step: str, /, *, isolated: bool = False, advance: bool = Fal
     if not result.success:
         print(f"logist: error: restep {result.restep} of step {result.step} failed: {result.reason}",
               file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.INTERVENTION
+    return exit_for_states([result.state], step=True) if result.advanced else 0

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, say, table
+from logist.cli.output import emit_json, exit_for_states, say, table
 
 
 def _progress(msg: str) -> None:
@@ -111,7 +111,7 @@ def _interrupted_report(result, json_: bool) -> int:
     return ExitCode.INTERRUPTED
 
 
-def _report(result, json_: bool) -> int:
+def _report(result, json_: bool, *, step: bool = False) -> int:
     from logist.core.model import State
 
     data = {"id": result.job_id, "state": result.state.value, "step": result.step,
@@ -121,12 +121,15 @@ def _report(result, json_: bool) -> int:
     else:
         say(f"{result.job_id}: {result.state.value} (step {result.step})"
             + (f": {result.reason}" if result.reason and result.state != State.SUCCESS else ""))
-    return 0
+    return exit_for_states([result.state], step=step)
 
 
 def step(id: str | None = None, /, *, trust: bool = False,
          json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
     """Run exactly one step of a PENDING job (or finish an interrupted one).
+
+    Exit 0 when the job rests in PENDING (its next step) or SUCCESS, 5 in APPROVAL_REQUIRED,
+    6 in INTERVENTION_REQUIRED (or suspended/canceled meanwhile): see docs/exit-codes.md.
 
     Parameters
     ----------
@@ -149,12 +152,17 @@ def step(id: str | None = None, /, *, trust: bool = False,
             return ctrl_c.leave(store, [job_id])
     if ctrl_c.interrupted:
         return _interrupted_report(result, json_)
-    return _report(result, json_)
+    return _report(result, json_, step=True)
 
 
 def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
         parallel: int = 1, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
     """Run steps until the job rests in anything but PENDING; with no id, every PENDING job.
+
+    Exit 0 only when every job it ran rests in SUCCESS; 5 when the worst is APPROVAL_REQUIRED
+    (`logist job approve`), 6 when a job needs intervention (INTERVENTION_REQUIRED, or
+    suspended/canceled meanwhile), 1 when a job could not be run at all: see docs/exit-codes.md.
+    So `logist job run ID && git push` pushes only finished work.
 
     Parameters
     ----------
@@ -219,7 +227,9 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
 
         _progress("logist: interrupted; `logist job list --state SUSPENDED` shows what was stopped")
         return ExitCode.INTERRUPTED
-    return 1 if any(r.error for r in results) else 0
+    if any(r.error for r in results):
+        return 1
+    return exit_for_states([r.state for r in results if r.state is not None])
 
 
 def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
