@@ -187,7 +187,7 @@ def test_requires_approval_gate_with_reject_and_approve(cli):
     assert "Please use a capital H" in git(repo, "log", "-1", "--format=%B", reject)
     assert trailers(repo, reject)["Logist-To"] == "PENDING"
     # the step runs again with the reviewer's note in its prompt
-    cli.ok("job", "run", job_id)
+    assert cli("job", "run", job_id).code == 5  # APPROVAL_REQUIRED again: its own exit code
     rec = record_at(repo, tip(repo, job_id), job_id)
     assert rec["state"] == "APPROVAL_REQUIRED"
     assert "Please use a capital H" in rec["steps"][0]["assembled_prompt"]
@@ -230,7 +230,7 @@ def test_max_cost_usd(cli):
     assert status["step"] == 2  # the breach is seen at the harvest of step 2
     # a resubmitted job is refused again before its step starts
     cli.ok("job", "resubmit", job_id)
-    cli.ok("job", "run", job_id)
+    assert cli("job", "run", job_id).code == 6
     status = cli.ok("job", "status", job_id, "--json").json()
     assert status["state"] == "INTERVENTION_REQUIRED" and "max_cost_usd" in status["reason"]
     assert tos(cli.repo, job_id)[-2:] == ["PROVISIONING", "INTERVENTION_REQUIRED"]
@@ -397,7 +397,7 @@ def test_run_without_id_runs_every_pending_job(cli):
     failing = create_from_toml(cli, mock_job("Failing", steps=['scenario = "stuck"']), "--activate")
     draft_tip = tip(repo, draft)
     r = cli("job", "run")
-    assert r.code == 0, r
+    assert r.code == 6, r  # one of them needs intervention
     for j in pending:
         assert cli.ok("job", "status", j, "--json").json()["state"] == "SUCCESS"
         assert j in r.out

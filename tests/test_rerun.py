@@ -503,7 +503,7 @@ def test_restep_single_step_failure(proj):
     assert m["state"] == "INTERVENTION_REQUIRED" and m["step"] == 2
 
     r = proj.cli("job", "restep", jid, "2")
-    assert_clean_error(r, "failed", "exited with code 1", code=1)
+    assert_clean_error(r, "failed", "exited with code 1", code=6)
     assert proj.calls() == {"one": 1, "two": 2}
     m = proj.manifest(jid)
     assert m["state"] == "INTERVENTION_REQUIRED" and m["step"] == 2 and m["run"] == 1
