@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import (  # noqa: E402
+from bench import (
     Result,
     interleave,
     logist_init,
