@@ -1,4 +1,5 @@
-"""Ship the top-level hooks/ and .logist-template/ inside the wheel as logist/_data/.
+"""Ship the top-level hooks/, .logist-template/ and docs/ inside the wheel as logist/_data/
+(`logist help TOPIC` shows the docs of an installed logist).
 
 The project keeps them at the top of the repository (where users and reviewers look for them);
 this build step copies them into the package so a normal, non-editable install finds them.
@@ -11,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
-DATA = {"hooks": "hooks", ".logist-template": "template"}
+DATA = {"hooks": "hooks", ".logist-template": "template", "docs": "docs"}
 
 
 class BuildWithData(build_py):

@@ -172,7 +172,7 @@ def test_human_transitions_and_refusals(cli):
     cli.ok("job", "cancel", job_id)
     for action in ("activate", "suspend", "resume", "cancel", "approve", "reject", "resubmit"):
         before = refs_snapshot(cli.repo)
-        r = cli("job", action, job_id)
+        r = cli("job", action, job_id, *(("--message", "why") if action == "reject" else ()))
         assert r.code == 1 and "CANCELED" in r.err, (action, r)
         no_traceback(r.err)
         assert refs_snapshot(cli.repo) == before

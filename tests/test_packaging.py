@@ -19,7 +19,7 @@ from pathlib import Path
 from conftest import git
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("logist", "hooks", ".logist-template", "setup.py", "pyproject.toml", "README.md")
+SOURCES = ("logist", "hooks", ".logist-template", "docs", "setup.py", "pyproject.toml", "README.md")
 
 
 def _build_wheel(tmp: Path) -> Path:
@@ -32,7 +32,7 @@ def _build_wheel(tmp: Path) -> Path:
         else:
             shutil.copy2(path, src / name)
     dist = tmp / "dist"
-    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(src)]
+    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(dist), str(src)]
     try:  # without build isolation when the backend is installed: offline and faster
         import setuptools  # noqa: F401
         import wheel  # noqa: F401
@@ -42,6 +42,8 @@ def _build_wheel(tmp: Path) -> Path:
         pass
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # no deprecation warnings from the build backend (the license is an SPDX string)
+    assert "DeprecationWarning" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     (whl,) = dist.glob("logist-*.whl")
     return whl
 
@@ -53,6 +55,7 @@ def _install(tmp: Path) -> Path:
     names = zipfile.ZipFile(whl).namelist()
     assert "logist/_data/hooks/post-merge" in names, names
     assert "logist/_data/template/.logist/config.toml" in names, names
+    assert "logist/_data/docs/states.md" in names, names  # `logist help states` after a pip install
     assert "logist/__main__.py" in names and "logist/agents/mock_agent.py" in names
     assert not any(n.startswith(("tests/", "hooks/", ".logist-template/")) for n in names)
     site = tmp / "site"
@@ -97,6 +100,9 @@ def check_help(installed: Path, tmp_path: Path) -> None:
     proc = _run(installed, ["-m", "logist", "--help"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "job" in proc.stdout and "init" in proc.stdout
+    proc = _run(installed, ["-m", "logist", "help", "states"], tmp_path)  # the docs, from the wheel
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (ROOT / "docs" / "states.md").read_text(encoding="utf-8")
 
 
 def check_init_and_run(installed: Path, tmp_path: Path) -> None:

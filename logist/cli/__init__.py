@@ -135,6 +135,8 @@ _register(job, "clean", "gc:clean", "Give a job up: archive its tip, remove its 
 _register(app, "gc", "gc:gc", "Clean up jobs merged into the base (dry run unless --yes).")
 _register(app, "worker", "worker:worker", "Run PENDING jobs from a shared remote; the remote arbitrates claims.")
 _register(app, "doctor", "doctor:doctor", "Find and fix inconsistent worktrees, locks, lock files and notes.")
+_register(app, "help", "help:help_cmd", "Show logist's documents (shipped with it): logist help TOPIC.")
+_register(app, "completion", "help:completion", "Shell completion for bash, zsh or fish (print, or --install).")
 _register(app, "hook", "hook:hook", "Run logist's part of a git hook (used by the installed shims).", show=False)
 
 # Set by main() from a leading `-C PATH` (like git); read by commands through repo().

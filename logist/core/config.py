@@ -179,7 +179,7 @@ def model_error(layers: list[tuple[Path, dict[str, Any]]]) -> tuple[list[str], s
     return None
 
 
-MODEL_HINT = "fix it (see docs/cli.md#configuration for the keys) and run the command again"
+MODEL_HINT = "fix it (`logist help cli` lists the keys under Configuration) and run the command again"
 
 
 def load_config(project_root: Path) -> Config:

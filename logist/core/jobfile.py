@@ -151,14 +151,15 @@ def parse_job_file(path: str | Path) -> JobFile:
                                 "(written by `logist init`)") from None
     except TooLarge:
         raise JobFileError(f"job file {path} is larger than {human_bytes(MAX_JOB_FILE_BYTES)}; "
-                           "not a job file", hint="see docs/jobfile.md for the format; nothing was created") from None
+                           "not a job file",
+                           hint="see `logist help jobfile` for the format; nothing was created") from None
     except OSError as exc:
         raise JobFileError(f"cannot read job file {path}: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JobFileError(f"job file {path} is not UTF-8 text (byte {exc.start}); a job file is TOML",
-                           hint="see docs/jobfile.md for the format; nothing was created") from None
+                           hint="see `logist help jobfile` for the format; nothing was created") from None
     return parse_job_text(text, str(path))
 
 
@@ -169,12 +170,12 @@ def parse_job_text(text: str, where: str = "<job file>") -> JobFile:
         raise JobFileError(f"{where}: not valid TOML: {exc}") from None
     except RecursionError:
         raise JobFileError(f"{where}: nested too deeply to be a job file",
-                           hint="see docs/jobfile.md for the format; nothing was created") from None
+                           hint="see `logist help jobfile` for the format; nothing was created") from None
     try:
         return JobFile.model_validate(data)
     except ValidationError as exc:
         raise JobFileError(f"{where}: {describe(exc, text)}",
-                           hint="see docs/jobfile.md for the format; nothing was created") from None
+                           hint="see `logist help jobfile` for the format; nothing was created") from None
 
 
 def describe(exc: ValidationError, text: str = "") -> str:

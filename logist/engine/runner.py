@@ -100,6 +100,25 @@ def _wait_until_taken(store: JobStore, job_id: str, proc: subprocess.Popen, time
         time.sleep(0.02)
 
 
+def step_header(m) -> str:
+    """The line `attach` and `log --follow` print before each step's (or attempt's) output."""
+    step = m.steps[m.step - 1]
+    return (f"\n── {m.id}: step {m.step}/{m.step_count} {step.name} · agent {step.agent} · "
+            f"attempt {m.attempt} · run {m.run} ──\n")
+
+
+def is_running(store: JobStore, job_id: str) -> bool:
+    """A step of the job is in flight, or a live runner holds it between steps."""
+    from logist.core.states import record_in_flight
+    from logist.engine.jobs import holder_info
+
+    _, record = store.read_record(job_id)
+    if record_in_flight(record):
+        return True
+    h = holder_info(store, job_id)
+    return h is not None and not h.get("stale") and record["state"] == State.PENDING.value
+
+
 def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: float = 0.1
            ) -> Iterator[str]:
     """Yield a running job's output as it is written, across attempts; stop when it rests."""
@@ -126,6 +145,7 @@ def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: 
         dec = decoders.setdefault(path, codecs.getincrementaldecoder("utf-8")(errors="replace"))
         return dec.decode(data)
 
+    headed: set[Path] = set()
     while True:
         _, m = store.read(job_id)
         log = Path(m.execution.log) if m.execution and m.execution.log else None
@@ -135,6 +155,9 @@ def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: 
                 yield text
         if log is not None and log.exists():
             text = new_text(log)
+            if log not in headed:
+                headed.add(log)
+                yield step_header(m)
             if text:
                 yield text
         last = log

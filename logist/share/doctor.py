@@ -85,7 +85,7 @@ def _config(store: JobStore, rep: DoctorReport) -> bool:
     for p in problems:
         rep.findings.append(Finding("invalid-config", p.message,
                                     f"edit {p.path}" + (f" ({p.key})" if p.key else "")
-                                    + "; see docs/cli.md#configuration"))
+                                    + "; `logist help cli` lists the keys under Configuration"))
     if not problems:
         return True
     try:

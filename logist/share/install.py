@@ -30,12 +30,12 @@ NOTES_GLOB = "refs/notes/logist/*"
 
 
 def data_dir(name: str) -> Path:
-    """hooks/ or template/: inside the installed package, or at the top of a source checkout."""
+    """hooks/, template/ or docs/: inside the installed package, or at the top of a source checkout."""
     pkg = Path(__file__).resolve().parents[1]
     installed = pkg / "_data" / name
     if installed.is_dir():
         return installed
-    source = pkg.parent / {"hooks": "hooks", "template": ".logist-template"}[name]
+    source = pkg.parent / {"hooks": "hooks", "template": ".logist-template", "docs": "docs"}[name]
     if source.is_dir():
         return source
     raise FileNotFoundError(f"logist's {name} data is missing from the installation ({installed})")

@@ -360,7 +360,8 @@ class JobStore:
                 raise ConfigError(f"{where(read_layers(self.config_root()), ['worktrees', 'dir'])}: "
                                   f"{configured!r} cannot hold job worktrees: {bad}",
                                   hint="set worktrees.dir to a new directory of your own (logist creates "
-                                       "it), or remove the setting; see docs/cli.md#configuration")
+                                       "it), or remove the setting; `logist help cli` lists the keys "
+                                       "under Configuration")
             self._worktrees_dir = p
         else:
             self._worktrees_dir = self.paths.logist_dir / "worktrees"

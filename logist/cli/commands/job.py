@@ -63,7 +63,7 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
     step
         A step's prompt; repeat for several steps.
     file
-        A TOML job file (see docs/jobfile.md); --title/--prompt/--agent override its fields.
+        A TOML job file (`logist help jobfile`); --title/--prompt/--agent override its fields.
     base
         Branch, tag or commit the job starts from (default: HEAD).
     activate
@@ -71,7 +71,7 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
     id
         Use this id instead of a generated one.
     json_
-        Print {"id": ..., "state": ..., "branch": ..., "worktree": ...}.
+        Print the new job as `job status --json` does.
     """
     from logist.core.jobfile import parse_job_file
     from logist.engine.jobs import create_job, spec_from_options
@@ -87,12 +87,28 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
         spec = spec_from_options(title=title, prompt=prompt, agent=agent, step_prompts=step or [],
                                  default_agent=store.config.default_agent)
     m = create_job(store, spec, base=base, activate=activate, job_id=id)
+    _warn_uncommitted(store, m.base)
     if json_:
-        emit_json({"id": m.id, "state": m.state.value, "branch": f"logist/{m.id}",
-                   "worktree": str(store.worktree_path(m.id)), "steps": m.step_count})
+        from logist.engine.jobs import job_status
+
+        emit_json(job_status(store, m.id).to_dict())
     else:
         say(m.id)
     return 0
+
+
+def _warn_uncommitted(store, base: str) -> None:
+    """The user's tree has changes to tracked files: the job starts from a commit and will not
+    see them (one git process)."""
+    from logist.git.gitcmd import git
+
+    proc = git(["status", "--porcelain", "--untracked-files=no"], cwd=store.root, check=False)
+    changed = [line[3:] for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
+    if not changed:
+        return
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    warn(f"your working tree has uncommitted changes ({shown}); the job starts from commit "
+         f"{base[:12]} and will not see them: commit them first, or pass --base")
 
 
 NEEDS_ME = ("INTERVENTION_REQUIRED", "APPROVAL_REQUIRED")
@@ -319,7 +335,14 @@ def show(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--j
         emit_json(data)
         return 0
     kv([("job", f"{m.id}  {m.title}"), ("state", m.state.value), ("run", m.run), ("base", m.base),
-        ("head", tip), ("budget", m.budget.model_dump()), ("cost", f"${m.cost_usd:.4f}")])
+        ("head", tip), ("cost", f"${m.cost_usd:.4f}  tokens {m.tokens}  time {m.seconds:.1f}s"),
+        ("created", local_time(m.created_at)), ("active", local_time(m.updated_at))])
+    say("")
+    b = m.budget
+    table(["budget", "limit", "used"],
+          [["max_cost_usd", "-" if b.max_cost_usd is None else f"${b.max_cost_usd:.2f}", f"${m.cost_usd:.4f}"],
+           ["max_seconds", "-" if b.max_seconds is None else f"{b.max_seconds:g}s", f"{m.seconds:.1f}s"],
+           ["max_attempts", f"{b.max_attempts} per step", f"{m.attempt} (step {m.step})"]])
     if m.prompt:
         say(f"\nprompt:\n  {m.prompt}")
     say("")
@@ -383,20 +406,26 @@ def select(id: str, /) -> int:
     return 0
 
 
-def path(id: str | None = None, /) -> int:
+def path(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
     """Print the path of the job's worktree.
 
     Parameters
     ----------
     id
         The job (default: the selected one).
+    json_
+        Print {"id", "worktree", "exists"}.
     """
     from logist.engine.jobs import selected_job
 
     store = cli.store()
     job_id = selected_job(store, id)
     store.tip(job_id)
-    say(str(store.existing_worktree(job_id)))
+    wt = store.existing_worktree(job_id)
+    if json_:
+        emit_json({"id": job_id, "worktree": str(wt), "exists": wt.is_dir()})
+        return 0
+    say(str(wt))
     return 0
 
 
@@ -531,8 +560,19 @@ def reject(id: str | None = None, /, *, message: str | None = None) -> int:
     id
         The job.
     message
-        What to change (recorded in the commit and given to the agent).
+        What to change (required; recorded in the commit and given to the agent).
     """
+    if not (message or "").strip():
+        from logist.core.errors import UsageError
+        from logist.engine.jobs import selected_job
+
+        store = cli.store()
+        job_id = selected_job(store, id)
+        _, record = store.read_record(job_id)
+        if record["state"] == "APPROVAL_REQUIRED":  # else the state's own refusal says more
+            raise UsageError("reject needs --message: what should change (it is given to the agent)",
+                             hint=f'logist job reject {job_id} --message "also handle the empty case"')
+        id = job_id
     return _human("reject", id, message)
 
 

@@ -12,7 +12,134 @@ from logist.cli.output import emit_json, exit_for_states, say, table
 
 
 def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    status = _STATUS
+    if status is not None:
+        status.clear_then(msg)
+    else:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class _StatusLine:
+    """While agents run in a foreground `job run`/`job step` on a terminal: one live line on
+    stderr, redrawn every second: job, step N/M, agent, elapsed, cost so far, and the agent's
+    last output line. Progress lines are printed above it. Nothing when stderr is not a tty
+    (the plain progress lines are all a pipe gets)."""
+
+    def __init__(self, store) -> None:
+        import threading
+
+        self.store = store
+        self.enabled = sys.stderr.isatty()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._shown = False
+        self._started: dict[str, float] = {}
+        self._records: dict[str, tuple[str, dict]] = {}
+
+    def __enter__(self) -> _StatusLine:
+        global _STATUS
+        if self.enabled:
+            import threading
+
+            _STATUS = self
+            self._thread = threading.Thread(target=self._loop, name="status-line", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _STATUS
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        _STATUS = None
+        with self._lock:
+            self._erase()
+
+    def _erase(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self._shown = False
+
+    def clear_then(self, msg: str) -> None:
+        with self._lock:
+            self._erase()
+            print(msg, file=sys.stderr, flush=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                line = self.render()
+            except Exception:
+                line = ""
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self._erase()
+                if line:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+                    self._shown = True
+
+    def render(self) -> str:
+        import shutil
+        import time
+
+        from logist.cli.output import duration
+        from logist.engine import stop
+
+        running = stop.running_here()
+        if not running:
+            return ""
+        job_id = sorted(running)[0]
+        now = time.monotonic()
+        started = self._started.setdefault(f"{job_id}:{running[job_id]}", now)
+        tip = self.store.tip(job_id)
+        cached = self._records.get(job_id)
+        if cached is None or cached[0] != tip:
+            cached = (tip, self.store.read_record(job_id)[1])
+            self._records[job_id] = cached
+        d = cached[1]
+        steps = d["steps"]
+        n = d.get("step", 1)
+        agent = steps[min(n, len(steps)) - 1].get("agent", "?")
+        log = (d.get("execution") or {}).get("log")
+        last = _last_line(log) if log else ""
+        since = (d.get("execution") or {}).get("started_at")
+        if since:
+            from datetime import datetime, timezone
+
+            try:
+                t = datetime.fromisoformat(since.replace("Z", "+00:00"))
+                started = now - max(0.0, (datetime.now(timezone.utc) - t).total_seconds())
+            except ValueError:
+                pass
+        more = f" (+{len(running) - 1} more)" if len(running) > 1 else ""
+        text = (f"{job_id}{more}  step {n}/{len(steps)}  {agent}  {duration(now - started)}  "
+                f"${d.get('cost_usd', 0.0):.2f}  {last}")
+        width = shutil.get_terminal_size((80, 24)).columns - 1
+        return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
+_STATUS: _StatusLine | None = None
+
+
+def _last_line(path: str, tail: int = 4096) -> str:
+    """The last non-empty line of a log (its last few KiB), printable characters only."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - tail))
+            data = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    for line in reversed(data.splitlines()):
+        clean = "".join(ch for ch in line if ch.isprintable()).strip()
+        if clean:
+            return clean
+    return ""
 
 
 DOUBLE_PRESS_SECONDS = 2.0
@@ -145,7 +272,7 @@ def step(id: str | None = None, /, *, trust: bool = False,
 
     store = cli.store()
     job_id = selected_job(store, id)
-    with _CtrlC() as ctrl_c:
+    with _CtrlC() as ctrl_c, _StatusLine(store):
         try:
             result = Engine(store, progress=_progress, trust=trust).step(job_id)
         except KeyboardInterrupt:
@@ -199,7 +326,7 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
 
     _warn_interrupted(store, exclude=job_id)
     if job_id:
-        with _CtrlC() as ctrl_c:
+        with _CtrlC() as ctrl_c, _StatusLine(store):
             try:
                 result = Engine(store, progress=_progress, trust=trust).run(job_id)
             except KeyboardInterrupt:
@@ -207,7 +334,7 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
         if ctrl_c.interrupted:
             return _interrupted_report(result, json_)
         return _report(result, json_)
-    with _CtrlC() as ctrl_c:
+    with _CtrlC() as ctrl_c, _StatusLine(store):
         try:
             results = run_all(store, parallel=parallel, trust=trust, progress=_progress)
         except KeyboardInterrupt:
@@ -218,7 +345,7 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
                     "reason": r.reason, "error": r.error} for r in results])
     else:
         if not results:
-            say("no PENDING jobs")
+            _nothing_to_run(store)
         for r in results:
             say(f"{r.job_id}: {r.state.value if r.state else ('ERROR' if r.error else 'not run')} (step {r.step})"
                 + (f": {r.reason}" if r.reason else ""))
@@ -232,6 +359,17 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     return exit_for_states([r.state for r in results if r.state is not None])
 
 
+def _nothing_to_run(store) -> None:
+    """`job run` found no PENDING job: say so, and name the DRAFT jobs that wait for activation."""
+    drafts = [s.id for s in store.list_jobs() if s.manifest and s.manifest.state.value == "DRAFT"]
+    if not drafts:
+        say("no PENDING jobs")
+        return
+    names = ", ".join(drafts[:5]) + (f" and {len(drafts) - 5} more" if len(drafts) > 5 else "")
+    say(f"no PENDING jobs; {len(drafts)} DRAFT job{'s wait' if len(drafts) != 1 else ' waits'} for "
+        f"`logist job activate ID`: {names}")
+
+
 def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
     """Follow a running step's output live; returns when the job stops running.
 
@@ -242,13 +380,21 @@ def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
     timeout
         Give up after this many seconds (exit 1).
     """
+    from logist.core.errors import JobStateError
     from logist.core.limits import check_number
     from logist.engine.jobs import selected_job
-    from logist.engine.runner import follow
+    from logist.engine.runner import follow, is_running
 
     check_number(timeout, "--timeout", positive=True)
     store = cli.store()
     job_id = selected_job(store, id)
+    if not is_running(store, job_id):
+        _, m = store.read(job_id)
+        hint = (f"`logist job log {job_id}` shows its last step's output"
+                + (f"; `logist job run {job_id}` runs it" if m.state.value == "PENDING" else "")
+                + (f"; `logist job activate {job_id}` first" if m.state.value == "DRAFT" else ""))
+        raise JobStateError(f"job {job_id} is not running (it is {m.state.value}, step "
+                            f"{m.step}/{m.step_count}); there is nothing to attach to", hint=hint)
     for chunk in follow(store, job_id, timeout=timeout):
         sys.stdout.write(chunk)
         sys.stdout.flush()
@@ -293,7 +439,8 @@ def metrics(id: str | None = None, /, *, csv: bool = False,
     return 0
 
 
-def log(id: str | None = None, /, *, step: int | None = None, follow: bool = False) -> int:
+def log(id: str | None = None, /, *, step: int | None = None, follow: bool = False,
+        json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
     """Print a step's output: live from the running log, or from refs/notes/logist/logs.
 
     Parameters
@@ -303,8 +450,11 @@ def log(id: str | None = None, /, *, step: int | None = None, follow: bool = Fal
     step
         Which step (default: the current or last run one).
     follow
-        Keep printing while the step runs.
+        Keep printing while the step runs (a header line before each step and attempt).
+    json_
+        Print {"id", "step", "output"} (not with --follow).
     """
+    from logist.core.errors import UsageError
     from logist.engine.jobs import selected_job
     from logist.engine.runner import follow as follow_log
     from logist.store.job_history import step_output
@@ -312,9 +462,17 @@ def log(id: str | None = None, /, *, step: int | None = None, follow: bool = Fal
     store = cli.store()
     job_id = selected_job(store, id)
     if follow:
+        if json_:
+            raise UsageError("--json and --follow do not go together",
+                             hint=f"`logist job log {job_id} --json` prints the output so far")
         for chunk in follow_log(store, job_id):
             sys.stdout.write(chunk)
             sys.stdout.flush()
         return 0
-    sys.stdout.write(step_output(store, job_id, step))
+    output = step_output(store, job_id, step)
+    if json_:
+        _, m = store.read(job_id)
+        emit_json({"id": job_id, "step": step or m.step, "output": output})
+        return 0
+    sys.stdout.write(output)
     return 0
