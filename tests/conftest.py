@@ -104,6 +104,16 @@ def cli(project, capsys):
 
 
 @pytest.fixture
+def procs():
+    """Background processes of the test (``_crashkit.Procs``), each ended by pid at teardown."""
+    from _crashkit import Procs
+
+    p = Procs()
+    yield p
+    p.kill_all()
+
+
+@pytest.fixture
 def net(tmp_path, monkeypatch):
     """A bare remote and a first clone that made the project's first commits (``test_sharing.Net``)."""
     from test_sharing import make_net

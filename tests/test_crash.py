@@ -14,12 +14,10 @@ import signal
 import pytest
 from _crashkit import (
     Lines,
-    Procs,
     agent_info,
     assert_consistent,
     create,
     history,
-    init_project,
     lock_holder_pid,
     logist,
     manifest,
@@ -53,19 +51,6 @@ def test_every_crash_point_is_reached_documented_and_exercised():
     assert not [p for p in sorted(POINTS) if f'"{p}' not in tests], "crash points no test uses"
     with pytest.raises(ValueError):
         crash_env("no-such-point")
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.kill_all()
-
-
-@pytest.fixture
-def project(repo):
-    init_project(repo)
-    return repo
 
 
 def two_steps(counter) -> str:

@@ -17,11 +17,9 @@ import sys
 
 import pytest
 from _crashkit import (
-    Procs,
     admin_dir,
     assert_consistent,
     create,
-    init_project,
     kill_group_when_file_appears,
     logist,
     manifest,
@@ -36,19 +34,6 @@ from conftest import git
 # while, long enough for the kill to land inside it
 MANY_FILES = f'{sys.executable} -c "import os; os.makedirs(\'d\', exist_ok=True); ' \
              f'[open(\'d/f%d\' % i, \'w\').write(str(i)) for i in range(2000)]"'
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.kill_all()
-
-
-@pytest.fixture
-def project(repo):
-    init_project(repo)
-    return repo
 
 
 def test_kills_while_git_holds_index_lock_recover(project, procs):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _crashkit import assert_consistent, create, init_project, logist, manifest, run_dir, sh_step
+from _crashkit import assert_consistent, create, logist, manifest, run_dir, sh_step
 from conftest import git, wait_for
 
 from logist.core.faults import crash_env
@@ -37,12 +37,6 @@ FILES = {"edit-record": "edit.txt", "delete-logist": "delete.txt", "extra-record
          "commit": "commit.txt", "commit-record": "crec.txt", "amend": "amend.txt", "reset": "reset.txt",
          "rebase": "rebase.txt", "delete-and-commit": "dc.txt"}
 REWRITES = {"amend", "reset", "rebase"}
-
-
-@pytest.fixture
-def project(repo):
-    init_project(repo)
-    return repo
 
 
 def reachable_tids(repo) -> set[str]:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _crashkit import Procs, dead_pid, logist, no_traceback
+from _crashkit import dead_pid, logist, no_traceback
 from conftest import git, wait_for
 
 
@@ -24,13 +24,6 @@ def store(repo):
     (repo / ".logist").mkdir()
     (repo / ".logist" / "config.toml").write_text("")
     return JobStore.discover(repo)
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.kill_all()
 
 
 def make_job(store, title="lock test") -> str:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from _crashkit import (
-    Procs,
     assert_consistent,
     create,
     dead_pid,
@@ -31,13 +30,6 @@ from _crashkit import (
 from conftest import git, wait_for
 
 N = 8
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.kill_all()
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ import signal
 
 import pytest
 from _crashkit import (
-    Procs,
     assert_consistent,
     create,
     history,
-    init_project,
     logist,
     manifest,
     mock_step,
@@ -25,19 +23,6 @@ from _crashkit import (
 from conftest import git, wait_for
 
 from logist.core.faults import crash_env
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.kill_all()
-
-
-@pytest.fixture
-def project(repo):
-    init_project(repo)
-    return repo
 
 
 def one_step(name="r", file="r.txt") -> str:
