@@ -26,9 +26,9 @@ def server_merge(net, jid: str, how: str, *, extra: str | None = None) -> Path:
         git(srv, "merge", "-q", "--no-ff", "-m", f"Merge {jid}", f"origin/logist/{jid}")
     elif how == "ff":
         git(srv, "merge", "-q", "--ff-only", f"origin/logist/{jid}")
-    elif how == "squash":
+    elif how == "squash":  # git's squash message quotes the commits: their Logist-Job lines too
         git(srv, "merge", "-q", "--squash", f"origin/logist/{jid}")
-        git(srv, "commit", "-q", "-m", f"{jid} (squashed)")
+        git(srv, "commit", "-q", "--no-edit")
     if extra:
         (srv / extra).write_text((srv / extra).read_text() + "more\n")
         git(srv, "commit", "-q", "-am", "later change to the same file")
@@ -46,7 +46,7 @@ def job_entry(plan: dict, jid: str) -> dict:
 
 def assert_cleaned(repo: Path, jid: str, tip: str) -> None:
     assert git(repo, "rev-parse", f"refs/logist/archive/{jid}") == tip
-    assert git(repo, "branch", "--list", f"logist/{jid}") == ""
+    assert git(repo, "branch", "--list", f"logist/{jid}", f"logist-review/{jid}") == ""
     assert not (repo / WT / jid).exists()
     assert str(repo / WT / jid) not in git(repo, "worktree", "list")
     # history stays readable from the archive
@@ -54,7 +54,7 @@ def assert_cleaned(repo: Path, jid: str, tip: str) -> None:
 
 
 @pytest.mark.parametrize("how,label", [("merge", "merge commit"), ("ff", "fast-forward"),
-                                       ("squash", "squash merge (same tree)")])
+                                       ("squash", "squash merge")])
 def test_gc_cleans_merged_jobs(net, how, label):
     jid = make_job(net.a, f"Merged by {how}", writes={"f.txt": "hello\n"})
     lg(net.a, "push")
@@ -85,7 +85,7 @@ def test_squash_merge_found_by_patch_id_after_the_base_moved_on(net):
     tip = git(net.a, "rev-parse", f"logist/{jid}")
     server_merge(net, jid, "squash", extra="f.txt")
     git(net.a, "fetch", "-q", "origin")
-    assert job_entry(gc_json(net.a), jid)["how"] == "squash merge (patch-id)"
+    assert job_entry(gc_json(net.a), jid)["how"] == "squash merge"
     lg(net.a, "gc", "--yes")
     assert_cleaned(net.a, jid, tip)
 
@@ -221,7 +221,8 @@ def test_job_clean(net):
     assert "would" in out and f"delete branch logist/{jid}" in out and "dry run" in out
     assert refs_snapshot(net.a) == before
     res = lg(net.a, "job", "clean", jid, "--yes", "--json").json()
-    assert res["errors"] == [] and len(res["done"]) == 3
+    assert res["errors"] == [] and len(res["done"]) == 4
+    assert f"deleted branch logist-review/{jid}" in res["done"]
     assert_cleaned(net.a, jid, tip)
     # refused for PENDING/DRAFT jobs and dirty worktrees, with nothing changed
     pending = make_job(net.a, "Pending", run=False)
@@ -258,20 +259,26 @@ def test_integration_rules_unit(net):
     main = git(net.a, "rev-parse", "main")
     assert not integration(store, jid, tip, m.base, main).integrated
     assert integration(store, jid, tip, m.base, tip).how == "fast-forward"
-    # a base that already has the same file content (made independently) counts as integrated
+    # a base that already has the same file content, made independently (or by a twin job),
+    # is not this job: identical content alone never counts (tests/test_review.py)
     (net.a / "u.txt").write_text("u\n")
     git(net.a, "add", "u.txt")
     git(net.a, "commit", "-q", "-m", "same change")
-    assert integration(store, jid, tip, m.base, git(net.a, "rev-parse", "HEAD")).integrated
-    # a base with a conflicting change does not
-    (net.a / "u.txt").write_text("different\n")
-    git(net.a, "commit", "-q", "-am", "different change")
+    assert not integration(store, jid, tip, m.base, git(net.a, "rev-parse", "HEAD")).integrated
+    # the same commit naming the job is its squash
+    git(net.a, "commit", "-q", "--amend", "-m", f"same change\n\nLogist-Job: {jid}")
     res = integration(store, jid, tip, m.base, git(net.a, "rev-parse", "HEAD"))
-    assert res.integrated is True  # patch-id of the earlier identical commit
-    git(net.a, "reset", "-q", "--hard", main)
+    assert res.integrated and res.how == "squash merge"
+    # naming it with a different change to its file: edited in review
     (net.a / "u.txt").write_text("different\n")
-    git(net.a, "add", "u.txt")
-    git(net.a, "commit", "-q", "-m", "only a different change")
+    git(net.a, "commit", "-q", "-a", "--amend", "-m", f"reviewed\n\nLogist-Job: {jid}")
+    res = integration(store, jid, tip, m.base, git(net.a, "rev-parse", "HEAD"))
+    assert res.integrated and res.how == "squash merge, edited in review"
+    # naming it without touching its files: not integrated
+    git(net.a, "reset", "-q", "--hard", main)
+    (net.a / "other.txt").write_text("o\n")
+    git(net.a, "add", "other.txt")
+    git(net.a, "commit", "-q", "-m", f"unrelated\n\nLogist-Job: {jid}")
     assert not integration(store, jid, tip, m.base, git(net.a, "rev-parse", "HEAD")).integrated
 
 

@@ -159,7 +159,8 @@ def make_net(tmp: Path) -> Net:
     return Net(tmp, remote, a)
 
 
-def fake_gh(dir_: Path, log: Path, *, fail: bool = False) -> Path:
+def fake_gh(dir_: Path, log: Path, *, fail: bool = False,
+            fail_message: str = "a pull request for branch already exists") -> Path:
     """A `gh` on PATH that records its argv and body file and prints a PR URL."""
     dir_.mkdir(parents=True, exist_ok=True)
     script = dir_ / "gh"
@@ -172,7 +173,7 @@ def fake_gh(dir_: Path, log: Path, *, fail: bool = False) -> Path:
         with open({str(log)!r}, "w") as fh:
             json.dump({{"argv": argv, "opts": opts, "body": body}}, fh)
         if {fail!r}:
-            print("a pull request for branch already exists", file=sys.stderr)
+            print({fail_message!r}, file=sys.stderr)
             sys.exit(1)
         print("https://github.com/acme/project/pull/7")
         """))
@@ -492,16 +493,22 @@ def test_pr_with_gh(net, tmp_path, monkeypatch):
     rec = json.loads(log.read_text())
     assert rec["argv"][:2] == ["pr", "create"]
     opts = rec["opts"]
-    assert opts["head"] == f"logist/{jid}" and opts["base"] == "main"
+    # the pull request is from the review branch: the work only (tests/test_review.py)
+    assert opts["head"] == f"logist-review/{jid}" and opts["base"] == "main"
     assert "Reviewable" in opts["title"]
     body = rec["body"]
-    assert "Reviewable" in body and "| 1 | write | mock | SUCCESS | COMPLETED |" in body
-    assert "$0.0100" in body and f"git log logist/{jid}" in body
-    assert f"refs/heads/logist/{jid}" in remote_refs(net.remote)  # pushed first
-    # gh failing is a clear error, not a traceback
+    assert "Reviewable" in body and "| 1 | write | mock | COMPLETED | $0.0100 |" in body
+    assert f"git log logist/{jid}" in body
+    pushed = remote_refs(net.remote)  # pushed first
+    assert f"refs/heads/logist/{jid}" in pushed and f"refs/heads/logist-review/{jid}" in pushed
+    # an open pull request for the branch: pushing updated it
     fake_gh(tmp_path / "bin", log, fail=True)
+    res = lg(net.a, "job", "pr", jid)
+    assert "updated the open pull request" in res.out
+    # gh failing is a clear error, not a traceback
+    fake_gh(tmp_path / "bin", log, fail=True, fail_message="HTTP 401: Bad credentials")
     res = lg(net.a, "job", "pr", jid, code=1)
-    assert "gh pr create failed" in res.err
+    assert "gh pr create failed" in res.err and "Bad credentials" in res.err
 
 
 def test_pr_without_gh_prints_the_compare_url(net, monkeypatch):
@@ -512,7 +519,7 @@ def test_pr_without_gh_prints_the_compare_url(net, monkeypatch):
     git(net.a, "remote", "set-url", "origin", "git@github.com:acme/project.git")
     git(net.a, "remote", "set-url", "--push", "origin", str(net.remote))
     res = lg(net.a, "job", "pr", jid, "--json").json()
-    assert res["url"] == f"https://github.com/acme/project/compare/main...logist/{jid}?expand=1"
+    assert res["url"] == f"https://github.com/acme/project/compare/main...logist-review/{jid}?expand=1"
     assert res["via"] == "url"
 
 

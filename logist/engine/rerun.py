@@ -451,6 +451,9 @@ def _prepare_run(store: JobStore, lease: Lease, tip: str, m: Manifest, n: int, s
             f"job {job_id} changed while the rerun was prepared (or its lease was lost); nothing "
             "was changed", hint=f"run `logist job status {job_id}` and try again") from None
     crash_point("rerun-after-publish")
+    from logist.store.review import refresh
+
+    refresh(store, job_id)  # the work from step N on left the branch: so it leaves the review branch
     if moved:
         store.sync_worktree_record(job_id, files)
         marker.unlink(missing_ok=True)

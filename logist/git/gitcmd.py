@@ -112,6 +112,19 @@ def _after_lock_file(proc: subprocess.CompletedProcess, argv: list[str], cwd: st
     return proc
 
 
+def git_to_terminal(args: Sequence[str], *, cwd: str | Path) -> int:
+    """Run ``git -C cwd *args`` on the user's terminal (stdout/stderr not captured), so git
+    picks colours and its pager itself, as for `git diff`; its exit code."""
+    env = no_git_env()
+    if "GIT_PAGER" in os.environ:  # the user's choice of pager, like git's own
+        env["GIT_PAGER"] = os.environ["GIT_PAGER"]
+    try:
+        return subprocess.run(["git", "-C", str(cwd), *args], env=env, check=False).returncode
+    except FileNotFoundError as exc:  # pragma: no cover - git missing
+        raise GitError("git is not installed or not on PATH", argv=["git", *args],
+                       hint="install git (>= 2.30) and try again") from exc
+
+
 def git_out(args: Sequence[str], *, cwd: str | Path, **kwargs) -> str:
     """stdout of a git command, stripped of the trailing newline."""
     return git(args, cwd=cwd, **kwargs).stdout.rstrip("\n")

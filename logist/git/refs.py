@@ -9,6 +9,7 @@ docs/refs.md is the contract::
     refs/logist/displaced/<id>/<k>    commits an agent rewrote away (amend/reset/rebase)
     refs/logist/archive/<id>          tip kept after cleanup
     refs/notes/logist/{observer,sentinel,logs}
+    refs/heads/logist-review/<id>     review branch: only the job's work (docs/sharing.md)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ RESTEPS_PREFIX = "refs/logist/resteps/"
 DISPLACED_PREFIX = "refs/logist/displaced/"
 ARCHIVE_PREFIX = "refs/logist/archive/"
 STOP_PREFIX = "refs/logist/stop/"  # a stop request for a running job (docs/refs.md)
+# Outside refs/heads/logist/: git cannot hold logist/<id> and logist/<id>/... at once.
+REVIEW_PREFIX = "refs/heads/logist-review/"
 NOTES_OBSERVER = "refs/notes/logist/observer"
 NOTES_SENTINEL = "refs/notes/logist/sentinel"
 NOTES_LOGS = "refs/notes/logist/logs"
@@ -84,6 +87,16 @@ def archive_ref(job_id: str) -> str:
     return ARCHIVE_PREFIX + validate_job_id(job_id)
 
 
+def review_ref(job_id: str) -> str:
+    """refs/heads/logist-review/<id>: the job's work without its record, for pull requests."""
+    return REVIEW_PREFIX + validate_job_id(job_id)
+
+
+def review_name(job_id: str) -> str:
+    """Short review branch name, as users type it: logist-review/<id>."""
+    return "logist-review/" + validate_job_id(job_id)
+
+
 def job_id_from_branch_ref(ref: str) -> str | None:
     """The job id of ``refs/heads/logist/<id>``, or None if ``ref`` is not a valid job branch."""
     if not ref.startswith(BRANCH_PREFIX):
@@ -123,6 +136,15 @@ def remote_branch_prefix(remote: str) -> str:
 
 def remote_branch_ref(remote: str, job_id: str) -> str:
     return remote_branch_prefix(remote) + validate_job_id(job_id)
+
+
+def remote_review_prefix(remote: str) -> str:
+    """refs/remotes/<R>/logist-review/ (fetched review branches)."""
+    return f"refs/remotes/{validate_remote(remote)}/logist-review/"
+
+
+def remote_review_ref(remote: str, job_id: str) -> str:
+    return remote_review_prefix(remote) + validate_job_id(job_id)
 
 
 def remote_logist_prefix(remote: str, namespace: str) -> str:

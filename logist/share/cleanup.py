@@ -12,10 +12,12 @@ Rules that hold whatever the options:
 - planning never changes anything: callers apply a plan only when the user said ``--yes``.
 
 A job is *integrated* into the base when it has work beyond its record (a branch that only
-carries ``.logist/jobs/<id>/`` is never "merged") and the base contains that work: its tip is an
-ancestor of the base (merge commit or fast-forward), or merging it into the base would change
-nothing outside its record (squash merge: same tree), or one commit of the base has the same
-patch-id as the job's whole diff (squash merge on a base that moved on since).
+carries ``.logist/jobs/<id>/`` is never "merged") and the base contains it as *that* job: its
+branch or its review branch ``logist-review/<id>`` is an ancestor of the base (merge commit or
+fast-forward), or a commit of the base names it (``Logist-Job: <id>``, kept in a squash message)
+and changes files the job changed (squash merge; "edited in review" when the changes differ).
+Identical content alone never counts (see :mod:`logist.share.review`). Cleaning up an integrated
+job deletes its review branch too, when nothing on it would be lost.
 """
 
 from __future__ import annotations
@@ -107,34 +109,11 @@ def integration(store: JobStore, job_id: str, tip: str, job_base: str, base_oid:
         fp = git(["rev-list", "--first-parent", "--max-count=5000", base_oid], cwd=store.root,
                  check=False).stdout.split()
         return Integration(True, "fast-forward" if tip in fp else "merge commit")
-    record = refs.record_dir(job_id) + "/"
-    proc = git(["merge-tree", "--write-tree", "--name-only", "--no-messages", base_oid, tip],
-               cwd=store.root, check=False)
-    if proc.returncode in (0, 1) and proc.stdout.strip():
-        lines = proc.stdout.splitlines()
-        tree, conflicted = lines[0].strip(), [ln for ln in lines[1:] if ln.strip()]
-        if all(p.startswith(record) for p in conflicted):
-            same = git(["diff", "--quiet", base_oid, tree, "--", _exclude_record(job_id)],
-                       cwd=store.root, check=False)
-            if same.returncode == 0:
-                return Integration(True, "squash merge (same tree)")
-    mb = git(["merge-base", base_oid, tip], cwd=store.root, check=False).stdout.strip()
-    if mb:
-        mine = _patch_ids(store, ["diff", mb, tip, "--", _exclude_record(job_id)])
-        if mine:
-            theirs = _patch_ids(store, ["log", "-p", "--no-merges", "--max-count=2000", "--format=commit %H",
-                                        f"{mb}..{base_oid}", "--", _exclude_record(job_id)])
-            if mine & theirs:
-                return Integration(True, "squash merge (patch-id)")
-    return Integration(False, f"not merged into {base_name}")
+    # its review branch, or a squash that names it (never identical content alone)
+    from logist.share.review import integration as review_integration
 
-
-def _patch_ids(store: JobStore, diff_argv: list[str]) -> set[str]:
-    diff = git(diff_argv, cwd=store.root, check=False, text=False).stdout
-    if not diff:
-        return set()
-    proc = git(["patch-id", "--stable"], cwd=store.root, input=diff, check=False, text=False)
-    return {line.split()[0].decode() for line in proc.stdout.splitlines() if line.split()}
+    found = review_integration(store, job_id, tip, job_base, base_oid, base_name)
+    return Integration(found.integrated, found.how)
 
 
 # --------------------------------------------------------------------------- worktrees
@@ -218,6 +197,7 @@ class JobPlan:
     local_tip: str | None = None  # the local branch value (None: remote-only job)
     remote: str | None = None
     remote_tip: str | None = None
+    base_oid: str | None = None  # the base it was judged against
     integration: Integration | None = None
     actions: list[str] = field(default_factory=list)  # archive, remove-worktree, delete-branch, delete-remote-branch
     kept: list[str] = field(default_factory=list)  # why something is not done
@@ -238,9 +218,11 @@ class JobPlan:
             elif a == "remove-worktree":
                 out.append(f"remove worktree {store.worktree_path(self.job_id)}")
             elif a == "delete-branch":
-                out.append(f"delete branch {refs.branch_name(self.job_id)}")
+                out.append(f"delete branch {refs.branch_name(self.job_id)} (and "
+                           f"{refs.review_name(self.job_id)} if it has one)")
             elif a == "delete-remote-branch":
-                out.append(f"delete {refs.branch_name(self.job_id)} on {self.remote}")
+                out.append(f"delete {refs.branch_name(self.job_id)} (and {refs.review_name(self.job_id)}) "
+                           f"on {self.remote}")
         return out
 
     def to_dict(self, store: JobStore) -> dict:
@@ -433,6 +415,7 @@ def _plan_one(ctx: _Context, jp: JobPlan, m: Manifest, keep_days: float | None, 
             jp.kept.append(f"held on {jp.remote} by a worker")
             return
     assert jp.tip
+    jp.base_oid = ctx.base_oid
     if verdict == "no-work":
         jp.integration = Integration(False, "no work beyond its record")
     elif verdict == "untouched":
@@ -557,22 +540,31 @@ def _delete_branch(store: JobStore, jp: JobPlan, lease_oid: str | None) -> None:
     run_dir = store.run_dir(jp.job_id)
     shutil.rmtree(run_dir, ignore_errors=True)
     jp.done.append(f"deleted branch {refs.branch_name(jp.job_id)} (kept as {refs.archive_ref(jp.job_id)})")
+    from logist.share.review import delete_local
+
+    review = delete_local(store, jp.job_id, jp.base_oid, jp.tip)
+    if review:
+        (jp.done if review.startswith("deleted") else jp.kept).append(review)
 
 
 def _delete_remote(store: JobStore, jp: JobPlan) -> None:
+    from logist.share.review import remote_delete_spec
     from logist.share.sharing import _update_tracking
 
     assert jp.remote and jp.remote_tip
     archive = refs.archive_ref(jp.job_id)
     branch = refs.branch_ref(jp.job_id)
-    ok, lines, _ = run_push(store, jp.remote, [f"{archive}:{archive}", f":{branch}"],
-                                 leases=[f"{branch}:{jp.remote_tip}"])
+    review_specs, review_leases = remote_delete_spec(store, jp.remote, jp.job_id, jp.base_oid, jp.tip)
+    ok, lines, _ = run_push(store, jp.remote, [f"{archive}:{archive}", f":{branch}", *review_specs],
+                            leases=[f"{branch}:{jp.remote_tip}", *review_leases])
     if not ok:
         bad = "; ".join(f"{ln.dst}: {ln.reason}" for ln in lines if ln.rejected)
         raise JobStateError(f"{jp.remote} kept {refs.branch_name(jp.job_id)}: {bad}",
                             hint=f"run `logist fetch {jp.remote}` and gc again")
     _update_tracking(store, jp.remote, lines)
     jp.done.append(f"deleted {refs.branch_name(jp.job_id)} on {jp.remote} (archive pushed)")
+    if review_specs:
+        jp.done.append(f"deleted {refs.review_name(jp.job_id)} on {jp.remote}")
 
 
 def run_gc(store: JobStore, *, yes: bool = False, base: str | None = None,
@@ -606,6 +598,7 @@ def plan_clean(store: JobStore, job_id: str, *, keep_branch: bool = False,
         raise LockHeldError(f"job {job_id} is held by {who}", hint="wait for it to finish")
     try:
         base_name, base_oid = resolve_base(store, base)
+        jp.base_oid = base_oid
         jp.integration = integration(store, job_id, tip, m.base, base_oid, base_name)
     except UsageError:
         jp.integration = Integration(False, "no base to compare with")

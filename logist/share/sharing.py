@@ -207,7 +207,8 @@ class FetchResult:
 
 
 def fetch_refspecs(remote: str) -> list[str]:
-    specs = [f"+{refs.BRANCH_PREFIX}*:{refs.remote_branch_prefix(remote)}*"]
+    specs = [f"+{refs.BRANCH_PREFIX}*:{refs.remote_branch_prefix(remote)}*",
+             f"+{refs.REVIEW_PREFIX}*:{refs.remote_review_prefix(remote)}*"]
     for ns in refs.SHARED_NAMESPACES:
         specs.append(f"+refs/logist/{ns}/*:{refs.remote_logist_prefix(remote, ns)}*")
     specs.append(f"+refs/notes/logist/*:refs/notes/remotes/{refs.validate_remote(remote)}/logist/*")
@@ -359,6 +360,8 @@ def _tracking_of(remote: str, ref: str) -> str:
         return refs.remote_branch_prefix(remote) + ref[len(refs.BRANCH_PREFIX):]
     if ref.startswith("refs/notes/logist/"):
         return refs.remote_notes_ref(remote, ref)
+    if ref.startswith(refs.REVIEW_PREFIX):
+        return refs.remote_review_prefix(remote) + ref[len(refs.REVIEW_PREFIX):]
     ns, _, rest = ref[len("refs/logist/"):].partition("/")
     return refs.remote_logist_prefix(remote, ns) + rest
 
@@ -461,6 +464,12 @@ def push(store: JobStore, remote: str | None = None, job_ids: list[str] | None =
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
         plan = _plan_push(store, remote, job_ids, include_notes)
+        from logist.share.review import plan_push as plan_review_push
+
+        review = plan_review_push(store, remote, job_ids)  # logist-review/<id>: the work only
+        plan.specs += review.specs
+        plan.leases += review.leases
+        plan.skipped.update(review.skipped)
         result.skipped = dict(plan.skipped)
         if not plan.specs:
             return result
@@ -785,6 +794,9 @@ def import_job(store: JobStore, remote: str, job_id: str, lease, *, replace_dive
             f"job {job_id}: this clone and {remote} have diverged (both have commits the other lacks)",
             hint=f"compare with `git log --oneline {refs.branch_name(job_id)}...{remote}/"
                  f"{refs.branch_name(job_id)}`; push or discard the local commits first")
+    from logist.store.review import refresh
+
+    refresh(store, job_id)  # the job's work came from the remote: its review branch follows
     tip, m = store.read(job_id)
     origin = previous.origin if previous is not None else f"remote:{remote}"
     links = job_link_problems(store, tip)
@@ -863,10 +875,12 @@ class PrResult:
     via: str  # "gh" or "url" or "none"
     output: str = ""
     pushed: PushResult | None = None
+    note: str = ""  # about the review branch (e.g. kept with commits logist did not make)
 
 
 def pr_text(store: JobStore, job_id: str) -> tuple[str, str]:
-    """(title, markdown body): the job's title, steps, outcomes and cost."""
+    """(title, markdown body): the job's title; its prompt, a table of its steps (agent,
+    outcome, cost, time) and where its full record is."""
     tip, m = store.read(job_id)
     outcomes: dict[int, str] = {}
     try:
@@ -875,20 +889,29 @@ def pr_text(store: JobStore, job_id: str) -> tuple[str, str]:
                 outcomes[e.step] = e.outcome
     except LogistError:
         pass
+    from logist.share.review import harvest_commits
+
+    harvests = harvest_commits(store, job_id, tip)
 
     def cell(text: str) -> str:
         return " ".join(str(text).split()).replace("|", "\\|")[:200]
 
     lines = [f"Job `{m.id}`: {cell(m.title)}", ""]
     if m.prompt.strip():
-        lines += [m.prompt.strip()[:4000], ""]
-    lines += ["| # | step | agent | status | outcome | summary | cost |", "|---|---|---|---|---|---|---|"]
+        lines += ["> " + ln for ln in m.prompt.strip()[:4000].splitlines()] + [""]
+    lines += ["| # | step | agent | outcome | cost | time | summary | commit |",
+              "|---|---|---|---|---|---|---|---|"]
     for n, s in enumerate(m.steps, 1):
-        lines.append(f"| {n} | {cell(s.name)} | {cell(s.agent)} | {s.status.value} | "
-                     f"{outcomes.get(n, '-')} | {cell(s.summary or s.reason or '-')} | ${s.cost_usd:.4f} |")
+        commit = f"`{harvests[n][:12]}`" if n in harvests else "-"
+        lines.append(f"| {n} | {cell(s.name)} | {cell(s.agent)} | {outcomes.get(n, s.status.value)} | "
+                     f"${s.cost_usd:.4f} | {s.seconds:.1f}s | {cell(s.summary or s.reason or '-')} | {commit} |")
     lines += ["", f"State **{m.state.value}** · run {m.run} · cost ${m.cost_usd:.4f} · "
                   f"tokens {m.tokens} · time {m.seconds:.1f}s",
-              "", f"Audit trail: `git log {refs.branch_name(job_id)}` (one commit per transition; "
+              "", f"This branch ({refs.review_name(job_id)}) carries only the work: one commit per step, "
+                  "each with `Logist-Job`, `Logist-Step` and `Logist-Commit` trailers. Merge it any way "
+                  "you like; in a squash message keep the `Logist-Job:` line, so `logist gc` knows "
+                  "which job was merged.",
+              "", f"The full record: `git log {refs.branch_name(job_id)}` (one commit per transition; "
                   f"`logist fetch` brings its notes). Head: `{tip[:12]}`."]
     return f"{m.title} [logist {m.id}]"[:250], "\n".join(lines) + "\n"
 
@@ -944,15 +967,19 @@ def compare_url(url: str, base: str, branch: str) -> str | None:
 def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: str | None = None,
             draft: bool = False, use_gh: bool = True) -> PrResult:
     """Push the job, then open a pull request with `gh` (when installed) or give the compare URL."""
+    from logist.share.review import prepare_pr
+
     refs.validate_job_id(job_id)
     remote = resolve_remote(store, remote)
+    review = prepare_pr(store, job_id)
     pushed = push(store, remote, [job_id])
-    if refs.branch_ref(job_id) in pushed.conflicts:
-        raise RemoteError(f"job {job_id} was not pushed: {pushed.conflicts[refs.branch_ref(job_id)]}")
+    for ref in (refs.branch_ref(job_id), refs.review_ref(job_id)):
+        if ref in pushed.conflicts:
+            raise RemoteError(f"job {job_id} was not pushed: {pushed.conflicts[ref]}")
     base = base or remote_default_branch(store, remote)
     if base.startswith("-") or not base.strip():
         raise UsageError(f"invalid base branch {base!r}")
-    branch = refs.branch_name(job_id)
+    branch = review.branch
     title, body = pr_text(store, job_id)
     url = compare_url(remote_url(store, remote), base, branch)
     gh = shutil.which("gh") if use_gh else None
@@ -976,12 +1003,19 @@ def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: st
         finally:
             body_file.unlink(missing_ok=True)
         out, err = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+        if proc.returncode != 0 and "already exists" in err:
+            # the pull request is open: pushing the rebuilt review branch updated it
+            link = next((w for w in err.split() if w.startswith("http")), url)
+            return PrResult(job_id, remote, branch, base, link, "gh",
+                            f"updated the open pull request for {branch}: {link or ''}".rstrip(": "),
+                            pushed, review.message)
         if proc.returncode != 0:
             raise RemoteError(f"gh pr create failed: {_last_line(err or out)}",
                               hint=f"open it by hand: {url}" if url else
                               f"the branch is pushed as {branch} on {remote}")
         out = out.strip()
         link = next((w for w in out.split() if w.startswith("http")), url)
-        return PrResult(job_id, remote, branch, base, link, "gh", out, pushed)
-    return PrResult(job_id, remote, branch, base, url, "url" if url else "none", "", pushed)
+        return PrResult(job_id, remote, branch, base, link, "gh", out, pushed, review.message)
+    return PrResult(job_id, remote, branch, base, url, "url" if url else "none", "", pushed,
+                    review.message)
 

@@ -748,6 +748,10 @@ class JobStore:
             ref_proc.cancel()
             if index_proc is not None:
                 index_proc.cancel()
+        if include_worktree:  # the job's work may have changed: bring its review branch along
+            from logist.store.review import refresh
+
+            refresh(self, job_id)
         return oid
 
     def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None,

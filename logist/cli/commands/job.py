@@ -46,6 +46,19 @@ def _warn_interrupted(store, exclude: str | None = None, summaries: list | None 
         warn(f"{len(jobs)} jobs were interrupted ({names}); run `logist recover --list` to see them")
 
 
+def _warn_merged_record(store) -> None:
+    """Once, what the post-merge hook found: a job branch (its record) merged by hand."""
+    if not (store.paths.logist_dir / "merge-warning").exists():
+        return  # one stat when there is nothing to say
+    from logist.share.review import take_merge_warning
+
+    text = take_merge_warning(store)
+    if text:
+        import sys
+
+        print(text, file=sys.stderr)
+
+
 def create(*, title: str | None = None, prompt: str | None = None, agent: str | None = None,
            step: Annotated[list[str] | None, Parameter(negative="")] = None,
            file: Path | None = None, base: str | None = None, activate: bool = False,
@@ -194,6 +207,7 @@ def list_cmd(*, all: bool = False, state: list[str] | None = None, since: str | 
 
         _warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)],
                           lock_refs=lock_refs)
+        _warn_merged_record(store)
     rows = status_rows(store, records, lock_refs)
     if remote:
         for r in rows:
@@ -250,7 +264,8 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
     id
         The job (default: $LOGIST_JOB or the one chosen with `logist job select`).
     json_
-        Print a JSON object (id, state, step, step_count, run, branch, worktree, head, cost_usd, ...).
+        Print a JSON object (id, state, step, step_count, run, branch, review_branch, worktree,
+        head, cost_usd, ...).
     remote
         Read the job as fetched from this remote.
     """
@@ -263,10 +278,12 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
     st = job_status(store, job_id)
     data = st.to_dict()
     data["last_signal"] = _last_signal(store, st)
+    data["review_branch"] = _review_branch(store, job_id)
     if json_:
         emit_json(data)
         return 0
     _warn_interrupted(store)
+    _warn_merged_record(store)
     h = data["holder"]
     holder = "-" if not h else (f"pid {h.get('pid')} on {h.get('host')} since {local_time(h.get('since'))}"
                                 + (f" (stale: {h['stale_reason']})" if h.get("stale") else ""))
@@ -276,10 +293,21 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
         ("run", data["run"]), ("reason", data["reason"] or "-"), ("held by", holder),
         ("last signal", data["last_signal"] or "-"),
         ("cost", f"${data['cost_usd']:.4f}  tokens {data['tokens']}  time {data['seconds']:.1f}s"),
-        ("branch", data["branch"]), ("head", data["head"]), ("worktree", data["worktree"])])
+        ("branch", data["branch"]), ("review branch", data["review_branch"] or "-"),
+        ("head", data["head"]), ("worktree", data["worktree"])])
     if data["interrupted"]:
         say(f"\nthis job was interrupted; run `logist recover {job_id}` to resume it")
     return 0
+
+
+def _review_branch(store, job_id: str) -> str | None:
+    """logist-review/<id> when the job has one (its work without the record; `logist job pr`)."""
+    from logist.git import refs
+    from logist.git.gitcmd import git
+
+    proc = git(["rev-parse", "-q", "--verify", "--end-of-options", refs.review_ref(job_id)],
+               cwd=store.root, check=False)
+    return refs.review_name(job_id) if proc.returncode == 0 else None
 
 
 def _last_signal(store, st) -> str | None:
@@ -346,9 +374,14 @@ def show(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--j
     if m.prompt:
         say(f"\nprompt:\n  {m.prompt}")
     say("")
-    table(["#", "name", "agent", "status", "attempt", "cost", "summary"],
-          [[i, s.name, s.agent, s.status.value, s.attempt, f"${s.cost_usd:.2f}", (s.summary or s.reason)[:60]]
+    from logist.share.review import harvest_commits
+
+    harvests = harvest_commits(store, m.id, tip)
+    table(["#", "name", "agent", "status", "attempt", "cost", "commit", "summary"],
+          [[i, s.name, s.agent, s.status.value, s.attempt, f"${s.cost_usd:.2f}",
+            harvests.get(i, "-")[:12], (s.summary or s.reason)[:60]]
            for i, s in enumerate(m.steps, 1)])
+    say(f"\n`git show COMMIT` shows a step's harvest; `logist job diff {m.id}` the work without the record")
     return 0
 
 
@@ -361,7 +394,7 @@ def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="
     id
         The job (default: the selected one).
     json_
-        Print a JSON list of entries.
+        Print a JSON list of entries (a step's harvest has harvest_commit: `git show` it).
     notes
         Interleave the observer/sentinel notes written during each step.
     """
@@ -377,6 +410,12 @@ def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="
     else:
         items = [e.model_dump(mode="json", by_alias=True, exclude_none=True)
                  for e in store.read_history(job_id)]
+    from logist.share.review import transition_commits
+
+    harvests = transition_commits(store, job_id)
+    for e in items:  # the commit that carries a step's work: `git show` it
+        if e.get("transition_id") in harvests:
+            e["harvest_commit"] = harvests[e["transition_id"]]
     if json_:
         emit_json(items)
         return 0
@@ -387,8 +426,8 @@ def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="
             continue
         move = f"{e.get('from') or ''} -> {e.get('to') or ''}".strip()
         rows.append([e.get("t", "")[:19], e.get("event"), f"{e.get('run')}/{e.get('step')}", move,
-                     (e.get("reason") or "")[:80]])
-    table(["time", "event", "run/step", "transition", "reason"], rows)
+                     (e.get("harvest_commit") or "")[:12], (e.get("reason") or "")[:80]])
+    table(["time", "event", "run/step", "transition", "commit", "reason"], rows)
     return 0
 
 

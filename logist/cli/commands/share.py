@@ -181,8 +181,11 @@ def trust(id: str, /, *, remote: str | None = None, yes: bool = False) -> int:
 def pr(id: str, /, *, remote: str | None = None, base: str | None = None, draft: bool = False,
        url_only: Annotated[bool, Parameter(name="--url")] = False,
        json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
-    """Push the job and open a pull request for it (with `gh` when installed, else print the
-    compare URL). The body lists the job's title, steps, outcomes and cost.
+    """Push the job and its review branch logist-review/<id> (the work only: one commit per
+    step, no .logist/ path) and open a pull request from the review branch (with `gh` when
+    installed, else print the compare URL). The body has the job's prompt, a table of its steps
+    (agent, outcome, cost, time) and `git log logist/<id>` for the full record. Run it again
+    after a rerun or restep: the rebuilt review branch is pushed and updates the open pull request.
 
     Parameters
     ----------
@@ -195,7 +198,7 @@ def pr(id: str, /, *, remote: str | None = None, base: str | None = None, draft:
     draft
         Open the pull request as a draft (gh only).
     url_only
-        Do not call gh; print the compare URL.
+        Do not call gh: push, then print the compare URL.
     json_
         Print {"id", "url", "via", "branch", "base"}.
     """
@@ -205,6 +208,8 @@ def pr(id: str, /, *, remote: str | None = None, base: str | None = None, draft:
     store = cli.store()
     res = open_pr(store, resolve_job(store, id), remote, base=base, draft=draft,
                   use_gh=not url_only)
+    if res.note:
+        warn(res.note)
     if json_:
         emit_json({"id": res.job_id, "url": res.url, "via": res.via, "branch": res.branch,
                    "base": res.base, "remote": res.remote})

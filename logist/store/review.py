@@ -1,0 +1,471 @@
+"""The review branch of a job: its work without its record (docs/sharing.md, "Review").
+
+``refs/heads/logist-review/<id>`` starts at the job's base and holds one commit per step that
+changed files. Each commit's tree is the step's harvest commit with ``.logist/`` as it is in the
+base (so a diff against the base shows no ``.logist/`` path), its message is the step's name
+and the agent's summary, and its trailers link back to the record::
+
+    Logist-Job: <id>
+    Logist-Step: <n>/<m>
+    Logist-Commit: <the harvest commit on logist/<id>>
+
+The commits are made with git plumbing (``git commit-tree``) and are a pure function of the
+job branch: author and committer (names and dates) are those of the harvest commit, so
+rebuilding an unchanged job gives the same commit ids, and any clone computes the same branch.
+That is also how a commit not made by logist is recognised (a reviewer's fixup): rebuilding it
+from its own trailers does not give its id back. Such commits are never overwritten here.
+
+Which commits carry a step's work: walking the job branch's first parents from its tip to its
+base (the current run only: a rerun's branch continues from where the step started), every
+``HARVESTING -> ...`` transition and every in-place restep result (``Logist-Restep-Result``);
+consecutive harvests of the same step (retries) count once, with the last one; a step whose
+tree equals the one before it changed nothing and has no commit.
+
+Layer 2 (store): git through :mod:`logist.git.gitcmd`, ref names from :mod:`logist.git.refs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from logist.core.errors import ConcurrentUpdateError, GitError, LogistError
+from logist.git import refs
+from logist.git.gitcmd import git
+from logist.store.jobstore import JobStore
+
+MAX_WALK = 20000  # first-parent commits read from a job branch
+MAX_FOREIGN = 200  # commits not made by logist looked at on top of a review branch
+_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): ?(.*)$")
+_IDENT = re.compile(rb"^(.*) <(.*)> (-?\d+) ([+-]\d{4})$")
+
+
+def trailers(message: str) -> dict[str, str]:
+    """The ``Key: value`` lines of a commit message's last paragraph (the last value wins)."""
+    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
+    out: dict[str, str] = {}
+    if not paragraphs:
+        return out
+    for line in paragraphs[-1].splitlines():
+        m = _TRAILER.match(line.strip())
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+@dataclass(frozen=True)
+class WorkStep:
+    """One commit of the review branch."""
+
+    step: int
+    step_count: int
+    harvest: str  # the commit on the job branch that carries the step's work
+    name: str
+    summary: str
+    tree: str  # the review commit's tree
+    parent: str  # the review commit's parent (the base for the first one)
+    commit: str  # the review commit
+
+    def to_dict(self) -> dict[str, object]:
+        return {"step": self.step, "step_count": self.step_count, "name": self.name,
+                "harvest": self.harvest, "commit": self.commit, "summary": self.summary}
+
+
+@dataclass
+class ReviewChain:
+    """The review branch logist computes for a job (its commits exist in the object store)."""
+
+    job_id: str
+    tip: str  # job branch tip it was computed from
+    base: str
+    steps: list[WorkStep] = field(default_factory=list)
+    harvests: dict[int, str] = field(default_factory=dict)  # step -> last harvest (with or without work)
+
+    @property
+    def head(self) -> str | None:
+        return self.steps[-1].commit if self.steps else None
+
+
+# --------------------------------------------------------------------------- objects
+
+def _batch(store: JobStore, specs: list[str]) -> list[tuple[str, str, bytes] | None]:
+    """One ``git cat-file --batch``: (oid, type, content) per spec, None when missing."""
+    if not specs:
+        return []
+    proc = git(["cat-file", "--batch"], cwd=store.root, input="".join(s + "\n" for s in specs).encode(),
+               text=False, check=False)
+    data, pos = proc.stdout, 0
+    out: list[tuple[str, str, bytes] | None] = []
+    for _ in specs:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            out.append(None)
+            continue
+        header = data[pos:nl].split()
+        pos = nl + 1
+        if len(header) != 3:
+            out.append(None)  # "<spec> missing" / "ambiguous"
+            continue
+        size = int(header[2])
+        out.append((header[0].decode(), header[1].decode(), data[pos:pos + size]))
+        pos += size + 1
+    return out
+
+
+def _hash(kind: str, content: bytes, oid_len: int) -> str:
+    h = hashlib.sha256() if oid_len == 64 else hashlib.sha1()
+    h.update(kind.encode() + b" " + str(len(content)).encode() + b"\0" + content)
+    return h.hexdigest()
+
+
+def _tree_entries(content: bytes, raw_len: int) -> list[tuple[bytes, int, int]]:
+    """[(name, start, end)] of the entries of a raw tree object."""
+    out, pos = [], 0
+    while pos < len(content):
+        sp = content.index(b" ", pos)
+        nul = content.index(b"\0", sp)
+        end = nul + 1 + raw_len
+        out.append((content[sp + 1:nul], pos, end))
+        pos = end
+    return out
+
+
+def _tree_key(name: bytes, entry: bytes) -> bytes:
+    return name + b"/" if entry.startswith(b"40000 ") else name
+
+
+def strip_record(tree: bytes, base_tree: bytes, raw_len: int) -> bytes:
+    """``tree`` with its ``.logist`` entry replaced by the base's (or dropped if it has none)."""
+    base_entry = b""
+    for name, start, end in _tree_entries(base_tree, raw_len):
+        if name == b".logist":
+            base_entry = base_tree[start:end]
+    entries = [(name, tree[start:end]) for name, start, end in _tree_entries(tree, raw_len)
+               if name != b".logist"]
+    if base_entry:
+        entries.append((b".logist", base_entry))
+        entries.sort(key=lambda e: _tree_key(e[0], e[1]))
+    return b"".join(e for _, e in entries)
+
+
+def _headers(commit: bytes) -> dict[bytes, bytes]:
+    head = commit.split(b"\n\n", 1)[0]
+    out: dict[bytes, bytes] = {}
+    for line in head.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        out.setdefault(key, value)
+    return out
+
+
+def message(job_id: str, step: int, step_count: int, name: str, summary: str, harvest: str) -> str:
+    """The review commit's message: the step's name, the agent's summary, the trailers."""
+    from logist.core.redact import redact
+
+    subject = " ".join(name.split())[:200] or f"step {step}"
+    lines = []
+    for line in redact(summary or "").strip().splitlines()[:200]:
+        line = line.rstrip()
+        # a summary line must never read as one of our trailers (integration trusts them)
+        if _TRAILER.match(line) and line.lower().startswith("logist-"):
+            line = "> " + line
+        lines.append(line)
+    body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()[:4000]
+    parts = [subject] + ([body] if body else [])
+    parts.append(f"Logist-Job: {job_id}\nLogist-Step: {step}/{step_count}\nLogist-Commit: {harvest}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _raw_commit(tree: str, parent: str, author: bytes, committer: bytes, msg: str) -> bytes:
+    return (b"tree " + tree.encode() + b"\nparent " + parent.encode() + b"\nauthor " + author
+            + b"\ncommitter " + committer + b"\n\n" + msg.encode("utf-8", "replace"))
+
+
+def _ident_env(prefix: str, ident: bytes) -> dict[str, str]:
+    m = _IDENT.match(ident)
+    if not m:
+        raise GitError(f"cannot read the identity {ident[:80]!r}")
+    name, email, when, tz = (g.decode("utf-8", "replace") for g in m.groups())
+    return {f"GIT_{prefix}_NAME": name, f"GIT_{prefix}_EMAIL": email,
+            f"GIT_{prefix}_DATE": f"@{when} {tz}"}
+
+
+def _write_tree(store: JobStore, content: bytes) -> str:
+    proc = git(["hash-object", "-t", "tree", "-w", "--stdin"], cwd=store.root, input=content, text=False)
+    return str(proc.stdout.decode().strip())
+
+
+def _commit_tree(store: JobStore, tree: str, parent: str, author: bytes, committer: bytes,
+                 msg: str) -> str:
+    env = {**_ident_env("AUTHOR", author), **_ident_env("COMMITTER", committer)}
+    proc = git(["-c", "i18n.commitEncoding=UTF-8", "commit-tree", "--no-gpg-sign", tree, "-p", parent],
+               cwd=store.root, input=msg.encode("utf-8", "replace"), env=env, text=False)
+    return str(proc.stdout.decode().strip())
+
+
+# --------------------------------------------------------------------------- the chain
+
+def _work_commits(store: JobStore, job_id: str, tip: str, base: str) -> list[tuple[str, int, int, str]]:
+    """[(commit, step, step_count, transition id)] of the commits that carry a step's work on
+    the current run, oldest first; consecutive ones of the same step count once (the last)."""
+    out = git(["log", "--first-parent", "-z", f"--max-count={MAX_WALK}", "--format=%H%x1f%B",
+               "--end-of-options", tip, f"^{base}", "--"], cwd=store.root, check=False).stdout
+    found: list[tuple[str, int, int, str]] = []
+    for rec in reversed([r for r in out.split("\0") if r.strip()]):
+        oid, _, body = rec.strip("\n").partition("\x1f")
+        t = trailers(body)
+        if t.get("Logist-Job") != job_id:
+            continue
+        if not (t.get("Logist-From") == "HARVESTING"
+                or (t.get("Logist-Event") == "restep" and "Logist-Restep-Result" in t)):
+            continue
+        n, _, m = t.get("Logist-Step", "").partition("/")
+        if not (n.isdigit() and m.isdigit()):
+            continue
+        item = (oid, int(n), int(m), t.get("Logist-Transition-Id", ""))
+        if found and found[-1][1] == item[1]:
+            found[-1] = item
+        else:
+            found.append(item)
+    return found
+
+
+# {review commit: (tree content, (tree, parent, author, committer, message))}
+_Todo = dict[str, tuple[bytes, tuple[str, str, bytes, bytes, str]]]
+
+
+class _Builder:
+    """Computes review commits (and writes the missing ones) for one job."""
+
+    def __init__(self, store: JobStore, job_id: str, tip: str) -> None:
+        self.store, self.job_id, self.tip = store, job_id, tip
+        _, record = store.read_record(job_id, at=tip)
+        self.base: str = record["base"]
+        self.names = [str(s.get("name", "")) for s in record.get("steps", [])]
+        summaries: dict[str, str] = {}
+        for e in store.read_history(job_id, at=tip):
+            if e.transition_id and (e.to_state is not None and e.from_state is not None
+                                    or e.event == "restep"):
+                summaries[e.transition_id] = str(e.data.get("summary") or e.reason or "")
+        self.summaries = summaries
+        self.raw_len = 32 if len(tip) == 64 else 20
+        got = _batch(store, [f"{self.base}^{{tree}}"])
+        if not got or got[0] is None:
+            raise GitError(f"job {job_id}: its base {self.base[:12]} is not in this repository")
+        self.base_tree = got[0][2]
+
+    def name(self, step: int) -> str:
+        return self.names[step - 1] if 0 < step <= len(self.names) else f"step {step}"
+
+    def plan(self, items: list[tuple[str, int, int, str]], parent: str) -> tuple[list[WorkStep], _Todo]:
+        """The review commits for ``items`` on top of ``parent`` (not written yet): the steps,
+        and {commit: (tree content, (tree, parent, author, committer, message))}."""
+        specs = []
+        for h, *_ in items:
+            specs += [h, f"{h}^{{tree}}"]
+        objs = _batch(self.store, specs)
+        steps: list[WorkStep] = []
+        todo: _Todo = {}
+        prev_tree = None
+        if parent == self.base:
+            prev_tree = _hash("tree", strip_record(self.base_tree, self.base_tree, self.raw_len),
+                              len(self.tip))
+        for i, (h, n, m, tid) in enumerate(items):
+            commit, tree = objs[2 * i], objs[2 * i + 1]
+            if commit is None or tree is None:
+                raise GitError(f"job {self.job_id}: commit {h[:12]} is missing from this repository")
+            content = strip_record(tree[2], self.base_tree, self.raw_len)
+            tree_oid = _hash("tree", content, len(h))
+            if tree_oid == prev_tree:
+                continue  # the step changed no file
+            hdr = _headers(commit[2])
+            author, committer = hdr.get(b"author", b""), hdr.get(b"committer", b"")
+            msg = message(self.job_id, n, m, self.name(n), self.summaries.get(tid, ""), h)
+            oid = _hash("commit", _raw_commit(tree_oid, parent, author, committer, msg), len(h))
+            todo[oid] = (content, (tree_oid, parent, author, committer, msg))
+            steps.append(WorkStep(n, m, h, self.name(n), self.summaries.get(tid, ""), tree_oid,
+                                  parent, oid))
+            parent, prev_tree = oid, tree_oid
+        return steps, todo
+
+    def write(self, steps: list[WorkStep], todo: _Todo) -> list[WorkStep]:
+        """Write the commits that are not in the object store yet; returns the steps with the
+        ids git gave (equal to the computed ones)."""
+        if not steps:
+            return steps
+        have = _batch_check(self.store, [s.commit for s in steps])
+        fixed: list[WorkStep] = []
+        renamed: dict[str, str] = {}
+        for s in steps:
+            parent = renamed.get(s.parent, s.parent)
+            if s.commit in have and parent == s.parent:
+                fixed.append(s)
+                continue
+            content, (tree, _p, author, committer, msg) = todo[s.commit]
+            written_tree = _write_tree(self.store, content)
+            oid = _commit_tree(self.store, written_tree, parent, author, committer, msg)
+            if oid != s.commit:
+                renamed[s.commit] = oid
+            fixed.append(WorkStep(s.step, s.step_count, s.harvest, s.name, s.summary, written_tree,
+                                  parent, oid))
+        return fixed
+
+
+def _batch_check(store: JobStore, oids: list[str]) -> set[str]:
+    proc = git(["cat-file", "--batch-check=%(objectname) %(objecttype)"], cwd=store.root,
+               input="".join(o + "\n" for o in oids), check=False)
+    return {ln.split()[0] for ln in proc.stdout.splitlines() if ln.endswith(" commit")}
+
+
+def build(store: JobStore, job_id: str, tip: str | None = None, *, write: bool = True) -> ReviewChain:
+    """The review branch of the job at ``tip`` (default: its branch tip), its commits written to
+    the object store (``write=False``: only computed, for read-only commands). Deterministic:
+    the same job branch gives the same commit ids."""
+    refs.validate_job_id(job_id)
+    tip = tip or store.tip(job_id)
+    b = _Builder(store, job_id, tip)
+    items = _work_commits(store, job_id, tip, b.base)
+    steps, todo = b.plan(items, b.base)
+    chain = ReviewChain(job_id, tip, b.base, b.write(steps, todo) if write else steps)
+    chain.harvests = {n: h for h, n, _m, _t in items}
+    return chain
+
+
+def made_by_logist(store: JobStore, job_id: str, oid: str, chain: ReviewChain | None = None, *,
+                   tip: str | None = None) -> bool:
+    """Is ``oid`` a review commit logist made for this job (of this or an earlier run)?
+
+    True when rebuilding it from its own trailers (the harvest commit it names, on its own
+    parent) gives its id back; a commit edited or added by anyone else never does. ``tip``: the
+    job's record to read (default: its branch; cleanup passes the archived tip)."""
+    if chain is not None and any(s.commit == oid for s in chain.steps):
+        return True
+    got = _batch(store, [oid])
+    if not got or got[0] is None or got[0][1] != "commit":
+        return False
+    raw = got[0][2]
+    hdr = _headers(raw)
+    body = raw.split(b"\n\n", 1)[1].decode("utf-8", "replace") if b"\n\n" in raw else ""
+    t = trailers(body)
+    harvest = t.get("Logist-Commit", "")
+    n, _, m = t.get("Logist-Step", "").partition("/")
+    parent = hdr.get(b"parent", b"").decode()
+    if t.get("Logist-Job") != job_id or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", harvest) \
+            or not (n.isdigit() and m.isdigit()) or not parent:
+        return False
+    if raw.count(b"\nparent ") > 1:
+        return False
+    try:
+        b = _Builder(store, job_id, chain.tip if chain else tip or store.tip(job_id))
+        tid = _transition_id(store, harvest)
+        steps, _ = b.plan([(harvest, int(n), int(m), tid)], parent)
+    except LogistError:
+        return False
+    return bool(steps) and steps[0].commit == oid
+
+
+def _transition_id(store: JobStore, commit: str) -> str:
+    got = _batch(store, [commit])
+    if not got or got[0] is None:
+        return ""
+    raw = got[0][2]
+    body = raw.split(b"\n\n", 1)[1].decode("utf-8", "replace") if b"\n\n" in raw else ""
+    return trailers(body).get("Logist-Transition-Id", "")
+
+
+def foreign_commits(store: JobStore, job_id: str, tip: str, chain: ReviewChain | None = None
+                    ) -> tuple[list[tuple[str, str]], str | None]:
+    """([(oid, subject)] of the commits on top of ``tip``'s first-parent line that logist did not
+    make, newest first; the newest commit below them that logist made, or None)."""
+    out = git(["log", "--first-parent", f"--max-count={MAX_FOREIGN}", "--format=%H%x1f%s",
+               "--end-of-options", tip, "--"], cwd=store.root, check=False).stdout
+    foreign: list[tuple[str, str]] = []
+    for line in out.splitlines():
+        oid, _, subject = line.partition("\x1f")
+        if made_by_logist(store, job_id, oid, chain):
+            return foreign, oid
+        if chain is not None and oid == chain.base:
+            return foreign, None
+        foreign.append((oid, subject))
+    return foreign, None
+
+
+# --------------------------------------------------------------------------- the branch
+
+@dataclass
+class ReviewUpdate:
+    job_id: str
+    status: str  # created, updated, deleted, unchanged, kept, none
+    old: str | None
+    new: str | None  # the branch value after the call
+    wanted: str | None  # what logist computed
+    foreign: list[tuple[str, str]] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def branch(self) -> str:
+        return refs.review_name(self.job_id)
+
+
+def current(store: JobStore, job_id: str) -> str | None:
+    proc = git(["rev-parse", "-q", "--verify", "--end-of-options", refs.review_ref(job_id)],
+               cwd=store.root, check=False)
+    return proc.stdout.strip() or None
+
+
+def update(store: JobStore, job_id: str, *, tip: str | None = None,
+           chain: ReviewChain | None = None) -> ReviewUpdate:
+    """Move ``logist-review/<id>`` to the review branch computed from the job, by
+    compare-and-swap. A branch that carries commits logist did not make (a reviewer's fixup)
+    is never moved: the result says "kept" and names them."""
+    chain = chain or build(store, job_id, tip)
+    ref = refs.review_ref(job_id)
+    want = chain.head
+    for _attempt in range(3):
+        old = current(store, job_id)
+        if old == want:
+            return ReviewUpdate(job_id, "unchanged" if want else "none", old, old, want)
+        if old is not None and not made_by_logist(store, job_id, old, chain):
+            foreign, _below = foreign_commits(store, job_id, old, chain)
+            if want is not None and _contains(store, old, want):
+                msg = (f"{refs.review_name(job_id)} has {len(foreign)} commit(s) on top of the job's "
+                       "work that logist did not make; kept")
+            else:
+                msg = (f"{refs.review_name(job_id)} has {len(foreign)} commit(s) that logist did not "
+                       f"make ({_describe(foreign)}); it is kept as it is and not rebuilt from the job")
+            return ReviewUpdate(job_id, "kept", old, old, want, foreign, msg)
+        if want is None:
+            verb, status = f"delete {ref} {old}\n", "deleted"
+        elif old is None:
+            verb, status = f"create {ref} {want}\n", "created"
+        else:
+            verb, status = f"update {ref} {want} {old}\n", "updated"
+        try:
+            store.update_refs(verb)
+        except ConcurrentUpdateError:
+            continue  # somebody moved it meanwhile: look again
+        return ReviewUpdate(job_id, status, old, want, want)
+    old = current(store, job_id)
+    return ReviewUpdate(job_id, "kept", old, old, want,
+                        message=f"{refs.review_name(job_id)} kept moving while logist rebuilt it")
+
+
+def _contains(store: JobStore, tip: str, oid: str) -> bool:
+    if tip == oid:
+        return True
+    return git(["merge-base", "--is-ancestor", oid, tip], cwd=store.root, check=False).returncode == 0
+
+
+def _describe(foreign: list[tuple[str, str]]) -> str:
+    shown = ", ".join(f"{o[:12]} {s[:50]!r}" for o, s in foreign[:3])
+    return shown + (", ..." if len(foreign) > 3 else "")
+
+
+def refresh(store: JobStore, job_id: str) -> ReviewUpdate | None:
+    """After a commit that can change the job's work (a harvest, a restep, a rerun, an adopt):
+    bring the review branch along. Never raises: the review branch is derived data that `logist
+    job pr` and `logist push` rebuild anyway; a failure here must not fail the transition."""
+    try:
+        return update(store, job_id)
+    except Exception:  # derived data; see the docstring
+        return None
