@@ -331,7 +331,7 @@ def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str
             warnings.append("the agent rewrote the job branch (amend, reset or rebase); logist's "
                             f"previous commit is kept at {ref}")
     wt = store.worktree_path(job_id)
-    if (wt / ".git").exists():
+    if (wt / ".git").exists() and store.worktree_problem(wt) is None:
         changed = git(["diff", "--quiet", own, "--", record], cwd=wt, check=False).returncode != 0
         extras = [p for p in _record_paths(wt, record) if p.rsplit("/", 1)[-1] not in RECORD_FILES]
         if changed or extras:
@@ -549,6 +549,19 @@ def sync_worktree(store: JobStore, job_id: str) -> list[str]:
     return did
 
 
+def _usable_worktree(store: JobStore, job_id: str) -> bool:
+    """True when the job's worktree can be committed from (repaired first when an agent broke
+    it; a missing one is not created: there is no work in it to keep)."""
+    wt = store.worktree_path(job_id)
+    if not os.path.lexists(wt / ".git"):
+        return False
+    try:
+        store.ensure_worktree(job_id)
+    except LogistError:
+        return False
+    return store.worktree_problem(wt) is None
+
+
 def _worktree_locked(store: JobStore, wt: Path) -> bool:
     out = git_out(["worktree", "list", "--porcelain"], cwd=store.root, check=False)
     current = None
@@ -634,6 +647,11 @@ def recover_all(store: JobStore, *, progress: Progress | None = None, trust: boo
             results.append(Recovered(j.id, j.state, None, j.step, error=exc.message, exit_code=4))
         except LogistError as exc:
             results.append(Recovered(j.id, j.state, None, j.step, error=exc.message, exit_code=1))
+        except Exception as exc:  # one poisoned job never stops the recovery of the others
+            why = f"{type(exc).__name__}: {str(exc)[:300]}"
+            results.append(Recovered(j.id, j.state, None, j.step, exit_code=1,
+                                     error=f"could not be recovered ({why}); give it up with "
+                                           f"`logist recover --abandon {j.id}` or `logist job cancel {j.id}`"))
     return removed, results
 
 
@@ -687,7 +705,7 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
                                    now=utcnow(), transition_id=new_transition_id())
                 assert res is not None
                 m, entry = res
-                with_work = last and (store.worktree_path(job_id) / ".git").exists()
+                with_work = last and _usable_worktree(store, job_id)
                 tip = store.commit_transition(job_id, tip, m, [entry], lease=lease.oid,
                                               parent=tip, history_from=history_from,
                                               include_worktree=with_work, body=why)

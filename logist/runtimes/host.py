@@ -251,6 +251,10 @@ class HostRuntime:
                     argv, cwd=str(cwd), env=agent_env(env), stdout=out, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                     start_new_session=True, close_fds=True)
+            except ValueError as exc:  # a NUL byte in argv, cwd or the environment
+                raise AgentError(f"cannot start {argv[0][:80]!r}: {exc} (a NUL byte in the command, "
+                                 "its arguments or environment)",
+                                 hint="fix the job's command; it cannot run as it is") from None
             except OSError as exc:
                 what = exc.filename or argv[0]
                 raise AgentError(f"cannot start {argv[0]!r} in {cwd}: "

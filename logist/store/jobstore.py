@@ -21,6 +21,7 @@ from logist.core.errors import (
     ConcurrentUpdateError,
     GitError,
     JobNotFoundError,
+    LogistError,
     ManifestError,
     NotARepositoryError,
     NotInitializedError,
@@ -718,7 +719,7 @@ class JobStore:
         """
         parent = parent or old_tip
         wt = self.worktree_path(job_id)
-        sync = sync_worktree and (wt / ".git").exists()
+        sync = sync_worktree and (wt / ".git").exists() and self.worktree_problem(wt) is None
         # The two git processes a transition needs start now and are fed when the commit is
         # built, so their start-up overlaps the dulwich work (docs/performance.md).
         ref_proc = Started(["update-ref", "--stdin"], cwd=self.paths.root)
@@ -743,7 +744,15 @@ class JobStore:
             self.publish(job_id, oid, old_tip, lease=lease, started=ref_proc)
             crash_point("after-publish")
             if sync:
-                self.sync_worktree_record(job_id, files, started=index_proc)
+                try:
+                    self.sync_worktree_record(job_id, files, started=index_proc)
+                except LogistError as exc:
+                    # The commit is published: the transition happened. A worktree that cannot
+                    # take the record's copy (broken by an agent) is a warning, not a failure.
+                    from logist.core.notices import notice
+
+                    notice(f"job {job_id}: the worktree's copy of the record was not updated "
+                           f"({exc.message}); `logist doctor` finds what is wrong with {wt}")
         finally:
             ref_proc.cancel()
             if index_proc is not None:
@@ -826,11 +835,55 @@ class JobStore:
             raise ConcurrentUpdateError(f"ref update refused: {proc.stderr.strip()}")
 
     # ---- worktrees -------------------------------------------------------------------
+    def worktree_problem(self, wt: Path) -> str | None:
+        """What is wrong with the linked worktree at ``wt`` (its ``.git`` file missing, not a
+        file, not pointing at this repository's admin dir, or that admin dir not pointing back),
+        or None when git can use it. File reads only, no git process."""
+        dotgit = wt / ".git"
+        try:
+            st = os.lstat(dotgit)
+        except FileNotFoundError:
+            return "its .git file is missing"
+        except OSError as exc:
+            return f"its .git cannot be read ({exc.strerror})"
+        import stat
+
+        if not stat.S_ISREG(st.st_mode):
+            return "its .git is not a file (a directory or a symlink was put there)"
+        try:
+            text = dotgit.read_bytes()[:4096].decode("utf-8", errors="replace").strip()
+        except OSError as exc:
+            return f"its .git cannot be read ({exc.strerror})"
+        if not text.startswith("gitdir:"):
+            return "its .git file was overwritten (no gitdir: line)"
+        admin = os.path.realpath(text[len("gitdir:"):].strip())
+        if os.path.dirname(admin) != os.path.realpath(self.paths.common_dir / "worktrees"):
+            return "its .git file points outside this repository's worktrees"
+        try:
+            back = (Path(admin) / "gitdir").read_text(errors="replace").strip()
+        except OSError:
+            return "its administrative directory under .git/worktrees is gone"
+        if os.path.realpath(back) != os.path.realpath(dotgit):
+            return "its administrative directory belongs to another worktree"
+        return None
+
     def ensure_worktree(self, job_id: str) -> Path:
-        """The job's worktree, created (or repaired) if missing. Idempotent."""
+        """The job's worktree, created if missing, repaired if broken (a `.git` file an agent
+        overwrote: `git worktree repair`; failing that, the broken directory is moved aside,
+        never deleted, and the worktree created again from the branch). Idempotent."""
         wt = self.worktree_path(job_id)
-        if (wt / ".git").exists():
-            return wt
+        if os.path.lexists(wt / ".git"):
+            problem = self.worktree_problem(wt)
+            if problem is None:
+                return wt
+            self._repair_worktree(job_id, wt, problem)
+            if (wt / ".git").exists():
+                return wt
+        elif wt.is_dir() and not wt.is_symlink() and any(wt.iterdir()) and self._registered(wt):
+            # the worktree git knows, with its .git file deleted (by its agent): repair it
+            self._repair_worktree(job_id, wt, "its .git file is missing")
+            if (wt / ".git").exists():
+                return wt
         git(["worktree", "prune"], cwd=self.paths.root, check=False)
         self.own_worktrees_dir()
         if wt.exists() and not any(wt.iterdir()):
@@ -844,6 +897,42 @@ class JobStore:
             raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
                            hint="run `git worktree list` and `git worktree prune`") from None
         return wt
+
+    def _registered(self, wt: Path) -> bool:
+        """True if git has a linked worktree at ``wt`` (an admin dir whose gitdir names it)."""
+        admin_root = self.paths.common_dir / "worktrees"
+        want = os.path.realpath(wt / ".git")
+        try:
+            entries = list(os.scandir(admin_root))
+        except OSError:
+            return False
+        for e in entries:
+            try:
+                if os.path.realpath(Path(e.path, "gitdir").read_text().strip()) == want:
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def _repair_worktree(self, job_id: str, wt: Path, problem: str) -> None:
+        """Make the broken worktree at ``wt`` usable again, or move it aside (kept) so that
+        :meth:`ensure_worktree` creates it again."""
+        from logist.core.notices import notice
+
+        dotgit = wt / ".git"
+        if not os.path.lexists(dotgit) or (os.path.isfile(dotgit) and not os.path.islink(dotgit)):
+            git(["worktree", "repair", "--", str(wt)], cwd=self.paths.root, check=False)
+            if self.worktree_problem(wt) is None:
+                notice(f"job {job_id}: worktree {wt} was broken ({problem}); repaired with "
+                       "`git worktree repair`")
+                return
+        aside = wt.with_name(f"{wt.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.rename(wt, aside)
+        # a step locks its worktree (`git worktree lock`): a locked entry is never pruned
+        git(["worktree", "unlock", "--", str(wt)], cwd=self.paths.root, check=False)
+        git(["worktree", "prune"], cwd=self.paths.root, check=False)
+        notice(f"job {job_id}: worktree {wt} was broken ({problem}); it is kept at {aside} and the "
+               "worktree is created again from the branch (uncommitted work there is not in the job)")
 
     def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None, *,
                              started: Started | None = None) -> bool:
