@@ -203,6 +203,11 @@ def test_the_known_names_stay_importable():
                  "transition_state"):
         assert getattr(logist.job_state, name) is getattr(job_state, name)
     assert logist.job_state.JobStateError is JobStateError
-    assert logist.job_processor.Engine.__module__ == "logist.engine.job_processor"
+    from logist.engine.job_processor import Engine
+    from logist.engine.repair import repair_interrupted
+
+    assert issubclass(logist.job_processor.Engine, Engine)
+    assert logist.job_processor.Engine.__init__.__module__ == "logist.job_processor"
+    assert repair_interrupted is not None
     assert callable(logist.job_history.history_with_notes)
     assert callable(logist.cli.main)

@@ -26,6 +26,11 @@ def store(repo):
     return JobStore.discover(repo)
 
 
+def _where(store):
+    """What the stale .lock sweep is given: the git dir, and where a live git may work."""
+    return store.paths.common_dir, store.git_places()
+
+
 def make_job(store, title="lock test") -> str:
     from logist.core.jobfile import JobFile, StepFile
     from logist.engine.jobs import create_job
@@ -339,20 +344,20 @@ def _age(path: Path, seconds: float) -> None:
 
 
 def test_stale_ref_lock_file_is_removed_and_fresh_one_kept(store):
-    from logist.store.locks import remove_stale_lock_files, stale_lock_files
+    from logist.git.reftx import remove_stale_lock_files, stale_lock_files
 
     job = make_job(store)
     ref_lock = store.paths.common_dir / "refs" / "heads" / "logist" / f"{job}.lock"
     ref_lock.write_text("0" * 40 + "\n")
-    assert stale_lock_files(store) == []  # fresh: the sweep keeps it (a live git may be writing it)
+    assert stale_lock_files(*_where(store)) == []  # fresh: the sweep keeps it (a live git may be writing it)
     # (a write that runs into it removes it at once when no live git can hold it, and exits 4
     # naming it when one may: tests/test_crash_index_lock.py)
     _age(ref_lock, 120)
-    assert stale_lock_files(store) == [ref_lock]
+    assert stale_lock_files(*_where(store)) == [ref_lock]
     # Removal also waits until no git process could be working in the repository; under
     # `pytest -n auto` other tests start gits all the time (a just-started one counts as live
     # until /proc shows where it runs), so poll with a deadline.
-    removed = wait_for(lambda: remove_stale_lock_files(store), 20, "the stale .lock file to be removed",
+    removed = wait_for(lambda: remove_stale_lock_files(*_where(store)), 20, "the stale .lock file to be removed",
                        poll=0.05)
     assert removed == [ref_lock]
     assert not ref_lock.exists()
@@ -372,7 +377,7 @@ def test_an_old_ref_lock_is_cleared_by_the_next_write(store):
 
 
 def test_lock_files_with_a_live_git_are_kept(store, procs):
-    from logist.store.locks import find_lock_files, stale_lock_files
+    from logist.git.reftx import find_lock_files, stale_lock_files
 
     index_lock = store.paths.common_dir / "index.lock"
     index_lock.write_text("")
@@ -388,14 +393,14 @@ def test_lock_files_with_a_live_git_are_kept(store, procs):
     # a git working in the repository (think: `git commit` waiting for its editor)
     live = procs.popen(["git", "-C", str(store.root), "cat-file", "--batch"], stdin=subprocess.PIPE,
                        stdout=subprocess.PIPE)
-    from logist.store.locks import live_git_processes
+    from logist.git.reftx import live_git_processes
 
     # found even in the instant after its start, when /proc/<pid>/cmdline may still read empty
     assert live.pid in live_git_processes([store.paths.common_dir, store.root])
-    assert stale_lock_files(store) == []
+    assert stale_lock_files(*_where(store)) == []
     live.stdin.close()
     live.wait(timeout=10)
-    assert set(stale_lock_files(store)) == {index_lock, packed, obj / "cdef.lock"}
+    assert set(stale_lock_files(*_where(store))) == {index_lock, packed, obj / "cdef.lock"}
 
 
 def test_worktree_index_lock_is_removed_by_recover(repo):

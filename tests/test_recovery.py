@@ -254,18 +254,18 @@ def test_recover_finishes_a_harvest_with_warnings_kept(project):
 
 
 def test_recovery_unit_own_tip_and_agent_status(project):
-    from logist.engine import recovery
+    from logist.engine import agent_proc, settle
     from logist.store.jobstore import JobStore
 
     job = interrupt(project, "after-executing-commit")
     store = JobStore.discover(project)
-    own, m = recovery.own_tip(store, job)
+    own, m = settle.own_tip(store, job)
     assert own == store.tip(job) and m.state.value == "EXECUTING"
-    assert recovery.agent_status(store, m).kind == "not-started"
-    base = recovery.exec_base(store, job, m.execution.transition_id)
+    assert agent_proc.agent_status(store, m).kind == "not-started"
+    base = agent_proc.exec_base(store, job, m.execution.transition_id)
     (base.parent / (base.name + ".pid")).write_text(str(os.getpid() + 10 ** 6))
-    assert recovery.agent_status(store, m).kind == "dead"
+    assert agent_proc.agent_status(store, m).kind == "dead"
     (base.parent / (base.name + ".exit")).write_text("143\n")
-    st = recovery.agent_status(store, m)
+    st = agent_proc.agent_status(store, m)
     assert st.kind == "exited" and st.exit_code == -15
-    assert recovery.read_exit(base) == -15
+    assert agent_proc.read_exit(base) == -15

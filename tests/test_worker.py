@@ -285,7 +285,7 @@ def test_another_clones_interrupted_step_is_resumed_as_attempt_two(net):
     EXECUTING commit (its agent never ran); clone b adopts the pushed job and resumes it.
     The execution is a's (its records live in a's git dir), so b judges its agent gone, not
     "never started": RECOVERING, then attempt 2, as the state table says."""
-    from logist.engine import recovery
+    from logist.engine import agent_proc, settle
     from logist.store.jobstore import JobStore
 
     toml = """\
@@ -308,13 +308,13 @@ writes = { "w.txt" = "w\\n" }
     lg(b, "job", "adopt", jid)
     # the same execution, judged from each clone
     store_a, store_b = JobStore.discover(net.a), JobStore.discover(b)
-    _, m_a = recovery.own_tip(store_a, jid)
-    _, m_b = recovery.own_tip(store_b, jid)
+    _, m_a = settle.own_tip(store_a, jid)
+    _, m_b = settle.own_tip(store_b, jid)
     assert m_a.execution.transition_id == m_b.execution.transition_id
-    assert recovery.started_in_this_clone(store_a, m_a) is True
-    assert recovery.agent_status(store_a, m_a).kind == "not-started"
-    assert recovery.started_in_this_clone(store_b, m_b) is False
-    assert recovery.agent_status(store_b, m_b).kind == "dead"
+    assert agent_proc.started_in_this_clone(store_a, m_a) is True
+    assert agent_proc.agent_status(store_a, m_a).kind == "not-started"
+    assert agent_proc.started_in_this_clone(store_b, m_b) is False
+    assert agent_proc.agent_status(store_b, m_b).kind == "dead"
     [row] = json.loads(lg(b, "recover", "--list", "--json").out)
     assert row["id"] == jid and row["action"] == "re-execute step 1 (attempt 2 of 3)", row
     res = lg(b, "recover", jid, "--json")

@@ -14,13 +14,16 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from logist.core.errors import JobStateError, LogistError
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.core.safepath import why_unsafe
+from logist.engine.agent_proc import agent_status, exec_base, read_exit, wrap_argv
+from logist.engine.settle import is_ancestor, own_tip, record_tampered, settle_branch
+from logist.engine.steps import AgentRun, StepResult, assemble_prompt, elapsed_since, new_tokens
 from logist.engine.trustgate import require_trust
 from logist.git import refs
 from logist.git.gitcmd import git
@@ -29,6 +32,7 @@ from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire
 
 Progress = Callable[[str], None]
+Repair = Callable[["Engine", Lease], "StepResult | None"]
 
 
 from logist.store.jobstore import crash_point  # noqa: E402 - test-only crash points (LOGIST_CRASH_AT)
@@ -47,63 +51,19 @@ class _Watcher:
     agent_gone_at: float  # time.monotonic()
 
 
-@dataclass
-class StepResult:
-    job_id: str
-    state: State
-    step: int
-    outcome: str | None = None
-    reason: str = ""
-    commits: list[str] = field(default_factory=list)
-
-
-@dataclass
-class AgentRun:
-    """One agent execution outside the step transitions (``Engine.run_agent``)."""
-
-    result: object  # logist.agents.base.AgentResult
-    exit_code: int | None
-    output: str
-    log: Path
-    stopped: str | None = None  # why logist stopped it (time budget, sentinel), if it did
-    warnings: list[str] = field(default_factory=list)  # e.g. processes it left that were stopped
-
-
-def assemble_prompt(m: Manifest, step_no: int) -> str:
-    """Job prompt + step prompt + previous step's summary + the outcome protocol.
-
-    A step whose agent runs a command (``command``) gets what the job file says and nothing
-    else: the job's prompt and the step's prompt, no headings, no outcome protocol (a command's
-    result is its exit code; docs/jobfile.md)."""
-    from logist.agents import get_agent
-    from logist.agents.outcome import OUTCOME_INSTRUCTIONS
-
-    step = m.steps[step_no - 1]
-    if get_agent(step.agent).runs_commands:
-        said = [p.strip() for p in (m.prompt, step.prompt) if p.strip()]
-        return "\n\n".join(said) + "\n" if said else ""
-    parts = []
-    if m.prompt.strip():
-        parts.append(f"# Job: {m.title}\n\n{m.prompt.strip()}")
-    else:
-        parts.append(f"# Job: {m.title}")
-    parts.append(f"## Step {step_no}/{m.step_count}: {step.name}\n\n{step.prompt.strip()}")
-    if step_no > 1:
-        prev = m.steps[step_no - 2]
-        if prev.summary:
-            parts.append(f"## Previous step ({prev.name}) summary\n\n{prev.summary.strip()}")
-    if step.reason and step.status == StepStatus.PENDING:
-        parts.append(f"## Reviewer's note\n\n{step.reason.strip()}")
-    parts.append(OUTCOME_INSTRUCTIONS.strip())
-    return "\n\n".join(parts) + "\n"
-
-
 class Engine:
-    """Runs steps of one repository's jobs. Never prints: progress goes to ``progress``."""
+    """Runs steps of one repository's jobs. Never prints: progress goes to ``progress``.
+
+    Commands build it with ``logist.engine.repair.make_engine`` (which hands in the repair of
+    an interrupted rerun or restep); ``Engine(store)`` alone runs steps without that repair.
+    """
 
     def __init__(self, store: JobStore, *, progress: Progress | None = None, trust: bool = False,
-                 watch: bool = True) -> None:
+                 watch: bool = True, repair: Repair | None = None) -> None:
         self.store = store
+        # What finishes an interrupted rerun or restep before a step runs. Handed in (see
+        # logist.engine.repair.make_engine): rerun and restep build on this engine.
+        self.repair = repair
         self.progress = progress or (lambda msg: None)
         self.trust = trust
         self.watch = watch and os.environ.get("LOGIST_NO_WATCHER") != "1"
@@ -218,20 +178,19 @@ class Engine:
                 lease.release()
 
     def _repair(self, lease: Lease) -> StepResult | None:
-        """Finish what an interrupted rerun or restep left (see logist.engine.rerun); None if nothing."""
-        from logist.engine.rerun import repair_interrupted
-
+        """Finish what an interrupted rerun or restep left (the ``repair`` handed in, see
+        logist.engine.repair); None if nothing."""
+        if self.repair is None:
+            return None
         own, _ = self._current(lease.job_id)
         if own != self.store.tip(lease.job_id):
             return None  # an interrupted step's agent moved the branch: the step engine settles it
-        return repair_interrupted(self, lease)
+        return self.repair(self, lease)
 
     # ---- one step ---------------------------------------------------------------------
     def _current(self, job_id: str) -> tuple[str, Manifest]:
         """logist's own last commit and record (the tip, unless an interrupted step's agent
-        moved the branch: see ``logist.engine.recovery.own_tip``)."""
-        from logist.engine.recovery import own_tip
-
+        moved the branch: see ``logist.engine.settle.own_tip``)."""
         return own_tip(self.store, job_id)
 
     def _step_locked(self, lease: Lease) -> StepResult:
@@ -344,7 +303,6 @@ class Engine:
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or assemble_prompt(m, n), workdir=wt,
                           options=dict(step.options), attempt=m.attempt, session_id=step.session_id)
-        from logist.engine.recovery import exec_base, wrap_argv
 
         log = Path(m.execution.log) if m.execution and m.execution.log else self._log_path(m, n, m.attempt)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -556,7 +514,6 @@ class Engine:
         the new commit goes on top of the branch as the agent left it (its commits are kept;
         commits it rewrote away stay reachable under refs/logist/displaced/).
         """
-        from logist.engine.recovery import exec_base, read_exit, settle_branch
 
         job_id = m.id
         if exit_code is None and m.execution:  # re-attached: the wrapper recorded the status
@@ -566,7 +523,7 @@ class Engine:
         warnings = list(settled) + list(warnings or [])
         at = {"expected": tip, "parent": tip, "history_from": own}
         extra = {"warnings": warnings} if warnings else {}
-        elapsed = _elapsed_since(m.execution.started_at) if m.execution else 0.0
+        elapsed = elapsed_since(m.execution.started_at) if m.execution else 0.0
         v = _verdict(verdict, own)
         if v is not None:
             reason = f"sentinel: {v.get('reason', 'agent looked hung')}" if v else \
@@ -593,7 +550,6 @@ class Engine:
         """EXECUTING at logist's own tip (docs/recovery.md#recovery-from-the-tip): harvest an agent that finished while
         nobody watched, re-attach to one that still runs, start one that never started (same
         attempt), or recover a killed one (RECOVERING, then attempt + 1)."""
-        from logist.engine.recovery import agent_status, settle_branch
 
         executing_commit = executing_commit or self.store.tip(m.id)
         st = agent_status(self.store, m)
@@ -647,7 +603,6 @@ class Engine:
         """
         from logist.agents import get_agent
         from logist.agents.base import StepContext
-        from logist.engine.recovery import exec_base, wrap_argv
         from logist.runtimes import get_runtime
 
         step = m.steps[n - 1]
@@ -687,7 +642,6 @@ class Engine:
         if it still runs, read it if it finished; None when it was killed or never started."""
         from logist.agents import get_agent
         from logist.agents.base import StepContext
-        from logist.engine.recovery import agent_status, exec_base, read_exit
         from logist.runtimes.host import attach
 
         st = agent_status(self.store, m)
@@ -800,14 +754,14 @@ class Engine:
         parent = tip
         displaced = None
         if tip != own_tip:
-            if not _is_ancestor(self.store.root, own_tip, tip):
+            if not is_ancestor(self.store, own_tip, tip):
                 displaced = self._keep_displaced(job_id, own_tip)
                 warnings.append(f"the agent rewrote the job branch; logist's previous commit is kept at {displaced}")
             else:
                 warnings.append("the agent made its own commits on the job branch; they are kept")
         if tip == own_tip:  # after a crash between a commit and the worktree's refresh
             self.store.sync_worktree_record(job_id)
-        if _record_tampered(self.store, job_id, wt, tip, own_tip):
+        if record_tampered(self.store, job_id, wt, tip, own_tip):
             warnings.append("the agent changed .logist/; the record was restored from logist's last commit")
 
         cost = float(res.cost_usd or 0.0)
@@ -879,7 +833,6 @@ class Engine:
                       "Logist-Cost-USD-Total": f"{m.cost_usd + cost:.6f}".rstrip("0").rstrip(".")})
         crash_point("after-harvest-commit")
         if m.execution:  # the execution records are not needed once its harvest is committed
-            from logist.engine.recovery import exec_base
 
             base = exec_base(self.store, job_id, m.execution.transition_id)
             for suffix in (".pid", ".exit"):
@@ -926,10 +879,6 @@ class Engine:
                 self.progress(f"warning: step log not noted: {exc.message}")
 
 
-def new_tokens(m: Manifest, tokens: int) -> int:
-    return m.tokens + tokens
-
-
 def _harvest_body(res, reason: str, warnings: list[str]) -> str:
     lines = [reason]
     if res.summary and res.summary != reason:
@@ -939,18 +888,6 @@ def _harvest_body(res, reason: str, warnings: list[str]) -> str:
     for w in warnings:
         lines += ["", "Warning: " + w]
     return "\n".join(lines)
-
-
-def _elapsed_since(iso: str) -> float:
-    from datetime import datetime
-
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    from datetime import timezone
-
-    return max(0.0, round((datetime.now(timezone.utc) - t).total_seconds(), 3))
 
 
 def _verdict(path: Path, commit: str | None) -> dict | None:
@@ -982,15 +919,3 @@ def _read_text(path: Path, cap: int) -> str:
     return read_log(path, cap)
 
 
-def _is_ancestor(root: Path, a: str, b: str) -> bool:
-    return git(["merge-base", "--is-ancestor", a, b], cwd=root, check=False).returncode == 0
-
-
-def _record_tampered(store: JobStore, job_id: str, wt: Path, tip: str, own_tip: str) -> bool:
-    proc = git(["diff", "--quiet", own_tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
-    if proc.returncode != 0:
-        return True
-    if tip != own_tip:
-        proc = git(["diff", "--quiet", own_tip, tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
-        return proc.returncode != 0
-    return False

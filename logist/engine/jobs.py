@@ -260,7 +260,8 @@ def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, messag
     if manifest.state in TRANSIENT:
         # An interrupted step (its runner is gone: we hold the lease now). Judge logist's own
         # record, stop an agent that still runs, and keep whatever it did to the branch.
-        from logist.engine.recovery import agent_status, own_tip, settle_branch, stop_agent
+        from logist.engine.agent_proc import agent_status, stop_agent
+        from logist.engine.settle import own_tip, settle_branch
 
         own, manifest = own_tip(store, job_id)
         if manifest.state == State.EXECUTING:

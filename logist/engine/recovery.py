@@ -17,30 +17,18 @@ names:
   when the attempts are spent;
 - RECOVERING: re-execute (attempt + 1) or INTERVENTION_REQUIRED;
 - HARVESTING: harvest again from what was saved (the exit code is in the HARVESTING entry);
-- a restep in flight: finish it the way ``logist job run`` does (``rerun.repair_interrupted``):
+- a restep in flight: finish it the way ``logist job run`` does (``logist.engine.repair.repair_interrupted``):
   re-attach to its agent, harvest its recorded exit, use an isolated result already kept, or
   execute it again (attempt + 1) / record a failure when the attempts are spent;
 - a resting job with a dead lock: release it, bring the worktree's copy of the record and its
   index to the tip, unlock the worktree.
 
-Agent execution records: each agent runs under a tiny ``/bin/sh`` wrapper that writes its own
-pid to ``<run dir>/exec-<transition id>.pid`` before it starts the agent and the agent's exit
-status to ``exec-<transition id>.exit`` when it ends. Both outlive the runner, so a runner killed
-at any point can tell "still running", "finished with code N", "killed" and "never started"
-apart, and the agent's work is harvested once instead of being redone.
-
-logist's own last commit: an agent works on the checked-out job branch and may commit, amend,
-reset or rebase it (docs/architecture.md#invariants, 8). The commit a step's agent started from is
-recorded (``agent.json``) before the agent starts; the tip is logist's own record unless it
-carries no transition logist made after that commit (:func:`own_tip`).
+How an agent's execution is recorded and found again: ``logist.engine.agent_proc``; logist's
+own last commit and settling the branch after an agent: ``logist.engine.settle``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,319 +36,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from logist.core.errors import BusyError, ConcurrentUpdateError, LogistError, ManifestError, UsageError
+from logist.core.errors import BusyError, LogistError, UsageError
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
-from logist.core.safepath import UnsafePathError, remove_file
+from logist.engine.agent_proc import agent_status, stop_agent
+from logist.engine.settle import own_tip, settle_branch
 from logist.git import refs
-from logist.git.gitcmd import CatFileBatch, git, git_out
-from logist.store.jobstore import RECORD_FILES, JobStore, crash_point
+from logist.git.gitcmd import git, git_out
+from logist.store.jobstore import JobStore, crash_point
 
 Progress = Callable[[str], None]
-
-# ---- agent execution records -----------------------------------------------------------
-
-# The wrapper every agent runs under (argv: $1 = record base path, then the agent's argv).
-# It records its pid, runs the agent as a foreground child (a trapped INT/TERM/HUP reaches the
-# whole process group, the agent included, and the wrapper waits for it), records the exit
-# status, and then ends the way the agent did (the same signal, or the same exit code).
-_WRAPPER = r'''b=$1
-shift
-echo $$ > "$b.pid.tmp" && mv -f "$b.pid.tmp" "$b.pid"
-trap : INT TERM HUP
-"$@"
-rc=$?
-echo $rc > "$b.exit.tmp" && mv -f "$b.exit.tmp" "$b.exit"
-if [ "$rc" -gt 128 ] && [ "$rc" -lt 193 ]; then
-    trap - INT TERM HUP
-    kill -$((rc - 128)) $$
-fi
-exit $rc'''
-
-
-def exec_base(store: JobStore, job_id: str, transition_id: str) -> Path:
-    """Path prefix of one execution's records (``.pid``, ``.exit``) in the job's run dir."""
-    safe = "".join(c for c in transition_id if c.isalnum())[:40] or "none"
-    return store.run_dir(job_id) / f"exec-{safe}"
-
-
-def wrap_argv(base: Path, argv: list[str]) -> list[str]:
-    """``argv`` run under the recording wrapper (see the module docstring)."""
-    base.parent.mkdir(parents=True, exist_ok=True)
-    return ["/bin/sh", "-c", _WRAPPER, "logist-agent", str(base), *argv]
-
-
-def read_exit(base: Path) -> int | None:
-    """The recorded exit status of an execution (negative: killed by that signal), or None."""
-    try:
-        raw = (base.parent / (base.name + ".exit")).read_text().strip()
-        rc = int(raw)
-    except (OSError, ValueError):
-        return None
-    return -(rc - 128) if 128 < rc < 193 else rc
-
-
-def read_pid(base: Path) -> int | None:
-    try:
-        pid = int((base.parent / (base.name + ".pid")).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if pid > 1 else None
-
-
-def _cmdline_has(pid: int, needle: str) -> bool | None:
-    """True/False when /proc/<pid>/cmdline holds ``needle``; None where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None if not os.path.isdir("/proc/self") else False
-    if not raw:  # a process that just started may not show its command line yet
-        return None
-    return needle.encode() in raw
-
-
-def find_wrapper(base: Path) -> int | None:
-    """The pid of a live wrapper of this execution, found by its command line (/proc)."""
-    from logist.core.procs import pid_alive
-
-    if not os.path.isdir("/proc/self"):
-        return None
-    needle = str(base).encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if needle not in fh.read():
-                    continue
-        except OSError:
-            continue
-        if pid_alive(int(entry)):
-            return int(entry)
-    return None
-
-
-def read_agent_file(store: JobStore, job_id: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads((store.run_dir(job_id) / "agent.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-@dataclass
-class AgentStatus:
-    """What became of the agent of the execution at the tip."""
-
-    kind: str  # "running" | "exited" | "dead" | "not-started"
-    pid: int | None = None
-    pgid: int | None = None
-    start_time: int | None = None
-    exit_code: int | None = None
-
-    def describe(self) -> str:
-        return {"running": f"its agent still runs (pid {self.pid})",
-                "exited": f"its agent finished (exit code {self.exit_code})",
-                "dead": "its agent is gone",
-                "not-started": "its agent never started"}[self.kind]
-
-
-def agent_status(store: JobStore, m: Manifest) -> AgentStatus:
-    """Running / exited / dead / never started, for the execution ``m.execution`` names."""
-    from logist.core.procs import boot_id, pid_alive
-
-    ex = m.execution
-    if ex is None:
-        return AgentStatus("dead")
-    base = exec_base(store, m.id, ex.transition_id)
-    code = read_exit(base)
-    if code is not None:
-        return AgentStatus("exited", exit_code=code)
-    info = read_agent_file(store, m.id)
-    if not info or info.get("transition_id") != ex.transition_id:
-        info = None
-    pid_file = read_pid(base)
-    here = ex.host == socket.gethostname() and (not ex.boot_id or ex.boot_id == boot_id())
-    if not here:  # another machine, or before a reboot: nothing of it runs here now
-        return AgentStatus("dead" if (pid_file or info or ex.host != socket.gethostname())
-                           else "not-started")
-    if not (pid_file or info) and not started_in_this_clone(store, m):
-        # Another clone of the repository on this host started it (a worker that died, a job
-        # adopted from a remote): its agent, if any, belongs to that clone's worktree and its
-        # records to that clone's git dir, so here it is gone, never "not started".
-        return AgentStatus("dead")
-    candidates: list[tuple[int, int | None, int | None]] = []
-    if info and isinstance(info.get("pid"), int):
-        candidates.append((info["pid"], info.get("start_time"), info.get("pgid")))
-    if pid_file:
-        candidates.append((pid_file, None, pid_file))
-    for pid, start, pgid in candidates:
-        if pid_alive(pid, start) and _cmdline_has(pid, str(base)) is not False:
-            return AgentStatus("running", pid=pid, pgid=pgid or pid,
-                               start_time=start if start is not None else _start_time(pid))
-    pid = find_wrapper(base)
-    if pid:
-        return AgentStatus("running", pid=pid, pgid=pid, start_time=_start_time(pid))
-    code = read_exit(base)  # it may have ended while we looked
-    if code is not None:
-        return AgentStatus("exited", exit_code=code)
-    started = pid_file is not None or bool(info and info.get("pid"))
-    return AgentStatus("dead" if started else "not-started")
-
-
-def started_in_this_clone(store: JobStore, m: Manifest) -> bool:
-    """Whether the execution ``m.execution`` names was started from this clone.
-
-    Executions record their log path, which lies under the starting clone's common git dir
-    (``<common dir>/logist/run/<id>/...``, the same place as the agent file and the wrapper's
-    records). Another clone of the repository, even on the same host and boot, has another
-    common dir. An execution without a log path (older records) counts as this clone's.
-    """
-    ex = m.execution
-    if ex is None or not ex.log:
-        return True
-    mine = store.run_dir(m.id)
-    theirs = Path(ex.log).parent
-    if theirs == mine:
-        return True
-    try:
-        return theirs.resolve() == mine.resolve()
-    except OSError:
-        return False
-
-
-def _start_time(pid: int) -> int | None:
-    from logist.core.procs import process_start_time
-
-    return process_start_time(pid)
-
-
-def stop_agent(status: AgentStatus, *, grace: float = 3.0) -> None:
-    """TERM, then KILL after ``grace`` seconds, the process group of a running agent."""
-    from logist.core.procs import pid_alive
-
-    if status.kind != "running" or not status.pgid or status.pgid <= 1 or status.pgid == os.getpgrp():
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(status.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not pid_alive(status.pid or status.pgid, status.start_time):
-                return
-            time.sleep(0.05)
-
-
-# ---- logist's own last commit ------------------------------------------------------------
-
-def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
-    """(commit, record) of logist's own last transition of ``job_id``.
-
-    The tip, unless an agent moved the branch during its step and no logist transition came
-    after: then the EXECUTING commit the agent started from (recorded in ``agent.json`` before
-    it started). A later logist transition is recognised by its record: its history extends
-    the EXECUTING commit's history (an agent's commits carry the record it found, or a tampered
-    one, never a longer history).
-    """
-    refs.validate_job_id(job_id)
-    tip = store.tip(job_id)
-    info = read_agent_file(store, job_id)
-    anchor = info.get("commit") if info else None
-    if not isinstance(anchor, str) or len(anchor) != 40 or anchor == tip:
-        return store.read(job_id, at=tip)
-    rec, hist = refs.manifest_path(job_id), refs.history_path(job_id)
-    with CatFileBatch(store.paths.root) as batch:
-        raw_tip, hist_tip, raw_anchor, hist_anchor = batch.read_many(
-            [f"{tip}:{rec}", f"{tip}:{hist}", f"{anchor}:{rec}", f"{anchor}:{hist}"])
-    try:
-        anchor_m = store._validate(job_id, anchor, raw_anchor)
-    except ManifestError:
-        return store.read(job_id, at=tip)
-    if anchor_m.state != State.EXECUTING or anchor_m.execution is None \
-            or anchor_m.execution.transition_id != info.get("transition_id"):
-        return store.read(job_id, at=tip)
-    try:
-        tip_m = store._validate(job_id, tip, raw_tip)
-    except ManifestError:
-        return anchor, anchor_m
-    a, t = hist_anchor or b"", hist_tip or b""
-    if len(t) > len(a) and t.startswith(a) and tip_m.transition_seq > anchor_m.transition_seq:
-        return tip, tip_m
-    return anchor, anchor_m
-
-
-def is_ancestor(store: JobStore, a: str, b: str) -> bool:
-    return git(["merge-base", "--is-ancestor", a, b], cwd=store.root, check=False).returncode == 0
-
-
-def keep_displaced(store: JobStore, job_id: str, oid: str) -> str:
-    """Keep ``oid`` reachable at ``refs/logist/displaced/<id>/<k>`` (idempotent: an existing ref
-    that already points at it is reused)."""
-    prefix = refs.DISPLACED_PREFIX + refs.validate_job_id(job_id) + "/"
-    for _ in range(5):
-        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", prefix], cwd=store.root)
-        used = []
-        for line in out.splitlines():
-            target, _, ref = line.partition(" ")
-            if target == oid:
-                return ref
-            tail = ref[len(prefix):]
-            if tail.isdigit():
-                used.append(int(tail))
-        ref = refs.displaced_ref(job_id, max(used, default=0) + 1)
-        proc = store._update_ref(f"create {ref} {oid}\n")
-        if proc.returncode == 0:
-            return ref
-    raise ConcurrentUpdateError(f"job {job_id}: could not keep commit {oid[:12]} at {prefix}<k>")
-
-
-def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str]]:
-    """Before logist's next commit after an agent ran: see what the agent did to the branch and
-    to ``.logist/``, keep rewritten-away commits reachable, and drop extra files from the
-    record directory. Returns (the branch tip to build on, warnings to record)."""
-    tip = store.tip(job_id)
-    warnings: list[str] = []
-    record = refs.record_dir(job_id)
-    if tip != own:
-        if is_ancestor(store, own, tip):
-            warnings.append("the agent made its own commits on the job branch; they are kept")
-        else:
-            ref = keep_displaced(store, job_id, own)
-            warnings.append("the agent rewrote the job branch (amend, reset or rebase); logist's "
-                            f"previous commit is kept at {ref}")
-    wt = store.worktree_path(job_id)
-    if (wt / ".git").exists() and store.worktree_problem(wt) is None:
-        changed = git(["diff", "--quiet", own, "--", record], cwd=wt, check=False).returncode != 0
-        extras = [p for p in _record_paths(wt, record) if p.rsplit("/", 1)[-1] not in RECORD_FILES]
-        if changed or extras:
-            warnings.append("the agent changed the job record under .logist/; it was restored "
-                            "from logist's last commit")
-        if extras:
-            git(["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *extras], cwd=wt, check=False)
-            for rel in extras:
-                try:
-                    remove_file(wt, rel)  # never through a symlink
-                except UnsafePathError:
-                    pass
-        other = git(["diff", "--quiet", own, "--", ".logist", f":(exclude){record}"], cwd=wt,
-                    check=False).returncode != 0
-        if other:
-            warnings.append("the agent changed other files under .logist/; they are kept as part "
-                            "of its work")
-    elif tip != own and git(["diff", "--quiet", own, tip, "--", record], cwd=store.root,
-                            check=False).returncode != 0:
-        warnings.append("the agent changed the job record in its commits; it was restored from "
-                        "logist's last commit")
-    return tip, warnings
-
-
-def _record_paths(wt: Path, record: str) -> list[str]:
-    """Tracked and untracked paths under the record directory of a worktree."""
-    out = git_out(["ls-files", "--cached", "--others", "--", record], cwd=wt, check=False)
-    return sorted(set(out.splitlines()))
-
 
 # ---- what is interrupted, and what recovery will do ----------------------------------------
 
@@ -445,7 +129,7 @@ def plan_action(store: JobStore, m: Manifest) -> str:
 
 
 def _restep_words(store: JobStore, m: Manifest) -> str:
-    from logist.engine.rerun import describe_restep_in_flight
+    from logist.engine.restep import describe_restep_in_flight
 
     r = describe_restep_in_flight(store, m)
     if r is None:
@@ -598,7 +282,9 @@ def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = Non
     """Recover one job: take over its lease and finish its interrupted step or restep (the job
     then rests), or release a dead lock of a resting job. LockHeldError (exit 4) when a live
     process holds it; UsageError when there is nothing to recover."""
-    from logist.engine.job_processor import Engine
+    # The engine and restep modules are imported only when a job is recovered: `job list`
+    # imports this module (interrupted_jobs) and must stay fast.
+    from logist.engine.repair import make_engine, repair_interrupted
 
     progress = progress or (lambda msg: None)
     before, lease, did = _take_interrupted(store, job_id, "recover", f"run `logist job status {job_id}`")
@@ -606,17 +292,15 @@ def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = Non
         crash_point("recover-after-takeover")
         _, m = own_tip(store, job_id)
         if m.state in TRANSIENT:
-            result = Engine(store, progress=progress, trust=trust).step(job_id, lease=lease)
+            result = make_engine(store, progress=progress, trust=trust).step(job_id, lease=lease)
             did.append(f"finished the interrupted step {m.step}: {result.state.value}"
                        + (f" ({result.reason})" if result.reason and result.state != State.SUCCESS
                           and result.state != State.PENDING else ""))
         elif restep_in_flight(m):
             # What `logist job run` does first (Engine._repair): finish the restep, nothing more.
-            from logist.engine.rerun import repair_interrupted
-
             lease.start_heartbeat()
             try:
-                result = repair_interrupted(Engine(store, progress=progress, trust=trust), lease)
+                result = repair_interrupted(make_engine(store, progress=progress, trust=trust), lease)
             finally:
                 lease.stop_heartbeat()
             if result is not None:
@@ -636,9 +320,9 @@ def recover_all(store: JobStore, *, progress: Progress | None = None, trust: boo
                 ) -> tuple[list[Path], list[Recovered]]:
     """Remove stale ``*.lock`` files, then recover every interrupted job, one after the other.
     A job that fails to recover is reported (``error``) and the others go on."""
-    from logist.store.locks import remove_stale_lock_files
+    from logist.git.reftx import remove_stale_lock_files
 
-    removed = remove_stale_lock_files(store)
+    removed = remove_stale_lock_files(store.paths.common_dir, store.git_places())
     results = []
     for j in interrupted_jobs(store, with_actions=False):
         try:
@@ -671,10 +355,10 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
         own, m = own_tip(store, job_id)
         if restep_in_flight(m):
             # The job rests; only its restep is given up (recorded as failed, work kept).
-            from logist.engine.job_processor import Engine
-            from logist.engine.rerun import abandon_restep
+            from logist.engine.repair import make_engine
+            from logist.engine.restep import abandon_restep
 
-            res = abandon_restep(Engine(store, progress=progress), lease, why)
+            res = abandon_restep(make_engine(store, progress=progress), lease, why)
             git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
                 check=False)
             _, m = store.read(job_id)
@@ -755,12 +439,13 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
     import shutil
 
     from logist.core.limits import check_number
-    from logist.store.locks import read_locks, remove_stale_lock_files
+    from logist.git.reftx import remove_stale_lock_files
+    from logist.store.locks import read_locks
 
     check_number(keep_days, "--keep-days")
     now = time.time() if now is None else now
     if not dry_run:
-        remove_stale_lock_files(store)
+        remove_stale_lock_files(store.paths.common_dir, store.git_places())
     locks = read_locks(store)
     out = []
     for s in store.list_jobs():

@@ -36,7 +36,7 @@ class RunOutcome:
 def run_all(store: JobStore, *, parallel: int = 1, trust: bool = False,
             progress: Callable[[str], None] | None = None) -> list[RunOutcome]:
     """Run every PENDING job until it rests; jobs held by someone else are skipped."""
-    from logist.engine.job_processor import Engine
+    from logist.engine.repair import make_engine
 
     pending = [s.id for s in store.list_jobs() if s.manifest and s.manifest.state == State.PENDING]
 
@@ -45,7 +45,7 @@ def run_all(store: JobStore, *, parallel: int = 1, trust: bool = False,
     def one(job_id: str) -> RunOutcome:
         if local_request() is not None:  # Ctrl-C: no new job starts
             return RunOutcome(job_id, None, None, "not started: interrupted")
-        engine = Engine(JobStore(store.paths), progress=progress, trust=trust)
+        engine = make_engine(JobStore(store.paths), progress=progress, trust=trust)
         try:
             r = engine.run(job_id)
             return RunOutcome(job_id, r.state, r.step, r.reason)

@@ -259,7 +259,7 @@ def merge_notes_ref(store: JobStore, local_ref: str, theirs_ref: str) -> bool:
     for attempt in range(NOTES_MERGE_ATTEMPTS):
         ours = rev(store, local_ref)
         if ours is None:
-            proc = store._update_ref(f"create {local_ref} {theirs}\n")
+            proc = store.ref_transaction(f"create {local_ref} {theirs}\n")
             if proc.returncode == 0:
                 return True
             continue
@@ -269,7 +269,7 @@ def merge_notes_ref(store: JobStore, local_ref: str, theirs_ref: str) -> bool:
             merged = theirs
         else:
             merged = _notes_merge_commit(store, ours, theirs_ref)
-        proc = store._update_ref(f"update {local_ref} {merged} {ours}\n")
+        proc = store.ref_transaction(f"update {local_ref} {merged} {ours}\n")
         if proc.returncode == 0:
             return True
         time.sleep(min(0.2, 0.005 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.5))
@@ -505,7 +505,7 @@ def _update_tracking(store: JobStore, remote: str, lines: list[PushLine]) -> Non
         if oid:
             cmds.append(f"update {track} {oid}\n")
     if cmds:
-        store._update_ref("".join(cmds))
+        store.ref_transaction("".join(cmds))
 
 
 # --------------------------------------------------------------------------- trust
@@ -742,7 +742,7 @@ def _move_branch(store: JobStore, job_id: str, new: str, old: str | None, lease_
             f"job {job_id}: its worktree {wt} has uncommitted changes; not moving the branch",
             hint=f"commit or discard them (`git -C {wt} status`), then adopt again")
     verb = f"update {refs.branch_ref(job_id)} {new} {old}" if old else f"create {refs.branch_ref(job_id)} {new}"
-    proc = store._update_ref(f"verify {refs.lock_ref(job_id)} {lease_oid}\n{verb}\n")
+    proc = store.ref_transaction(f"verify {refs.lock_ref(job_id)} {lease_oid}\n{verb}\n")
     if proc.returncode != 0:
         raise ConcurrentUpdateError(f"job {job_id} changed while it was being adopted",
                                     hint=f"run `logist job adopt {job_id}` again")

@@ -149,7 +149,7 @@ class RemoteLock:
         except LogistError:
             return
         if ok:
-            self.store._update_ref(f"delete {refs.remote_lock_ref(self.remote, self.job_id)}\n")
+            self.store.ref_transaction(f"delete {refs.remote_lock_ref(self.remote, self.job_id)}\n")
 
     def refresh(self) -> None:
         """Push the local branch tip (if it moved) with a new heartbeat, in one atomic push."""
@@ -191,7 +191,7 @@ class RemoteLock:
         lines = [f"update {refs.remote_branch_ref(self.remote, self.job_id)} {self.remote_tip}\n"]
         track_lock = refs.remote_lock_ref(self.remote, self.job_id)
         lines.append(f"delete {track_lock}\n" if deleted else f"update {track_lock} {self.oid}\n")
-        self.store._update_ref("".join(lines))
+        self.store.ref_transaction("".join(lines))
 
 
 def claim(store: JobStore, remote: str, job_id: str, seen_tip: str, seen_lock: str | None,
@@ -420,7 +420,7 @@ class Worker:
 
     # ---- one job --------------------------------------------------------------------
     def _run_claimed(self, rl: RemoteLock) -> JobRun:
-        from logist.engine.job_processor import Engine
+        from logist.engine.repair import make_engine
         from logist.store.locks import acquire
 
         job_id = rl.job_id
@@ -440,7 +440,7 @@ class Worker:
             if res.displaced:
                 self.progress(f"{job_id}: local commits the remote never got are kept at {res.displaced}")
             pusher.start()
-            engine = Engine(JobStore(self.store.paths), progress=lambda msg: self._on_progress(msg, wake))
+            engine = make_engine(JobStore(self.store.paths), progress=lambda msg: self._on_progress(msg, wake))
             result = engine.run(job_id)
             run.state = result.state.value
         except LogistError as exc:

@@ -30,7 +30,7 @@ from logist.core.errors import (
 from logist.core.faults import crash_point as crash_point  # the engine modules import it from here too
 from logist.core.safepath import read_file, write_file
 from logist.core.states import State
-from logist.git import refs
+from logist.git import refs, reftx
 from logist.git.gitcmd import CatFileBatch, Started, git, git_out
 
 if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
@@ -681,7 +681,7 @@ class JobStore:
         tree = self.writer.tree_with_record(base_tree, job_id, files)
         oid = self.writer.commit(tree, [manifest.base], commit_message(job_id, entry, manifest))
         crash_point("create-before-ref")
-        proc = self._update_ref(f"create {refs.branch_ref(job_id)} {oid}\n")
+        proc = self.ref_transaction(f"create {refs.branch_ref(job_id)} {oid}\n")
         if proc.returncode != 0:
             from logist.core.errors import JobExistsError
 
@@ -693,7 +693,7 @@ class JobStore:
                 self.ensure_worktree(job_id)
             except Exception:
                 # A failed create leaves nothing behind: take the branch back (compare-and-delete).
-                self._update_ref(f"delete {refs.branch_ref(job_id)} {oid}\n")
+                self.ref_transaction(f"delete {refs.branch_ref(job_id)} {oid}\n")
                 raise
         return oid
 
@@ -773,7 +773,7 @@ class JobStore:
         if lease:
             lines.append(f"verify {refs.lock_ref(job_id)} {lease}\n")
         lines.append(f"update {refs.branch_ref(job_id)} {new} {old}\n")
-        proc = self._update_ref("".join(lines), started=started)
+        proc = self.ref_transaction("".join(lines), started=started)
         if proc.returncode != 0:
             err = proc.stderr.strip()
             if ".lock" in err and "File exists" in err:
@@ -790,47 +790,24 @@ class JobStore:
                 f"job {job_id} changed while this command ran (branch is no longer at {old[:12]})",
                 hint=f"run `logist job status {job_id}` and try again")
 
-    def _update_ref(self, stdin: str, attempts: int = 5, started: Started | None = None):
-        """`git update-ref --stdin`, retrying briefly when a ref's .lock file is in the way.
+    def ref_transaction(self, stdin: str, *, attempts: int = 5, started: Started | None = None):
+        """One ``git update-ref --stdin`` transaction in this repository (fenced, retried, a
+        stale ``.lock`` cleared: ``logist.git.reftx.update_ref``); the finished process."""
+        return reftx.update_ref(self.paths.root, self.paths.common_dir, stdin, attempts=attempts,
+                                started=started)
 
-        A ``verify`` of a lock this process holds is kept in step with its heartbeat
-        (``logist.store.locks.fence_stdin``). When the .lock is still there after the retries and it
-        is stale (older than a minute, no live git in the repository: a killed git left it), it
-        is removed and the transaction tried once more (docs/architecture.md#known-hazards-of-git).
-        """
-        done = None
-        if "verify " + refs.LOCKS_PREFIX in stdin:
-            from logist.store.locks import fence_stdin
-
-            stdin, done = fence_stdin(stdin)
+    def git_places(self) -> list[Path]:
+        """Where a live git of this repository may work: its git directory, its root and (when
+        the configuration names it) its worktrees directory. For the stale ``.lock`` sweep."""
+        places = [self.paths.common_dir, self.paths.root]
         try:
-            cleared = False
-            i = 0
-            while True:
-                if started is not None and not started.done:
-                    proc = started.finish(stdin)
-                else:
-                    proc = git(["update-ref", "--stdin"], cwd=self.paths.root, input=stdin,
-                               check=False)
-                if proc.returncode == 0 or ".lock" not in proc.stderr or "File exists" not in proc.stderr:
-                    return proc
-                i += 1
-                if i >= attempts:
-                    if cleared:
-                        return proc
-                    from logist.store.locks import clear_stale_lock_file
-
-                    if not clear_stale_lock_file(self, proc.stderr):
-                        return proc
-                    cleared = True
-                    continue
-                time.sleep(0.01 * (2 ** i))
-        finally:
-            if done is not None:
-                done()
+            places.append(self.worktrees_dir())
+        except Exception:
+            pass
+        return places
 
     def update_refs(self, stdin: str) -> None:
-        proc = self._update_ref(stdin)
+        proc = self.ref_transaction(stdin)
         if proc.returncode != 0:
             raise ConcurrentUpdateError(f"ref update refused: {proc.stderr.strip()}")
 

@@ -5,16 +5,10 @@ compare-and-delete; takeover of a stale lease = compare-and-swap from the stale 
 takers can never both win. Transition commits verify the current lease value in the same ref
 transaction (fencing, see ``JobStore.publish``).
 
-A lease's value changes with every heartbeat. So that a fenced write of this process never
-races its own heartbeat thread, every ``git update-ref --stdin`` that logist runs goes through
-:func:`fence_stdin` (called by ``JobStore._update_ref``): a ``verify`` of a lock that this
-process holds is rewritten to the lease's current value and runs while the lease's mutex is
-held (the heartbeat waits). A lease that another process took over is never rewritten: the
-write is refused, as fencing requires.
-
-Also here: finding and removing stale ``*.lock`` files that a killed git (or dulwich) left
-under the git directory (docs/architecture.md#known-hazards-of-git): they block every later update of that ref and
-``git gc``, and nothing else ever expires them.
+Every ref transaction goes through ``logist.git.reftx`` (``JobStore.ref_transaction``), which
+keeps a fenced write of this process apart from its own heartbeat: a :class:`Lease` registers
+itself there (``reftx.hold_fence``) while it is held. The stale ``*.lock`` sweep lives there too
+(docs/architecture.md#known-hazards-of-git).
 """
 
 from __future__ import annotations
@@ -25,20 +19,15 @@ import socket
 import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from logist.core.errors import ConcurrentUpdateError, LockHeldError, UsageError
 from logist.core.procs import boot_id, pid_alive, process_start_time
-from logist.git import refs
-from logist.git.gitcmd import git, waiting_pids
+from logist.git import refs, reftx
+from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
-
-# A killed git leaves `<ref>.lock` behind; one older than this with no live holder is stale.
-STALE_LOCK_FILE_SECONDS = 60.0
 
 
 def lease_seconds_default(store: JobStore) -> float:
@@ -186,11 +175,6 @@ def read_locks(store: JobStore, lock_refs: dict[str, str] | None = None
     return {jid: (oid, Holder.from_bytes(g[1]) if g else None) for (jid, oid), g in zip(pairs, got, strict=True)}
 
 
-# Leases held by this process, by job id: used to keep fenced writes and heartbeats apart.
-_LIVE: weakref.WeakValueDictionary[str, Lease] = weakref.WeakValueDictionary()
-_LIVE_MUTEX = threading.Lock()
-
-
 class Lease:
     """A held lock. ``oid`` is the current lock value used for fencing."""
 
@@ -199,7 +183,7 @@ class Lease:
         self.job_id = job_id
         self.oid = oid
         self.holder = holder
-        self._mutex = threading.RLock()
+        self.mutex = threading.RLock()  # held by a fenced write (reftx.fence_stdin) and a heartbeat
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._past: set[str] = set()  # earlier values of this lease (before heartbeats)
@@ -207,8 +191,7 @@ class Lease:
         self.released = False
         self.took_over_from: Holder | None = None
         self.takeover_reason: str | None = None
-        with _LIVE_MUTEX:
-            _LIVE[job_id] = self
+        reftx.hold_fence(self)
 
     def owns(self, oid: str) -> bool:
         """True when ``oid`` is this lease's current or an earlier (heartbeat) value."""
@@ -218,10 +201,10 @@ class Lease:
         """Refresh the heartbeat by compare-and-swap; raises ConcurrentUpdateError if lost."""
         holder = Holder(**{**asdict(self.holder), "heartbeat_at": time.time()})
         new = _hash_blob(self.store, holder.to_bytes(), via_git=True)
-        with self._mutex:
+        with self.mutex:
             if self.lost or self.released:
                 raise ConcurrentUpdateError(f"job {self.job_id}: the lease is no longer held")
-            proc = self.store._update_ref(f"update {refs.lock_ref(self.job_id)} {new} {self.oid}\n")
+            proc = self.store.ref_transaction(f"update {refs.lock_ref(self.job_id)} {new} {self.oid}\n")
             if proc.returncode != 0:
                 if ".lock" in proc.stderr and "File exists" in proc.stderr:
                     return  # transient ref-lock contention: try again at the next beat
@@ -261,15 +244,13 @@ class Lease:
     def release(self) -> None:
         """Compare-and-delete; silently does nothing if the lease was already taken over."""
         self.stop_heartbeat()
-        with self._mutex:
+        with self.mutex:
             if self.released:
                 return
             self.released = True
             if not self.lost:
-                self.store._update_ref(f"delete {refs.lock_ref(self.job_id)} {self.oid}\n")
-        with _LIVE_MUTEX:
-            if _LIVE.get(self.job_id) is self:
-                del _LIVE[self.job_id]
+                self.store.ref_transaction(f"delete {refs.lock_ref(self.job_id)} {self.oid}\n")
+        reftx.drop_fence(self)
 
     def __enter__(self) -> Lease:
         return self
@@ -289,38 +270,6 @@ def _hash_blob(store: JobStore, data: bytes, *, via_git: bool = False) -> str:
     return proc.stdout.decode().strip()
 
 
-def fence_stdin(stdin: str) -> tuple[str, Callable[[], None]]:
-    """Prepare an ``update-ref --stdin`` transaction for a lock this process may hold.
-
-    Each ``verify refs/logist/locks/<id> <oid>`` whose oid is an earlier value of a live lease
-    of this process (a heartbeat moved it) is rewritten to the lease's current value, and the
-    lease's mutex is held until the returned ``done()`` is called, so no heartbeat moves it in
-    between. Everything else is left as is. Returns (stdin, done).
-    """
-    held: list[Lease] = []
-    lines = stdin.splitlines(keepends=True)
-    targets: list[tuple[int, Lease, str]] = []
-    for i, line in enumerate(lines):
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "verify" and parts[1].startswith(refs.LOCKS_PREFIX):
-            with _LIVE_MUTEX:
-                lease = _LIVE.get(parts[1][len(refs.LOCKS_PREFIX):])
-            if lease is not None and lease.owns(parts[2]):
-                targets.append((i, lease, parts[1]))
-    for _, lease, _ in sorted(targets, key=lambda t: t[1].job_id):
-        if lease not in held:
-            lease._mutex.acquire()
-            held.append(lease)
-    for i, lease, ref in targets:
-        if not lease.lost:
-            lines[i] = f"verify {ref} {lease.oid}\n"
-
-    def done() -> None:
-        for lease in reversed(held):
-            lease._mutex.release()
-
-    return "".join(lines), done
-
 
 def acquire(store: JobStore, job_id: str, *, command: str | None = None,
             lease_seconds: float | None = None, takeover: bool = True) -> Lease:
@@ -336,7 +285,7 @@ def acquire(store: JobStore, job_id: str, *, command: str | None = None,
     lock = refs.lock_ref(job_id)
     current = None
     for _ in range(3):
-        proc = store._update_ref(f"create {lock} {new}\n")
+        proc = store.ref_transaction(f"create {lock} {new}\n")
         if proc.returncode == 0:
             return Lease(store, job_id, new, holder)
         current = read_lock(store, job_id)
@@ -352,7 +301,7 @@ def acquire(store: JobStore, job_id: str, *, command: str | None = None,
         who = old_holder.describe() if old_holder else "an unknown holder"
         raise LockHeldError(f"job {job_id} is busy: held by {who}",
                             hint=f"wait for it, or see `logist job status {job_id}`")
-    proc = store._update_ref(f"update {lock} {new} {old_oid}\n")
+    proc = store.ref_transaction(f"update {lock} {new} {old_oid}\n")
     if proc.returncode != 0:
         raise LockHeldError(f"job {job_id} is busy: another process took over its stale lock first",
                             hint=f"see `logist job status {job_id}`")
@@ -379,185 +328,3 @@ def break_lock(store: JobStore, job_id: str) -> Holder | None:
     return holder
 
 
-# ---- stale `*.lock` files under the git directory ----------------------------------------
-
-def find_lock_files(common_dir: Path) -> list[Path]:
-    """Every ``*.lock`` file git or dulwich may leave: top-level files of the git dir and of
-    each ``worktrees/<name>/``, all of ``refs/`` and ``logs/``, and loose-object locks."""
-    found: list[Path] = []
-
-    def top(d: Path) -> None:
-        try:
-            with os.scandir(d) as it:
-                for e in it:
-                    if e.name.endswith(".lock") and e.is_file(follow_symlinks=False):
-                        found.append(Path(e.path))
-        except OSError:
-            pass
-
-    top(common_dir)
-    wts = common_dir / "worktrees"
-    if wts.is_dir():
-        for sub in wts.iterdir():
-            if sub.is_dir():
-                top(sub)
-                for extra in ("refs", "logs"):
-                    _walk(sub / extra, found)
-    for extra in ("refs", "logs"):
-        _walk(common_dir / extra, found)
-    objects = common_dir / "objects"
-    top(objects / "info")
-    top(objects / "pack")
-    try:
-        with os.scandir(objects) as it:
-            for e in it:
-                if len(e.name) == 2 and e.is_dir(follow_symlinks=False):
-                    top(Path(e.path))
-    except OSError:
-        pass
-    return found
-
-
-def _walk(root: Path, found: list[Path]) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(".lock"):
-                found.append(Path(dirpath) / name)
-
-
-def _cmdline(pid: int) -> list[bytes]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().split(b"\0")
-    except OSError:
-        return []
-
-
-def live_git_processes(paths: Iterable[Path]) -> list[int]:
-    """Pids of live git processes working in (or on) any of ``paths`` (Linux /proc).
-
-    Where there is no /proc, an unknown answer: every file is treated as possibly held (-1).
-    """
-    if not os.path.isdir("/proc/self"):
-        return [-1]
-    roots = []
-    for p in paths:
-        try:
-            roots.append(str(Path(p).resolve()))
-        except OSError:
-            continue
-    me = os.getpid()
-    own = waiting_pids()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-            comm = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode(errors="replace")
-        except (OSError, ValueError):
-            continue
-        if comm != "git" and not comm.startswith("git-"):
-            continue
-        if int(entry) in own:  # ours, e.g. a pre-started `update-index` waiting for its input
-            continue
-        if not pid_alive(int(entry)):
-            continue
-        argv = _cmdline(int(entry))
-        if not any(argv):
-            # An empty command line is a git that is exiting (its memory already released) or
-            # one caught mid-exec: look again shortly; still unreadable and alive: assume ours.
-            for _ in range(5):
-                time.sleep(0.01)
-                if not pid_alive(int(entry)):
-                    break
-                argv = _cmdline(int(entry))
-                if any(argv):
-                    break
-            if not pid_alive(int(entry)):
-                continue
-            if not any(argv):
-                pids.append(int(entry))
-                continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            cwd = ""
-        text = " ".join([cwd, *(a.decode(errors="replace") for a in argv)])
-        if any(r and r in text for r in roots):
-            pids.append(int(entry))
-    return pids
-
-
-def stale_lock_files(store: JobStore, *, min_age: float = STALE_LOCK_FILE_SECONDS,
-                     now: float | None = None) -> list[Path]:
-    """``*.lock`` files under the git directory older than ``min_age`` seconds with no live
-    holder: no live git process works in the repository or one of its worktrees."""
-    now = time.time() if now is None else now
-    candidates = []
-    for path in find_lock_files(store.paths.common_dir):
-        try:
-            age = now - path.stat().st_mtime
-        except OSError:
-            continue
-        if age >= min_age:
-            candidates.append(path)
-    if not candidates:
-        return []
-    places = [store.paths.common_dir, store.paths.root]
-    try:
-        places.append(store.worktrees_dir())
-    except Exception:
-        pass
-    if live_git_processes(places):
-        return []
-    return candidates
-
-
-def remove_stale_lock_files(store: JobStore, *, min_age: float = STALE_LOCK_FILE_SECONDS) -> list[Path]:
-    """Remove what :func:`stale_lock_files` finds; the paths removed."""
-    removed = []
-    for path in stale_lock_files(store, min_age=min_age):
-        try:
-            path.unlink()
-            removed.append(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            continue
-    return removed
-
-
-def clear_stale_lock_file(store: JobStore, stderr: str, *,
-                          min_age: float = STALE_LOCK_FILE_SECONDS) -> bool:
-    """Given git's "Unable to create '<path>.lock': File exists" error, remove that lock file
-    if it is stale (old, inside this git dir, no live git in the repository). True if removed."""
-    marker = "Unable to create '"
-    start = stderr.find(marker)
-    if start < 0:
-        return False
-    start += len(marker)
-    end = stderr.find("'", start)
-    if end < 0:
-        return False
-    path = Path(stderr[start:end])
-    try:
-        resolved = path.resolve()
-        common = store.paths.common_dir.resolve()
-    except OSError:
-        return False
-    if not path.name.endswith(".lock") or common not in resolved.parents:
-        return False
-    try:
-        if time.time() - path.stat().st_mtime < min_age:
-            return False
-    except OSError:
-        return False
-    if live_git_processes([store.paths.common_dir, store.paths.root]):
-        return False
-    try:
-        path.unlink()
-    except OSError:
-        return False
-    return True

@@ -114,9 +114,9 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
         return 0
 
     if job:
-        from logist.store.locks import remove_stale_lock_files
+        from logist.git.reftx import remove_stale_lock_files
 
-        removed = remove_stale_lock_files(store)
+        removed = remove_stale_lock_files(store.paths.common_dir, store.git_places())
         r = recovery.recover_job(store, job, progress=_progress, trust=trust)
         return _report([r], removed, json_)
 

@@ -267,14 +267,14 @@ def step(id: str | None = None, /, *, trust: bool = False,
     json_
         Print the result as JSON.
     """
-    from logist.engine.job_processor import Engine
     from logist.engine.jobs import selected_job
+    from logist.engine.repair import make_engine
 
     store = cli.store()
     job_id = selected_job(store, id)
     with _CtrlC() as ctrl_c, _StatusLine(store):
         try:
-            result = Engine(store, progress=_progress, trust=trust).step(job_id)
+            result = make_engine(store, progress=_progress, trust=trust).step(job_id)
         except KeyboardInterrupt:
             return ctrl_c.leave(store, [job_id])
     if ctrl_c.interrupted:
@@ -306,7 +306,7 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     """
     import os
 
-    from logist.engine.job_processor import Engine
+    from logist.engine.repair import make_engine
     from logist.engine.runner import detach_run, run_all
 
     store = cli.store()
@@ -328,7 +328,7 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     if job_id:
         with _CtrlC() as ctrl_c, _StatusLine(store):
             try:
-                result = Engine(store, progress=_progress, trust=trust).run(job_id)
+                result = make_engine(store, progress=_progress, trust=trust).run(job_id)
             except KeyboardInterrupt:
                 return ctrl_c.leave(store, [job_id])
         if ctrl_c.interrupted:

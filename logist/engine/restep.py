@@ -1,0 +1,488 @@
+"""A restep's life (docs/rerun.md): start, execute, finish, resume after an interruption.
+
+A restep re-executes one step without touching the job's state, run or current step: a
+"restep" commit marks the step RUNNING (``execution.restep``), the agent runs through
+``Engine.run_agent`` (in the job's worktree, or with ``isolated`` in a temporary worktree at
+the commit where the step first started), and a second "restep" commit records the outcome
+(in place: with the agent's changes, like a harvest; isolated: the result is kept at
+``refs/logist/resteps/<id>/<k>``). ``logist job restep`` starts one (``logist.engine.rerun``);
+an interrupted one is finished by ``logist.engine.repair`` and abandoned by
+:func:`abandon_restep`.
+
+Every function that runs an agent takes the engine (``logist.engine.job_processor.Engine``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from logist.core.errors import LogistError
+from logist.core.model import Execution, Manifest, State, StepStatus
+from logist.core.procs import boot_id
+from logist.engine.agent_proc import agent_status, stop_agent
+from logist.engine.job_processor import Engine
+from logist.engine.rerun_base import commit_update, record_files_at, ref_value
+from logist.engine.settle import is_ancestor, record_tampered
+from logist.engine.steps import assemble_prompt, elapsed_since
+from logist.engine.trustgate import require_trust
+from logist.engine.worktree_move import repair_worktree_move
+from logist.git import refs
+from logist.git.gitcmd import git, git_out
+from logist.store.job_state import Update
+from logist.store.jobstore import JobStore, crash_point, new_transition_id, utcnow
+from logist.store.locks import Lease
+
+
+@dataclass
+class RestepResult:
+    job_id: str
+    step: int  # the step that was re-executed
+    restep: int  # k: the job's restep number
+    isolated: bool
+    success: bool
+    outcome: str | None  # the agent's action (COMPLETED, STUCK, RETRY, FAILED, NO_OUTCOME)
+    reason: str
+    base: str  # the commit the step was re-executed on
+    commit: str  # the branch commit that records the outcome
+    result_commit: str  # the commit holding the step's outputs (== commit unless isolated)
+    state: State
+    current_step: int
+    ref: str | None = None  # isolated: refs/logist/resteps/<id>/<k>
+    advanced: bool = False
+    diff: list[str] = field(default_factory=list)  # isolated: commands to compare the result
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.job_id, "step": self.step, "restep": self.restep,
+                "isolated": self.isolated, "success": self.success, "outcome": self.outcome,
+                "reason": self.reason, "base": self.base, "commit": self.commit,
+                "result_commit": self.result_commit, "ref": self.ref, "state": self.state.value,
+                "current_step": self.current_step, "advanced": self.advanced, "diff": self.diff}
+
+
+@dataclass
+class _Restep:
+    """An in-flight restep, as its start (or restart) history entry records it."""
+
+    step: int
+    number: int
+    isolated: bool
+    advance: bool
+    attempt: int
+    base: str  # the commit the step runs on
+    previous_status: StepStatus
+    transition_id: str
+    log: str
+    prompt: str
+    start_commit: str = ""  # logist's commit that started this attempt
+
+    def data(self, phase: str) -> dict[str, Any]:
+        return {"phase": phase, "restep": self.number, "isolated": self.isolated,
+                "advance": self.advance, "attempt": self.attempt, "base": self.base,
+                "previous_status": self.previous_status.value, "log": self.log}
+
+
+def _isolated_path(store: JobStore, job_id: str, k: int) -> Path:
+    # "<id>.restep-<k>" is never a job id (no dots in ids), so it never collides with one.
+    return store.worktrees_dir() / f"{refs.validate_job_id(job_id)}.restep-{int(k)}"
+
+
+def _remove_worktree(store: JobStore, path: Path) -> None:
+    git(["worktree", "remove", "--force", "--force", "--", str(path)], cwd=store.root, check=False)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    git(["worktree", "prune"], cwd=store.root, check=False)
+
+
+def _isolated_worktree(store: JobStore, job_id: str, r: _Restep) -> Path:
+    path = _isolated_path(store, job_id, r.number)
+    _remove_worktree(store, path)  # what an interrupted attempt left
+    store.own_worktrees_dir()  # path's parent: created and marked by logist, or refused
+    git(["worktree", "add", "-q", "--detach", "--", str(path), r.base], cwd=store.root)
+    return path
+
+
+def _restep_log(store: JobStore, job_id: str, k: int, n: int, attempt: int) -> Path:
+    d = store.run_dir(job_id)
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"restep{k}-step{n}-attempt{attempt}.log"
+
+
+def restep_start(engine: Engine, lease: Lease, tip: str, m: Manifest, n: int, *, isolated: bool,
+                  advance: bool) -> RestepResult:
+    store = engine.store
+    k = m.resteps + 1
+    step = m.steps[n - 1]
+    base = step.first_started_commit if isolated else tip
+    tid = new_transition_id()
+    r = _Restep(step=n, number=k, isolated=isolated, advance=advance, attempt=1, base=base,
+                previous_status=step.status, transition_id=tid,
+                log=str(_restep_log(store, m.id, k, n, 1)), prompt=assemble_prompt(m, n))
+    where = f"in a temporary worktree at {base[:12]}" if isolated else "in the job's worktree"
+
+    def start(x: Manifest) -> None:
+        x.resteps = k
+        s = x.steps[n - 1]
+        s.status = StepStatus.RUNNING
+        s.assembled_prompt = r.prompt
+        x.execution = Execution(transition_id=tid, host=socket.gethostname(), boot_id=boot_id(),
+                                started_at=utcnow(), log=r.log, restep=True)
+
+    oid, m = commit_update(store, lease, tip, m,
+                     Update(history_event="restep", mutate=start, data=r.data("start"),
+                            reason=f"restep {k} of step {n} starts {where}"),
+                     step=n, commit=base, tid=tid, body=f"Restep {k} of step {n} ({step.name}) "
+                     f"{where}.\n\nPrompt:\n\n{r.prompt}",
+                     trailers={"Logist-Restep": str(k), "Logist-Restep-Base": base,
+                               **({"Logist-Restep-Isolated": "true"} if isolated else {})})
+    r.start_commit = oid
+    engine.progress(f"{m.id}: restep {k} of step {n}/{m.step_count} starts {where}")
+    crash_point("restep-after-start")
+    return _restep_execute(engine, lease, m, r)
+
+
+def _restep_execute(engine: Engine, lease: Lease, m: Manifest, r: _Restep) -> RestepResult:
+    store = engine.store
+    job_id = m.id
+    try:
+        if r.isolated:
+            wt = _isolated_worktree(store, job_id, r)
+        else:
+            wt = store.ensure_worktree(job_id)
+            store.sync_worktree_record(job_id)
+            git(["worktree", "lock", "--reason", f"logist: a restep of {job_id} is running", "--",
+                 str(wt)], cwd=store.root, check=False)
+        run = engine.run_agent(m, r.step, wt, prompt=r.prompt, log=Path(r.log), commit=r.start_commit,
+                               transition_id=r.transition_id, attempt=r.attempt)
+    except LogistError as exc:
+        return _restep_finish(engine, lease, r, None, f"the step could not start: {exc.message}")
+    crash_point("restep-after-agent")
+    return _restep_finish(engine, lease, r, run, None)
+
+
+def _judge(run, m: Manifest) -> tuple[bool, str | None, str, float, int]:
+    """(success, outcome, reason, cost, tokens) of an agent run, by the harvest's rules."""
+    res = run.result
+    cost, tokens = float(res.cost_usd or 0.0), int(res.tokens or 0)
+    action = res.action
+    if run.stopped:
+        return False, action, run.stopped, cost, tokens
+    if action == "COMPLETED":
+        return True, action, res.summary or "step completed", cost, tokens
+    if action == "RETRY":
+        return False, action, (f"agent asked to retry: {res.summary or res.reason}".rstrip(": ")
+                               + " (a restep does not retry by itself; restep again)"), cost, tokens
+    if action == "STUCK":
+        return False, action, f"agent is stuck: {res.summary or res.reason}".rstrip(": "), cost, tokens
+    if action == "FAILED":
+        return False, action, res.reason or f"agent failed (exit code {run.exit_code})", cost, tokens
+    return False, action, res.reason or "the agent gave no valid outcome", cost, tokens
+
+
+def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | None) -> RestepResult:
+    store = engine.store
+    job_id = lease.job_id
+    own = engine._own_tip(job_id) if not r.isolated else store.tip(job_id)
+    _, m = store.read(job_id, at=own)
+    n = r.step
+    if run is None:
+        success, outcome, reason, cost, tokens = False, None, error or "the step did not run", 0.0, 0
+    else:
+        success, outcome, reason, cost, tokens = _judge(run, m)
+        if success:
+            probe = m.model_copy(deep=True)
+            probe.cost_usd += cost
+            breach = engine._budget_breach(probe)
+            if breach:
+                success, reason = False, breach
+    elapsed = elapsed_since(m.execution.started_at) if m.execution else 0.0
+    res = run.result if run is not None else None
+    warnings: list[str] = list(run.warnings) if run is not None else []  # e.g. leftover processes
+    if res is not None:
+        warnings += res.warnings  # outcome fields that were dropped
+    ref = None
+    result_commit = ""
+    tip = store.tip(job_id)
+    parent = tip
+    if r.isolated:
+        wt = _isolated_path(store, job_id, r.number)
+        result_commit = ref_value(store, refs.restep_ref(job_id, r.number)) or ""
+        if not result_commit and run is not None and (wt / ".git").exists():
+            result_commit = _keep_isolated_result(store, lease, job_id, m, r, wt, outcome, success,
+                                                  reason)
+            crash_point("restep-after-isolated-ref")
+        if result_commit:
+            ref = refs.restep_ref(job_id, r.number)
+    else:
+        wt = store.ensure_worktree(job_id)
+        if tip != own:
+            if not is_ancestor(store, own, tip):
+                displaced = engine._keep_displaced(job_id, own)
+                warnings.append(f"the agent rewrote the job branch; logist's previous commit is kept "
+                                f"at {displaced}")
+            else:
+                warnings.append("the agent made its own commits on the job branch; they are kept")
+        if wt.exists() and record_tampered(store, job_id, wt, tip, own):
+            warnings.append("the agent changed .logist/; the record was restored from logist's last "
+                            "commit")
+    advanced = bool(success and r.advance and not r.isolated
+                    and m.state == State.INTERVENTION_REQUIRED and m.step == n)
+
+    def finish(x: Manifest) -> None:
+        s = x.steps[n - 1]
+        x.execution = None
+        s.cost_usd = round(s.cost_usd + cost, 6)
+        s.tokens += tokens
+        s.seconds = round(s.seconds + elapsed, 3)
+        if r.isolated:
+            s.status = r.previous_status
+            return
+        s.status = StepStatus.SUCCESS if success else StepStatus.FAILURE
+        s.reason = "" if success else reason
+        if res is not None and res.summary:
+            s.summary = res.summary
+        if advanced:
+            _advance(x, n, res)
+
+    data: dict[str, Any] = {**r.data("done"), "success": success, "outcome": outcome,
+                            "exit_code": run.exit_code if run is not None else None}
+    if res is not None:
+        data["summary"] = res.summary[:2000]
+        data["evidence_files"] = list(res.evidence_files)
+    if ref:
+        data["ref"] = ref
+        data["result"] = result_commit
+    if advanced:
+        data["advanced"] = True
+    if warnings:
+        data["warnings"] = warnings
+    verdict = "succeeded" if success else "failed"
+    body = f"Restep {r.number} of step {n} {verdict}: {reason}"
+    if res is not None and res.summary and res.summary != reason:
+        body += f"\n\nSummary: {res.summary}"
+    if ref:
+        body += f"\n\nThe result is kept at {ref} ({result_commit[:12]}); the branch's code is unchanged."
+    for w in warnings:
+        body += f"\n\nWarning: {w}"
+    trailers = {"Logist-Restep": str(r.number), "Logist-Restep-Result": "success" if success else "failure"}
+    if ref:
+        trailers["Logist-Restep-Ref"] = ref
+    oid, new = commit_update(store, lease, tip, m,
+                       Update(history_event="restep", mutate=finish, outcome=outcome, cost_delta=cost,
+                              tokens_delta=tokens, seconds_delta=elapsed, data=data,
+                              reason=f"restep {r.number} of step {n} {verdict}: {reason}"),
+                       step=n, commit=r.base, body=body, trailers=trailers,
+                       include_worktree=not r.isolated, parent=parent, history_from=own)
+    if r.isolated:
+        _remove_worktree(store, _isolated_path(store, job_id, r.number))
+    else:
+        engine._unlock_worktree(job_id)
+    if run is not None and run.output:
+        engine._note_log(result_commit or oid, run.output)
+    engine.progress(f"{job_id}: restep {r.number} of step {n} {verdict}"
+                    + (f": {reason}" if not success else "")
+                    + (f"; job moved on to {new.state.value} (step {new.step})" if advanced else ""))
+    diff = []
+    if ref:
+        excl = "':(exclude).logist'"
+        diff = [f"git diff {r.base[:12]} {ref} -- . {excl}",
+                f"git diff {refs.branch_name(job_id)} {ref} -- . {excl}"]
+    return RestepResult(job_id, n, r.number, r.isolated, success, outcome, reason, r.base, oid,
+                        result_commit or oid, new.state, new.step, ref=ref, advanced=advanced, diff=diff)
+
+
+def _advance(x: Manifest, n: int, res) -> None:
+    """--advance: INTERVENTION_REQUIRED at step n, restep succeeded -> as if step n completed."""
+    x.reason = ""
+    x.attempt = 0
+    if n < x.step_count:
+        x.state = State.PENDING
+        x.step = n + 1
+    else:
+        needs = x.requires_approval or x.steps[n - 1].requires_approval or bool(
+            res is not None and res.requests_approval)
+        x.state = State.APPROVAL_REQUIRED if needs else State.SUCCESS
+
+
+def _keep_isolated_result(store: JobStore, lease: Lease, job_id: str, m: Manifest, r: _Restep,
+                          wt: Path, outcome: str | None, success: bool, reason: str) -> str:
+    """Commit what the isolated restep left in ``wt`` and keep it at refs/logist/resteps/<id>/<k>."""
+    git(["add", "-A"], cwd=wt)
+    tree = git_out(["write-tree"], cwd=wt).encode()
+    # The result keeps the record as it was at the base, so a diff shows only the step's work.
+    tree = store.writer.tree_with_record(tree, job_id, record_files_at(store, job_id, r.base))
+    parent = git_out(["rev-parse", "HEAD"], cwd=wt)
+    ref = refs.restep_ref(job_id, r.number)
+    msg = (f"logist({job_id}): isolated restep {r.number} of step {r.step}/{m.step_count}: "
+           f"{outcome or 'no outcome'}\n\n"
+           f"Step {r.step} ({m.steps[r.step - 1].name}) re-executed in a temporary worktree at "
+           f"{r.base[:12]}, where it first started. {'Succeeded' if success else 'Failed'}: "
+           f"{' '.join(reason.split())[:2000]}\n\n"
+           f"Logist-Job: {job_id}\nLogist-Run: {m.run}\nLogist-Step: {r.step}/{m.step_count}\n"
+           f"Logist-Restep: {r.number}\nLogist-Restep-Base: {r.base}\n"
+           f"Logist-Outcome: {outcome or 'NO_OUTCOME'}\n"
+           f"Logist-Restep-Result: {'success' if success else 'failure'}\n")
+    oid = store.writer.commit(tree, [parent], msg)
+    store.update_refs(f"verify {refs.lock_ref(job_id)} {lease.oid}\ncreate {ref} {oid}\n")
+    return oid
+
+
+# ---- after an interruption
+
+def interrupted_restep(m: Manifest) -> bool:
+    """True when the record says a restep is in flight (an interruption if nobody holds the job)."""
+    return m.execution is not None and m.execution.restep
+
+
+def restep_in_flight_at(store: JobStore, job_id: str, m: Manifest, tip: str) -> _Restep | None:
+    tid = m.execution.transition_id if m.execution else None
+    for e in reversed(store.read_history(job_id, at=tip)):
+        if e.event == "restep" and e.transition_id == tid and e.data.get("phase") in ("start", "restart"):
+            d = e.data
+            try:
+                n = int(e.step or 0)
+                if not 1 <= n <= m.step_count:
+                    return None
+                return _Restep(step=n, number=int(d["restep"]), isolated=bool(d.get("isolated")),
+                               advance=bool(d.get("advance")), attempt=int(d.get("attempt", 1)),
+                               base=str(d["base"]), previous_status=StepStatus(d["previous_status"]),
+                               transition_id=str(tid), log=str(d.get("log") or ""),
+                               prompt=m.steps[n - 1].assembled_prompt or "", start_commit=tip)
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
+@dataclass
+class RestepInFlight:
+    """What ``logist recover --list`` says about an interrupted restep (read only)."""
+
+    step: int
+    number: int
+    isolated: bool
+    attempt: int
+    result_kept: str | None  # isolated: its result ref, when the result was already kept
+
+
+def describe_restep_in_flight(store: JobStore, m: Manifest) -> RestepInFlight | None:
+    """The restep ``m.execution`` names, as its start entry records it; None if not found."""
+    if not interrupted_restep(m):
+        return None
+    r = restep_in_flight_at(store, m.id, m, store.tip(m.id))
+    if r is None:
+        return None
+    kept = None
+    if r.isolated:
+        ref = refs.restep_ref(m.id, r.number)
+        kept = ref if ref_value(store, ref) else None
+    return RestepInFlight(r.step, r.number, r.isolated, r.attempt, kept)
+
+
+def abandon_restep(engine: Engine, lease: Lease, reason: str) -> RestepResult | None:
+    """``logist recover --abandon`` of a job whose restep was interrupted (call under the lease):
+    stop its agent if it still runs, then record the restep as failed with ``reason`` (in place,
+    the worktree's changes are committed with it, as for any restep). The job keeps its state.
+    None when no restep is in flight."""
+    store = engine.store
+    job_id = lease.job_id
+    repair_worktree_move(store, job_id, engine.progress)
+    tip, m = store.read(job_id)
+    if not interrupted_restep(m):
+        return None
+    st = agent_status(store, m)
+    if st.kind == "running":
+        stop_agent(st)
+        engine.progress(f"{job_id}: stopped the restep's agent (pid {st.pid})")
+    r = restep_in_flight_at(store, job_id, m, tip)
+    if r is None:
+        return clear_restep(engine, lease, tip, m)
+    return _restep_finish(engine, lease, r, None, reason)
+
+
+def _check_trusted(engine: Engine, m: Manifest, n: int) -> None:
+    """TrustError before a command step of a job this clone does not trust is executed (the
+    same rule as a restep's start and a step's start); nothing is written."""
+    require_trust(m, n, trust=engine.trust, again=True)
+
+
+def resume_restep(engine: Engine, lease: Lease, tip: str, m: Manifest, r: _Restep) -> RestepResult:
+    store = engine.store
+    job_id = m.id
+    if r.isolated and ref_value(store, refs.restep_ref(job_id, r.number)):
+        return _finish_from_ref(engine, lease, r)
+    wt = _isolated_path(store, job_id, r.number) if r.isolated else store.worktree_path(job_id)
+    run = engine.reattach_agent(m, r.step, wt, prompt=r.prompt, log=Path(r.log), attempt=r.attempt)
+    if run is not None:
+        return _restep_finish(engine, lease, r, run, None)
+    if r.attempt >= m.budget.max_attempts:
+        return _restep_finish(engine, lease, r, None,
+                              f"interrupted; attempts spent ({r.attempt} of {m.budget.max_attempts})")
+    _check_trusted(engine, m, r.step)  # executing it again runs its command here
+    tid = new_transition_id()
+    r.attempt += 1
+    r.transition_id = tid
+    r.log = str(_restep_log(store, job_id, r.number, r.step, r.attempt))
+
+    def restart(x: Manifest) -> None:
+        x.steps[r.step - 1].status = StepStatus.RUNNING
+        x.execution = Execution(transition_id=tid, host=socket.gethostname(), boot_id=boot_id(),
+                                started_at=utcnow(), log=r.log, restep=True)
+
+    oid, m = commit_update(store, lease, tip, m,
+                     Update(history_event="restep", mutate=restart, data=r.data("restart"),
+                            reason=f"restep {r.number} of step {r.step} re-executes after an "
+                                   f"interruption (attempt {r.attempt})"),
+                     step=r.step, commit=r.base, tid=tid, trailers={"Logist-Restep": str(r.number)})
+    r.start_commit = oid
+    return _restep_execute(engine, lease, m, r)
+
+
+class _RefRun:
+    """An isolated restep whose result ref exists: its outcome, read back from the ref's trailers."""
+
+    def __init__(self, outcome: str, success: bool, reason: str) -> None:
+        from logist.agents.base import AgentResult
+
+        self.result = AgentResult(outcome if outcome in ("COMPLETED", "STUCK", "RETRY", "FAILED")
+                                  else "NO_OUTCOME", summary="", reason=reason)
+        self.exit_code = None
+        self.output = ""
+        self.stopped = None if success else reason
+        self.success = success
+        self.warnings: list[str] = []  # the agent's run was recorded with the result ref
+
+
+def _finish_from_ref(engine: Engine, lease: Lease, r: _Restep) -> RestepResult:
+    store = engine.store
+    ref = refs.restep_ref(lease.job_id, r.number)
+    out = git_out(["log", "-1", "--format=%(trailers:key=Logist-Outcome,valueonly)%x00"
+                   "%(trailers:key=Logist-Restep-Result,valueonly)%x00%b", ref], cwd=store.root)
+    outcome, result, body = (out.split("\x00") + ["", "", ""])[:3]
+    success = result.strip() == "success"
+    reason = "step completed" if success else "the isolated restep failed (see " + ref + ")"
+    return _restep_finish(engine, lease, r, _RefRun(outcome.strip(), success, reason), None)
+
+
+def clear_restep(engine: Engine, lease: Lease, tip: str, m: Manifest) -> RestepResult:
+    """A restep in flight whose start entry cannot be found: clear it, restoring the record."""
+    store = engine.store
+    n = m.step
+    for i, s in enumerate(m.steps, 1):
+        if s.status == StepStatus.RUNNING:
+            n = i
+    reason = "an interrupted restep could not be resumed (its start is not in the history)"
+
+    def clear(x: Manifest) -> None:
+        x.execution = None
+        if x.steps[n - 1].status == StepStatus.RUNNING:
+            x.steps[n - 1].status = StepStatus.FAILURE
+            x.steps[n - 1].reason = reason
+
+    oid, new = commit_update(store, lease, tip, m,
+                       Update(history_event="restep", mutate=clear, reason=reason,
+                              data={"phase": "done", "success": False}),
+                       step=n, commit=tip)
+    return RestepResult(m.id, n, m.resteps, False, False, None, reason, tip, oid, oid, new.state, new.step)

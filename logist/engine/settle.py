@@ -1,0 +1,141 @@
+"""Settling the branch after an agent: logist's own last commit, and what the agent did.
+
+An agent works on the checked-out job branch and may commit, amend, reset or rebase it
+(docs/architecture.md#invariants, 8). The commit a step's agent started from is recorded (``agent.json``)
+before the agent starts; the tip is logist's own record unless it carries no transition logist
+made after that commit (:func:`own_tip`). Before logist's next commit, :func:`settle_branch`
+keeps rewritten-away commits reachable (``refs/logist/displaced/<id>/<k>``) and restores the
+record directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from logist.core.errors import ConcurrentUpdateError, ManifestError
+from logist.core.model import Manifest, State
+from logist.core.safepath import UnsafePathError, remove_file
+from logist.engine.agent_proc import read_agent_file
+from logist.git import refs
+from logist.git.gitcmd import CatFileBatch, git, git_out
+from logist.store.jobstore import RECORD_FILES, JobStore
+
+# ---- logist's own last commit ------------------------------------------------------------
+
+def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
+    """(commit, record) of logist's own last transition of ``job_id``.
+
+    The tip, unless an agent moved the branch during its step and no logist transition came
+    after: then the EXECUTING commit the agent started from (recorded in ``agent.json`` before
+    it started). A later logist transition is recognised by its record: its history extends
+    the EXECUTING commit's history (an agent's commits carry the record it found, or a tampered
+    one, never a longer history).
+    """
+    refs.validate_job_id(job_id)
+    tip = store.tip(job_id)
+    info = read_agent_file(store, job_id)
+    anchor = info.get("commit") if info else None
+    if not isinstance(anchor, str) or len(anchor) != 40 or anchor == tip:
+        return store.read(job_id, at=tip)
+    rec, hist = refs.manifest_path(job_id), refs.history_path(job_id)
+    with CatFileBatch(store.paths.root) as batch:
+        raw_tip, hist_tip, raw_anchor, hist_anchor = batch.read_many(
+            [f"{tip}:{rec}", f"{tip}:{hist}", f"{anchor}:{rec}", f"{anchor}:{hist}"])
+    try:
+        anchor_m = store._validate(job_id, anchor, raw_anchor)
+    except ManifestError:
+        return store.read(job_id, at=tip)
+    if anchor_m.state != State.EXECUTING or anchor_m.execution is None \
+            or anchor_m.execution.transition_id != info.get("transition_id"):
+        return store.read(job_id, at=tip)
+    try:
+        tip_m = store._validate(job_id, tip, raw_tip)
+    except ManifestError:
+        return anchor, anchor_m
+    a, t = hist_anchor or b"", hist_tip or b""
+    if len(t) > len(a) and t.startswith(a) and tip_m.transition_seq > anchor_m.transition_seq:
+        return tip, tip_m
+    return anchor, anchor_m
+
+
+def is_ancestor(store: JobStore, a: str, b: str) -> bool:
+    return git(["merge-base", "--is-ancestor", a, b], cwd=store.root, check=False).returncode == 0
+
+
+def keep_displaced(store: JobStore, job_id: str, oid: str) -> str:
+    """Keep ``oid`` reachable at ``refs/logist/displaced/<id>/<k>`` (idempotent: an existing ref
+    that already points at it is reused)."""
+    prefix = refs.DISPLACED_PREFIX + refs.validate_job_id(job_id) + "/"
+    for _ in range(5):
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", prefix], cwd=store.root)
+        used = []
+        for line in out.splitlines():
+            target, _, ref = line.partition(" ")
+            if target == oid:
+                return ref
+            tail = ref[len(prefix):]
+            if tail.isdigit():
+                used.append(int(tail))
+        ref = refs.displaced_ref(job_id, max(used, default=0) + 1)
+        proc = store.ref_transaction(f"create {ref} {oid}\n")
+        if proc.returncode == 0:
+            return ref
+    raise ConcurrentUpdateError(f"job {job_id}: could not keep commit {oid[:12]} at {prefix}<k>")
+
+
+def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str]]:
+    """Before logist's next commit after an agent ran: see what the agent did to the branch and
+    to ``.logist/``, keep rewritten-away commits reachable, and drop extra files from the
+    record directory. Returns (the branch tip to build on, warnings to record)."""
+    tip = store.tip(job_id)
+    warnings: list[str] = []
+    record = refs.record_dir(job_id)
+    if tip != own:
+        if is_ancestor(store, own, tip):
+            warnings.append("the agent made its own commits on the job branch; they are kept")
+        else:
+            ref = keep_displaced(store, job_id, own)
+            warnings.append("the agent rewrote the job branch (amend, reset or rebase); logist's "
+                            f"previous commit is kept at {ref}")
+    wt = store.worktree_path(job_id)
+    if (wt / ".git").exists() and store.worktree_problem(wt) is None:
+        changed = git(["diff", "--quiet", own, "--", record], cwd=wt, check=False).returncode != 0
+        extras = [p for p in _record_paths(wt, record) if p.rsplit("/", 1)[-1] not in RECORD_FILES]
+        if changed or extras:
+            warnings.append("the agent changed the job record under .logist/; it was restored "
+                            "from logist's last commit")
+        if extras:
+            git(["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *extras], cwd=wt, check=False)
+            for rel in extras:
+                try:
+                    remove_file(wt, rel)  # never through a symlink
+                except UnsafePathError:
+                    pass
+        other = git(["diff", "--quiet", own, "--", ".logist", f":(exclude){record}"], cwd=wt,
+                    check=False).returncode != 0
+        if other:
+            warnings.append("the agent changed other files under .logist/; they are kept as part "
+                            "of its work")
+    elif tip != own and git(["diff", "--quiet", own, tip, "--", record], cwd=store.root,
+                            check=False).returncode != 0:
+        warnings.append("the agent changed the job record in its commits; it was restored from "
+                        "logist's last commit")
+    return tip, warnings
+
+
+def _record_paths(wt: Path, record: str) -> list[str]:
+    """Tracked and untracked paths under the record directory of a worktree."""
+    out = git_out(["ls-files", "--cached", "--others", "--", record], cwd=wt, check=False)
+    return sorted(set(out.splitlines()))
+
+
+def record_tampered(store: JobStore, job_id: str, wt: Path, tip: str, own_tip: str) -> bool:
+    """The agent changed the job record: in the worktree against logist's own last commit, or in
+    its commits (``tip`` differs from ``own_tip``)."""
+    proc = git(["diff", "--quiet", own_tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
+    if proc.returncode != 0:
+        return True
+    if tip != own_tip:
+        proc = git(["diff", "--quiet", own_tip, tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
+        return proc.returncode != 0
+    return False
