@@ -163,9 +163,9 @@ def agent_status(store: JobStore, m: Manifest) -> AgentStatus:
         if pid_alive(pid, start) and _cmdline_has(pid, str(base)) is not False:
             return AgentStatus("running", pid=pid, pgid=pgid or pid,
                                start_time=start if start is not None else _start_time(pid))
-    pid = find_wrapper(base)
-    if pid:
-        return AgentStatus("running", pid=pid, pgid=pid, start_time=_start_time(pid))
+    wrapper = find_wrapper(base)
+    if wrapper:
+        return AgentStatus("running", pid=wrapper, pgid=wrapper, start_time=_start_time(wrapper))
     code = read_exit(base)  # it may have ended while we looked
     if code is not None:
         return AgentStatus("exited", exit_code=code)

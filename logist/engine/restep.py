@@ -117,6 +117,7 @@ def restep_start(engine: Engine, lease: Lease, tip: str, m: Manifest, n: int, *,
     k = m.resteps + 1
     step = m.steps[n - 1]
     base = step.first_started_commit if isolated else tip
+    assert base is not None  # rerun.restep_job refuses an isolated restep of a step never started
     tid = new_transition_id()
     r = _Restep(step=n, number=k, isolated=isolated, advance=advance, attempt=1, base=base,
                 previous_status=step.status, transition_id=tid,
@@ -444,10 +445,13 @@ class _RefRun:
     """An isolated restep whose result ref exists: its outcome, read back from the ref's trailers."""
 
     def __init__(self, outcome: str, success: bool, reason: str) -> None:
-        from logist.agents.base import AgentResult
+        from logist.agents.base import Action, AgentResult
 
-        self.result = AgentResult(outcome if outcome in ("COMPLETED", "STUCK", "RETRY", "FAILED")
-                                  else "NO_OUTCOME", summary="", reason=reason)
+        action: Action = "NO_OUTCOME"
+        for known in ("COMPLETED", "STUCK", "RETRY", "FAILED"):
+            if outcome == known:
+                action = known
+        self.result = AgentResult(action, summary="", reason=reason)
         self.exit_code = None
         self.output = ""
         self.stopped = None if success else reason

@@ -35,7 +35,7 @@ def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
     tip = store.tip(job_id)
     info = read_agent_file(store, job_id)
     anchor = info.get("commit") if info else None
-    if not isinstance(anchor, str) or len(anchor) != 40 or anchor == tip:
+    if info is None or not isinstance(anchor, str) or len(anchor) != 40 or anchor == tip:
         return store.read(job_id, at=tip)
     rec, hist = refs.manifest_path(job_id), refs.history_path(job_id)
     with CatFileBatch(store.paths.root) as batch:
