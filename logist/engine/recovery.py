@@ -29,6 +29,7 @@ own last commit and settling the branch after an agent: ``logist.engine.settle``
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
