@@ -31,7 +31,7 @@ def test_reject_needs_a_message(cli):
 
     job_id = create_from_toml(cli, 'title = "Gate"\nrequires_approval = true\n[[steps]]\nprompt = "p"\n'
                                    '[steps.mock]\nscenario = "success"\n', "--activate")
-    cli.ok("job", "run", job_id)
+    assert cli("job", "run", job_id).code == 5  # rests in APPROVAL_REQUIRED
     before = refs_snapshot(cli.repo)
     for args in ((), ("--message", "  ")):
         r = cli("job", "reject", job_id, *args)

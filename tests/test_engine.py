@@ -468,13 +468,12 @@ def test_dashboard_once(cli):
     b = create_job(cli, "--title", "Dash waiting", "--step", "x", "--activate")
     r = cli.ok("dashboard", "--once")
     lines = r.out.splitlines()
-    header = next(line for line in lines if line.startswith("JOB"))
-    for col in ("STATE", "STEP", "RUN", "ELAPSED", "COST"):
-        assert col in header
-    row_a = next(line for line in lines if line.startswith(a))
+    assert lines[1] == "NEEDS YOU (0)  nothing needs you"
+    row_a = next(line for line in lines if line.strip().startswith(a))
     assert "SUCCESS" in row_a and "$0.50" in row_a and "1/1" in row_a
-    row_b = next(line for line in lines if line.startswith(b))
+    row_b = next(line for line in lines if line.strip().startswith(b))
     assert "PENDING" in row_b
+    assert lines.index("WAITING (1)") < lines.index(row_b) < lines.index("FINISHED (1)") < lines.index(row_a)
     r = run_logist("dashboard", "--once", cwd=cli.repo)
     assert r.returncode == 0 and a in r.stdout
 

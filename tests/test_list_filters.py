@@ -46,7 +46,7 @@ def test_needs_me(cli):
     stuck = create_job(cli, "--title", "Stuck", "--id", "stuck-dddd", "--activate", "--file",
                        _job(cli, "stuck"))
     create_job(cli, "--title", "Fine", "--step", "x", "--id", "fine-eeee", "--activate")
-    cli.ok("job", "run", stuck)
+    assert cli("job", "run", stuck).code == 6
     assert _ids(cli, "--needs-me") == [stuck]
     out = cli.ok("job", "list", "--needs-me").out
     assert "INTERVENTION_REQUIRED" in out and "ambiguous" in out  # the reason, not the title

@@ -114,7 +114,7 @@ def test_cancel_of_a_running_job_stops_it_instead_of_refusing(project):
         assert r.returncode == 0, r.stderr
         assert _state(repo, job_id) == "CANCELED"
         assert pid_gone(agent)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 6  # the job it ran was canceled (docs/exit-codes.md)
         assert "EXECUTING -> CANCELED" in subject(repo, f"logist/{job_id}")
     finally:
         if proc.poll() is None:
@@ -208,7 +208,7 @@ def test_stop_request_for_a_holder_on_another_machine_is_a_ref_it_honours_later(
     # the holder's lease ends; whoever runs the job next honours the request before any step
     git(repo, "update-ref", "-d", f"refs/logist/locks/{job_id}")
     r = run_logist("job", "run", job_id, cwd=repo)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 6, r.stderr  # canceled instead of run (docs/exit-codes.md)
     assert _state(repo, job_id) == "CANCELED"
     assert "PENDING -> CANCELED" in subject(repo, f"logist/{job_id}")
     assert git(repo, "for-each-ref", f"refs/logist/stop/{job_id}") == ""

@@ -119,7 +119,8 @@ for _name, _target, _help in (
 ):
     _register(job, _name, _target, _help)
 _register(app, "watch", "watch:watch", "Observer + sentinel in the foreground for a running job.")
-_register(app, "dashboard", "dashboard:dashboard", "A live terminal view of all jobs (--once: one frame).")
+_register(app, "dashboard", "dashboard:dashboard",
+          "A live terminal view of all jobs: what needs you first; keys act on the selected job.")
 _register(job, "rerun", "rerun:rerun", "A new run from step 1 or --step N; the old run stays reachable.")
 _register(job, "restep", "rerun:restep", "Re-execute one step (in place, or --isolated); state and run stay.")
 _register(app, "recover", "recover:recover",

@@ -36,3 +36,9 @@ def spawn_detached(argv: Sequence[str], *, out: IO[bytes], cwd: str | os.PathLik
     caller keeps the Popen and reaps it."""
     return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                             cwd=os.fspath(cwd), env=env, start_new_session=True, close_fds=True)
+
+
+def run_foreground(argv: Sequence[str], *, cwd: str | Path | None = None) -> int:
+    """Run ``argv`` on this terminal (stdin, stdout and stderr inherited: a pager, `job attach`)
+    and wait for it; its exit code. OSError when it cannot start."""
+    return subprocess.run(list(argv), cwd=cwd, check=False).returncode
