@@ -81,6 +81,7 @@ EXAMPLES = {
     "job adopt": "logist job adopt fix-login --remote origin",
     "job trust": "logist job trust fix-login",
     "job pr": "logist job pr fix-login --draft",
+    "job diff": "logist job diff fix-login --step 2 --stat",
     "job clean": "logist job clean fix-login --yes",
 }
 
