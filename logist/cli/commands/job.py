@@ -422,7 +422,7 @@ def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="
     rows = []
     for e in items:
         if e.get("event") == "notes":
-            rows.append([e.get("t", "")[:19], "note", "", e.get("ref", ""), e.get("text", "")[:80]])
+            rows.append([e.get("t", "")[:19], "note", "", e.get("ref", ""), "", e.get("text", "")[:80]])
             continue
         move = f"{e.get('from') or ''} -> {e.get('to') or ''}".strip()
         rows.append([e.get("t", "")[:19], e.get("event"), f"{e.get('run')}/{e.get('step')}", move,
