@@ -408,3 +408,53 @@ def test_post_merge_warning_names_the_undo(net, tmp_path):
     assert proc.returncode == 0
     assert f"record of job(s) {jid}" in proc.stderr
     assert "git reset --hard" in proc.stderr and f"logist job pr {jid}" in proc.stderr
+
+
+def test_another_clone_computes_the_same_review_branch(net):
+    """The review branch is a function of the job branch: a clone that adopts the job builds
+    the very same commits (and a push there has nothing new to send for it)."""
+    jid = three(net.a, "Everywhere")
+    lg(net.a, "push")
+    b = net.clone("b")
+    lg(b, "job", "adopt", jid)
+    assert review(b, jid) == review(net.a, jid)
+    assert remote_refs(net.remote)[f"refs/heads/logist-review/{jid}"] == review(b, jid)
+
+
+def test_a_review_branch_moved_meanwhile_is_not_overwritten(net):
+    """Compare-and-swap: the branch is only moved from the value logist read."""
+    from logist.store import review as store_review
+    from logist.store.jobstore import JobStore
+
+    jid = changing(net.a, "Raced")
+    store = JobStore.discover(net.a)
+    chain = store_review.build(store, jid)
+    git(net.a, "update-ref", "-d", f"refs/heads/logist-review/{jid}")
+    # somebody creates the branch between logist's read and its write: the create fails, the
+    # next look finds a branch logist did not make, and it is kept
+    real = store.update_refs
+    calls = []
+
+    def racing(stdin: str) -> None:
+        if not calls:
+            calls.append(stdin)
+            tree = git(net.a, "rev-parse", "main^{tree}")
+            other = git(net.a, "commit-tree", tree, "-p", "main", "-m", "someone else's")
+            git(net.a, "update-ref", f"refs/heads/logist-review/{jid}", other)
+        real(stdin)
+
+    store.update_refs = racing  # type: ignore[method-assign]
+    upd = store_review.update(store, jid, chain=chain)
+    assert calls and upd.status == "kept"
+    assert git(net.a, "log", "-1", "--format=%s", f"refs/heads/logist-review/{jid}") == "someone else's"
+
+
+def test_job_pr_warns_when_the_local_review_branch_has_commits_logist_did_not_make(net):
+    jid = changing(net.a, "Local fixup")
+    rb = review(net.a, jid)
+    tree = git(net.a, "rev-parse", f"{rb}^{{tree}}")
+    mine = git(net.a, "commit-tree", tree, "-p", rb, "-m", "my local fixup")
+    git(net.a, "update-ref", f"refs/heads/logist-review/{jid}", mine)
+    res = lg(net.a, "job", "pr", jid, "--url")
+    assert "did not make" in res.err
+    assert remote_refs(net.remote)[f"refs/heads/logist-review/{jid}"] == mine  # pushed as it is

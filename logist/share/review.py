@@ -148,9 +148,7 @@ def review_tips(store: JobStore, job_id: str, tip: str) -> list[str]:
     mine = _rev(store, refs.review_ref(job_id))
     if mine:
         out.append(mine)
-    for ref, oid in _refs_under(store, "refs/remotes/").items():
-        if ref.endswith("/logist-review/" + job_id):
-            out.append(oid)
+    out += _refs_under(store, f"refs/remotes/*/logist-review/{job_id}").values()  # fnmatch pattern
     return list(dict.fromkeys(out))
 
 
