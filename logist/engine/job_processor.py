@@ -144,6 +144,12 @@ class Engine:
         from logist.git.gitcmd import waiting_pids
         from logist.git.lockfiles import check_worktree
 
+        # A record whose history.jsonl does not parse would wedge the job at its harvest: refuse
+        # before anything is written (ManifestError naming the commit and the line).
+        tip, m = self.store.read(job_id)
+        if m.state in (State.PENDING, State.PROVISIONING, State.EXECUTING, State.RECOVERING,
+                       State.HARVESTING):
+            self.store.read_history(job_id, at=tip)
         for lock in check_worktree(self.store.worktree_path(job_id), exclude=waiting_pids()):
             self.progress(f"{job_id}: removed {lock}, left by a git process that is gone")
 
@@ -341,6 +347,7 @@ class Engine:
         exit_code, killed_reason = self._wait(handle, m, log=log, cut=cut, stoppable=True)
         left = self._agent_gone(m.id, handle, watcher_pid, verdict, executing_commit)
         left += self._log_cut(log, cut)
+        left += self._escaped(m, handle.pgid)
         crash_point("after-agent-exit")
         if self._stop_req is not None:
             return self._honour_stop(lease, self._stop_req, log)
@@ -352,6 +359,23 @@ class Engine:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
+
+    def _escaped(self, m: Manifest, pgid: int) -> list[str]:
+        """Processes the agent started outside its process group (``setsid``, a daemon) that
+        still run after it exited: recorded as a warning of the step (not stopped: they are
+        not in the group logist owns)."""
+        from logist.runtimes.base import escaped_processes
+
+        marks = {"LOGIST_JOB_ID": m.id, "LOGIST_STEP": str(m.step), "LOGIST_ATTEMPT": str(m.attempt),
+                 "LOGIST_RUN": str(m.run)}
+        found = escaped_processes(marks, pgid=pgid)
+        if not found:
+            return []
+        listed = "; ".join(f"pid {pid}: {cmd}" for pid, cmd in found[:5])
+        warning = (f"the agent left {len(found)} process{'es' if len(found) != 1 else ''} running outside "
+                   f"its process group (setsid or a daemon), not stopped by logist: {listed}")
+        self.progress(f"{m.id}: warning: {warning}")
+        return [warning]
 
     def _log_cut(self, log: Path, cut: dict[str, int]) -> list[str]:
         """Cut the log a last time (the agent has exited); the step's warning if it was cut."""
@@ -744,6 +768,10 @@ class Engine:
                           attempt=m.attempt, session_id=step.session_id)
         res = agent.parse(output, exit_code, ctx)
         warnings = [str(w) for w in earlier_warnings] + res.warnings  # + outcome fields dropped
+        moved = self.store.restore_worktree_head(job_id)
+        if moved:
+            warnings.append(moved)
+            self.progress(f"{job_id}: warning: {moved}")
         for f in res.evidence_files:
             if why_unsafe(f):
                 warnings.append(f"evidence file {f!r} is not a path inside the worktree")

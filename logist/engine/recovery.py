@@ -474,6 +474,14 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
             out.append(Cleaned(m.id, m.state.value, ref, False,
                                "worktree has uncommitted changes; kept"))
             continue
+        # A worktree whose HEAD (detached, or on another branch) has commits the job branch
+        # lacks holds the only way to them (its HEAD reflog): kept, like `job clean` does.
+        head = git(["rev-parse", "-q", "--verify", "HEAD"], cwd=wt, check=False).stdout.strip()
+        if not head or not is_ancestor(store, head, s.tip):
+            out.append(Cleaned(m.id, m.state.value, ref, False,
+                               f"worktree HEAD {head[:12] or '(unreadable)'} has commits that are not on "
+                               f"the job branch; kept (save them, then `logist job clean {m.id}`)"))
+            continue
         git(["worktree", "unlock", "--", str(wt)], cwd=store.root, check=False)
         proc = git(["worktree", "remove", "--", str(wt)], cwd=store.root, check=False)
         if proc.returncode != 0:

@@ -126,3 +126,40 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
     return True
 
+
+
+def escaped_processes(env_marks: dict[str, str], *, pgid: int | None = None) -> list[tuple[int, str]]:
+    """(pid, command line) of live processes outside process group ``pgid`` whose environment
+    holds every ``KEY=value`` of ``env_marks``: what an agent started with ``setsid`` (a
+    daemon) that outlives its step. Linux /proc; [] elsewhere. Never this process."""
+    if not os.path.isdir("/proc/self"):
+        return []
+    wanted = {f"{k}={v}".encode() for k, v in env_marks.items()}
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = set(fh.read(1 << 20).split(b"\0"))
+        except OSError:
+            continue
+        if not wanted <= env:
+            continue
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] in ("Z", "X"):
+            continue
+        try:
+            if pgid is not None and int(fields[2]) == pgid:
+                continue  # still in the agent's group: stop_leftovers deals with those
+        except (ValueError, IndexError):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = " ".join(a.decode(errors="replace") for a in fh.read(4096).split(b"\0") if a)
+        except OSError:
+            cmd = "?"
+        out.append((pid, cmd[:120]))
+    return sorted(out)

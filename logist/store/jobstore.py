@@ -548,9 +548,22 @@ class JobStore:
                                 f"{human_bytes(MAX_RECORD_BYTES)}; not read")
         try:
             return parse_history(raw)
-        except ValueError as exc:
-            raise ManifestError(f"job {job_id}: history at {oid[:12]} is invalid: "
-                                f"{str(exc).splitlines()[0]}") from None
+        except ValueError:
+            from logist.core.model import HistoryEntry
+
+            bad, why = 0, "invalid"
+            for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    HistoryEntry.model_validate_json(line)
+                except ValueError as exc:
+                    bad, why = n, _why_invalid(exc)
+                    break
+            path = refs.history_path(job_id)
+            raise ManifestError(f"job {job_id}: history at {oid[:12]} is invalid (line {bad}: {why})",
+                                hint=f"inspect it with `git show {oid[:12]}:{path}`; undo the commit that "
+                                     "changed it (e.g. `git revert`) and run the command again") from None
 
     def job_ids(self) -> list[tuple[str, str]]:
         """[(id, tip)] of every job branch, sorted by id."""
@@ -874,6 +887,36 @@ class JobStore:
             raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
                            hint="run `git worktree list` and `git worktree prune`") from None
         return wt
+
+    def restore_worktree_head(self, job_id: str) -> str | None:
+        """Put the job's worktree back on ``logist/<id>`` when its agent switched it to another
+        branch or detached its HEAD (``git checkout -b other``): HEAD is pointed back without
+        touching the files or the index, so the harvest takes the agent's work as usual. The
+        warning for the step's record, or None when HEAD was on the job branch."""
+        wt = self.worktree_path(job_id)
+        if not (wt / ".git").is_file():
+            return None
+        proc = git(["symbolic-ref", "-q", "HEAD"], cwd=wt, check=False)
+        where = proc.stdout.strip()
+        want = refs.branch_ref(job_id)
+        if where == want:
+            return None
+        if where:
+            gone_to = f"branch {where.removeprefix('refs/heads/')!r} (its commits stay on that branch)"
+        else:
+            head = git(["rev-parse", "-q", "--verify", "HEAD"], cwd=wt, check=False).stdout.strip()
+            gone_to = f"a detached HEAD at {head[:12] or 'an unknown commit'}"
+            if head and git(["merge-base", "--is-ancestor", head, want], cwd=self.paths.root,
+                            check=False).returncode != 0:
+                n = len([r for r in git_out(["for-each-ref", "--format=%(refname)",
+                                             refs.displaced_ref(job_id, 0)[:-1]], cwd=self.paths.root,
+                                            check=False).splitlines() if r])
+                ref = refs.displaced_ref(job_id, n + 1)
+                git(["update-ref", ref, head, ""], cwd=self.paths.root, check=False)
+                gone_to += f" (its commits are kept at {ref})"
+        git(["symbolic-ref", "-m", "logist: back to the job branch", "HEAD", want], cwd=wt)
+        return (f"the agent moved the worktree to {gone_to}; it is back on "
+                f"{refs.branch_name(job_id)} (files and index as the agent left them)")
 
     def _registered(self, wt: Path) -> bool:
         """True if git has a linked worktree at ``wt`` (an admin dir whose gitdir names it)."""

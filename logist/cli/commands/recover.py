@@ -39,7 +39,8 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
         An interrupted restep is recorded as failed instead; the job keeps its state.
     cleanup
         Archive (refs/logist/archive/<id>) and then remove the worktrees of finished jobs
-        (SUCCESS, CANCELED) older than --keep-days; dirty worktrees are kept.
+        (SUCCESS, CANCELED) older than --keep-days; dirty worktrees, and worktrees whose HEAD has
+        commits the job branch lacks, are kept.
     keep_days
         With --cleanup: keep finished jobs changed within this many days (default 14).
     dry_run
