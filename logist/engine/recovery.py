@@ -40,7 +40,7 @@ from typing import Any
 from logist.core.errors import BusyError, LogistError, UsageError
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
 from logist.engine.agent_proc import agent_status, stop_agent
-from logist.engine.settle import own_tip, settle_branch
+from logist.engine.settle import is_ancestor, own_tip, settle_branch
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
 from logist.store.jobstore import JobStore, crash_point
