@@ -182,6 +182,118 @@ def test_the_door_checks_see_what_they_look_for(tmp_path):
     assert process_starts(sample) == ["line 7: subprocess", "line 8: os.execvp"]
 
 
+# ---- no import cycles ---------------------------------------------------------------------
+# Between modules, in any layer (same-layer cycles included). Every import counts, lazy ones
+# inside functions too: a function-level import that only hides a cycle is still a cycle. Only
+# imports under ``if TYPE_CHECKING:`` are left out (they never run).
+
+
+def module_name(path: Path, root: Path = PKG) -> str:
+    """``logist.engine.jobs`` for logist/engine/jobs.py, ``logist.engine`` for its __init__.py."""
+    parts = [root.name, *path.relative_to(root).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            for stmt in node.body:
+                skip.update(id(n) for n in ast.walk(stmt))
+    return skip
+
+
+def import_graph(root: Path = PKG) -> dict[str, set[str]]:
+    """{module: the package's modules it imports}, read with ``ast`` (see above)."""
+    paths = {module_name(p, root): p for p in root.rglob("*.py") if "_data" not in p.parts}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text(), str(path))
+        skip = _type_checking_nodes(tree)
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(package[:len(package) - (node.level - 1)])
+                    module = f"{base}.{node.module}" if node.module else base
+                else:
+                    module = node.module or ""
+                # `from logist.engine import settle` imports the module logist.engine.settle
+                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in paths else module
+                           for a in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in paths:
+                    target = target.rpartition(".")[0]
+                # a module's own packages are imported before it anyway: not an edge
+                if target and target != name and not name.startswith(target + "."):
+                    deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_no_import_cycles():
+    found = cycles(import_graph())
+    assert not found, ("import cycles (lazy imports count; break them with a module below both, "
+                       "or hand the callee in): " + "; ".join(" <-> ".join(c) for c in found))
+
+
+def test_the_cycle_check_sees_lazy_and_relative_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from .. import a\n")
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n")
+    (pkg / "d.py").write_text("import pkg.c\n")
+    graph = import_graph(pkg)
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.a"}
+    assert graph["pkg.c"] == set() and graph["pkg.d"] == {"pkg.c"}
+    assert cycles(graph) == [["pkg.a", "pkg.sub.b"]]
+
+
 def test_the_checker_sees_imports():
     """The analysis itself: it must see lazy, relative and `from logist import x` imports."""
     found = {name for _, name in imported_logist_modules(PKG / "engine" / "jobs.py")}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from logist.core.errors import JobStateError, LockHeldError, LogistError, UsageE
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
+from logist.share.hooklog import append_log
 from logist.share.sharing import (
     default_remote,
     for_each_ref,
@@ -670,7 +670,7 @@ def run_hook(name: str, args: list[str], cwd: str | Path | None = None) -> int:
             cleaned = sum(1 for jp in plan.jobs if jp.done)
             lines.append(f"checked {base_name} {base_oid[:12]}: {cleaned} job(s) cleaned up"
                          + ("; will try again at the next merge" if retry else ""))
-            _log(log, name, lines)
+            append_log(log, name, lines)
             if not retry:
                 tmp = stamp.with_name(f".{HOOK_BASE}.tmp")
                 tmp.write_text(f"{base_name} {base_oid}\n")
@@ -678,20 +678,9 @@ def run_hook(name: str, args: list[str], cwd: str | Path | None = None) -> int:
     except BaseException as exc:
         if log is not None:
             try:
-                _log(log, name, [f"error: {type(exc).__name__}: {exc}"])
+                append_log(log, name, [f"error: {type(exc).__name__}: {exc}"])
             except BaseException:
                 pass
     return 0
 
 
-def _log(path: Path, name: str, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if path.stat().st_size > 1_000_000:
-            path.replace(path.with_suffix(".log.1"))
-    except OSError:
-        pass
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with path.open("a") as fh:
-        for line in lines:
-            fh.write(f"{stamp} {name}: {line}\n")

@@ -370,9 +370,9 @@ def post_merge_warning(cwd: str | Path | None = None) -> str | None:
             pass
         text = merged_record_warning(store, here)
         if text:
-            from logist.share.cleanup import _log
+            from logist.share.hooklog import append_log
 
-            _log(store.paths.logist_dir / "hooks.log", "post-merge", text.splitlines())
+            append_log(store.paths.logist_dir / "hooks.log", "post-merge", text.splitlines())
             # the shims run the hook detached and silent: the next `logist job list`,
             # `job status` or `gc` shows it (take_merge_warning)
             pending = store.paths.logist_dir / MERGE_WARNING

@@ -29,11 +29,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from logist.core.errors import ConcurrentUpdateError, GitError, LogistError
 from logist.git import refs
 from logist.git.gitcmd import git
-from logist.store.jobstore import JobStore
+
+if TYPE_CHECKING:  # the job store calls refresh() after a harvest: imported there, not here
+    from logist.store.jobstore import JobStore
 
 MAX_WALK = 20000  # first-parent commits read from a job branch
 MAX_FOREIGN = 200  # commits not made by logist looked at on top of a review branch

@@ -484,7 +484,7 @@ def _stop(store, job_id: str, event: str, message: str | None, *, require_runnin
           timeout: float) -> int:
     import sys
 
-    from logist.engine.stop import stop_job
+    from logist.engine.stop_job import stop_job
 
     out = stop_job(store, job_id, event, message, timeout=timeout, require_running=require_running,
                    progress=lambda msg: print(msg, file=sys.stderr, flush=True))
