@@ -307,7 +307,7 @@ class _Live:
             elif key == "u":
                 self._human(row, "resubmit", None)
             elif key == "s":
-                from logist.engine.stop import stop_job
+                from logist.engine.stop_job import stop_job
 
                 self.message = f"stopping {row.id}..."
                 live.update(self.render(live.console), refresh=True)
