@@ -49,6 +49,24 @@ class ObserverConfig(_Section):
     repeat_seconds: float = Field(default=5.0, ge=0)
 
 
+NOTIFY_STATES = ("INTERVENTION_REQUIRED", "APPROVAL_REQUIRED", "SUCCESS", "CANCELED", "SUSPENDED")
+
+
+class NotifyConfig(_Section):
+    """Telling a person (docs/cli.md#notifications). ``command`` is honoured only from
+    .logist/config.local.toml: a command in the committed file would run for everyone who
+    clones the repository."""
+
+    command: list[str] = Field(default_factory=list)  # argv, never a shell line
+    on: list[str] = Field(default_factory=lambda: ["INTERVENTION_REQUIRED", "APPROVAL_REQUIRED", "SUCCESS"])
+    bell: bool = True
+
+    def model_post_init(self, _context: Any) -> None:
+        bad = [s for s in self.on if s not in NOTIFY_STATES]
+        if bad:
+            raise ValueError(f"notify.on: unknown state {bad[0]!r}; one of {', '.join(NOTIFY_STATES)}")
+
+
 class Config(_Section):
     default_agent: str = "mock"
     worktrees: WorktreeConfig = Field(default_factory=WorktreeConfig)
@@ -57,6 +75,7 @@ class Config(_Section):
     sentinel: dict[str, float | int | bool] = Field(default_factory=dict)
     observer: ObserverConfig = Field(default_factory=ObserverConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
 
 def _read(path: Path) -> dict[str, Any]:

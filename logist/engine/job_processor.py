@@ -73,6 +73,7 @@ class Engine:
         self._watchers: list[_Watcher] = []
         self._depth = 0
         self._stop_req = None  # a stop request the current step's agent was stopped for
+        self._notifications: list = []  # notify commands still running (joined at the end of a call)
 
     # ---- the transition primitive -----------------------------------------------------
     def _transition(self, lease: Lease, update: Update, *, body: str = "", include_worktree=False,
@@ -94,7 +95,21 @@ class Engine:
                                            history_from=history_from, extra_trailers=trailers)
         self.progress(f"{job_id}: {entry.from_state} -> {entry.to_state} (step {new.step}/{new.step_count})"
                       + (f": {update.reason}" if update.reason and new.state != State.PENDING else ""))
+        if new.state != manifest.state:
+            self._notify(new)
         return oid, new
+
+    def _notify(self, m: Manifest) -> None:
+        """The person's notify command, when the job came to need them or finished."""
+        try:
+            from logist.engine.notify import notify
+
+            t = notify(self.store, {"id": m.id, "state": m.state.value, "reason": m.reason, "title": m.title,
+                                    "step": m.step, "step_count": m.step_count}, warn=self.progress)
+            if t is not None:
+                self._notifications.append(t)
+        except Exception as exc:  # a notification never stops a job
+            self.progress(f"warning: no notification: {exc}")
 
     # ---- public API -------------------------------------------------------------------
     def step(self, job_id: str, *, lease: Lease | None = None) -> StepResult:
@@ -178,6 +193,8 @@ class Engine:
         try:
             if self._depth <= 0:
                 self._reap_watchers()
+                while self._notifications:  # a short-lived `job run` waits for its notifications
+                    self._notifications.pop().join(35)
         finally:
             lease.stop_heartbeat()
             if own:

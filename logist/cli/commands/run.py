@@ -238,6 +238,18 @@ def _interrupted_report(result, json_: bool) -> int:
     return ExitCode.INTERRUPTED
 
 
+def _bell(store, states) -> None:
+    """Ring the terminal's bell when a job this command ran came to need a person or finished
+    (``[notify] on``; off with ``[notify] bell = false``)."""
+    try:
+        cfg = store.config.notify
+    except Exception:
+        return
+    if cfg.bell and sys.stderr.isatty() and any(s in cfg.on for s in states if s):
+        sys.stderr.write("\a")
+        sys.stderr.flush()
+
+
 def _report(result, json_: bool, *, step: bool = False) -> int:
     from logist.core.model import State
 
@@ -279,6 +291,7 @@ def step(id: str | None = None, /, *, trust: bool = False,
             return ctrl_c.leave(store, [job_id])
     if ctrl_c.interrupted:
         return _interrupted_report(result, json_)
+    _bell(store, [result.state.value])
     return _report(result, json_, step=True)
 
 
@@ -333,12 +346,14 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
                 return ctrl_c.leave(store, [job_id])
         if ctrl_c.interrupted:
             return _interrupted_report(result, json_)
+        _bell(store, [result.state.value])
         return _report(result, json_)
     with _CtrlC() as ctrl_c, _StatusLine(store):
         try:
             results = run_all(store, parallel=parallel, trust=trust, progress=_progress)
         except KeyboardInterrupt:
             return ctrl_c.leave(store, [])
+    _bell(store, [r.state.value for r in results if r.state])
     if json_:
         # state null: the job was skipped (held elsewhere) or failed with an error
         emit_json([{"id": r.job_id, "state": r.state.value if r.state else None, "step": r.step,
