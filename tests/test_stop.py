@@ -149,8 +149,9 @@ def test_ctrl_c_once_stops_the_agent_and_leaves_the_job_suspended(project):
 def test_ctrl_c_twice_leaves_at_once_and_the_agent_runs_on(project):
     repo = project
     # the agent ignores SIGINT, so the first press's ladder is still waiting at the second press
-    job_id = _create(repo, head="[sentinel]\ninterrupt_grace_seconds = 8",
-                     mock='ignore_signals = ["INT"]')
+    # (and SIGTERM, so a slow machine has the ladder's two graces, 20 s, for the second press)
+    job_id = _create(repo, head="[sentinel]\ninterrupt_grace_seconds = 10\nterminate_grace_seconds = 10",
+                     mock='ignore_signals = ["INT", "TERM"]')
     proc, out = _foreground_run(repo, job_id)
     runner = None
     try:

@@ -209,6 +209,12 @@ def list_cmd(*, all: bool = False, state: list[str] | None = None, since: str | 
                           lock_refs=lock_refs)
         _warn_merged_record(store)
     rows = status_rows(store, records, lock_refs)
+    if not remote:  # logist-review/<id> of the jobs that have one: one for-each-ref for all
+        prefix = refs.review_ref("x")[:-1]
+        reviewed = {jid for jid, _ in store._refs_under(prefix)[prefix]}
+        for r in rows:
+            if r["state"] != "INVALID":
+                r["review_branch"] = refs.review_name(r["id"]) if r["id"] in reviewed else None
     if remote:
         for r in rows:
             r["branch"] = f"{remote}/logist/{r['id']}"
