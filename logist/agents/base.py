@@ -55,6 +55,7 @@ class StepContext:
     options: dict[str, Any]  # the step's options from the job file
     attempt: int = 1
     session_id: str | None = None  # a previous session to resume, where the agent supports it
+    prior_tokens: int = 0  # tokens already recorded for this step (CLIs that count per session)
 
 
 @dataclass
@@ -80,6 +81,8 @@ class AgentResult:
     exit_code: int | None = None
     requests_approval: bool = False
     warnings: list[str] = field(default_factory=list)  # fields of the outcome that were dropped
+    denials: list[str] = field(default_factory=list)  # tool calls or writes the CLI refused
+    fatal: bool = False  # a failure a retry cannot fix (auth, no key, usage, untrusted folder)
 
 
 class Agent(Protocol):
@@ -137,6 +140,36 @@ def clip_tail(text: str, limit: int = 500) -> str:
     """The end of ``text`` on one line, at most ``limit`` characters (an agent's last words)."""
     one = " ".join(text.split())
     return one if len(one) <= limit else "…" + one[-(limit - 1):]
+
+
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?<=>!]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+#: Lines that only point elsewhere (clap's and yargs' footers, stack frames): never a reason.
+_FOOTER = re.compile(r"^(for more information, try|usage:|run with --help|see --help|at )", re.I)
+_ERROR_LINE = re.compile(r"^(error|fatal|unknown argument|unknown arguments|invalid)\b|\berror:", re.I)
+
+
+_USAGE = re.compile(r"^(error: (unexpected|unrecognized|invalid|unknown) (argument|option|value)"
+                    r"|unknown arguments?:|unknown option)", re.I | re.M)
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves)."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
+def problem_line(output: str) -> str:
+    """The line of a failed run that says what is wrong: the first error line (``error: ...``,
+    ``Unknown arguments ...``), not a footer like "For more information, try '--help'"; else
+    the last text line."""
+    for line in strip_ansi(output).splitlines():
+        s = line.strip()
+        if s and not s.startswith(("{", "[")) and _ERROR_LINE.search(s) and not _FOOTER.match(s):
+            return clip(s)
+    for line in reversed(strip_ansi(output).splitlines()):
+        s = line.strip()
+        if s and not s.startswith(("{", "}", "[", "]", "```")) and not _FOOTER.match(s):
+            return clip(s)
+    return ""
 
 
 def last_text_line(output: str) -> str:
@@ -208,30 +241,77 @@ class NativeOutput:
     tokens: int = 0
     session_id: str | None = None
     error: str | None = None  # an error the tool itself reported
+    denials: list[str] = field(default_factory=list)  # tool calls the CLI refused
 
 
-def ai_result(label: str, native: NativeOutput, output: str, exit_code: int | None) -> AgentResult:
-    """Result rules of AI agents: FAILED on error, the outcome if valid, else NO_OUTCOME."""
+def ai_result(label: str, native: NativeOutput, output: str, exit_code: int | None,
+              problem: str | None = None) -> AgentResult:
+    """Result rules of AI agents: FAILED on error, the outcome if valid, else NO_OUTCOME.
 
-    def result(action: Action, reason: str) -> AgentResult:
+    ``problem`` is what the CLI said about a failure no retry can fix (auth, no key, usage,
+    untrusted folder: see :meth:`CliAgent.line_problem`); it makes the result FAILED and fatal
+    even when the CLI exited 0, with those words as the reason."""
+
+    def result(action: Action, reason: str, fatal: bool = False) -> AgentResult:
         return AgentResult(action, summary=clip_tail(native.text), cost_usd=native.cost_usd,
                            tokens=native.tokens, session_id=native.session_id, reason=reason,
-                           exit_code=exit_code)
+                           exit_code=exit_code, denials=list(native.denials), fatal=fatal)
 
+    if problem:
+        detail = clip(strip_ansi(problem))
+        if exit_code is not None and exit_code != 0:
+            return result("FAILED", exit_reason(label, exit_code, detail), fatal=True)
+        return result("FAILED", f"{label}: {detail}", fatal=True)
     if exit_code is not None and exit_code != 0:
         return result("FAILED", exit_reason(label, exit_code,
-                                            native.error or last_text_line(output)))
+                                            native.error or problem_line(output)))
     if native.error:
-        return result("FAILED", f"{label} reported an error: {clip(native.error)}")
+        return result("FAILED", f"{label} reported an error: {clip(strip_ansi(native.error))}")
     outcome = find_outcome(native.text) or find_outcome(output)
     if outcome is not None:
-        return from_outcome(outcome, exit_code=exit_code, cost_usd=native.cost_usd,
-                            tokens=native.tokens, session_id=native.session_id)
+        res = from_outcome(outcome, exit_code=exit_code, cost_usd=native.cost_usd,
+                           tokens=native.tokens, session_id=native.session_id)
+        res.denials = list(native.denials)
+        return res
     if exit_code is None:
         return result("NO_OUTCOME", _UNKNOWN_EXIT)
     return result("NO_OUTCOME", f"{label} finished without a valid outcome: its reply must end "
                                 "with a fenced ```json block holding "
                                 '{"action": "COMPLETED"|"STUCK"|"RETRY", "summary": ...}')
+
+
+def denial_reason(label: str, denials: list[str], grant: str) -> str:
+    """The reason of a step whose agent was refused tool calls or writes."""
+    listed = "; ".join(clip(d, 120) for d in denials[:5]) + ("; …" if len(denials) > 5 else "")
+    return clip(f"{label} was denied {len(denials)} action{'s' if len(denials) != 1 else ''}: "
+                f"{listed}. To grant them: {grant}", 600)
+
+
+_VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+.][0-9A-Za-z.]+)?")
+_VERSIONS: dict[tuple[str, float], str | None] = {}
+
+
+def cli_version(exe: str, *, timeout: float = 30.0) -> str | None:
+    """The version number ``exe --version`` prints (``2.1.332`` of ``2.1.332 (Claude Code)``),
+    or None when it prints none in ``timeout`` seconds. Cached per path and mtime."""
+    import os
+    import subprocess
+
+    try:
+        key = (os.path.realpath(exe), os.stat(exe).st_mtime)
+    except OSError:
+        return None
+    if key in _VERSIONS:
+        return _VERSIONS[key]
+    try:
+        proc = subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, check=False)
+        text = strip_ansi(proc.stdout.decode("utf-8", "replace"))
+    except (OSError, subprocess.SubprocessError):
+        text = ""
+    m = _VERSION_RE.search(text)
+    _VERSIONS[key] = m.group(0) if m else None
+    return _VERSIONS[key]
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -344,6 +424,20 @@ class PlainAgent(BaseAgent):
         return plain_result(self.label or self.name, output, exit_code)
 
 
+#: Free-text lines that say a retry cannot help, whatever the CLI: checked by
+#: :meth:`CliAgent.line_problem` after the agent's own structured events.
+FATAL_TEXT = re.compile(
+    r"incorrect api key|invalid[ _-]?(api[ _-]?key|x-api-key)|api key not valid"
+    r"|authentication_?(error|failed)|\bunauthenticated\b|(?<![\w-])401 unauthorized"
+    r"|not logged in|please run /login|please set an auth method|must specify the \w+ environment"
+    r"|missing environment variable|not running in a trusted directory"
+    r"|no llm model was specified and no api keys|please open this url in your browser"
+    r"|context_length_exceeded|prompt is too long|maximum context length", re.I)
+#: Free-text lines of a CLI retrying a request it could not make.
+RETRY_TEXT = re.compile(
+    r"^\s*(reconnecting\.\.\.|retrying in [\d.]+ ?s|attempt \d+ failed\. retrying)", re.I)
+
+
 class CliAgent(BaseAgent):
     """An AI coding CLI run non-interactively. Subclasses give the binary, the command line and
     the reader of the tool's native output; building and the result rules are shared."""
@@ -351,6 +445,11 @@ class CliAgent(BaseAgent):
     ai: bool = True
     binary: str = ""
     install_hint: str = ""
+    #: Files the CLI writes in the worktree for itself (caches, histories, sessions): excluded
+    #: from every harvest (gitignore patterns, relative to the worktree root).
+    state_files: tuple[str, ...] = ()
+    #: The job-file option that grants what a permission denial refused (shown in the reason).
+    grant_hint: str = "skip_permissions = true (everything) in the step"
 
     def executable(self) -> str | None:
         """The tool's path on PATH, or None when it is not installed."""
@@ -391,4 +490,49 @@ class CliAgent(BaseAgent):
 
     def parse(self, output: str, exit_code: int | None, ctx: StepContext) -> AgentResult:
         """Apply the AI result rules (see :func:`ai_result`) to the native output."""
-        return ai_result(self.name, self.read_output(output), output, exit_code)
+        problem = text_problem = None
+        for line in output.splitlines():
+            found = self.line_problem(line)
+            if found is not None and found[0] == "fatal":
+                if line.lstrip().startswith("{"):  # the CLI's own structured error first
+                    problem = found[1]
+                    break
+                text_problem = text_problem or found[1]
+        problem = problem or text_problem
+        if problem is None and exit_code not in (None, 0) and _USAGE.search(output):
+            problem = problem_line(output)  # a usage error: the same command fails again
+        res = ai_result(self.name, self.read_output(output), output, exit_code, problem)
+        if res.denials and res.action == "COMPLETED":
+            res.reason = denial_reason(self.name, res.denials, self.grant_hint)
+        return res
+
+    def line_problem(self, line: str) -> tuple[str, str] | None:
+        """What one line of the CLI's output says about a doomed run: ``("fatal", words)`` for
+        a failure no retry can fix (auth, missing key or model, an interactive login offer, an
+        untrusted folder, context full), ``("retrying", words)`` for a request the CLI is
+        retrying, None otherwise. The CLI's structured events are read first
+        (:meth:`event_problem`); the free-text patterns only for lines that are not JSON."""
+        s = strip_ansi(line).strip()
+        if not s:
+            return None
+        if s.startswith("{"):
+            try:
+                obj = json.loads(s)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                return self.event_problem(obj)
+        if RETRY_TEXT.search(s):
+            return "retrying", clip(s)
+        if FATAL_TEXT.search(s):
+            return "fatal", clip(s)
+        return None
+
+    def event_problem(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        """:meth:`line_problem` for one JSON event of the CLI (default: nothing)."""
+        return None
+
+    def version(self) -> str | None:
+        """The CLI's version (``BINARY --version``, cached by path and mtime), or None."""
+        exe = self.executable()
+        return cli_version(exe) if exe else None

@@ -1,18 +1,24 @@
-"""The ``cline`` agent: Cline CLI in headless mode (``cline -y --json ...``).
+"""The ``cline`` agent: Cline CLI in headless mode (``cline --json ...``).
 
-argv: ``cline -y --json [--model M] [args...] PROMPT`` (``-y``/``--yolo``: act without asking and
-exit when done; ``--json``: machine-readable output). Without PROMPT (over the argv limit) Cline
-reads the task from stdin. Cline CLI has no session id to resume from the command line.
+argv: ``cline --json [--model M] [args...] PROMPT`` (Cline 3.x runs a task given as an argument
+in act mode and exits when done; its tools are auto-approved unless ``--auto-approve false``;
+``--json``: one JSON event per line). Without PROMPT (over the argv limit) Cline reads the task
+from stdin. Endpoint and key: Cline's own settings (``cline auth -p openai-compatible -k KEY -m
+MODEL -b URL`` writes ``~/.cline/data/settings/providers.json``); Cline reads none from the
+environment. Older releases (2.x) needed ``-y``, which 3.x hides.
 
-Output: one JSON object per line. Two shapes are read:
+Output: one JSON object per line. Three shapes are read:
 
-* ``ClineMessage`` objects (``{"type": "say"|"ask", "say"|"ask": SUBTYPE, "text": ..., "ts":
-  ..., "partial": ...}``): ``say: completion_result`` holds the final text; ``say:
+* Cline 3.x events: ``agent_event`` (``content_start``/``content_end`` of text and tools,
+  ``usage``, ``error`` with ``errorClass`` and ``recoverable``, ``done``), ``hook_event``, a
+  top-level ``error`` (``message``) and a final ``run_result``: ``text``, ``finishReason`` and
+  ``usage`` (``inputTokens``, ``outputTokens``, ``cacheReadTokens``, ``cacheWriteTokens``,
+  ``totalCost``). A tool call refused for lack of approval ("requires approval") is a denial.
+* ``ClineMessage`` objects of 2.x (``{"type": "say"|"ask", "say"|"ask": SUBTYPE, "text": ...,
+  "ts": ..., "partial": ...}``): ``say: completion_result`` holds the final text; ``say:
   api_req_started`` holds a JSON text with ``tokensIn``, ``tokensOut``, ``cacheReads``,
   ``cacheWrites`` and ``cost`` (re-sent under the same ``ts`` as it fills in, so the last copy
   per ``ts`` counts); ``ask: api_req_failed`` is an API failure. Partial messages are skipped.
-* a final ``run_result`` event (newer versions): ``text``, ``finishReason`` and ``usage``
-  (``inputTokens``, ``outputTokens``, ``cacheReadTokens``, ``cacheWriteTokens``, ``totalCost``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from logist.agents.base import (
     CliAgent,
     NativeOutput,
     StepContext,
+    clip,
     iter_json_objects,
     model_args,
     number,
@@ -44,26 +51,50 @@ def _api_info(text: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _inner_error(text: str) -> str:
+    """``Tool "x" requires approval ...`` out of ``{"error": "..."}``."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text
+    return str(obj.get("error") or text) if isinstance(obj, dict) else text
+
+
 class ClineAgent(CliAgent):
     """Cline CLI, headless."""
 
     name: str = "cline"
     binary: str = "cline"
     install_hint: str = "install Cline CLI (npm install -g cline)"
+    grant_hint: str = "leave Cline's auto-approval on (no --auto-approve false in args)"
 
     def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
         """Autonomous JSON mode, then the prompt (absent: Cline reads stdin)."""
         opts = ctx.options
-        args = ["-y", "--json", *model_args(opts), *user_args(opts)]
+        args = ["--json", *model_args(opts), *user_args(opts)]
         return args + (positional(prompt) if prompt is not None else [])
 
     def read_output(self, output: str) -> NativeOutput:
         """Final text, summed API usage and cost, and an unanswered API failure."""
         native = NativeOutput()
+        last_error = ""
         requests: dict[Any, dict[str, Any]] = {}
         texts: list[str] = []
         for obj in iter_json_objects(output):
             kind, sub = obj.get("type"), obj.get("say") or obj.get("ask")
+            if kind == "error" and isinstance(obj.get("message"), str):
+                last_error = obj["message"]
+                continue
+            if kind == "agent_event" and isinstance(obj.get("event"), dict):
+                ev = obj["event"]
+                if ev.get("type") == "error" and isinstance(ev.get("error"), dict):
+                    last_error = str(ev["error"].get("message") or last_error or "error")
+                elif ev.get("type") == "content_end" and ev.get("contentType") == "tool":
+                    err = str(ev.get("error") or "")
+                    if "requires approval" in err.lower() or "denied" in err.lower():
+                        tool = ev.get("toolName") or "tool"
+                        native.denials.append(clip(f"{tool}: {_inner_error(err)}", 200))
+                continue
             if kind == "run_result":
                 native.text = str(obj.get("text") or native.text)
                 usage = obj.get("usage")
@@ -73,7 +104,11 @@ class ClineAgent(CliAgent):
                                           "cacheReadTokens", "cacheWriteTokens")
                 requests.clear()
                 finish = str(obj.get("finishReason") or "").lower()
-                native.error = f"finish reason {finish}" if finish in _FAILED_FINISH else None
+                if finish in _FAILED_FINISH:
+                    detail = last_error or (str(obj.get("text") or "") if finish == "error" else "")
+                    native.error = f"finish reason {finish}" + (f": {detail}" if detail else "")
+                else:
+                    native.error = None
                 continue
             if kind not in ("say", "ask") or obj.get("partial") is True:
                 continue
@@ -93,3 +128,14 @@ class ClineAgent(CliAgent):
         if not native.text and texts:
             native.text = texts[-1]
         return native
+
+    def event_problem(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        """An ``agent_event`` error Cline calls an auth error or unrecoverable."""
+        ev = obj.get("event") if obj.get("type") == "agent_event" else None
+        if isinstance(ev, dict) and ev.get("type") == "error" and isinstance(ev.get("error"), dict):
+            msg = str(ev["error"].get("message") or "error")
+            if ev.get("errorClass") == "auth":
+                return "fatal", clip(msg)
+            if ev.get("recoverable") is True and "retry" in msg.lower():
+                return "retrying", clip(msg)
+        return None

@@ -1,22 +1,33 @@
 """The ``codex`` agent: OpenAI Codex CLI, ``codex exec --json``.
 
-argv: ``codex exec --json [--full-auto | --dangerously-bypass-approvals-and-sandbox]
+argv: ``codex exec --json (--sandbox workspace-write | --dangerously-bypass-approvals-and-sandbox)
 [--model M] [args...] [resume SESSION_ID] PROMPT`` (``-`` instead of PROMPT reads it from stdin).
-``--full-auto`` lets Codex edit its worktree (``codex exec`` is read-only by default).
+``codex exec`` never asks for approval (it has no one to ask); ``--sandbox workspace-write`` lets
+it write in its worktree and nowhere else (it is read-only by default). Endpoint and key: Codex's
+own configuration (``$CODEX_HOME/config.toml``, e.g. a ``[model_providers.X]`` with ``base_url``
+and ``env_key``) and ``CODEX_API_KEY`` / the provider's key variable.
 
 Output: JSON Lines events. ``thread.started`` carries ``thread_id`` (the session id to resume);
 ``item.completed`` items of type ``agent_message`` carry the agent's text (the last one is its
 final answer); ``turn.completed`` carries ``usage`` (input_tokens, cached_input_tokens,
 output_tokens; cached tokens are part of the input); ``turn.failed`` and ``error`` carry an error
-message. Codex reports no cost.
+message. ``error`` events ``Reconnecting... n/m`` are retries. A write the sandbox refused is
+logged as ``patch rejected: ...`` (a denial: the step goes to a person). Codex reports no cost.
+
+Tokens of a resumed thread: ``turn.completed`` reports the usage of the whole thread, so the
+tokens already recorded for the step (``StepContext.prior_tokens``) are subtracted.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 from logist.agents.base import (
     CliAgent,
     NativeOutput,
     StepContext,
+    clip,
     error_text,
     iter_json_objects,
     model_args,
@@ -25,6 +36,11 @@ from logist.agents.base import (
     user_args,
 )
 
+_REJECTED = re.compile(r"(patch rejected|command rejected|rejected by user approval settings"
+                       r"|writing outside of the project)[^\n]*", re.I)
+_FATAL_STATUS = re.compile(r"unexpected status (401|403)|missing environment variable"
+                           r"|invalid api key|incorrect api key|context_length_exceeded", re.I)
+
 
 class CodexAgent(CliAgent):
     """OpenAI Codex CLI, ``codex exec``."""
@@ -32,13 +48,15 @@ class CodexAgent(CliAgent):
     name: str = "codex"
     binary: str = "codex"
     install_hint: str = "install the Codex CLI (npm install -g @openai/codex)"
+    grant_hint: str = ('args = ["--add-dir", "<dir>"] (more writable directories) or '
+                       "skip_permissions = true (no sandbox) in the step")
 
     def command_line(self, ctx: StepContext, prompt: str | None) -> list[str]:
         """``exec --json`` flags, the optional ``resume ID``, then the prompt or ``-``."""
         opts = ctx.options
         args = ["exec", "--json"]
         args += (["--dangerously-bypass-approvals-and-sandbox"] if opts.get("skip_permissions")
-                 else ["--full-auto"])
+                 else ["--sandbox", "workspace-write"])
         args += model_args(opts) + user_args(opts)
         if ctx.session_id:
             args += ["resume", ctx.session_id]
@@ -61,6 +79,27 @@ class CodexAgent(CliAgent):
             elif kind == "turn.failed":
                 native.error = error_text(obj.get("error")) or "turn failed"
             elif kind == "error":
-                native.error = error_text(obj.get("message")) or error_text(obj.get("error")) \
-                    or "error"
+                msg = error_text(obj.get("message")) or error_text(obj.get("error")) or "error"
+                if not msg.lower().startswith("reconnecting"):
+                    native.error = msg
+        native.denials = [clip(m.group(0), 160) for m in _REJECTED.finditer(output)]
         return native
+
+    def parse(self, output: str, exit_code: int | None, ctx: StepContext):  # type: ignore[override]
+        """The shared rules; a resumed thread's cumulative usage becomes this run's delta."""
+        res = super().parse(output, exit_code, ctx)
+        if ctx.session_id and ctx.prior_tokens:
+            res.tokens = max(0, res.tokens - ctx.prior_tokens)
+        return res
+
+    def event_problem(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        """``error``/``turn.failed`` events: retries, and the errors no retry fixes."""
+        kind = obj.get("type")
+        if kind not in ("error", "turn.failed"):
+            return None
+        msg = error_text(obj.get("message")) or error_text(obj.get("error")) or ""
+        if msg.lower().startswith("reconnecting"):
+            return "retrying", clip(msg)
+        if _FATAL_STATUS.search(msg):
+            return "fatal", clip(msg)
+        return None
