@@ -81,4 +81,6 @@ class AiderAgent(CliAgent):
         s = line.strip()
         if _AUTH.search(s):
             return "fatal", s
+        if s.startswith("litellm."):  # wrapped at 80 columns; its summary line follows
+            return None
         return super().line_problem(line)
