@@ -201,7 +201,9 @@ def manifest(repo: Path, job_id: str, rev: str | None = None) -> dict:
 
 
 def worktree(repo: Path, job_id: str) -> Path:
-    return repo / ".git" / "logist" / "worktrees" / job_id
+    from conftest import wtdir
+
+    return wtdir(repo) / job_id
 
 
 def fsck_clean(repo: Path) -> None:

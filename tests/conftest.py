@@ -28,6 +28,7 @@ def hermetic_env(tmp_path, monkeypatch):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))  # job worktrees go there
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
     monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
@@ -53,6 +54,11 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(poll)
+def wtdir(repo) -> Path:
+    """Where ``repo``'s job worktrees go by default (docs/cli.md, ``[worktrees] dir``)."""
+    from logist.store.jobstore import default_worktrees_dir
+
+    return default_worktrees_dir(Path(repo) / ".git")
 
 
 def git(cwd, *args, check=True) -> str:

@@ -408,15 +408,15 @@ def test_argv_of_each_agent(work, fakes):
     assert argv["claude"][1:] == ["-p", "--output-format", "stream-json", "--verbose",
                                   "--resume", "S1", "--model", "m-1", "--permission-mode",
                                   "acceptEdits", "--extra", "x", "do it"]
-    assert argv["codex"][1:] == ["exec", "--json", "--full-auto", "--model", "m-1", "--extra",
-                                 "x", "resume", "S1", "do it"]
-    assert argv["gemini"][1:] == ["--output-format", "stream-json", "--approval-mode",
+    assert argv["codex"][1:] == ["exec", "--json", "--sandbox", "workspace-write", "--model", "m-1",
+                                 "--extra", "x", "resume", "S1", "do it"]
+    assert argv["gemini"][1:] == ["--output-format", "stream-json", "--skip-trust", "--approval-mode",
                                   "auto_edit", "--model", "m-1", "--resume", "S1", "--extra",
                                   "x", "--prompt", "do it"]
     assert argv["aider"][1:3] == ["--message", "do it"]
-    assert {"--yes-always", "--no-auto-commits", "--no-dirty-commits"} <= set(argv["aider"])
-    assert argv["aider"][-4:] == ["--model", "m-1", "--extra", "x"]
-    assert argv["cline"][1:] == ["-y", "--json", "--model", "m-1", "--extra", "x", "do it"]
+    assert {"--yes-always", "--no-auto-commits", "--no-dirty-commits", "--analytics-disable"} <= set(argv["aider"])
+    assert argv["aider"][-6:] == ["--edit-format", "diff", "--model", "m-1", "--extra", "x"]
+    assert argv["cline"][1:] == ["--json", "--model", "m-1", "--extra", "x", "do it"]
     for name, args in argv.items():
         assert args[0] == str(FAKES / name)
         assert not {"sh", "bash", "-c"} & set(args[:2])
@@ -425,7 +425,12 @@ def test_argv_of_each_agent(work, fakes):
         ctx_for(work, skip)).argv
     assert "--dangerously-bypass-approvals-and-sandbox" in get_agent("codex").build(
         ctx_for(work, skip)).argv
-    assert "--yolo" in get_agent("gemini").build(ctx_for(work, skip)).argv
+    gemini = get_agent("gemini").build(ctx_for(work, skip)).argv
+    assert gemini[gemini.index("--approval-mode") + 1] == "yolo"
+    assert "--allowedTools=Bash(pytest:*),Edit" in get_agent("claude").build(
+        ctx_for(work, {"allowed_tools": ["Bash(pytest:*)", "Edit"]})).argv
+    own_format = get_agent("aider").build(ctx_for(work, {"args": ["--edit-format", "whole"]})).argv
+    assert own_format.count("--edit-format") == 1 and "diff" not in own_format
 
 
 def test_dash_prompts_are_never_taken_for_options(work, fakes):

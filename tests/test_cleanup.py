@@ -9,10 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, wtdir
 from test_sharing import lg, make_job, make_net, refs_snapshot, remote_refs  # noqa: F401
-
-WT = ".git/logist/worktrees"
 
 
 def server_merge(net, jid: str, how: str, *, extra: str | None = None) -> Path:
@@ -47,8 +45,8 @@ def job_entry(plan: dict, jid: str) -> dict:
 def assert_cleaned(repo: Path, jid: str, tip: str) -> None:
     assert git(repo, "rev-parse", f"refs/logist/archive/{jid}") == tip
     assert git(repo, "branch", "--list", f"logist/{jid}", f"logist-review/{jid}") == ""
-    assert not (repo / WT / jid).exists()
-    assert str(repo / WT / jid) not in git(repo, "worktree", "list")
+    assert not (wtdir(repo) / jid).exists()
+    assert str(wtdir(repo) / jid) not in git(repo, "worktree", "list")
     # history stays readable from the archive
     assert f"logist({jid}):" in git(repo, "log", "--format=%s", f"refs/logist/archive/{jid}")
 
@@ -67,7 +65,7 @@ def test_gc_cleans_merged_jobs(net, how, label):
     entry = job_entry(plan, jid)
     assert plan["dry_run"] and entry["integrated"] and entry["how"] == label
     assert entry["actions"] == ["archive", "remove-worktree", "delete-branch"]
-    assert refs_snapshot(net.a) == before and (net.a / WT / jid).exists()  # dry run: nothing changed
+    assert refs_snapshot(net.a) == before and (wtdir(net.a) / jid).exists()  # dry run: nothing changed
     out = lg(net.a, "gc").out
     assert f"{jid} ({label}): would" in out and "dry run" in out
     lg(net.a, "gc", "--yes")
@@ -114,7 +112,7 @@ def test_gc_never_touches_unmerged_draft_pending_record_only_or_unpushed_jobs(ne
         assert by[j]["actions"] == [] and "never cleaned up" in by[j]["kept"][0]
     for j in (unmerged, draft, pending, record_only, unpushed):
         assert git(net.a, "rev-parse", "--verify", f"logist/{j}")
-        assert (net.a / WT / j).exists()
+        assert (wtdir(net.a) / j).exists()
         assert git(net.a, "rev-parse", "-q", "--verify", f"refs/logist/archive/{j}", check=False) == ""
 
 
@@ -125,15 +123,15 @@ def test_gc_keeps_a_dirty_or_locked_worktree_and_its_branch(net):
     server_merge(net, dirty, "merge")
     server_merge(net, locked, "merge")
     git(net.a, "fetch", "-q", "origin")
-    (net.a / WT / dirty / "scratch.txt").write_text("unsaved work\n")
-    git(net.a, "worktree", "lock", str(net.a / WT / locked))
+    (wtdir(net.a) / dirty / "scratch.txt").write_text("unsaved work\n")
+    git(net.a, "worktree", "lock", str(wtdir(net.a) / locked))
     before = refs_snapshot(net.a)
     plan = gc_json(net.a, "--yes")
     d, lk = job_entry(plan, dirty), job_entry(plan, locked)
     assert d["actions"] == [] and any("uncommitted" in k for k in d["kept"])
     assert lk["actions"] == [] and any("locked" in k for k in lk["kept"])
     assert refs_snapshot(net.a) == before
-    assert (net.a / WT / dirty / "scratch.txt").read_text() == "unsaved work\n"
+    assert (wtdir(net.a) / dirty / "scratch.txt").read_text() == "unsaved work\n"
     out = lg(net.a, "gc").out
     assert "uncommitted" in out and "locked" in out
 
@@ -190,9 +188,9 @@ def test_gc_refuses_to_delete_a_remote_branch_that_moved(net):
     # someone pushes more work to the job branch after a's fetch
     b = net.clone("b")
     lg(b, "job", "adopt", jid)
-    (b / WT / jid / "more.txt").write_text("more\n")
-    git(b / WT / jid, "add", "more.txt")
-    git(b / WT / jid, "commit", "-q", "-m", "more work")
+    (wtdir(b) / jid / "more.txt").write_text("more\n")
+    git(wtdir(b) / jid, "add", "more.txt")
+    git(wtdir(b) / jid, "commit", "-q", "-m", "more work")
     lg(b, "push")
     new_remote = remote_refs(net.remote)[f"refs/heads/logist/{jid}"]
     plan = lg(net.a, "gc", "--json", "--remote", "origin", "--yes", code=1).json()
@@ -208,7 +206,7 @@ def test_keep_days_removes_old_finished_worktrees_but_keeps_branches(net):
     assert entry["actions"] == []  # finished seconds ago
     entry = job_entry(gc_json(net.a, "--keep-days", "0", "--yes"), jid)
     assert entry["actions"] == ["archive", "remove-worktree"], entry
-    assert not (net.a / WT / jid).exists()
+    assert not (wtdir(net.a) / jid).exists()
     assert git(net.a, "rev-parse", f"logist/{jid}") == tip
     assert git(net.a, "rev-parse", f"refs/logist/archive/{jid}") == tip
 
@@ -229,16 +227,16 @@ def test_job_clean(net):
     res = lg(net.a, "job", "clean", pending, "--yes", code=1)
     assert "never cleaned up" in res.err and f"logist job cancel {pending}" in res.err
     dirty = make_job(net.a, "Dirty", writes={"d.txt": "d\n"})
-    (net.a / WT / dirty / "d.txt").write_text("edited\n")
+    (wtdir(net.a) / dirty / "d.txt").write_text("edited\n")
     before = refs_snapshot(net.a)
     res = lg(net.a, "job", "clean", dirty, "--yes", code=1)
     assert "uncommitted" in res.out
-    assert refs_snapshot(net.a) == before and (net.a / WT / dirty / "d.txt").read_text() == "edited\n"
+    assert refs_snapshot(net.a) == before and (wtdir(net.a) / dirty / "d.txt").read_text() == "edited\n"
     # --keep-branch
     done = make_job(net.a, "Keep branch", writes={"k.txt": "k\n"})
     lg(net.a, "job", "clean", done, "--yes", "--keep-branch")
     assert git(net.a, "rev-parse", "--verify", f"logist/{done}")
-    assert not (net.a / WT / done).exists()
+    assert not (wtdir(net.a) / done).exists()
     # an existing archive that is not part of the tip is never overwritten
     other = make_job(net.a, "Other", writes={"o.txt": "o\n"})
     empty_tree = git(net.a, "hash-object", "-t", "tree", "/dev/null")

@@ -19,7 +19,7 @@ from _core import (
     tip,
     tree_digest,
 )
-from conftest import git, run_logist
+from conftest import git, run_logist, wtdir
 
 STATUS_KEYS = {"id", "state", "step", "step_count", "run", "branch", "worktree", "head", "cost_usd"}
 
@@ -123,7 +123,7 @@ def test_status_json_has_the_documented_fields(cli):
     assert (data["step"], data["step_count"], data["run"]) == (1, 2, 1)
     assert data["branch"] == f"logist/{job_id}"
     assert data["head"] == tip(cli.repo, job_id)
-    assert Path(data["worktree"]) == cli.repo / ".git" / "logist" / "worktrees" / job_id
+    assert Path(data["worktree"]) == wtdir(cli.repo) / job_id
     assert data["cost_usd"] == 0.0
 
 
@@ -209,7 +209,8 @@ def test_select_an_unknown_job_is_refused(cli):
 def test_path_prints_the_worktree(cli):
     job_id = create_job(cli, "--title", "Path", "--step", "x")
     out = cli.ok("job", "path", job_id).out
-    assert out == f"{cli.repo / '.git' / 'logist' / 'worktrees' / job_id}\n"
+    assert out == f"{wtdir(cli.repo) / job_id}\n"
+    assert ".git" not in Path(out.strip()).parts  # agent CLIs refuse to write under .git
     assert Path(out.strip()).is_dir()
     assert cli("job", "path", "no-such-job").code == 1
 

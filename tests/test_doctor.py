@@ -10,10 +10,8 @@ import socket
 import subprocess
 import time
 
-from conftest import git
+from conftest import git, wtdir
 from test_sharing import lg, make_job, remote_refs
-
-WT = ".git/logist/worktrees"
 
 
 def findings(repo, *args, code=None) -> dict:
@@ -39,40 +37,40 @@ def test_missing_locked_and_emptied_worktrees(net):
     missing = make_job(net.a, "Missing", run=False)
     locked = make_job(net.a, "Locked", writes={"l.txt": "l\n"})
     emptied = make_job(net.a, "Emptied", writes={"e.txt": "e\n"})
-    shutil.rmtree(net.a / WT / missing)
-    git(net.a, "worktree", "lock", str(net.a / WT / locked))
-    for p in (net.a / WT / emptied).iterdir():
+    shutil.rmtree(wtdir(net.a) / missing)
+    git(net.a, "worktree", "lock", str(wtdir(net.a) / locked))
+    for p in (wtdir(net.a) / emptied).iterdir():
         if p.name != ".git":
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     rep = findings(net.a, code=1)
     k = kinds(rep)
     assert {f["job"] for f in k["missing-worktree-dir"]} == {missing}
     assert {f["job"] for f in k["missing-worktree"]} == {missing}
-    assert k["locked-worktree"][0]["fix"] == f"git worktree unlock {net.a / WT / locked}"
-    assert k["emptied-worktree"][0]["fix"] == f"git -C {net.a / WT / emptied} checkout -- ."
+    assert k["locked-worktree"][0]["fix"] == f"git worktree unlock {wtdir(net.a) / locked}"
+    assert k["emptied-worktree"][0]["fix"] == f"git -C {wtdir(net.a) / emptied} checkout -- ."
     out = lg(net.a, "doctor", code=1).out
     assert "fix: git worktree unlock" in out and "logist doctor --fix" in out
     rep = findings(net.a, "--fix", code=0)
     assert all(f["fixed"] for f in rep["findings"] if f["severity"] == "problem"), rep
-    assert (net.a / WT / missing / ".git").exists()
-    assert git(net.a / WT / emptied, "status", "--porcelain") == ""
-    assert (net.a / WT / emptied / "e.txt").read_text() == "e\n"
-    entry = git(net.a, "worktree", "list", "--porcelain").split(f"worktree {net.a / WT / locked}\n")[1]
+    assert (wtdir(net.a) / missing / ".git").exists()
+    assert git(wtdir(net.a) / emptied, "status", "--porcelain") == ""
+    assert (wtdir(net.a) / emptied / "e.txt").read_text() == "e\n"
+    entry = git(net.a, "worktree", "list", "--porcelain").split(f"worktree {wtdir(net.a) / locked}\n")[1]
     assert "\nlocked" not in "\n" + entry.split("\n\n")[0]
     assert lg(net.a, "doctor").out.strip() == "no problems found"
     lg(net.a, "job", "run", missing)
 
 
 def test_orphaned_worktrees_and_stray_directories(net):
-    ghost = net.a / WT / "ghost-job-1"
+    ghost = wtdir(net.a) / "ghost-job-1"
     git(net.a, "worktree", "add", "-q", "--detach", str(ghost), "HEAD")
-    dirty_ghost = net.a / WT / "dirty-ghost-1"
+    dirty_ghost = wtdir(net.a) / "dirty-ghost-1"
     git(net.a, "worktree", "add", "-q", "--detach", str(dirty_ghost), "HEAD")
     (dirty_ghost / "precious.txt").write_text("do not delete\n")
-    stray = net.a / WT / "stray-1"
+    stray = wtdir(net.a) / "stray-1"
     stray.mkdir()
     (stray / "file").write_text("x")
-    (net.a / WT / "empty-1").mkdir()
+    (wtdir(net.a) / "empty-1").mkdir()
     k = kinds(findings(net.a, code=1))
     assert {f["job"] for f in k["orphaned-worktree"]} == {"ghost-job-1", "dirty-ghost-1"}
     # an empty directory that is no job's is someone's: reported, never removed
@@ -82,7 +80,7 @@ def test_orphaned_worktrees_and_stray_directories(net):
     rep = findings(net.a, "--fix", code=1)  # the dirty orphan and the stray dirs need a person
     left = {f["job"] for f in rep["findings"] if not f["fixed"]}
     assert left == {"dirty-ghost-1", "stray-1", "empty-1"}
-    assert not ghost.exists() and (net.a / WT / "empty-1").is_dir()
+    assert not ghost.exists() and (wtdir(net.a) / "empty-1").is_dir()
     assert git(net.a, "rev-parse", "refs/logist/archive/ghost-job-1") == git(net.a, "rev-parse", "HEAD")
     assert (dirty_ghost / "precious.txt").read_text() == "do not delete\n"
     assert (stray / "file").exists()
@@ -122,11 +120,11 @@ def test_interrupted_job_is_reported_with_recover(net):
 
     jid = make_job(net.a, "Interrupted", run=False)
     # make the tip say EXECUTING, held by a dead process
-    path = net.a / WT / jid / f".logist/jobs/{jid}/manifest.json"
+    path = wtdir(net.a) / jid / f".logist/jobs/{jid}/manifest.json"
     m = json.loads(path.read_text())
     m["state"] = "EXECUTING"
     path.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
-    git(net.a / WT / jid, "commit", "-q", "-am", "simulate a crash mid-step")
+    git(wtdir(net.a) / jid, "commit", "-q", "-am", "simulate a crash mid-step")
     h = Holder(pid=2 ** 22 + 9, host=socket.gethostname(), boot_id="", start_time=None, command="x",
                acquired_at=time.time(), heartbeat_at=time.time(), lease_seconds=120)
     blob = subprocess.run(["git", "-C", str(net.a), "hash-object", "-w", "--stdin"], input=h.to_bytes().decode(),

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import git, wait_for
-from test_cleanup import WT, server_merge
+from conftest import git, wait_for, wtdir
+from test_cleanup import server_merge
 from test_sharing import lg, make_job, remote_refs
 
 
@@ -43,10 +43,10 @@ def test_post_merge_hook_cleans_up_after_git_pull(net):
     assert proc.stdout == ""  # quiet
     assert git(net.a, "rev-parse", f"refs/logist/archive/{merged}") == tip
     assert git(net.a, "branch", "--list", f"logist/{merged}") == ""
-    assert not (net.a / WT / merged).exists()
+    assert not (wtdir(net.a) / merged).exists()
     for j in (unmerged, pending):
         assert git(net.a, "rev-parse", "--verify", f"logist/{j}")
-        assert (net.a / WT / j).exists()
+        assert (wtdir(net.a) / j).exists()
     log = (net.a / ".git/logist/hooks.log").read_text()
     assert f"{merged}: deleted branch" in log
     # the remote is never changed by a hook
@@ -135,7 +135,7 @@ def test_hook_inside_a_job_worktree_does_nothing(net):
     server_merge(net, merged, "merge")
     git(net.a, "fetch", "-q", "origin")
     other = make_job(net.a, "Agent merges here", writes={"o.txt": "o\n"})
-    wt = net.a / WT / other
+    wt = wtdir(net.a) / other
     lg(wt, "hook", "post-merge", "0")
     assert git(net.a, "rev-parse", "--verify", f"logist/{merged}")
     env_proc = subprocess.run([sys.executable, "-m", "logist", "hook", "post-merge", "0"], cwd=str(net.a),

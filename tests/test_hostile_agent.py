@@ -12,7 +12,7 @@ import json
 
 import pytest
 from _crashkit import assert_consistent, create, logist, manifest, run_dir, sh_step
-from conftest import git, wait_for
+from conftest import git, wait_for, wtdir
 
 from logist.core.faults import crash_env
 
@@ -70,7 +70,7 @@ def test_hostile_step_cannot_corrupt_the_record(project, kind):
     # the agent's own commits are kept on the branch (or, when rewritten, reachable)
     if kind in ("commit", "commit-record", "delete-and-commit"):
         assert git(project, "log", "--format=%s", f"logist/{job}").count("agent:") == 1
-    wt = project / ".git" / "logist" / "worktrees" / job
+    wt = wtdir(project) / job
     assert not (wt / ".logist" / "jobs" / job / "extra.json").exists()
     assert json.loads((wt / ".logist" / "jobs" / job / "manifest.json").read_text())["state"] == "SUCCESS"
 

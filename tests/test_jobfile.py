@@ -7,7 +7,7 @@ import re
 
 import pytest
 from _core import create_job, no_traceback, record_at, refs_snapshot, tip, write
-from conftest import git
+from conftest import git, wtdir
 
 from logist.core.errors import JobFileError
 from logist.core.jobfile import parse_job_file, parse_job_text
@@ -154,7 +154,7 @@ def test_bad_file_through_the_cli_creates_nothing(cli, case):
     text, key, _ = BAD[case]
     path = write(cli.repo.parent / "bad.toml", text)
     before = refs_snapshot(cli.repo)
-    worktrees = cli.repo / ".git" / "logist" / "worktrees"
+    worktrees = wtdir(cli.repo)
     r = cli("job", "create", "--file", path)
     assert r.code == 1, r
     assert r.out == ""

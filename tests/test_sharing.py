@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _oracle import Oracle
-from conftest import git, run_logist
+from conftest import git, run_logist, wtdir
 
 # ============================================================================ shared helpers
 
@@ -276,7 +276,7 @@ def test_push_when_the_job_went_on_elsewhere_and_when_it_diverged(net):
     res = lg(net.a, "job", "adopt", jid, "--json").json()
     assert res["action"] == "fast-forward"
     assert lg(net.a, "job", "status", jid, "--json").json()["state"] == "SUCCESS"
-    assert git(net.a, "-C", str(net.a / ".git/logist/worktrees" / jid), "status", "--porcelain") == ""
+    assert git(net.a, "-C", str(wtdir(net.a) / jid), "status", "--porcelain") == ""
     # both clones change the job: the second push is refused for that job, nothing is lost
     j2 = make_job(net.a, "Contested", run=False)
     lg(net.a, "push")

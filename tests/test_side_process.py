@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from _core import create_from_toml, trailers, worktree_status, write
-from conftest import git, wait_for
+from conftest import git, wait_for, wtdir
 
 from logist.agents import mock_agent
 from logist.engine.sentinel import group_alive, pid_alive
@@ -406,8 +406,8 @@ def test_invalid_pattern_is_a_clear_error_at_create_and_nothing_is_created(cli, 
     for w in words:
         assert w in message, message
     assert git(repo, "for-each-ref") == before
-    assert not (repo / ".git" / "logist" / "worktrees").exists() or \
-        not any((repo / ".git" / "logist" / "worktrees").iterdir())
+    assert not wtdir(repo).exists() or \
+        not any(wtdir(repo).iterdir())
 
 
 def test_invalid_sentinel_setting_is_a_clear_error_at_create(cli):

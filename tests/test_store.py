@@ -24,7 +24,7 @@ from _core import (
     write,
 )
 from _oracle import Oracle
-from conftest import git
+from conftest import git, wtdir
 
 from logist.core.errors import ConcurrentUpdateError, ManifestError
 from logist.core.model import State
@@ -108,7 +108,7 @@ def test_create_makes_branch_worktree_and_first_commit(cli):
     assert t["Logist-From"] == "create" and t["Logist-To"] == "DRAFT"
     # the worktree: outside the user's working tree, under the git directory, on the job branch
     wt = Path(data["worktree"])
-    assert wt == repo / ".git" / "logist" / "worktrees" / job_id
+    assert wt == wtdir(repo) / job_id
     assert git(wt, "symbolic-ref", "HEAD") == f"refs/heads/logist/{job_id}"
     assert (wt / "README.md").read_text() == "# project\n"
     assert json.loads((wt / ".logist" / "jobs" / job_id / "manifest.json").read_text()) == rec
@@ -406,7 +406,7 @@ def test_a_message_cannot_forge_trailers(cli):
 
 
 def test_an_occupied_worktree_path_creates_nothing(cli):
-    occupied = cli.repo / ".git" / "logist" / "worktrees" / "taken-1"
+    occupied = wtdir(cli.repo) / "taken-1"
     write(occupied / "precious.txt", "keep me\n")
     before = refs_snapshot(cli.repo)
     r = cli("job", "create", "--title", "T", "--step", "x", "--id", "taken-1")

@@ -144,6 +144,6 @@ class ClaudeAgent(CliAgent):
 def _denial(d: dict[str, Any]) -> str:
     """``Write /path/x`` or ``Bash: pytest -q`` from one ``permission_denials`` entry."""
     tool = str(d.get("tool_name") or "tool")
-    inp = d.get("tool_input") if isinstance(d.get("tool_input"), dict) else {}
+    inp = d["tool_input"] if isinstance(d.get("tool_input"), dict) else {}
     what = inp.get("file_path") or inp.get("command") or inp.get("path") or inp.get("url") or ""
     return clip(f"{tool} {what}".strip(), 160)

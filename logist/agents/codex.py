@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from logist.agents.base import (
+    AgentResult,
     CliAgent,
     NativeOutput,
     StepContext,
@@ -85,7 +86,7 @@ class CodexAgent(CliAgent):
         native.denials = [clip(m.group(0), 160) for m in _REJECTED.finditer(output)]
         return native
 
-    def parse(self, output: str, exit_code: int | None, ctx: StepContext):  # type: ignore[override]
+    def parse(self, output: str, exit_code: int | None, ctx: StepContext) -> AgentResult:
         """The shared rules; a resumed thread's cumulative usage becomes this run's delta."""
         res = super().parse(output, exit_code, ctx)
         if ctx.session_id and ctx.prior_tokens:
@@ -98,8 +99,10 @@ class CodexAgent(CliAgent):
         if kind not in ("error", "turn.failed"):
             return None
         msg = error_text(obj.get("message")) or error_text(obj.get("error")) or ""
+        fatal = _FATAL_STATUS.search(msg)
+        if fatal:  # "Reconnecting... 1/5 (unexpected status 401 ...)": no retry fixes a key
+            return "fatal", clip(msg[msg.find("(") + 1:].rstrip(")") if msg.lower().startswith(
+                "reconnecting") and "(" in msg else msg)
         if msg.lower().startswith("reconnecting"):
             return "retrying", clip(msg)
-        if _FATAL_STATUS.search(msg):
-            return "fatal", clip(msg)
         return None

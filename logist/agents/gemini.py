@@ -108,7 +108,7 @@ class GeminiAgent(CliAgent):
                 content = str(obj.get("content", ""))
                 chunks.append(content if obj.get("delta") or not chunks else "\n" + content)
             elif kind == "tool_result" and obj.get("status") == "error":
-                err = obj.get("error") if isinstance(obj.get("error"), dict) else {}
+                err = obj["error"] if isinstance(obj.get("error"), dict) else {}
                 text = str(err.get("message") or obj.get("output") or "")
                 if _DENIED.search(text):
                     native.denials.append(clip(text, 200))

@@ -72,6 +72,7 @@ class StepFile(_Strict):
     args: list[str] = Field(default_factory=list)
     skip_permissions: bool = False
     output_format: Literal["json", "stream-json"] | None = None
+    allowed_tools: list[str] | None = None  # claude: --allowedTools (docs/agents.md)
 
     @model_validator(mode="after")
     def _prompt_or_command(self) -> StepFile:
@@ -93,6 +94,8 @@ class StepFile(_Strict):
             opts["skip_permissions"] = True
         if self.output_format:
             opts["output_format"] = self.output_format
+        if self.allowed_tools:
+            opts["allowed_tools"] = list(self.allowed_tools)
         return opts
 
 

@@ -59,6 +59,7 @@ class Step(Strict):
     tokens: Tokens = 0
     seconds: Seconds = 0.0
     session_id: str | None = None
+    agent_version: str | None = None  # the agent CLI's `--version` at the step's last harvest
 
 
 class RunInfo(Strict):

@@ -78,8 +78,8 @@ class Engine:
     # ---- the transition primitive -----------------------------------------------------
     def _transition(self, lease: Lease, update: Update, *, body: str = "", include_worktree=False,
                     parent: str | None = None, history_from: str | None = None,
-                    expected: str | None = None, trailers: dict[str, str] | None = None
-                    ) -> tuple[str, Manifest]:
+                    expected: str | None = None, trailers: dict[str, str] | None = None,
+                    exclude: tuple[str, ...] = ()) -> tuple[str, Manifest]:
         job_id = lease.job_id
         if expected is None:
             tip, manifest = self.store.read(job_id)
@@ -92,7 +92,8 @@ class Engine:
         new, entry = result
         oid = self.store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=body,
                                            include_worktree=include_worktree, parent=parent,
-                                           history_from=history_from, extra_trailers=trailers)
+                                           history_from=history_from, extra_trailers=trailers,
+                                           exclude=exclude)
         self.progress(f"{job_id}: {entry.from_state} -> {entry.to_state} (step {new.step}/{new.step_count})"
                       + (f": {update.reason}" if update.reason and new.state != State.PENDING else ""))
         if new.state != manifest.state:
@@ -325,7 +326,8 @@ class Engine:
         wt = self.store.worktree_path(job_id)
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or assemble_prompt(m, n), workdir=wt,
-                          options=dict(step.options), attempt=m.attempt, session_id=step.session_id)
+                          options=dict(step.options), attempt=m.attempt, session_id=step.session_id,
+                          prior_tokens=step.tokens if step.session_id else 0)
 
         log = Path(m.execution.log) if m.execution and m.execution.log else self._log_path(m, n, m.attempt)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -467,7 +469,8 @@ class Engine:
             return spawn_watcher(repo=self.store.root, job_id=m.id, log_path=log, pid=pid, pgid=pgid,
                                  commit=commit, workdir=wt, verdict_file=verdict, started_at=time.time(),
                                  config={"patterns": patterns, "sentinel": sentinel,
-                                         "observer": {"repeat_seconds": cfg.observer.repeat_seconds}})
+                                         "observer": {"repeat_seconds": cfg.observer.repeat_seconds},
+                                         "agent": m.current.agent})
         except Exception as exc:
             self.progress(f"{m.id}: warning: watcher did not start: {exc}")
             return None
@@ -566,6 +569,14 @@ class Engine:
         extra = {"warnings": warnings} if warnings else {}
         elapsed = elapsed_since(m.execution.started_at) if m.execution else 0.0
         v = _verdict(verdict, own)
+        if v and v.get("fatal"):
+            # a failure no retry can fix (docs/agents.md): straight to a person, one execution
+            reason = f"{m.current.agent}: {v.get('reason') or 'a failure no retry can fix'}"
+            verdict.unlink(missing_ok=True)
+            oid, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
+                                                    data=extra or None), **at)
+            self._note_log(oid, _read_text(log))
+            return self._finish_intervention(lease, "gave_up", f"{reason} (not retried)")
         if v is not None:
             reason = f"sentinel: {v.get('reason', 'agent looked hung')}" if v else \
                 "sentinel stopped the agent"
@@ -782,17 +793,21 @@ class Engine:
         agent = get_agent(step.agent)
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or "", workdir=wt, options=dict(step.options),
-                          attempt=m.attempt, session_id=step.session_id)
+                          attempt=m.attempt, session_id=step.session_id,
+                          prior_tokens=step.tokens if step.session_id else 0)
         res = agent.parse(output, exit_code, ctx)
+        version = _agent_version(agent)
         warnings = [str(w) for w in earlier_warnings] + res.warnings  # + outcome fields dropped
         moved = self.store.restore_worktree_head(job_id)
         if moved:
             warnings.append(moved)
             self.progress(f"{job_id}: warning: {moved}")
+        missing = []
         for f in res.evidence_files:
             if why_unsafe(f):
                 warnings.append(f"evidence file {f!r} is not a path inside the worktree")
             elif not (wt / f).exists():
+                missing.append(f)
                 warnings.append(f"evidence file {f!r} does not exist")
         # Where does the new commit go? On top of the branch tip, keeping any agent commits.
         tip = self.store.tip(job_id)
@@ -820,6 +835,14 @@ class Engine:
         reason = res.reason or res.summary
         if breach:
             event, reason = "intervention", breach
+        elif action == "COMPLETED" and res.denials:
+            # a permission the agent lacked is never a silent success (docs/agents.md)
+            event, reason = "intervention", res.reason or f"the agent was denied: {res.denials}"
+        elif action == "COMPLETED" and missing:
+            event = "intervention"
+            reason = (f"the agent reported COMPLETED, but its evidence file"
+                      f"{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                      f"{'do' if len(missing) > 1 else 'does'} not exist in the worktree")
         elif action == "COMPLETED":
             if last_step:
                 needs = m.requires_approval or step.requires_approval or res.requests_approval
@@ -848,6 +871,7 @@ class Engine:
             s.tokens += tokens
             s.summary = res.summary or s.summary
             s.session_id = res.session_id or s.session_id
+            s.agent_version = version or s.agent_version
             x.execution = None
             if event in ("completed", "completed_last", "completed_approval"):
                 s.status = StepStatus.SUCCESS
@@ -868,14 +892,21 @@ class Engine:
             data["warnings"] = warnings
         if res.session_id:
             data["session_id"] = res.session_id
+        if res.denials:
+            data["denials"] = res.denials
+        if version:
+            data["agent_version"] = version
+        trailers = {"Logist-Tokens-Total": str(new_tokens(m, tokens)),
+                    "Logist-Cost-USD-Total": f"{m.cost_usd + cost:.6f}".rstrip("0").rstrip(".")}
+        if version:
+            trailers["Logist-Agent"] = f"{step.agent} {version}"
         crash_point("before-harvest-commit")
         oid, new = self._transition(
             lease, Update(event=event, reason=reason, outcome=action, cost_delta=cost, tokens_delta=tokens,
                           mutate=mut, data=data),
             body=_harvest_body(res, reason, warnings), include_worktree=True, parent=parent,
-            history_from=own_tip, expected=tip,
-            trailers={"Logist-Tokens-Total": str(new_tokens(m, tokens)),
-                      "Logist-Cost-USD-Total": f"{m.cost_usd + cost:.6f}".rstrip("0").rstrip(".")})
+            history_from=own_tip, expected=tip, trailers=trailers,
+            exclude=tuple(getattr(agent, "state_files", ())))
         crash_point("after-harvest-commit")
         if m.execution:  # the execution records are not needed once its harvest is committed
 
@@ -924,12 +955,22 @@ class Engine:
                 self.progress(f"warning: step log not noted: {exc.message}")
 
 
+def _agent_version(agent) -> str | None:
+    """The agent CLI's version (``--version``), or None (plain agents, or it says none)."""
+    try:
+        return agent.version() if hasattr(agent, "version") else None
+    except Exception:
+        return None
+
+
 def _harvest_body(res, reason: str, warnings: list[str]) -> str:
     lines = [reason]
     if res.summary and res.summary != reason:
         lines += ["", "Summary: " + res.summary]
     if res.evidence_files:
         lines += ["", "Evidence: " + ", ".join(res.evidence_files)]
+    for d in getattr(res, "denials", None) or []:
+        lines += ["", "Denied: " + d]
     for w in warnings:
         lines += ["", "Warning: " + w]
     return "\n".join(lines)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import _thread
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -72,11 +73,11 @@ TERM_WAIT = 5.0  # stop_watcher: seconds after SIGTERM before SIGKILL
 class WatchConfig:
     """What the watcher matches and when it intervenes (see :func:`parse_config`)."""
 
-    __slots__ = ("patterns", "sentinel", "repeat_seconds", "max_text")
+    __slots__ = ("patterns", "sentinel", "repeat_seconds", "max_text", "agent")
 
     def __init__(self, patterns: dict[str, str] | None = None,
                  sentinel: SentinelConfig | None = None, repeat_seconds: float = 5.0,
-                 max_text: int = 300) -> None:
+                 max_text: int = 300, agent: str | None = None) -> None:
         if sentinel is None:
             from logist.engine.sentinel import SentinelConfig
 
@@ -85,6 +86,7 @@ class WatchConfig:
         self.sentinel = sentinel
         self.repeat_seconds = repeat_seconds
         self.max_text = max_text
+        self.agent = agent  # the step's agent: its own reader of fatal lines and retry loops
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WatchConfig) and all(
@@ -111,10 +113,13 @@ def _config_table(config: str | Mapping) -> Mapping:
             raise ConfigError(f"watcher config is not valid JSON: {exc}") from None
     if not _is_mapping(config):
         raise ConfigError("watcher config must be a JSON object")
-    unknown = sorted(set(config) - {"patterns", "sentinel", "observer"})
+    unknown = sorted(set(config) - {"patterns", "sentinel", "observer", "agent"})
     if unknown:
         raise ConfigError(f"unknown watcher config key(s): {', '.join(unknown)}",
-                          hint="known keys: patterns, sentinel, observer")
+                          hint="known keys: patterns, sentinel, observer, agent")
+    agent = config.get("agent")  # type: ignore[union-attr]
+    if agent is not None and not isinstance(agent, str):
+        raise ConfigError("watcher config 'agent' must be an agent name")
     return config
 
 
@@ -146,7 +151,50 @@ def parse_config(config: str | Mapping | None) -> WatchConfig:
     patterns, repeat, max_text = _observer_part(table)
     compile_patterns(None, patterns)  # validate now, with a clear error
     sentinel = SentinelConfig.from_dict(table.get("sentinel"))
-    return WatchConfig(patterns, sentinel, repeat, max_text)
+    return WatchConfig(patterns, sentinel, repeat, max_text, table.get("agent"))
+
+
+RETRY_LOOP_LINES = 4  # this many retry lines in a row, nothing else between: a doomed step
+_NOISE = re.compile(r"^\s*(at |$)|error|warn|exception|traceback|overloaded|unavailable|connection"
+                    r"|^\s*\}|^\s*\]", re.I)
+
+
+class Doom:
+    """Reads a step's output lines with its agent's :meth:`line_problem`: a fatal line (bad or
+    missing key, login offer, untrusted folder, usage error) or ``RETRY_LOOP_LINES`` retry
+    lines in a row (a reconnect loop: identical retries are no progress) end the step at once,
+    as no retry of the step can fix it."""
+
+    def __init__(self, agent: str | None) -> None:
+        self.agent = None
+        if agent:
+            try:
+                from logist.agents import get_agent
+
+                found = get_agent(agent)
+            except Exception:
+                found = None
+            self.agent = found if hasattr(found, "line_problem") else None
+        self.retries = 0
+
+    def scan(self, data: bytes) -> str | None:
+        """The reason to stop the step, from whole lines ``data``, or None."""
+        if self.agent is None:
+            return None
+        for raw in data.decode("utf-8", "replace").splitlines():
+            found = self.agent.line_problem(raw)
+            if found is None:
+                if raw.strip() and not _NOISE.search(raw):
+                    self.retries = 0  # other output: the agent moved on
+                continue
+            kind, words = found
+            if kind == "fatal":
+                return words
+            self.retries += 1
+            if self.retries >= RETRY_LOOP_LINES:
+                return (f"it kept retrying ({self.retries} retries in a row, no other output): "
+                        f"{words}")
+        return None
 
 
 class LogTail:
@@ -488,6 +536,8 @@ def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str
     next_sentinel = next_flush = next_cpu = next_files = now
     verdict_written = False
     exited = False  # the pidfd said the agent is gone
+    doom = Doom(cfg.agent)
+    doomed_kill_at: float | None = None  # when a doomed agent still running gets SIGKILL
 
     def nap(seconds: float) -> None:
         """Sleep, waking at once when the agent exits."""
@@ -502,8 +552,37 @@ def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str
             return
         exited = exited or bool(ready)
 
+    def doomed(reason: str, t: float) -> None:
+        """A failure no retry fixes: note it, write a fatal verdict, SIGTERM the group."""
+        nonlocal verdict_written, doomed_kill_at
+        obj = {"t": iso_utc(t), "signal": "doomed", "action": "terminate",
+               "detail": f"{cfg.agent}: {reason}; not retried; sending SIGTERM to the process group"}
+        sen_notes.add(json_line(obj))
+        emit("sentinel", obj)
+        verdict = {"verdict": "doomed", "fatal": True, "reason": reason, "signal": "doomed",
+                   "action": "terminate", "t": obj["t"], "job": job_id, "commit": commit,
+                   "pid": pid, "pgid": pgid}
+        try:
+            write_verdict(verdict_file, verdict)
+            verdict_written = True
+            result.verdict = verdict
+        except OSError as exc:
+            say(f"could not write the verdict file {verdict_file}: {exc}")
+        doomed_kill_at = clock() + cfg.sentinel.terminate_grace_seconds
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            say(f"cannot signal process group {pgid}: {exc}")
+        sen_notes.flush()
+
     def feed(data: bytes, first: int, t: float) -> None:
         nonlocal waiting_input_at, last_waiting_line
+        if doomed_kill_at is None and not verdict_written:
+            reason = doom.scan(data)
+            if reason is not None:
+                doomed(reason, t)
         for sig in observer.feed_chunk(data, first, t):
             if (sig.signal, sig.line) in already:
                 continue
@@ -578,6 +657,20 @@ def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str
                 if not alive and verdict_written:
                     stop_leftovers()
                 break
+            if doomed_kill_at is not None:
+                if now >= doomed_kill_at and group_alive(pgid):
+                    obj = {"t": iso_utc(now), "signal": "doomed", "action": "kill",
+                           "detail": "still running after SIGTERM; sending SIGKILL to the group"}
+                    sen_notes.add(json_line(obj))
+                    emit("sentinel", obj)
+                    sen_notes.flush()
+                    try:
+                        os.killpg(pgid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                    doomed_kill_at = float("inf")
+                nap(poll_interval)
+                continue
             if now >= next_sentinel:
                 next_sentinel = now + sentinel_interval
                 if now >= next_cpu:

@@ -276,6 +276,32 @@ def _trailer_value(v: str) -> str:
     return " ".join(str(v).split())[:300]
 
 
+def default_worktrees_dir(common_dir: Path) -> Path:
+    """Where job worktrees go by default: outside the repository and its git dir (agent CLIs
+    treat anything under ``.git`` as off limits), in the user's data directory:
+    ``$XDG_DATA_HOME/logist/worktrees/<repo name>-<8 hex of the git dir's path>``
+    (``~/.local/share`` without XDG_DATA_HOME), one folder per clone."""
+    import hashlib
+
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    common = common_dir.resolve()
+    base = common.parent.name if common.name == ".git" else common.name.removesuffix(".git")
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in base)[:40] or "repo"
+    tag = hashlib.sha256(str(common).encode()).hexdigest()[:8]
+    return Path(data) / "logist" / "worktrees" / f"{name}-{tag}"
+
+
+def exclude_pathspecs(patterns: tuple[str, ...] | list[str]) -> list[str]:
+    """git pathspecs that leave out ``patterns`` (file or directory names, globs allowed) at
+    any depth, with everything under a matching directory."""
+    out: list[str] = []
+    for pat in patterns:
+        pat = pat.strip().strip("/")
+        if pat:
+            out += [f":(exclude,glob)**/{pat}", f":(exclude,glob)**/{pat}/**"]
+    return out
+
+
 class JobStore:
     """Read and write jobs in one repository."""
 
@@ -340,8 +366,8 @@ class JobStore:
 
     def worktrees_dir(self) -> Path:
         """Where job worktrees live: ``worktrees.dir``, checked (never a system path, the
-        git directory or a non-directory: ConfigError naming the setting), else logist's own
-        place under the git directory."""
+        git directory or a non-directory: ConfigError naming the setting), else the default
+        outside the repository (:func:`default_worktrees_dir`)."""
         if self._worktrees_dir is not None:
             return self._worktrees_dir
         configured = self.config.worktrees.dir
@@ -365,7 +391,7 @@ class JobStore:
                                        "under Configuration")
             self._worktrees_dir = p
         else:
-            self._worktrees_dir = self.paths.logist_dir / "worktrees"
+            self._worktrees_dir = default_worktrees_dir(self.paths.common_dir)
         return self._worktrees_dir
 
     def own_worktrees_dir(self) -> Path:
@@ -414,22 +440,33 @@ class JobStore:
         admin = os.path.realpath(self.paths.common_dir / "worktrees")
         return target.startswith(admin + os.sep)
 
-    def worktree_path(self, job_id: str) -> Path:
+    def new_worktree_path(self, job_id: str) -> Path:
+        """Where a new worktree of the job goes: the configured worktrees dir."""
         return self.worktrees_dir() / refs.validate_job_id(job_id)
 
+    def worktree_path(self, job_id: str) -> Path:
+        """The job's worktree: where git says it is (a job made before the worktrees dir moved
+        keeps its worktree), else where a new one goes."""
+        found = self._git_worktree(job_id)
+        return found if found is not None else self.new_worktree_path(job_id)
+
     def existing_worktree(self, job_id: str) -> Path:
-        """Where the job's worktree is, as git records it (no config read: what `job status`
-        shows); the configured place when git has no worktree of the job's branch there."""
+        """Where the job's worktree is, as git records it (what `job status` shows); the
+        configured place when git has no worktree of the job's branch."""
+        return self.worktree_path(job_id)
+
+    def _git_worktree(self, job_id: str) -> Path | None:
+        """The worktree git has for the job's branch (its admin dir is named by the job id)."""
         refs.validate_job_id(job_id)
         admin = self.paths.common_dir / "worktrees" / job_id
         try:
             head = (admin / "HEAD").read_text().strip()
             gitfile = Path((admin / "gitdir").read_text().strip())
         except OSError:
-            return self.worktree_path(job_id)
+            return None
         if head == f"ref: {refs.branch_ref(job_id)}" and gitfile.name == ".git" and gitfile.is_file():
             return gitfile.parent
-        return self.worktree_path(job_id)
+        return None
 
     def run_dir(self, job_id: str) -> Path:
         """Per-job scratch (step logs, runner info) under the git dir; never committed."""
@@ -721,13 +758,15 @@ class JobStore:
                           entries: list[HistoryEntry], *, lease: str | None = None,
                           parent: str | None = None, include_worktree: bool = False,
                           body: str = "", extra_trailers: dict[str, str] | None = None,
-                          sync_worktree: bool = True, history_from: str | None = None) -> str:
+                          sync_worktree: bool = True, history_from: str | None = None,
+                          exclude: tuple[str, ...] = ()) -> str:
         """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``).
 
         ``parent`` (default ``old_tip``) is the commit the new one builds on; the branch must
         still be at ``old_tip``; ``history_from`` is the commit whose history is appended to.
         With ``include_worktree`` the commit also takes the worktree's changes (``git add -A``,
-        respecting .gitignore). Raises ConcurrentUpdateError (exit 4) when the branch moved or
+        respecting .gitignore, leaving out the gitignore-style patterns ``exclude``: an agent
+        CLI's own state files). Raises ConcurrentUpdateError (exit 4) when the branch moved or
         the lease was lost; nothing changes then.
         """
         parent = parent or old_tip
@@ -742,7 +781,7 @@ class JobStore:
             history_raw = self._history_raw(history_from or old_tip, job_id)
             files = self.record_files(job_id, manifest, history_raw, entries)
             if include_worktree:
-                git(["add", "-A"], cwd=wt)
+                git(["add", "-A", "--", ".", *exclude_pathspecs(exclude)], cwd=wt)
                 crash_point("after-worktree-add")
                 base_tree = git_out(["write-tree"], cwd=wt).encode()
             else:

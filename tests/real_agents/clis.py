@@ -91,8 +91,9 @@ def agent_env(name: str, url: str | None, home: Path, *, key: str | None = TEST_
                 'env_key = "SCRIPTED_API_KEY"\n'
                 'wire_api = "responses"\n'
                 "supports_websockets = false\n"
-                "request_max_retries = 1\n"
-                "stream_max_retries = 1\n")
+                "request_max_retries = 8\n"
+                "stream_max_retries = 8\n"
+                "stream_idle_timeout_ms = 10000\n")
             if key:
                 env["SCRIPTED_API_KEY"] = key
         elif key:
