@@ -16,8 +16,9 @@ What the "model" answers is a :class:`Script`. Scenarios:
 * ``deny``: like ``write`` but the tool call is one the CLI's default permissions refuse (a
   shell command, or a write outside the working directory); then COMPLETED.
 * ``auth``: every model request gets HTTP 401 with the provider's error body.
-* ``hang``: every model request's connection is closed without an answer (the CLI retries and
-  reconnects until its own limit or logist's timeout stops it).
+* ``hang``: every model request's connection is closed without an answer; ``drop``: the stream
+  starts (200, event-stream headers), then the connection drops before any event. Either way
+  the CLI retries or reconnects, again and again.
 * ``retry``: the first step ends with RETRY (a transient problem); later requests COMPLETE.
 * ``text``: answers every request with the outcome block only (no tool).
 
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-SCENARIOS = ("write", "deny", "auth", "hang", "retry", "text")
+SCENARIOS = ("write", "deny", "auth", "hang", "drop", "retry", "text")
 
 
 @dataclass
@@ -477,7 +478,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"totalTokens": 10, "input_tokens": 10})
             return
         scenario = owner.script.scenario
-        if scenario == "hang":
+        if scenario in ("hang", "drop"):  # no answer; or ("drop") the stream starts, then stops
+            if scenario == "drop":
+                self._sse_start()
             self.close_connection = True
             try:
                 self.connection.shutdown(2)

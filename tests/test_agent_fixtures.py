@@ -112,6 +112,10 @@ def test_codex_tokens_of_a_resumed_thread_are_this_runs_delta():
     # turn.completed of a resumed thread counts the whole thread: 240 reported, 100 recorded
     res = parse("codex", "write-success.jsonl", 0, session_id="thread-1", prior_tokens=100)
     assert res.tokens == 140
+    # claude: a resumed session's modelUsage and cost are the session's: this run is the rest
+    res = parse("claude", "write-success.jsonl", 0, session_id="s-1", prior_tokens=120,
+                prior_cost_usd=0.0008)
+    assert (res.tokens, res.cost_usd) == (120, pytest.approx(0.0008))
     assert parse("codex", "write-success.jsonl", 0).tokens == 240
 
 

@@ -26,8 +26,8 @@ import pytest
 from conftest import git
 
 sys.path.insert(0, str(Path(__file__).parent))
-from model_server import ModelServer, Script  # noqa: E402
-from real_agents import clis  # noqa: E402
+from model_server import ModelServer, Script
+from real_agents import clis
 
 pytestmark = pytest.mark.real_agents
 
@@ -146,8 +146,9 @@ def test_a_failure_goes_to_a_person_at_once_with_the_agents_words(project, tmp_p
     if agent == "cline" and scenario == "deny":
         step["args"] = ["--auto-approve", "false"]  # cline auto-approves everything by default
     bare = scenario == "nokey" and agent == "aider"  # no model, no key: aider offers a login
+    loop = "drop" if agent == "codex" else "hang"  # codex retries a refused connection silently
     run = Run(project, tmp_path, agent, "write" if scenario in ("nokey",) else
-              {"loop": "hang"}.get(scenario, scenario),
+              {"loop": loop}.get(scenario, scenario),
               url=not bare, key=scenario != "nokey", **step)
     assert run.status["state"] == "INTERVENTION_REQUIRED", run.explain()
     reason = run.status.get("reason") or run.manifest()["reason"]

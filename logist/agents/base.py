@@ -56,6 +56,7 @@ class StepContext:
     attempt: int = 1
     session_id: str | None = None  # a previous session to resume, where the agent supports it
     prior_tokens: int = 0  # tokens already recorded for this step (CLIs that count per session)
+    prior_cost_usd: float = 0.0  # cost already recorded for this step
 
 
 @dataclass
@@ -448,6 +449,9 @@ class CliAgent(BaseAgent):
     #: Files the CLI writes in the worktree for itself (caches, histories, sessions): excluded
     #: from every harvest (gitignore patterns, relative to the worktree root).
     state_files: tuple[str, ...] = ()
+    #: True when a resumed session reports the usage of the whole session, not of this run:
+    #: what the step already recorded is subtracted (``StepContext.prior_tokens``/``_cost_usd``).
+    session_totals: bool = False
     #: The job-file option that grants what a permission denial refused (shown in the reason).
     grant_hint: str = "skip_permissions = true (everything) in the step"
 
@@ -502,6 +506,9 @@ class CliAgent(BaseAgent):
         if problem is None and exit_code not in (None, 0) and _USAGE.search(output):
             problem = problem_line(output)  # a usage error: the same command fails again
         res = ai_result(self.name, self.read_output(output), output, exit_code, problem)
+        if self.session_totals and ctx.session_id:
+            res.tokens = max(0, res.tokens - ctx.prior_tokens)
+            res.cost_usd = max(0.0, round(res.cost_usd - ctx.prior_cost_usd, 9))
         if res.denials and res.action == "COMPLETED":
             res.reason = denial_reason(self.name, res.denials, self.grant_hint)
         return res

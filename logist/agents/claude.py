@@ -14,7 +14,9 @@ Output formats (both are read; the step option ``output_format`` picks one):
 
 Cost and tokens come from one source, the result's ``modelUsage`` (per model: ``costUSD`` and
 input + output + cache read + cache creation tokens); an older result without it gives
-``total_cost_usd`` and ``usage``. ``is_error`` or an ``error_*`` subtype is a failure.
+``total_cost_usd`` and ``usage``. For a resumed session ``modelUsage`` and ``total_cost_usd``
+count the whole session (``usage`` only this run): what the step already recorded is
+subtracted. ``is_error`` or an ``error_*`` subtype is a failure.
 
 Permissions: without ``skip_permissions`` the agent may edit files in its worktree
 (``--permission-mode acceptEdits``), nothing more; ``allowed_tools = ["Bash(pytest:*)", ...]``
@@ -54,6 +56,7 @@ class ClaudeAgent(CliAgent):
     name: str = "claude"
     binary: str = "claude"
     install_hint: str = "install Claude Code (npm install -g @anthropic-ai/claude-code)"
+    session_totals: bool = True  # a resumed session's modelUsage and total_cost_usd are cumulative
     grant_hint: str = ('allowed_tools = ["Bash(<command>:*)", "Edit", ...] in the step '
                        "(passed as --allowedTools), or skip_permissions = true")
 

@@ -24,7 +24,6 @@ import re
 from typing import Any
 
 from logist.agents.base import (
-    AgentResult,
     CliAgent,
     NativeOutput,
     StepContext,
@@ -49,6 +48,7 @@ class CodexAgent(CliAgent):
     name: str = "codex"
     binary: str = "codex"
     install_hint: str = "install the Codex CLI (npm install -g @openai/codex)"
+    session_totals: bool = True
     grant_hint: str = ('args = ["--add-dir", "<dir>"] (more writable directories) or '
                        "skip_permissions = true (no sandbox) in the step")
 
@@ -85,13 +85,6 @@ class CodexAgent(CliAgent):
                     native.error = msg
         native.denials = [clip(m.group(0), 160) for m in _REJECTED.finditer(output)]
         return native
-
-    def parse(self, output: str, exit_code: int | None, ctx: StepContext) -> AgentResult:
-        """The shared rules; a resumed thread's cumulative usage becomes this run's delta."""
-        res = super().parse(output, exit_code, ctx)
-        if ctx.session_id and ctx.prior_tokens:
-            res.tokens = max(0, res.tokens - ctx.prior_tokens)
-        return res
 
     def event_problem(self, obj: dict[str, Any]) -> tuple[str, str] | None:
         """``error``/``turn.failed`` events: retries, and the errors no retry fixes."""

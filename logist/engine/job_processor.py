@@ -327,7 +327,8 @@ class Engine:
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or assemble_prompt(m, n), workdir=wt,
                           options=dict(step.options), attempt=m.attempt, session_id=step.session_id,
-                          prior_tokens=step.tokens if step.session_id else 0)
+                          prior_tokens=step.tokens if step.session_id else 0,
+                          prior_cost_usd=step.cost_usd if step.session_id else 0.0)
 
         log = Path(m.execution.log) if m.execution and m.execution.log else self._log_path(m, n, m.attempt)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -794,7 +795,8 @@ class Engine:
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or "", workdir=wt, options=dict(step.options),
                           attempt=m.attempt, session_id=step.session_id,
-                          prior_tokens=step.tokens if step.session_id else 0)
+                          prior_tokens=step.tokens if step.session_id else 0,
+                          prior_cost_usd=step.cost_usd if step.session_id else 0.0)
         res = agent.parse(output, exit_code, ctx)
         version = _agent_version(agent)
         warnings = [str(w) for w in earlier_warnings] + res.warnings  # + outcome fields dropped
