@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 
 class WorktreeConfig(_Section):
-    dir: str = ""  # empty: <git-common-dir>/logist/worktrees
+    dir: str = ""  # empty: $XDG_DATA_HOME/logist/worktrees/<repo>-<hash> (outside the repository)
 
 
 class LockConfig(_Section):
