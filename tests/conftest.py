@@ -128,3 +128,29 @@ def net(tmp_path, monkeypatch):
     # 2-core CI box to git and the workers (test_push_fetch_round_trip turns it back on).
     monkeypatch.setenv("LOGIST_NO_WATCHER", "1")
     return make_net(tmp_path)
+
+
+# ---------------------------------------------------------------------------- real agent CLIs
+# tests/test_real_agents.py skips a CLI that is not installed. With LOGIST_REQUIRE_REAL_AGENTS=1
+# (.ci/run sets it after tests/real_agents/install.sh) a run in which no real-agent test passed
+# fails: CI must not go green on a machine where the CLIs silently went missing.
+_REAL_AGENTS_PASSED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed and "real_agents" in report.keywords:
+        _REAL_AGENTS_PASSED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("LOGIST_REQUIRE_REAL_AGENTS") != "1" or exitstatus != 0:
+        return
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller sees every report and decides
+    selected = [item for item in session.items if "real_agents" in item.keywords] \
+        if session.items else []
+    if not _REAL_AGENTS_PASSED and (selected or not session.items):
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            "LOGIST_REQUIRE_REAL_AGENTS=1 but no real-agent test ran: "
+            "tests/real_agents/install.sh installed no agent CLI", red=True)
+        session.exitstatus = 1

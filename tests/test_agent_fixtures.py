@@ -125,3 +125,27 @@ def test_claude_cost_and_tokens_come_from_model_usage():
     text = text.replace('"usage":{"input_tokens":200', '"usage":{"input_tokens":999')
     res = get_agent("claude").parse(text, 0, StepContext("j-1", 1, 1, "s", "p", Path("."), {}))
     assert (res.tokens, res.cost_usd) == (240, pytest.approx(0.0016))
+
+
+def test_the_observer_reads_real_output_without_false_signals():
+    """Lines captured from the real CLIs that used to be misread (docs/observer.md)."""
+    from logist.engine.observer import compile_patterns
+
+    p = compile_patterns()
+    good = {name: read(agent, name) for agent, name in [
+        ("claude", "write-success.jsonl"), ("codex", "write-success.jsonl"),
+        ("gemini", "write-success.jsonl"), ("cline", "write-success.jsonl")]}
+    wrong = {"api_error", "completed", "approval_requested", "auth_error"}
+    for name, text in good.items():
+        for line in text.splitlines():
+            assert not wrong & set(p.classify(line)), (name, line[:200])
+    untrusted = read("gemini", "untrusted.txt").splitlines()
+    assert [p.classify(line) for line in untrusted if "Approval mode overridden" in line] == [[], []]
+    assert p.classify("job aider-401-8vhj started in /tmp/401/x") == []
+    assert p.classify("Please set an Auth method in your /root/.gemini/settings.json") == ["auth_error"]
+    from logist.agents.outcome import OUTCOME_INSTRUCTIONS
+    for line in OUTCOME_INSTRUCTIONS.splitlines():  # an agent echoing its prompt
+        assert "approval_requested" not in p.classify(line) and "completed" not in p.classify(line)
+    for agent, name in [("claude", "auth.jsonl"), ("codex", "auth.jsonl"), ("gemini", "auth.jsonl"),
+                        ("cline", "auth.jsonl"), ("aider", "auth.txt")]:
+        assert any("auth_error" in p.classify(line) for line in read(agent, name).splitlines()), agent

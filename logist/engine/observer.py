@@ -47,22 +47,27 @@ from logist.core.redact import redact
 __all__ = ["BUILTIN_PATTERNS", "Observer", "Patterns", "Signal", "compile_patterns",
            "validate_patterns"]
 
+# A number like 401 counts only on its own: not inside an id (aider-401-8vhj), a path or a word.
+_ALONE_L = "(^|[^a-z0-9_./-])"
+_ALONE_R = "([^a-z0-9_/-]|$)"
+
 BUILTIN_PATTERNS: dict[str, str] = {
     "rate_limit": (
-        r"\b429\b|\brate[ _-]?limit|too many requests|overloaded|usage limit"
+        _ALONE_L + "429" + _ALONE_R + r"|\brate[ _-]?limit|too many requests|overloaded|usage limit"
         r"|quota (exceeded|exhausted)|resource_exhausted|exceeded your current quota"),
     "auth_error": (
-        r"\b401\b|invalid[ _-]?(api[ _-]?key|x-api-key|bearer|token|credentials|authentication)"
+        _ALONE_L + "401" + _ALONE_R
+        + r"|invalid[ _-]?(api[ _-]?key|x-api-key|bearer|token|credentials|authentication)"
         r"|incorrect api key|api key not valid|authentication[ _]?(error|failed|required)"
         r"|unauthori[sz]ed|not logged in|please run /login|missing api key|no api key"
-        r"|\b403 forbidden"),
+        r"|please set an auth method|not able to authenticate you|\b403 forbidden"),
     "context_full": (
         r"context[ _]window (is )?(full|exceeded)|(exceeds?|larger than) the (model's )?context window"
         r"|context_length_exceeded|prompt is too long|maximum context length|input is too long"
         r"|too many tokens|maximum number of tokens|token limit (exceeded|reached)"
         r"|exceeds the [0-9,]+ token limit"),
     "api_error": (
-        r"\bapi[ _]?error|internal server error|service unavailable|bad gateway|gateway time-?out"
+        r"\bapi[ _]?error([^_a-z]|$)|internal server error|service unavailable|bad gateway|gateway time-?out"
         r"|\b(status|code|http)[: =]*5[0-9][0-9]\b"
         r"|\b5[0-9][0-9] (internal|bad gateway|service unavailable|gateway)"
         r"|apiconnectionerror|connection error|stream error|request timed out"),
@@ -72,11 +77,12 @@ BUILTIN_PATTERNS: dict[str, str] = {
         r"|press enter|press any key|waiting for (your )?input"
         r"|(continue|proceed|apply this change|allow execution)\? *$"),
     "approval_requested": (
-        r"\bapproval|\bsign[ -]?off\b|please review|ready for (your )?review"
-        r"|awaiting (your )?review|needs? (your )?(review|approval)"),
+        r"(approval|sign[ -]?off) (is )?(required|requested|needed)|requests? (your )?(approval|sign[ -]?off)"
+        r"|(awaiting|waiting for) (your )?(review|approval|sign[ -]?off)|please review"
+        r"|ready for (your )?review|needs? (your )?(review|approval|sign[ -]?off)"),
     "completed": (
-        r"\"(outcome|status)\" *: *\"completed\"|\boutcome: *completed\b|task completed"
-        r"|task complete\b|all tasks (are )?(done|complete)"),
+        r"\"outcome\" *: *\"completed\"|\"status\" *: *\"completed\" *, *\"summary\"|\boutcome: *completed\b"
+        r"|task completed|task complete\b|all tasks (are )?(done|complete)"),
     "error": (
         r"traceback \(most recent call last\)|error *:|\berror\[|\bfatal:|exception:"
         r"|unhandled (exception|error|rejection)|panicked at|segmentation fault|\bnpm err!"),

@@ -117,7 +117,7 @@ def _config_table(config: str | Mapping) -> Mapping:
     if unknown:
         raise ConfigError(f"unknown watcher config key(s): {', '.join(unknown)}",
                           hint="known keys: patterns, sentinel, observer, agent")
-    agent = config.get("agent")  # type: ignore[union-attr]
+    agent = config.get("agent")
     if agent is not None and not isinstance(agent, str):
         raise ConfigError("watcher config 'agent' must be an agent name")
     return config
