@@ -123,10 +123,84 @@ def validate_common(agent: str, options: Any) -> None:
         raise AgentError(f"agent {agent!r}: model must be a non-empty string, got {model!r}")
     if "args" in options:
         check_str_list(options["args"], f"agent {agent!r}: args")
+        for arg in options["args"]:
+            refuse_literal_secret(agent, "args", arg)
+    if "env" in options:
+        check_env(agent, options["env"])
     for flag in ("skip_permissions", "requires_approval"):
         if flag in options and not isinstance(options[flag], bool):
             raise AgentError(f"agent {agent!r}: {flag} must be true or false, "
                              f"got {options[flag]!r}")
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]{0,127})\}")
+_REF_HINT = ('pass it by reference: env = { NAME = "${NAME}" } in the job file (or the step), '
+             "with NAME set in the environment of `logist job run`")
+
+
+def refuse_literal_secret(agent: str, where: str, value: str) -> None:
+    """AgentError when ``value`` looks like a key or token (it would be committed verbatim)."""
+    from logist.core.redact import redact
+
+    if redact(value) != value:
+        raise AgentError(f"agent {agent!r}: {where} holds what looks like a secret "
+                         f"({redact(value)[:80]!r}); it would be committed in the job's record",
+                         hint=_REF_HINT)
+
+
+def check_env(agent: str, env: Any) -> None:
+    """``env`` is a table of NAME = value; values that look like secrets must be references."""
+    if not isinstance(env, dict):
+        raise AgentError(f"agent {agent!r}: env must be a table of NAME = \"value\", got {env!r}")
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise AgentError(f"agent {agent!r}: env: {name!r} is not a variable name",
+                             hint="use letters, digits and _ (not starting with a digit)")
+        if not isinstance(value, str):
+            raise AgentError(f"agent {agent!r}: env.{name} must be a string, got {value!r}")
+        if "\x00" in value:
+            raise AgentError(f"agent {agent!r}: env.{name} holds a NUL byte")
+        if not _ENV_REF.search(value):
+            refuse_literal_secret(agent, f"env.{name}", value)
+
+
+def resolve_env(options: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The step's ``env`` with each ``${NAME}`` read from ``environ`` (default: this process's
+    environment, i.e. that of `logist job run`). The values never go into the record: only the
+    references are stored. AgentError naming the variable when one is not set."""
+    import os
+
+    table = options.get("env") or {}
+    src = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for name, value in table.items():
+        def one(m: re.Match[str], name: str = name) -> str:
+            var = m.group(1)
+            if var not in src:
+                raise AgentError(f"env.{name} refers to ${{{var}}}, which is not set in the "
+                                 "environment of `logist job run`",
+                                 hint=f"export {var}=... before running the job")
+            return src[var]
+        out[name] = _ENV_REF.sub(one, value)
+    return out
+
+
+def secret_values(options: dict[str, Any]) -> list[str]:
+    """The values the step's ``env`` references resolve to now (to mask them in notes)."""
+    try:
+        resolved = resolve_env(options)
+    except AgentError:
+        return []
+    refs = options.get("env") or {}
+    return [v for k, v in resolved.items() if v and len(v) >= 4 and v != refs.get(k)]
+
+
+def mask_values(text: str, values: list[str]) -> str:
+    """``text`` with every occurrence of each of ``values`` replaced by ``[REDACTED]``."""
+    for v in sorted(set(values), key=len, reverse=True):
+        text = text.replace(v, "[REDACTED]")
+    return text
 
 
 # --------------------------------------------------------------------------- result helpers
@@ -296,7 +370,8 @@ def cli_version(exe: str, *, timeout: float = 30.0) -> str | None:
     """The version number ``exe --version`` prints (``2.1.332`` of ``2.1.332 (Claude Code)``),
     or None when it prints none in ``timeout`` seconds. Cached per path and mtime."""
     import os
-    import subprocess
+
+    from logist.runtimes.programs import run_program
 
     try:
         key = (os.path.realpath(exe), os.stat(exe).st_mtime)
@@ -305,10 +380,9 @@ def cli_version(exe: str, *, timeout: float = 30.0) -> str | None:
     if key in _VERSIONS:
         return _VERSIONS[key]
     try:
-        proc = subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, check=False)
+        proc = run_program([exe, "--version"], timeout=timeout)
         text = strip_ansi(proc.stdout.decode("utf-8", "replace"))
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, TimeoutError):
         text = ""
     m = _VERSION_RE.search(text)
     _VERSIONS[key] = m.group(0) if m else None
@@ -406,8 +480,10 @@ class BaseAgent:
         validate_common(self.name, options)
 
     def step_env(self, ctx: StepContext) -> dict[str, str]:
-        """Variables every agent process gets: which job, step and attempt it serves."""
-        return {"LOGIST_JOB_ID": ctx.job_id, "LOGIST_STEP": str(ctx.step_number),
+        """Variables every agent process gets: which job, step and attempt it serves, plus the
+        step's ``env`` with its ``${NAME}`` references read from logist's environment."""
+        return {**resolve_env(ctx.options),
+                "LOGIST_JOB_ID": ctx.job_id, "LOGIST_STEP": str(ctx.step_number),
                 "LOGIST_STEP_COUNT": str(ctx.step_count), "LOGIST_STEP_NAME": ctx.step_name,
                 "LOGIST_ATTEMPT": str(ctx.attempt)}
 

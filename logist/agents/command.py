@@ -14,7 +14,14 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from logist.agents.base import ARGV_PROMPT_LIMIT, Invocation, PlainAgent, StepContext, check_str_list
+from logist.agents.base import (
+    ARGV_PROMPT_LIMIT,
+    Invocation,
+    PlainAgent,
+    StepContext,
+    check_str_list,
+    refuse_literal_secret,
+)
 from logist.core.errors import AgentError
 
 
@@ -31,6 +38,8 @@ class CommandAgent(PlainAgent):
         if "command" not in options:
             raise AgentError('agent "command" needs command = ["program", "arg", ...] in the step')
         check_str_list(options["command"], "command", non_empty=True)
+        for arg in options["command"]:
+            refuse_literal_secret("command", "command", arg)
 
     def build(self, ctx: StepContext) -> Invocation:
         """argv = the step's command (plus ``args``); a bare program name must be on PATH."""

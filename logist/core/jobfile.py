@@ -73,6 +73,7 @@ class StepFile(_Strict):
     skip_permissions: bool = False
     output_format: Literal["json", "stream-json"] | None = None
     allowed_tools: list[str] | None = None  # claude: --allowedTools (docs/agents.md)
+    env: dict[str, str] = Field(default_factory=dict)  # NAME = "${NAME}": read at run time
 
     @model_validator(mode="after")
     def _prompt_or_command(self) -> StepFile:
@@ -96,6 +97,8 @@ class StepFile(_Strict):
             opts["output_format"] = self.output_format
         if self.allowed_tools:
             opts["allowed_tools"] = list(self.allowed_tools)
+        if self.env:
+            opts["env"] = dict(self.env)
         return opts
 
 
@@ -107,6 +110,7 @@ class JobFile(_Strict):
     budget: BudgetFile = Field(default_factory=BudgetFile)
     sentinel: dict[str, float | int | bool] = Field(default_factory=dict)
     observer: ObserverFile = Field(default_factory=ObserverFile)
+    env: dict[str, str] = Field(default_factory=dict)  # every step's; a step's own env wins
     steps: list[StepFile] = Field(min_length=1)
 
     @model_validator(mode="before")

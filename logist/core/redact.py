@@ -6,7 +6,9 @@
 
 Shapes covered: Anthropic/OpenAI keys (``sk-ant-...``, ``sk-proj-...``, ``sk-...``), GitHub
 tokens (``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``, ``github_pat_``), AWS access key ids
-(``AKIA``/``ASIA``), Slack tokens (``xox[abprs]-``), Google API keys (``AIza...``), Bearer
+(``AKIA``/``ASIA``), Slack tokens (``xox?-``), Google API keys (``AIza...``), GitLab
+(``glpat-``), Hugging Face (``hf_``), Stripe live keys (``sk_live_``/``rk_live_``) and npm
+(``npm_``) tokens, Bearer
 tokens, JWTs, PEM private key blocks, credentials in URLs (``https://user:secret@host``) and
 assignments such as ``password=...``, ``token: ...``, ``OPENAI_API_KEY=...``,
 ``"client_secret": "..."``.
@@ -33,7 +35,11 @@ _SECRET_RE = re.compile(
     r"|(?P<openai>sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,})"
     r"|(?P<github>gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"
     r"|(?P<aws>(?:AKIA|ASIA)[0-9A-Z]{16}\b)"
-    r"|(?P<slack>xox[abprs]-[A-Za-z0-9\-]{10,})"
+    r"|(?P<slack>xox[a-z]-[A-Za-z0-9\-]{10,})"
+    r"|(?P<gitlab>glpat-[A-Za-z0-9_\-]{20,})"
+    r"|(?P<huggingface>\bhf_[A-Za-z0-9]{30,})"
+    r"|(?P<stripe>\b[rs]k_live_[A-Za-z0-9]{16,})"
+    r"|(?P<npm>\bnpm_[A-Za-z0-9]{36,})"
     r"|(?P<google>AIza[0-9A-Za-z_\-]{30,})"
     r"|(?P<jwt>eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})"
     r"|(?P<bearer>[Bb](?i:earer)[ \t]+)(?P<bearer_val>[A-Za-z0-9._~+/\-]{8,}=*)"
@@ -46,6 +52,7 @@ _SECRET_RE = re.compile(
 
 # Cheap pre-check: if none of these occurs (case-insensitively), nothing can match.
 _HINTS = ("-----begin", "sk-", "gh", "akia", "asia", "xox", "aiza", "eyj", "bearer", "://",
+          "glpat-", "hf_", "k_live_", "npm_",
           "pass", "secret", "token", "key", "credential", "auth")
 
 _VALUE_WORDS = {"null", "none", "true", "false", "undefined", "required", "optional", "str",

@@ -81,6 +81,11 @@ class Engine:
                     expected: str | None = None, trailers: dict[str, str] | None = None,
                     exclude: tuple[str, ...] = ()) -> tuple[str, Manifest]:
         job_id = lease.job_id
+        if update.reason or body:  # reasons quote agents; they go into commits and the record
+            from logist.core.redact import redact
+
+            update.reason = redact(update.reason) if update.reason else update.reason
+            body = redact(body)
         if expected is None:
             tip, manifest = self.store.read(job_id)
         else:
@@ -576,7 +581,8 @@ class Engine:
             verdict.unlink(missing_ok=True)
             oid, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
                                                     data=extra or None), **at)
-            self._note_log(oid, _read_text(log))
+            self._note_log(oid, _mask_env(_read_text(log, self.store.config.limits.max_log_bytes),
+                                          m.current.options))
             return self._finish_intervention(lease, "gave_up", f"{reason} (not retried)")
         if v is not None:
             reason = f"sentinel: {v.get('reason', 'agent looked hung')}" if v else \
@@ -585,7 +591,8 @@ class Engine:
             oid, m = self._transition(lease, Update(event="hung", reason=reason, seconds_delta=elapsed,
                                                     data=extra or None), **at)
             # what the stopped agent printed: `job log`
-            self._note_log(oid, _read_text(log, self.store.config.limits.max_log_bytes))
+            self._note_log(oid, _mask_env(_read_text(log, self.store.config.limits.max_log_bytes),
+                                          m.current.options))
             return self._recover_or_give_up(lease, reason)
         def add_time(x: Manifest) -> None:
             x.current.seconds = round(x.current.seconds + elapsed, 3)
@@ -636,7 +643,8 @@ class Engine:
         oid, _ = self._transition(lease, Update(event="hung", reason=reason,
                                                 data={"warnings": warnings} if warnings else None),
                                   expected=tip, parent=tip, history_from=executing_commit)
-        self._note_log(oid, _read_text(log, self.store.config.limits.max_log_bytes))
+        self._note_log(oid, _mask_env(_read_text(log, self.store.config.limits.max_log_bytes),
+                                      m.current.options))
         return self._recover_or_give_up(lease, reason)
 
     def _read_agent_file(self, job_id: str) -> dict | None:
@@ -753,6 +761,9 @@ class Engine:
         return self._execute(lease, oid, m)
 
     def _finish_intervention(self, lease: Lease, event: str, reason: str) -> StepResult:
+        from logist.core.redact import redact
+
+        reason = redact(reason)
         def mut(x: Manifest) -> None:
             x.current.status = StepStatus.FAILURE
             x.current.reason = reason
@@ -790,7 +801,8 @@ class Engine:
         n = m.step
         wt = self.store.ensure_worktree(job_id)
         log = Path(m.execution.log) if m.execution and m.execution.log else None
-        output = _read_text(log, self.store.config.limits.max_log_bytes) if log else ""
+        output = _mask_env(_read_text(log, self.store.config.limits.max_log_bytes) if log else "",
+                           step.options)
         agent = get_agent(step.agent)
         ctx = StepContext(job_id=job_id, step_number=n, step_count=m.step_count, step_name=step.name,
                           prompt=step.assembled_prompt or "", workdir=wt, options=dict(step.options),
@@ -798,6 +810,11 @@ class Engine:
                           prior_tokens=step.tokens if step.session_id else 0,
                           prior_cost_usd=step.cost_usd if step.session_id else 0.0)
         res = agent.parse(output, exit_code, ctx)
+        from logist.core.redact import redact
+
+        # what the agent said goes into the record and the commit message: no secrets
+        res.summary, res.reason = redact(res.summary), redact(res.reason)
+        res.denials = [redact(d) for d in res.denials]
         version = _agent_version(agent)
         warnings = [str(w) for w in earlier_warnings] + res.warnings  # + outcome fields dropped
         moved = self.store.restore_worktree_head(job_id)
@@ -955,6 +972,15 @@ class Engine:
                 set_note(self.store.root, refs.NOTES_LOGS, commit, text)
             except LogistError as exc:
                 self.progress(f"warning: step log not noted: {exc.message}")
+
+
+def _mask_env(text: str, options: dict) -> str:
+    """``text`` without the values the step's ``env`` references resolve to (docs/jobfile.md)."""
+    if not options.get("env"):
+        return text
+    from logist.agents.base import mask_values, secret_values
+
+    return mask_values(text, secret_values(options))
 
 
 def _agent_version(agent) -> str | None:

@@ -45,6 +45,8 @@ def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: s
         agent_name = s.agent or (("command" if s.command else None) or spec.agent)
         agent = get_agent(agent_name)
         opts = s.options()
+        if spec.env:  # the job's env references, under the step's own
+            opts["env"] = {**spec.env, **opts.get("env", {})}
         agent.validate_options(opts)
         steps.append(Step(name=s.name or f"step-{i}", prompt=s.prompt, agent=agent_name, options=opts,
                           requires_approval=s.requires_approval))

@@ -162,8 +162,10 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
     # only an empty one named after a job of this repository is removed; nothing else is
     # removed or advised for removal (it may be a user's).
     from logist.core.config import WORKTREES_MARKER
+    from logist.store.jobstore import default_worktrees_dir
 
-    owned = (wdir / WORKTREES_MARKER).is_file() or store.paths.logist_dir in wdir.parents
+    owned = (wdir / WORKTREES_MARKER).is_file() or store.paths.logist_dir in wdir.parents \
+        or wdir == default_worktrees_dir(store.paths.common_dir)
     if wdir.is_dir() and not owned:
         rep.findings.append(Finding(
             "unowned-worktrees-dir", f"worktrees.dir {wdir} was not created by logist (no "

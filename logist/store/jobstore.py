@@ -407,7 +407,7 @@ class JobStore:
         if marker.is_file():
             return d
         if d.is_dir():
-            mine = self.paths.logist_dir in d.parents
+            mine = self.paths.logist_dir in d.parents or d == default_worktrees_dir(self.paths.common_dir)
             entries = [Path(e.path) for e in os.scandir(d) if e.name != WORKTREES_MARKER]
             foreign = [e for e in entries if not self._is_our_worktree(e)]
             if foreign and not mine:
