@@ -366,19 +366,32 @@ _VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+.][0-9A-Za-z.]+)?")
 _VERSIONS: dict[tuple[str, float], str | None] = {}
 
 
-def cli_version(exe: str, *, timeout: float = 30.0) -> str | None:
+def cli_version(exe: str, *, timeout: float = 30.0, cache: Path | None = None) -> str | None:
     """The version number ``exe --version`` prints (``2.1.332`` of ``2.1.332 (Claude Code)``),
-    or None when it prints none in ``timeout`` seconds. Cached per path and mtime."""
+    or None when it prints none in ``timeout`` seconds. Cached per path and mtime, in this
+    process and in the JSON file ``cache`` (some CLIs take seconds to say their version)."""
     import os
 
     from logist.runtimes.programs import run_program
 
     try:
-        key = (os.path.realpath(exe), os.stat(exe).st_mtime)
+        st = os.stat(exe)
+        key = (os.path.realpath(exe), st.st_mtime)
     except OSError:
         return None
     if key in _VERSIONS:
         return _VERSIONS[key]
+    disk_key = f"{key[0]}|{st.st_mtime_ns}|{st.st_size}"
+    stored: dict[str, Any] = {}
+    if cache is not None:
+        try:
+            loaded = json.loads(cache.read_text())
+            stored = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            stored = {}
+        if isinstance(stored.get(disk_key), str):
+            _VERSIONS[key] = stored[disk_key]
+            return _VERSIONS[key]
     try:
         proc = run_program([exe, "--version"], timeout=timeout)
         text = strip_ansi(proc.stdout.decode("utf-8", "replace"))
@@ -386,6 +399,15 @@ def cli_version(exe: str, *, timeout: float = 30.0) -> str | None:
         text = ""
     m = _VERSION_RE.search(text)
     _VERSIONS[key] = m.group(0) if m else None
+    if cache is not None and _VERSIONS[key]:
+        stored = {k: v for k, v in stored.items() if not k.startswith(key[0] + "|")}
+        stored[disk_key] = _VERSIONS[key]
+        try:
+            tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(stored, indent=1, sort_keys=True))
+            os.replace(tmp, cache)
+        except OSError:
+            pass
     return _VERSIONS[key]
 
 
@@ -615,7 +637,7 @@ class CliAgent(BaseAgent):
         """:meth:`line_problem` for one JSON event of the CLI (default: nothing)."""
         return None
 
-    def version(self) -> str | None:
+    def version(self, cache: Path | None = None) -> str | None:
         """The CLI's version (``BINARY --version``, cached by path and mtime), or None."""
         exe = self.executable()
-        return cli_version(exe) if exe else None
+        return cli_version(exe, cache=cache) if exe else None

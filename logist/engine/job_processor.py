@@ -815,7 +815,7 @@ class Engine:
         # what the agent said goes into the record and the commit message: no secrets
         res.summary, res.reason = redact(res.summary), redact(res.reason)
         res.denials = [redact(d) for d in res.denials]
-        version = _agent_version(agent)
+        version = _agent_version(agent, self.store.paths.logist_dir / "agent-versions.json")
         warnings = [str(w) for w in earlier_warnings] + res.warnings  # + outcome fields dropped
         moved = self.store.restore_worktree_head(job_id)
         if moved:
@@ -983,10 +983,10 @@ def _mask_env(text: str, options: dict) -> str:
     return mask_values(text, secret_values(options))
 
 
-def _agent_version(agent) -> str | None:
+def _agent_version(agent, cache: Path) -> str | None:
     """The agent CLI's version (``--version``), or None (plain agents, or it says none)."""
     try:
-        return agent.version() if hasattr(agent, "version") else None
+        return agent.version(cache) if hasattr(agent, "version") else None
     except Exception:
         return None
 
