@@ -140,10 +140,11 @@ _REF_HINT = ('pass it by reference: env = { NAME = "${NAME}" } in the job file (
 
 
 def refuse_literal_secret(agent: str, where: str, value: str) -> None:
-    """AgentError when ``value`` looks like a key or token (it would be committed verbatim)."""
-    from logist.core.redact import redact
+    """AgentError when ``value`` holds a key or token of a known shape (it would be committed
+    verbatim in the job's record)."""
+    from logist.core.redact import key_shaped, redact
 
-    if redact(value) != value:
+    if key_shaped(value):
         raise AgentError(f"agent {agent!r}: {where} holds what looks like a secret "
                          f"({redact(value)[:80]!r}); it would be committed in the job's record",
                          hint=_REF_HINT)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "cap", "redact"]
+__all__ = ["MASK", "cap", "key_shaped", "redact"]
 
 MASK = "[REDACTED]"
 
@@ -76,6 +76,18 @@ def _replace(m: re.Match[str]) -> str:
         quote = value[0] if value[:1] in ("'", '"') else ""
         return str(m.group("assign")) + quote + MASK + quote
     return MASK
+
+
+_KEY_KINDS = {"pem", "anthropic", "openai", "github", "aws", "slack", "google", "gitlab",
+              "huggingface", "stripe", "npm", "jwt", "bearer_val", "url_pass"}
+
+
+def key_shaped(text: str) -> bool:
+    """True when ``text`` holds a token of a known provider shape (``sk-...``, ``ghp_...``,
+    ``glpat-...``, a JWT, a PEM key, ``Bearer ...``, a password in a URL): what must never be
+    written into a job file. Unlike :func:`redact`, ``name=value`` assignments do not count
+    (a script that sets ``token = f(x)`` is not a secret)."""
+    return any(m.lastgroup in _KEY_KINDS for m in _SECRET_RE.finditer(text))
 
 
 def redact(text: str) -> str:
