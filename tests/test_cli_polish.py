@@ -133,3 +133,24 @@ def test_follow_prints_a_header_before_each_step(cli):
     second = text.index(f"── {job_id}: step 2/2 second · agent mock · attempt 1 · run 1 ──")
     assert first < text.index("working slowly") < second
     assert text.rstrip().endswith(f"{job_id}: SUCCESS (step 2/2)")
+
+
+def test_refusals_name_commands_that_exist_and_history_keeps_whole_reasons(cli):
+    from _core import create_from_toml, create_job
+
+    job_id = create_job(cli, "--title", "Pending", "--step", "x", "--activate")
+    r = cli("job", "approve", job_id)
+    assert r.code == 1 and "`logist job run`" in r.err and "`logist job cancel`" in r.err
+    assert "start" not in r.err
+    long_reason = "word " * 40
+    stuck = create_from_toml(cli, 'title = "S"\n[[steps]]\nprompt = "p"\n[steps.mock]\nscenario = "stuck"\n',
+                             "--activate")
+    cli("job", "run", stuck)
+    cli.ok("job", "suspend", stuck, "--message", long_reason)
+    out = cli.ok("job", "history", stuck).out
+    assert long_reason.strip() in out  # not cut at 80 characters
+    import re
+
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d", out)  # local time, with its offset
+    for e in cli.ok("job", "history", stuck, "--json").json():
+        assert e["t"].endswith("Z")  # ISO 8601 UTC in --json

@@ -73,11 +73,18 @@ def transition_state(current: State | str, event: str) -> State:
     try:
         return TABLE[(state, event)]
     except KeyError:
-        allowed = sorted(e for (s, e) in TABLE if s == state)
+        allowed = [COMMANDS[e] for e in sorted(e for (s, e) in TABLE if s == state) if e in COMMANDS]
+        if state == S.PENDING:
+            allowed.insert(0, "`logist job run`")
         raise JobStateError(
             f"cannot {event} a job in state {state.value}",
-            hint=("allowed here: " + ", ".join(allowed)) if allowed
+            hint=("what you can do now: " + ", ".join(allowed)) if allowed
             else f"{state.value} is terminal; start a new run with `logist job rerun`") from None
+
+
+# The command a person runs for each event they may fire (the others are the runner's).
+COMMANDS = {e: f"`logist job {e}`" for e in ("activate", "approve", "reject", "resubmit", "suspend",
+                                             "resume", "cancel")}
 
 
 def allowed_events(current: State) -> list[str]:

@@ -299,6 +299,7 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
         ("run", data["run"]), ("reason", data["reason"] or "-"), ("held by", holder),
         ("last signal", data["last_signal"] or "-"),
         ("cost", f"${data['cost_usd']:.4f}  tokens {data['tokens']}  time {data['seconds']:.1f}s"),
+        ("active", f"{local_time(data['updated_at'])} (created {local_time(data['created_at'])})"),
         ("branch", data["branch"]), ("review branch", data["review_branch"] or "-"),
         ("head", data["head"]), ("worktree", data["worktree"])])
     if data["interrupted"]:
@@ -428,11 +429,11 @@ def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="
     rows = []
     for e in items:
         if e.get("event") == "notes":
-            rows.append([e.get("t", "")[:19], "note", "", e.get("ref", ""), "", e.get("text", "")[:80]])
+            rows.append([local_time(e.get("t")), "note", "", e.get("ref", ""), "", _one_line(e.get("text"), 2000)])
             continue
         move = f"{e.get('from') or ''} -> {e.get('to') or ''}".strip()
-        rows.append([e.get("t", "")[:19], e.get("event"), f"{e.get('run')}/{e.get('step')}", move,
-                     (e.get("harvest_commit") or "")[:12], (e.get("reason") or "")[:80]])
+        rows.append([local_time(e.get("t")), e.get("event"), f"{e.get('run')}/{e.get('step')}", move,
+                     (e.get("harvest_commit") or "")[:12], _one_line(e.get("reason"), 2000)])
     table(["time", "event", "run/step", "transition", "commit", "reason"], rows)
     return 0
 
