@@ -372,7 +372,7 @@ class Engine:
         exit_code, killed_reason = self._wait(handle, m, log=log, cut=cut, stoppable=True)
         left = self._agent_gone(m.id, handle, watcher_pid, verdict, executing_commit)
         left += self._log_cut(log, cut)
-        left += self._escaped(m, handle.pgid)
+        left += self._escaped(m, handle.pgid, handle.pid)
         crash_point("after-agent-exit")
         if self._stop_req is not None:
             return self._honour_stop(lease, self._stop_req, log)
@@ -385,7 +385,7 @@ class Engine:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
 
-    def _escaped(self, m: Manifest, pgid: int) -> list[str]:
+    def _escaped(self, m: Manifest, pgid: int, pid: int) -> list[str]:
         """Processes the agent started outside its process group (``setsid``, a daemon) that
         still run after it exited: recorded as a warning of the step (not stopped: they are
         not in the group logist owns)."""
@@ -393,7 +393,7 @@ class Engine:
 
         marks = {"LOGIST_JOB_ID": m.id, "LOGIST_STEP": str(m.step), "LOGIST_ATTEMPT": str(m.attempt),
                  "LOGIST_RUN": str(m.run)}
-        found = escaped_processes(marks, pgid=pgid)
+        found = escaped_processes(marks, pgid=pgid, newer_than=pid)
         if not found:
             return []
         listed = "; ".join(f"pid {pid}: {cmd}" for pid, cmd in found[:5])

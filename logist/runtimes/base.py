@@ -128,17 +128,30 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 
 
-def escaped_processes(env_marks: dict[str, str], *, pgid: int | None = None) -> list[tuple[int, str]]:
+def escaped_processes(env_marks: dict[str, str], *, pgid: int | None = None,
+                      newer_than: int | None = None) -> list[tuple[int, str]]:
     """(pid, command line) of live processes outside process group ``pgid`` whose environment
     holds every ``KEY=value`` of ``env_marks``: what an agent started with ``setsid`` (a
-    daemon) that outlives its step. Linux /proc; [] elsewhere. Never this process."""
+    daemon) that outlives its step. Linux /proc; [] elsewhere. Never this process.
+
+    ``newer_than``: the agent's pid; only higher pids are looked at (pids grow until they wrap
+    at pid_max: near it, every pid is), which keeps the scan to the few processes started
+    since the agent (a few ms, not one read of every process's environment)."""
     if not os.path.isdir("/proc/self"):
         return []
     wanted = {f"{k}={v}".encode() for k, v in env_marks.items()}
     me = os.getpid()
+    floor = 0
+    if newer_than is not None:
+        try:
+            with open("/proc/sys/kernel/pid_max") as fh:
+                pid_max = int(fh.read())
+        except (OSError, ValueError):
+            pid_max = 1 << 22
+        floor = newer_than if newer_than < pid_max - pid_max // 16 else 0
     out = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit() or int(entry) == me or int(entry) <= floor:
             continue
         pid = int(entry)
         try:
