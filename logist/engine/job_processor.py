@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from logist.core.errors import JobStateError, LogistError
+from logist.core.faults import crash_point
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.core.safepath import why_unsafe
@@ -33,9 +35,6 @@ from logist.store.locks import Lease, acquire
 
 Progress = Callable[[str], None]
 Repair = Callable[["Engine", Lease], "StepResult | None"]
-
-
-from logist.store.jobstore import crash_point  # noqa: E402 - test-only crash points (LOGIST_CRASH_AT)
 
 WATCHER_EXIT_WAIT = 5.0  # seconds a side process gets, once its agent is gone, to end by itself
 
@@ -571,7 +570,7 @@ class Engine:
         own = executing_commit or self.store.tip(job_id)
         tip, settled = settle_branch(self.store, job_id, own)
         warnings = list(settled) + list(warnings or [])
-        at = {"expected": tip, "parent": tip, "history_from": own}
+        at: dict[str, Any] = {"expected": tip, "parent": tip, "history_from": own}
         extra = {"warnings": warnings} if warnings else {}
         elapsed = elapsed_since(m.execution.started_at) if m.execution else 0.0
         v = _verdict(verdict, own)
@@ -616,7 +615,7 @@ class Engine:
         verdict = self.store.run_dir(m.id) / "verdict.json"
         log = Path(m.execution.log) if m.execution and m.execution.log else \
             self._log_path(m, m.step, m.attempt)
-        if st.kind == "running":
+        if st.kind == "running" and st.pid is not None:
             from logist.runtimes.host import attach
 
             self.progress(f"{m.id}: re-attaching to the running agent (pid {st.pid})")
@@ -714,7 +713,7 @@ class Engine:
                           prompt=prompt, workdir=workdir, options=dict(step.options), attempt=attempt)
         verdict = self.store.run_dir(m.id) / "verdict.json"
         code, stopped = st.exit_code, None
-        if st.kind == "running":
+        if st.kind == "running" and st.pid is not None:
             self.progress(f"{m.id}: re-attaching to the running agent (pid {st.pid})")
             handle = attach(st.pid, pgid=st.pgid, start_time=st.start_time)
             cut: dict[str, int] = {}

@@ -38,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from logist.core.errors import BusyError, LogistError, UsageError
+from logist.core.faults import crash_point
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
 from logist.engine.agent_proc import agent_status, stop_agent
 from logist.engine.settle import is_ancestor, own_tip, settle_branch
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
-from logist.store.jobstore import JobStore, crash_point
+from logist.store.jobstore import JobStore
 
 Progress = Callable[[str], None]
 
@@ -221,7 +222,7 @@ class Recovered:
 def sync_worktree(store: JobStore, job_id: str) -> list[str]:
     """Bring a resting job's worktree to its tip: the record's copy and index, and no
     ``git worktree lock`` left by a step that was interrupted. What was done, in words."""
-    did = []
+    did: list[str] = []
     wt = store.worktree_path(job_id)
     if not (wt / ".git").exists():
         return did
@@ -301,11 +302,11 @@ def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = Non
             # What `logist job run` does first (Engine._repair): finish the restep, nothing more.
             lease.start_heartbeat()
             try:
-                result = repair_interrupted(make_engine(store, progress=progress, trust=trust), lease)
+                repaired = repair_interrupted(make_engine(store, progress=progress, trust=trust), lease)
             finally:
                 lease.stop_heartbeat()
-            if result is not None:
-                did.append(f"finished the interrupted {result.reason}")
+            if repaired is not None:
+                did.append(f"finished the interrupted {repaired.reason}")
             git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
                 check=False)
         else:
@@ -384,12 +385,12 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
             history_from = own
             for i, event in enumerate(events):
                 last = i == len(events) - 1
-                res = apply_update(m, Update(event=event, reason=why, mutate=mut if last else None,
+                upd = apply_update(m, Update(event=event, reason=why, mutate=mut if last else None,
                                              data={"abandoned": True, **({"warnings": warnings}
                                                                          if warnings and last else {})}),
                                    now=utcnow(), transition_id=new_transition_id())
-                assert res is not None
-                m, entry = res
+                assert upd is not None
+                m, entry = upd
                 with_work = last and _usable_worktree(store, job_id)
                 tip = store.commit_transition(job_id, tip, m, [entry], lease=lease.oid,
                                               parent=tip, history_from=history_from,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logist.core.errors import ConcurrentUpdateError, JobStateError, LogistError, UsageError
+from logist.core.faults import crash_point
 from logist.core.model import Manifest, RunInfo, State, StepStatus
 from logist.engine.job_processor import Engine
 from logist.engine.repair import make_engine
@@ -51,7 +52,7 @@ from logist.engine.worktree_move import (
 )
 from logist.git import refs
 from logist.store.job_state import Update, apply_update
-from logist.store.jobstore import JobStore, commit_message, crash_point, new_transition_id, utcnow
+from logist.store.jobstore import JobStore, commit_message, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire
 
 Progress = Callable[[str], None]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from logist.core.errors import LogistError
+from logist.core.faults import crash_point
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id
 from logist.engine.agent_proc import agent_status, stop_agent
@@ -33,7 +34,7 @@ from logist.engine.worktree_move import repair_worktree_move
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
 from logist.store.job_state import Update
-from logist.store.jobstore import JobStore, crash_point, new_transition_id, utcnow
+from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease
 
 

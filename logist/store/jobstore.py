@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from logist.core.errors import (
     ConcurrentUpdateError,
@@ -27,14 +27,21 @@ from logist.core.errors import (
     NotInitializedError,
     UsageError,
 )
-from logist.core.faults import crash_point as crash_point  # the engine modules import it from here too
+from logist.core.faults import crash_point
 from logist.core.safepath import read_file, write_file
 from logist.core.states import State
 from logist.git import refs, reftx
 from logist.git.gitcmd import CatFileBatch, Started, git, git_out
 
 if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
+    import subprocess
+
+    from dulwich.objects import ObjectID, ShaFile
+
+    from logist.core.config import Config
     from logist.core.model import HistoryEntry, Manifest
+    from logist.git.gitread import RepoReader
+    from logist.store.record_cache import ValidRecordCache
 
 RECORD_FILES = ("manifest.json", "history.jsonl")
 
@@ -98,7 +105,7 @@ class JobRecord:
 
     id: str
     tip: str
-    data: dict | None
+    data: dict[str, Any] | None
     error: str | None = None
 
 
@@ -131,7 +138,7 @@ class ObjectWriter:
             self._ident = _Identity(name.encode(), email.encode())
         return self._ident
 
-    def _add(self, obj) -> None:
+    def _add(self, obj: ShaFile) -> None:
         """``add_object`` with a bounded retry: dulwich raises FileLocked at once when another
         process writes the same loose object (docs/architecture.md#known-hazards-of-git); a lock left by a killed writer
         is removed once it is older than a minute."""
@@ -168,7 +175,7 @@ class ObjectWriter:
 
         record = Tree()
         for name, data in sorted(files.items()):
-            record.add(name.encode(), 0o100644, self.blob(data))
+            record.add(name.encode(), 0o100644, cast("ObjectID", self.blob(data)))
         self._add(record)
         path = [b".logist", b"jobs", job_id.encode()]
         return self._replace(root_tree, path, record.id)
@@ -190,7 +197,7 @@ class ObjectWriter:
             child = self._replace(sub, rest, new_oid)
         else:
             child = new_oid
-        tree[head] = (0o040000, child)
+        tree[head] = (0o040000, cast("ObjectID", child))
         self._add(tree)
         return tree.id
 
@@ -200,7 +207,7 @@ class ObjectWriter:
         ident = self.identity()
         c = Commit()
         c.tree = tree
-        c.parents = [p.encode() for p in parents]
+        c.parents = [cast("ObjectID", p.encode()) for p in parents]
         who = ident.name + b" <" + ident.email + b">"
         c.author = c.committer = who
         now = int(time.time())
@@ -212,9 +219,10 @@ class ObjectWriter:
         return c.id.decode()
 
     def commit_tree_of(self, commit_oid: str) -> bytes:
-        return self.get(commit_oid.encode()).tree
+        tree: bytes = self.get(commit_oid.encode()).tree
+        return tree
 
-    def get(self, oid: bytes):
+    def get(self, oid: bytes) -> Any:
         """The parsed object ``oid`` (KeyError if absent). Callers must not modify it."""
         obj = self._cache.get(oid)
         if obj is None:
@@ -224,7 +232,7 @@ class ObjectWriter:
             self._remember(oid, obj)
         return obj
 
-    def _remember(self, oid: bytes, obj) -> None:
+    def _remember(self, oid: bytes, obj: Any) -> None:
         if len(self._cache) >= 256:
             self._cache.pop(next(iter(self._cache)))
         self._cache[oid] = obj
@@ -308,9 +316,9 @@ class JobStore:
     def __init__(self, paths: RepoPaths) -> None:
         self.paths = paths
         self._writer: ObjectWriter | None = None
-        self._reader = None
-        self._record_cache = None
-        self._config = None
+        self._reader: RepoReader | None = None
+        self._record_cache: ValidRecordCache | None = None
+        self._config: Config | None = None
         self._worktrees_dir: Path | None = None
 
     @classmethod
@@ -335,7 +343,7 @@ class JobStore:
         return self.paths.root
 
     @property
-    def config(self):
+    def config(self) -> Config:
         if self._config is None:
             from logist.core.config import load_config
 
@@ -474,7 +482,7 @@ class JobStore:
 
     # ---- reads -----------------------------------------------------------------------
     @property
-    def reader(self):
+    def reader(self) -> RepoReader:
         """In-process reads of refs and objects (logist.git.gitread); git is asked when it can't."""
         if self._reader is None:
             from logist.git.gitread import RepoReader
@@ -550,7 +558,7 @@ class JobStore:
             raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} names job {m.id!r}")
         return m
 
-    def read_record(self, job_id: str, *, at: str | None = None) -> tuple[str, dict]:
+    def read_record(self, job_id: str, *, at: str | None = None) -> tuple[str, dict[str, Any]]:
         """(commit, record as JSON data) at the tip: validated like :meth:`read`, without the
         models when logist validated this blob before (logist.store.record_cache)."""
         from logist.store.record_cache import blob_oid
@@ -693,7 +701,7 @@ class JobStore:
         return found
 
     @property
-    def record_cache(self):
+    def record_cache(self) -> ValidRecordCache:
         if self._record_cache is None:
             from logist.store.record_cache import ValidRecordCache
 
@@ -842,11 +850,13 @@ class JobStore:
                 f"job {job_id} changed while this command ran (branch is no longer at {old[:12]})",
                 hint=f"run `logist job status {job_id}` and try again")
 
-    def ref_transaction(self, stdin: str, *, attempts: int = 5, started: Started | None = None):
+    def ref_transaction(self, stdin: str, *, attempts: int = 5, started: Started | None = None
+                        ) -> subprocess.CompletedProcess[str]:
         """One ``git update-ref --stdin`` transaction in this repository (fenced, retried, a
         stale ``.lock`` cleared: ``logist.git.reftx.update_ref``); the finished process."""
-        return reftx.update_ref(self.paths.root, self.paths.common_dir, stdin, attempts=attempts,
-                                started=started)
+        proc: subprocess.CompletedProcess[str] = reftx.update_ref(
+            self.paths.root, self.paths.common_dir, stdin, attempts=attempts, started=started)
+        return proc
 
     def git_places(self) -> list[Path]:
         """Where a live git of this repository may work: its git directory, its root and (when
@@ -1052,12 +1062,12 @@ def _why_invalid(exc: ValueError) -> str:
     return str(exc).splitlines()[0][:200]
 
 
-def _listable(data, job_id: str) -> bool:
+def _listable(data: Any, job_id: str) -> bool:
     """The shape ``job list`` relies on (the full check is the model's)."""
     return (isinstance(data, dict) and data.get("id") == job_id and isinstance(data.get("title"), str)
             and data.get("state") in _STATES and isinstance(data.get("steps"), list)
             and bool(data["steps"]) and isinstance(data.get("updated_at"), str))
 
 
-def dumps(obj) -> str:
+def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=2)

@@ -136,7 +136,9 @@ def _cat_batch(root: Path, names: list[str]) -> list[tuple[str, bytes] | None]:
         return []
     proc = git(["cat-file", "--batch"], cwd=root, input=b"".join(n.encode() + b"\n" for n in names),
                check=False, text=False)
-    out, pos, result = proc.stdout, 0, []
+    out: bytes = proc.stdout
+    pos = 0
+    result: list[tuple[str, bytes] | None] = []
     for _ in names:
         end = out.find(b"\n", pos)
         if end < 0:
@@ -255,7 +257,7 @@ class Lease:
     def __enter__(self) -> Lease:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -267,7 +269,8 @@ def _hash_blob(store: JobStore, data: bytes, *, via_git: bool = False) -> str:
     proc = git(["hash-object", "-w", "--stdin"], cwd=store.paths.root, input=data, check=False, text=False)
     if proc.returncode != 0:
         raise ConcurrentUpdateError(f"cannot write the lock record: {proc.stderr.decode(errors='replace').strip()}")
-    return proc.stdout.decode().strip()
+    oid: str = proc.stdout.decode().strip()
+    return oid
 
 
 
