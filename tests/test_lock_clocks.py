@@ -123,3 +123,22 @@ def test_a_worker_gives_up_a_job_whose_run_keeps_failing(net, monkeypatch):
     assert len(calls) == 3
     assert report["stopped"].startswith("idle"), report
     assert f"giving up on {bad} after 3 tries" in res.err
+
+
+def test_gc_remote_is_not_blocked_by_a_forged_remote_lock(net):
+    """A merged job whose remote lock has a heartbeat ten years ahead: `gc --remote` judges the
+    lock invalid (expired) and cleans the job up, instead of keeping it forever."""
+    from test_cleanup import gc_json, job_entry, server_merge
+    from test_sharing import lg, make_job
+
+    jid = make_job(net.a, "Merged", writes={"x.txt": "x\n"})
+    lg(net.a, "push")
+    forge_lock(net.a, jid)
+    git(net.a, "push", "-q", "origin", f"refs/logist/locks/{jid}:refs/logist/locks/{jid}")
+    git(net.a, "update-ref", "-d", f"refs/logist/locks/{jid}")
+    server_merge(net, jid, "merge")
+    git(net.a, "fetch", "-q", "origin")
+    lg(net.a, "fetch")
+    entry = job_entry(gc_json(net.a, "--remote", "origin"), jid)
+    assert "delete-remote-branch" in entry["actions"], entry
+    assert not any("held on origin" in k for k in entry["kept"]), entry
