@@ -121,8 +121,8 @@ def procs():
 
 @pytest.fixture
 def net(tmp_path, monkeypatch):
-    """A bare remote and a first clone that made the project's first commits (``test_sharing.Net``)."""
-    from test_sharing import make_net
+    """A bare remote and a first clone that made the project's first commits (``_sharekit.Net``)."""
+    from _sharekit import make_net
 
     # The observer/sentinel side process is not what these tests are about: leave the CPU of a
     # 2-core CI box to git and the workers (test_push_fetch_round_trip turns it back on).

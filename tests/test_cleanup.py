@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+from _sharekit import lg, make_job, make_net, refs_snapshot, remote_refs  # noqa: F401
 from conftest import git, wtdir
-from test_sharing import lg, make_job, make_net, refs_snapshot, remote_refs  # noqa: F401
 
 
 def server_merge(net, jid: str, how: str, *, extra: str | None = None) -> Path:

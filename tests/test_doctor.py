@@ -10,8 +10,8 @@ import socket
 import subprocess
 import time
 
+from _sharekit import lg, make_job, remote_refs
 from conftest import git, wtdir
-from test_sharing import lg, make_job, remote_refs
 
 
 def findings(repo, *args, code=None) -> dict:

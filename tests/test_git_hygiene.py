@@ -3,8 +3,8 @@ record is the log), checked with `git reflog exists` and the logs/ directory."""
 
 from __future__ import annotations
 
+from _sharekit import lg, make_job
 from conftest import git
-from test_sharing import lg, make_job
 
 
 def test_jobs_write_no_reflogs(project, monkeypatch):

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _sharekit import lg, make_job, remote_refs
 from conftest import git, wait_for, wtdir
 from test_cleanup import server_merge
-from test_sharing import lg, make_job, remote_refs
 
 
 def hook_runs(repo) -> int:

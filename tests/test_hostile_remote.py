@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 import pytest
+from _sharekit import Net, lg, manifest_at, refs_snapshot
 from conftest import git
-from test_sharing import Net, lg, manifest_at, refs_snapshot
 
 HOOK = "#!/bin/sh\necho PWNED > {marker}\n"
 

@@ -86,7 +86,7 @@ def test_a_fetched_note_over_the_cap_is_not_merged(net):
     """A hostile clone pushes a 5 MiB observer note; `logist fetch` in another clone keeps it in
     the remote-tracking notes ref, refuses to merge it (warning naming the ref and the size), and
     merges nothing from that ref; a small note on another ref still merges."""
-    from test_sharing import lg
+    from _sharekit import lg
 
     job = lg(net.a, "job", "create", "--title", "Noted", "--step", "s").out.strip()
     tip = git(net.a, "rev-parse", f"logist/{job}")

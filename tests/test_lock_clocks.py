@@ -80,7 +80,7 @@ def test_lease_seconds_bounds(cli, monkeypatch):
 def test_a_forged_remote_lock_does_not_stop_workers_or_gc(net):
     """A lock pushed to the remote with a heartbeat ten years ahead: `worker --until-idle` in
     another clone takes the job over, runs it and exits; before, it would wait forever."""
-    from test_sharing import lg, make_job
+    from _sharekit import lg, make_job
 
     job = make_job(net.a, "Forged", run=False)
     lg(net.a, "push")
@@ -100,7 +100,7 @@ def test_a_forged_remote_lock_does_not_stop_workers_or_gc(net):
 def test_a_worker_gives_up_a_job_whose_run_keeps_failing(net, monkeypatch):
     """A job whose run raises every time (a bug, a poisoned record) is tried three times, then
     given up: the worker reports it and `--until-idle` ends instead of looping on it."""
-    from test_sharing import lg, make_job
+    from _sharekit import lg, make_job
 
     from logist.engine import job_processor
 

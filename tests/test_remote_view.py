@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from _sharekit import lg, make_job
 from conftest import git
-from test_sharing import lg, make_job
 
 
 def tracking(repo, remote="origin") -> list[str]:

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _sharekit import fake_gh, lg, make_job, remote_refs
 from conftest import git, wait_for
 from test_hooks import pull
-from test_sharing import fake_gh, lg, make_job, remote_refs
 
 THREE_STEPS = """\
 title = "{title}"

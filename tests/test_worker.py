@@ -15,8 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import git, wait_for
-from test_sharing import (
+from _sharekit import (
     COMMAND_TOML,
     lg,
     make_job,
@@ -24,6 +23,7 @@ from test_sharing import (
     remote_refs,
     transitions,
 )
+from conftest import git, wait_for
 
 from logist.core.faults import crash_env
 
