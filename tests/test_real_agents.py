@@ -155,7 +155,9 @@ def test_a_failure_goes_to_a_person_at_once_with_the_agents_words(project, tmp_p
     assert FAILURES[agent][scenario] in reason, run.explain()
     assert "\x1b" not in reason and "For more information" not in reason
     assert run.executions() == 1, run.history()
-    assert run.seconds < 30, run.explain()
+    # the step's own time, from the agent's start to the job resting: the CLIs' and logist's
+    # start-up on a loaded 2-core machine is not the agent being stopped late
+    assert run.status["seconds"] < 30, run.explain()
     if scenario == "deny":
         assert "To grant them" in reason
 
