@@ -20,9 +20,14 @@ AGENTS = ("claude", "codex", "gemini", "cline", "aider")
 TEST_KEY = "scripted-test-key-0001"
 
 
+# Read once, at import: the test fixtures clear LOGIST_* variables from each test's environment.
+_PREFIX = Path(os.environ.get("LOGIST_REAL_AGENTS_PREFIX") or ROOT / ".real-agents")
+
+
 def prefix() -> Path:
-    """The install prefix of the real CLIs."""
-    return Path(os.environ.get("LOGIST_REAL_AGENTS_PREFIX") or ROOT / ".real-agents")
+    """The install prefix of the real CLIs (``LOGIST_REAL_AGENTS_PREFIX``, default
+    ``.real-agents/`` at the repository root)."""
+    return _PREFIX
 
 
 def bin_dir() -> Path:
