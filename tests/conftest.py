@@ -151,6 +151,6 @@ def pytest_sessionfinish(session, exitstatus):
         if session.items else []
     if not _REAL_AGENTS_PASSED and (selected or not session.items):
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            "LOGIST_REQUIRE_REAL_AGENTS=1 but no real-agent test ran: "
+            "\nLOGIST_REQUIRE_REAL_AGENTS=1 but no real-agent test ran: "
             "tests/real_agents/install.sh installed no agent CLI", red=True)
         session.exitstatus = 1
