@@ -1,6 +1,6 @@
-"""Job worktrees live outside the repository's git directory by default (docs/agents.md#where-
-the-agent-works): agent CLIs refuse to write under ``.git``. A job whose worktree git knows
-somewhere else (made before the setting changed) keeps it."""
+"""Job worktrees live outside the repository's git directory by default
+(docs/agents.md#where-the-agent-works): agent CLIs refuse to write under ``.git``. A job whose
+worktree git knows somewhere else (made before the setting changed) keeps it."""
 
 from __future__ import annotations
 
