@@ -224,3 +224,32 @@ def test_a_malformed_stop_request_is_ignored(project):
     r = run_logist("job", "run", job_id, cwd=repo)
     assert r.returncode == 0, r.stderr
     assert _state(repo, job_id) == "SUCCESS"
+
+
+def test_job_stop_remote_reaches_a_worker_on_another_clone(net):
+    """Clone b asks; the worker in clone a (its lock is on the shared remote) honours the request
+    at its next heartbeat, pushes SUSPENDED and deletes the request there."""
+    from test_sharing import lg, remote_manifest, remote_refs
+    from test_worker import kill_tree, start_worker
+
+    toml = net.tmp / "hang.toml"
+    toml.write_text(HANG.format(head="", mock="", scenario="hang"))
+    job_id = lg(net.a, "job", "create", "--file", toml, "--activate").out.strip()
+    lg(net.a, "push")
+    b = net.clone("b")
+    worker = start_worker(net.a, "--until-idle", env={"LOGIST_LEASE_SECONDS": "3"})
+    try:
+        wait_for(lambda: (remote_manifest(net.remote, job_id) or {}).get("state") == "EXECUTING", 60,
+                 "the worker to run the job")
+        lg(b, "fetch")
+        r = lg(b, "job", "stop", job_id, "--remote", "origin", "--message", "not now", "--timeout", "60")
+        assert f"{job_id}: SUSPENDED on origin" in r.out
+        assert remote_manifest(net.remote, job_id)["state"] == "SUSPENDED"
+        assert "not now" in git(net.remote, "log", "-1", "--format=%B", f"logist/{job_id}")
+        assert worker.wait(timeout=60) == 0
+        assert f"refs/logist/stop/{job_id}" not in remote_refs(net.remote)
+        assert f"refs/logist/locks/{job_id}" not in remote_refs(net.remote)
+    finally:
+        kill_tree(worker)
+    r = lg(b, "job", "stop", "no-such-job", "--remote", "origin", code=1)
+    assert "logist fetch origin" in r.err

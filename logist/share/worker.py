@@ -111,6 +111,7 @@ class RemoteLock:
         self.remote_tip = remote_tip
         self.counters = counters
         self.lost = False
+        self.stop_oid: str | None = None  # a stop request fetched from the remote
         self._mutex = threading.Lock()
 
     @property
@@ -169,6 +170,35 @@ class RemoteLock:
             if tip:
                 self.remote_tip = tip
             self._track()
+
+    def fetch_stop(self) -> None:
+        """A stop request for this job on the remote (`logist job stop --remote`, or a pushed
+        ``refs/logist/stop/<id>``) is fetched into the local stop ref, which the engine reads
+        about once a second (docs/stopping.md). Nothing there: nothing changes."""
+        from logist.git.gitcmd import git
+        from logist.share.sharing import NETWORK_TIMEOUT
+
+        ref = refs.stop_ref(self.job_id)
+        try:
+            proc = git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--end-of-options",
+                        self.remote, f"+{ref}:{ref}"], cwd=self.store.root, check=False,
+                       timeout=NETWORK_TIMEOUT)
+        except LogistError:
+            return
+        if proc.returncode == 0:
+            self.stop_oid = rev(self.store, ref)
+
+    def drop_stop(self) -> None:
+        """Best effort, after the final push: delete the stop request it answered on the remote
+        (compare-and-delete: a newer request stays)."""
+        if not self.stop_oid:
+            return
+        ref = refs.stop_ref(self.job_id)
+        try:
+            run_push(self.store, self.remote, [f":{ref}"], leases=[f"{ref}:{self.stop_oid}"], verify=False)
+        except LogistError:
+            pass
+        self.stop_oid = None
 
     def release(self) -> None:
         """Final push: the branch tip and the deletion of the lock, in one transaction."""
@@ -456,6 +486,7 @@ class Worker:
                 pusher.join()
             try:
                 rl.release()
+                rl.drop_stop()
             except LeaseLost as exc:
                 run.lost = True
                 run.error = exc.message
@@ -492,6 +523,7 @@ class Worker:
             try:
                 rl.refresh()
                 last = time.monotonic()
+                rl.fetch_stop()
             except LeaseLost as exc:
                 self.progress(f"{rl.job_id}: {exc.message}; stopping its agent")
                 _stop_agent(self.store, rl.job_id)

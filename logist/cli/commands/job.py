@@ -507,7 +507,7 @@ def _stop(store, job_id: str, event: str, message: str | None, *, require_runnin
 
 
 def stop(id: str | None = None, /, *, cancel: bool = False, message: str | None = None,
-         timeout: float = 60.0) -> int:
+         timeout: float = 60.0, remote: str | None = None) -> int:
     """Stop a running job: its runner stops the agent and the job becomes SUSPENDED (or CANCELED).
 
     The runner (a `job run` in another terminal, a detached runner, a worker) is asked through
@@ -526,10 +526,34 @@ def stop(id: str | None = None, /, *, cancel: bool = False, message: str | None 
         Why (recorded in the commit).
     timeout
         Seconds to wait for the runner to stop it (exit 4 after that; the request stays).
+    remote
+        The job runs on a worker of this shared remote: push the request there; the worker
+        honours it at its next heartbeat.
     """
     from logist.engine.jobs import selected_job
 
     store = cli.store()
+    if remote:
+        import sys
+
+        from logist.core.errors import BusyError
+        from logist.git.refs import validate_job_id
+        from logist.share.remote_stop import request_remote_stop
+
+        if id is None:
+            from logist.core.errors import UsageError
+
+            raise UsageError("--remote needs the job id", hint=f"`logist job list --remote {remote}` lists them")
+        job_id = validate_job_id(id)
+        state = request_remote_stop(store, remote, job_id, "cancel" if cancel else "suspend",
+                                    message or "stopped with `logist job stop`", wait=timeout,
+                                    progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        if state is None:
+            raise BusyError(f"job {job_id}: its worker has not stopped it after {timeout:g}s; the request "
+                            f"stays on {remote} in refs/logist/stop/{job_id}",
+                            hint=f"`logist fetch {remote} && logist job status {job_id} --remote {remote}`")
+        say(f"{job_id}: {state} on {remote}")
+        return 0
     return _stop(store, selected_job(store, id), "cancel" if cancel else "suspend",
                  message or "stopped with `logist job stop`",
                  require_running=True, timeout=timeout)
