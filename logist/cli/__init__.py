@@ -170,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     tokens = _split_global(sys.argv[1:] if argv is None else list(argv))
     from cyclopts import CycloptsError
 
+    from logist.cli.output import warn
     from logist.core import notices
 
-    notices.set_sink(lambda message: print(f"logist: warning: {message}", file=sys.stderr))
+    notices.set_sink(warn)
     try:
         result = app(tokens, result_action="return_value", exit_on_error=False, print_error=False)
     except CycloptsError as exc:
@@ -200,9 +201,11 @@ def _exit(code: int, argv) -> int:
 
 
 def _print_error(exc: LogistError) -> None:
-    print(f"logist: error: {exc.message}", file=sys.stderr)
+    from logist.cli.output import err
+
+    err(f"logist: error: {exc.message}")
     if exc.hint:
-        print(f"  hint: {exc.hint}", file=sys.stderr)
+        err(f"  hint: {exc.hint}")
 
 
 def _print_usage_error(exc: Exception, tokens: list[str]) -> None:
@@ -239,7 +242,9 @@ def _internal_error(exc: Exception) -> None:
         where = f"; details in {log}"
     except OSError:
         where = ""
-    print(f"logist: internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+    from logist.cli.output import clean
+
+    print(clean(f"logist: internal error: {type(exc).__name__}: {exc}{where}"), file=sys.stderr)
     print("  hint: this is a bug in logist; please report it with the log file", file=sys.stderr)
 
 

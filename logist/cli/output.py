@@ -1,4 +1,13 @@
-"""Terminal output for the CLI layer: JSON for scripts, rich tables for people."""
+"""Terminal output for the CLI layer: JSON for scripts, rich tables for people.
+
+Everything the CLI prints goes through here, and everything here is **redacted** (secrets
+masked by :func:`logist.core.redact.redact`, the same redactor as logs and notes) and
+**terminal-safe** (control and escape sequences shown escaped by
+:func:`logist.core.termsafe.sanitize`): titles, summaries, reasons, agent output, notes and
+anything fetched from a remote are data, never terminal commands. JSON needs no sanitising
+(the encoder escapes every control character); it is redacted as text, and checked to still be
+JSON (else redacted value by value).
+"""
 
 from __future__ import annotations
 
@@ -7,53 +16,77 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from logist.core.redact import redact, redact_json
+from logist.core.termsafe import sanitize
+
+
+def clean(text: Any, *, newlines: bool = True) -> str:
+    """``text`` as it may reach a terminal: secrets masked, control characters escaped."""
+    return sanitize(redact(text if isinstance(text, str) else str(text)), newlines=newlines)
+
+
+def json_text(data: Any, *, indent: bool = False) -> str:
+    """Sorted-key JSON of ``data``, redacted."""
+    kw: dict[str, Any] = {"indent": 2} if indent else {"separators": (",", ":")}
+    text = json.dumps(data, sort_keys=True, default=str, **kw)
+    return redact_json(text, dumps=lambda d: json.dumps(d, sort_keys=True, **kw))
+
 
 def emit_json(data: Any) -> None:
     """JSON with sorted keys: indented on a terminal, one line otherwise (json's C encoder;
-    indenting 1,000 rows in pure Python costs more than reading them from git)."""
-    if sys.stdout.isatty():
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    else:
-        sys.stdout.write(json.dumps(data, sort_keys=True, default=str, separators=(",", ":")) + "\n")
+    indenting 1,000 rows in pure Python costs more than reading them from git). Redacted."""
+    sys.stdout.write(json_text(data, indent=sys.stdout.isatty()) + "\n")
 
 
-def say(msg: str = "") -> None:
-    print(msg)
+def say(msg: Any = "") -> None:
+    print(clean(msg))
 
 
-def warn(msg: str) -> None:
-    print(f"logist: warning: {msg}", file=sys.stderr)
+def err(msg: Any) -> None:
+    """A line on stderr (progress, errors), redacted and terminal-safe, flushed."""
+    print(clean(msg), file=sys.stderr, flush=True)
+
+
+def warn(msg: Any) -> None:
+    err(f"logist: warning: {msg}")
+
+
+def stream(chunk: str) -> None:
+    """Agent output (a log, a follow): redacted and terminal-safe, newlines kept."""
+    sys.stdout.write(clean(chunk))
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> None:
     """A readable table (rich when stdout is a terminal, plain aligned columns otherwise)."""
-    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
+    rows = [[("" if c is None else sanitize(c, newlines=False)) for c in r] for r in rows]
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        t = Table(title=title, show_lines=False, header_style="bold")
+        # Text objects, not strings: rich would read "[link=...]" in a title as markup.
+        t = Table(title=Text(clean(title)) if title else None, show_lines=False, header_style="bold")
         for h in headers:
             t.add_column(h, overflow="fold")
         for r in rows:
-            t.add_row(*r)
+            t.add_row(*(Text(redact(c)) for c in r))
         Console().print(t)
         return
     widths = [len(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(c))
-    if title:
-        print(title)
-    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    lines = [clean(title)] if title else []
+    lines.append("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(redact("\n".join(lines)))  # one pass over the whole table (cells are already safe)
 
 
 def kv(pairs: Sequence[tuple[str, Any]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for k, v in pairs:
-        print(f"{k.ljust(width)}  {'' if v is None else v}")
+        print(f"{k.ljust(width)}  {'' if v is None else clean(v)}")
 
 
 def local_time(iso: str | None) -> str:

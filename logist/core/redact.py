@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "cap", "key_shaped", "redact"]
+__all__ = ["MASK", "cap", "key_shaped", "redact", "redact_data", "redact_json"]
 
 MASK = "[REDACTED]"
 
@@ -158,3 +158,36 @@ def cap(text: str, max_bytes: int, *, head_fraction: float = 0.5) -> str:
 
 def _marker(dropped: int) -> str:
     return f"\n[... {dropped} bytes cut by logist ...]\n"
+
+
+def redact_data(data: object) -> object:
+    """JSON-like ``data`` with every string in it (keys included) redacted."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact(k) if isinstance(k, str) else k: redact_data(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(v) for v in data]
+    return data
+
+
+def redact_json(text: str, *, dumps=None) -> str:
+    """JSON text with secrets in its strings masked, still valid JSON.
+
+    The text is redacted as a whole (one pass, only the lines that hold a hint); when a mask
+    swallowed JSON syntax (a PEM block that runs past its string), it is parsed and redacted
+    value by value instead, and written back with ``dumps`` (default: compact, sorted keys)."""
+    import json
+
+    masked = redact(text)
+    if masked == text:
+        return text
+    try:
+        json.loads(masked)
+        return masked
+    except ValueError:
+        pass
+    data = redact_data(json.loads(text))
+    if dumps is None:
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return str(dumps(data))

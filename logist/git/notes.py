@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from logist.core.errors import BusyError, GitError, UsageError
+from logist.core.termsafe import json_safe, sanitize
 from logist.git.gitcmd import GIT, base_env, git
 
 __all__ = [
@@ -64,8 +65,9 @@ def iso_utc(t: float | None = None) -> str:
 
 
 def json_line(obj: Mapping[str, object]) -> str:
-    """One compact JSON line (no newline) in the key order given: put ``"t"`` first."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One compact JSON line (no newline) in the key order given: put ``"t"`` first. No raw
+    control character (DEL, C1, bidi overrides included) is left in it: ``git log`` shows notes."""
+    return json_safe(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
 def _check_ref(notes_ref: str) -> str:
@@ -317,7 +319,7 @@ def _lines_payload(lines: Sequence[str]) -> bytes:
         if "\n" in line:
             raise UsageError("a note line must not contain a newline (notes are JSON lines)")
         if line:
-            out.append(line + "\n")
+            out.append(json_safe(line) + "\n")  # a JSON line stays the same JSON value
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
@@ -349,7 +351,9 @@ def set_note(repo: Path | str, notes_ref: str, commit: str, content: str | None,
     like :func:`append_notes`. Returns the new notes commit (or the unchanged tip)."""
     payload = None
     if content:
-        payload = content.encode("utf-8", "surrogateescape")
+        # A note is shown by plain `git log` (notes.displayRef): no control character reaches
+        # the terminal raw (they are written escaped, newlines and tabs kept).
+        payload = sanitize(content).encode("utf-8", "surrogateescape")
         payload = _ensure_nl(payload)
     return _write(Path(repo), notes_ref, [commit], lambda _c, _old: payload,
                   "Notes set by logist", retries)

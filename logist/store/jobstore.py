@@ -28,8 +28,10 @@ from logist.core.errors import (
     UsageError,
 )
 from logist.core.faults import crash_point
+from logist.core.redact import redact, redact_json
 from logist.core.safepath import read_file, write_file
 from logist.core.states import State
+from logist.core.termsafe import json_safe, sanitize
 from logist.git import refs, reftx
 from logist.git.gitcmd import CatFileBatch, Started, git, git_out
 
@@ -276,12 +278,27 @@ def commit_message(job_id: str, entry: HistoryEntry, manifest: Manifest, *, body
 
 
 def _one_paragraph(text: str) -> str:
-    # Keep the body from looking like trailers or a second subject.
+    # Keep the body from looking like trailers or a second subject; secrets masked, control
+    # characters escaped (plain `git log` prints it).
+    text = sanitize(redact(text))
     return "\n".join(line.rstrip() for line in text.strip().splitlines())[:4000]
 
 
 def _trailer_value(v: str) -> str:
-    return " ".join(str(v).split())[:300]
+    return " ".join(sanitize(redact(str(v)), newlines=False).split())[:300]
+
+
+def _safe_json_bytes(raw: bytes, *, indent: bool) -> bytes:
+    """JSON bytes of the record with secrets masked and no raw control character (the same
+    JSON values otherwise; canonical form kept)."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if indent:
+        text = redact_json(text, dumps=lambda d: json.dumps(d, sort_keys=True, indent=2,
+                                                            ensure_ascii=False) + "\n")
+    else:
+        text = redact_json(text, dumps=lambda d: json.dumps(d, sort_keys=True, ensure_ascii=False,
+                                                            separators=(",", ":")) + "\n")
+    return json_safe(text).encode("utf-8", "surrogateescape")
 
 
 def default_worktrees_dir(common_dir: Path) -> Path:
@@ -717,8 +734,10 @@ class JobStore:
         from logist.core.model import canonical_json, history_line, parse_manifest
         from logist.store.record_cache import blob_oid
 
-        hist = history_raw + b"".join(history_line(e) for e in entries)
-        data = canonical_json(manifest)
+        # Secrets are masked (the redactor of logs and notes) and no raw control character is
+        # written: a record is pushed and shown (docs/refs.md, "Secrets and control characters").
+        hist = history_raw + b"".join(_safe_json_bytes(history_line(e), indent=False) for e in entries)
+        data = _safe_json_bytes(canonical_json(manifest), indent=True)
         try:
             parse_manifest(data)
         except ValueError as exc:  # a bug in logist, not in the user's input

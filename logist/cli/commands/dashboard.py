@@ -107,6 +107,8 @@ def frame(store, snap: dict[str, list[Row]], *, width: int, height: int, selecte
     """The screen as a rich Text (``plain``: without colours)."""
     from rich.text import Text
 
+    from logist.cli.output import clean
+
     lines: list[tuple[str, str]] = []
     clock = time.strftime("%H:%M:%S")
     head = f"logist  {store.root}"
@@ -142,7 +144,8 @@ def frame(store, snap: dict[str, list[Row]], *, width: int, height: int, selecte
     for i, (line, style) in enumerate(lines + pad + footer):
         if i:
             text.append("\n")
-        text.append(line, style=None if plain else (style or None))
+        # notes and titles come from records (agents, remotes): redacted, escapes shown
+        text.append(clean(line, newlines=False), style=None if plain else (style or None))
     return text
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, kv, local_time, say, table, warn
+from logist.cli.output import emit_json, err, kv, local_time, say, table, warn
 
 
 def _warn_interrupted(store, exclude: str | None = None, summaries: list | None = None,
@@ -489,12 +489,11 @@ def _human(event: str, id: str | None, message: str | None) -> int:
 
 def _stop(store, job_id: str, event: str, message: str | None, *, require_running: bool,
           timeout: float) -> int:
-    import sys
 
     from logist.engine.stop_job import stop_job
 
     out = stop_job(store, job_id, event, message, timeout=timeout, require_running=require_running,
-                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                   progress=err)
     if out.how == "requested":
         say(f"{job_id}: stop requested; its runner ({out.holder}) runs on another machine and "
             f"honours the request once it sees refs/logist/stop/{job_id} (push it to the shared "

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, say, table, warn
+from logist.cli.output import emit_json, err, say, table, warn
 
 
 def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    err(msg)
 
 
 def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[bool, Parameter(name="--list")] = False,

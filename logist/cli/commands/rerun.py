@@ -8,12 +8,12 @@ from typing import Annotated
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, exit_for_states, say
+from logist.cli.output import emit_json, err, exit_for_states, say
 from logist.core.errors import ExitCode
 
 
 def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    err(msg)
 
 
 def rerun(id: str, /, *, step: str | None = None,
@@ -110,7 +110,6 @@ def restep(id: str, step: str, /, *, isolated: bool = False, advance: bool = Fal
         say(f"{result.job_id}: {result.state.value} (step {result.current_step})"
             + ("; moved on by --advance" if result.advanced else ""))
     if not result.success:
-        print(f"logist: error: restep {result.restep} of step {result.step} failed: {result.reason}",
-              file=sys.stderr)
+        err(f"logist: error: restep {result.restep} of step {result.step} failed: {result.reason}")
         return ExitCode.INTERVENTION
     return exit_for_states([result.state], step=True) if result.advanced else 0

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, exit_for_states, say, table
+from logist.cli.output import emit_json, err, exit_for_states, say, stream, table
 
 
 def _progress(msg: str) -> None:
@@ -16,7 +16,7 @@ def _progress(msg: str) -> None:
     if status is not None:
         status.clear_then(msg)
     else:
-        print(msg, file=sys.stderr, flush=True)
+        err(msg)
 
 
 class _StatusLine:
@@ -65,7 +65,7 @@ class _StatusLine:
     def clear_then(self, msg: str) -> None:
         with self._lock:
             self._erase()
-            print(msg, file=sys.stderr, flush=True)
+            err(msg)
 
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
@@ -118,6 +118,9 @@ class _StatusLine:
         more = f" (+{len(running) - 1} more)" if len(running) > 1 else ""
         text = (f"{job_id}{more}  step {n}/{len(steps)}  {agent}  {duration(now - started)}  "
                 f"${d.get('cost_usd', 0.0):.2f}  {last}")
+        from logist.cli.output import clean
+
+        text = clean(text, newlines=False)  # the job's last log line is the agent's
         width = shutil.get_terminal_size((80, 24)).columns - 1
         return text if len(text) <= width else text[:max(0, width - 1)] + "…"
 
@@ -411,7 +414,7 @@ def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
         raise JobStateError(f"job {job_id} is not running (it is {m.state.value}, step "
                             f"{m.step}/{m.step_count}); there is nothing to attach to", hint=hint)
     for chunk in follow(store, job_id, timeout=timeout):
-        sys.stdout.write(chunk)
+        stream(chunk)
         sys.stdout.flush()
     _, m = store.read(job_id)
     say(f"\n{job_id}: {m.state.value} (step {m.step}/{m.step_count})")
@@ -481,7 +484,7 @@ def log(id: str | None = None, /, *, step: int | None = None, follow: bool = Fal
             raise UsageError("--json and --follow do not go together",
                              hint=f"`logist job log {job_id} --json` prints the output so far")
         for chunk in follow_log(store, job_id):
-            sys.stdout.write(chunk)
+            stream(chunk)
             sys.stdout.flush()
         return 0
     output = step_output(store, job_id, step)
@@ -489,5 +492,5 @@ def log(id: str | None = None, /, *, step: int | None = None, follow: bool = Fal
         _, m = store.read(job_id)
         emit_json({"id": job_id, "step": step or m.step, "output": output})
         return 0
-    sys.stdout.write(output)
+    stream(output)
     return 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Annotated
 
 from cyclopts import Parameter
 
 from logist import cli
-from logist.cli.output import emit_json, say
+from logist.cli.output import emit_json, err, say
 
 
 def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int | None = None,
@@ -53,7 +52,7 @@ def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int
 
     def progress(msg: str) -> None:
         if not quiet:
-            print(f"worker: {msg}", file=sys.stderr, flush=True)
+            err(f"worker: {msg}")
 
     w = Worker(store, remote, until_idle=until_idle, max_jobs=max_jobs, poll=poll, progress=progress)
     interrupts = {"n": 0}
