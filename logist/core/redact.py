@@ -21,6 +21,7 @@ best-effort filter for accidental leaks in agent output, not a guarantee.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 __all__ = ["MASK", "cap", "key_shaped", "redact", "redact_data", "redact_json"]
 
@@ -171,7 +172,7 @@ def redact_data(data: object) -> object:
     return data
 
 
-def redact_json(text: str, *, dumps=None) -> str:
+def redact_json(text: str, *, dumps: Callable[[object], str] | None = None) -> str:
     """JSON text with secrets in its strings masked, still valid JSON.
 
     The text is redacted as a whole (one pass, only the lines that hold a hint); when a mask
