@@ -40,7 +40,7 @@ def hostile_job(repo: Path, tmp: Path) -> str:
     toml = f'title = "leaky"\n[[steps]]\nname = "say"\nagent = "command"\ncommand = {json.dumps(argv)}\n'
     job = create(repo, toml)
     r = logist(repo, "job", "run", job)
-    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 6 and "Traceback" not in r.stderr, r.stderr  # 6: a person must look
     assert manifest(repo, job)["state"] == "INTERVENTION_REQUIRED"
     return job
 

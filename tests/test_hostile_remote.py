@@ -102,8 +102,8 @@ def test_symlinked_mock_writes_never_leave_the_worktree(net, tmp_path, kind):
     assert found and found[0]["job"] == jid and "hk ->" in found[0]["message"]
     t = lg(b, "job", "trust", jid, "--yes")
     assert "symlink hk ->" in t.out
-    # trusted by the user, the mock's write through the link is still refused
-    lg(b, "job", "run", jid)
+    # trusted by the user, the mock's write through the link is still refused (exit 6: a person)
+    lg(b, "job", "run", jid, code=6)
     st = lg(b, "job", "status", jid, "--json").json()
     assert st["state"] == "INTERVENTION_REQUIRED"
     assert "never writes through a symlink" in lg(b, "job", "log", jid).out
