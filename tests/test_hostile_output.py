@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from _crashkit import create, init_project, logist, manifest
+from _sharekit import lg
 from conftest import git
-from test_sharing import lg
 
 AWS = "AKIA" + "Q" * 12 + "7XYZ"
 GH = "ghp_" + "a1B2" * 9
