@@ -812,7 +812,9 @@ class Engine:
         from logist.core.redact import redact
 
         # what the agent said goes into the record and the commit message: no secrets
-        res.summary, res.reason = redact(res.summary), redact(res.reason)
+        from logist.agents.base import strip_ansi
+
+        res.summary, res.reason = redact(strip_ansi(res.summary)), redact(strip_ansi(res.reason))
         res.denials = [redact(d) for d in res.denials]
         version = _agent_version(agent, self.store.paths.logist_dir / "agent-versions.json")
         warnings = [str(w) for w in earlier_warnings] + res.warnings  # + outcome fields dropped
