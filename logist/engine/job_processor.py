@@ -809,10 +809,9 @@ class Engine:
                           prior_tokens=step.tokens if step.session_id else 0,
                           prior_cost_usd=step.cost_usd if step.session_id else 0.0)
         res = agent.parse(output, exit_code, ctx)
-        from logist.core.redact import redact
-
         # what the agent said goes into the record and the commit message: no secrets
         from logist.agents.base import strip_ansi
+        from logist.core.redact import redact
 
         res.summary, res.reason = redact(strip_ansi(res.summary)), redact(strip_ansi(res.reason))
         res.denials = [redact(d) for d in res.denials]
