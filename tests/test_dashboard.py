@@ -84,6 +84,7 @@ def test_dashboard_puts_what_needs_you_first_and_acts_on_keys(cli, tmp_path):
         assert "mock agent asks for sign-off" in screen and "the task is ambiguous" in screen  # the reasons
         assert "FINISHED (1) folded" in screen and done not in screen
         assert f"> {second}" in screen  # the first job that needs you is selected
+        assert "f finished q quit" in screen  # every key is named, within 80 columns
 
         term.keys("a")  # approve the selected job
         wait_for(lambda: _state(repo, second) == "SUCCESS", 20, "the approval")

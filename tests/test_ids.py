@@ -30,6 +30,7 @@ def test_a_unique_prefix_names_the_job_everywhere(cli):
     a = create_job(cli, "--title", "Alpha work", "--step", "x", "--id", "alpha-work-1111")
     create_job(cli, "--title", "Beta work", "--step", "x", "--id", "beta-work-2222")
     assert cli.ok("job", "status", "alp", "--json").json()["id"] == a
+    assert cli.ok("job", "status", "alpha-", "--json").json()["id"] == a  # a prefix may end at a word
     assert cli.ok("job", "show", "alpha-w", "--json").json()["id"] == a
     r = cli.ok("job", "activate", "al")
     assert r.out.startswith(f"{a}: PENDING")

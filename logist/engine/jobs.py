@@ -440,6 +440,14 @@ def resolve_job(store: JobStore, given: str) -> str:
     typed by a person are resolved (every command with a job argument goes through it)."""
     from logist.core.errors import JobNotFoundError
 
+    if isinstance(given, str) and given.endswith("-") and refs.JOB_ID_RE.match(given):
+        ids = _job_ids(store)  # "fix-the-": a prefix ending where a word does
+        matches = [j for j in ids if j.startswith(given)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
+                             hint=_candidates_hint(store, "say which: ", "", matches))
     refs.validate_job_id(given)  # a prefix follows the rules of ids too
     if (store.paths.common_dir / refs.branch_ref(given)).is_file():
         return given  # an existing job (a loose branch ref): no git process

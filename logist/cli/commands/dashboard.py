@@ -26,7 +26,7 @@ SHORT = {"INTERVENTION_REQUIRED": "INTERVENTION", "APPROVAL_REQUIRED": "APPROVAL
 COLOURS = {"INTERVENTION_REQUIRED": "bold red", "APPROVAL_REQUIRED": "bold yellow", "EXECUTING": "cyan",
            "PROVISIONING": "cyan", "HARVESTING": "cyan", "RECOVERING": "magenta", "PENDING": "blue",
            "DRAFT": "dim", "SUSPENDED": "yellow", "SUCCESS": "green", "CANCELED": "dim", "INVALID": "red"}
-KEYS = "↑↓ select  a approve  r reject  u resubmit  s stop  enter attach  d diff  l log  f finished  q quit"
+KEYS = "↑↓ a approve r reject u resubmit s stop ⏎ attach d diff l log f finished q quit"  # fits 80
 
 
 @dataclass
@@ -136,6 +136,12 @@ def frame(store, snap: dict[str, list[Row]], *, width: int, height: int, selecte
                 lines.append((_fit("    " + r.note, width), "dim" if section == "running" else ""))
     footer = [(_fit(KEYS, width), "dim"), (_fit(message, width), "bold")] if not plain else []
     room = height - len(footer)
+    sel = next((i for i, (line, _) in enumerate(lines) if line.startswith("> ")), None)
+    if sel is not None and sel > room - 3:  # scroll what follows NEEDS YOU to keep the selection in view
+        keep = next((i for i, (line, _) in enumerate(lines[2:], 2) if line[:1].isupper()), 2)
+        cut = min(sel - (room - 3), max(0, sel - keep - 1))
+        if cut > 0:
+            lines = lines[:keep] + [(f"… {cut + 1} lines above", "dim")] + lines[keep + cut + 1:]
     if len(lines) > room:  # keep the top (needs you first) in view
         more = len(lines) - room + 1
         lines = lines[:max(1, room - 1)] + [(f"… {more} more lines (a taller terminal shows them)", "dim")]
