@@ -29,6 +29,11 @@ git config --global user.email demo@example.invalid
 git config --global init.defaultBranch main
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+expect_exit() {  # code, command...: run it and check its exit code (docs/exit-codes.md)
+    local want=$1 rc=0; shift
+    "$@" || rc=$?
+    if [ "$rc" != "$want" ]; then echo "FAIL: '$*' exited $rc, expected $want" >&2; exit 1; fi
+}
 expect_state() {  # job, expected state
     local got
     got=$(logist job status "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
@@ -97,7 +102,7 @@ agent = "command"
 command = ["python3", "-c", "import os, sys; sys.exit(0 if os.path.exists('FIXED') else 1)"]
 TOML
 stuck=$(logist job create --file "$scratch/stuck.toml" --activate)
-logist job run "$stuck" || true
+expect_exit 6 logist job run "$stuck"           # 6: needs a person
 expect_state "$stuck" INTERVENTION_REQUIRED
 touch "$(logist job path "$stuck")/FIXED"    # a human fixes it in the worktree
 logist job resubmit "$stuck" --message "added FIXED"
@@ -114,10 +119,10 @@ prompt = "Write the release notes"
 writes = { "NOTES.md" = "release notes\n" }
 TOML
 gate=$(logist job create --file "$scratch/approval.toml" --activate)
-logist job run "$gate" || [ $? = 5 ]    # exit 5: resting at an approval gate (docs/exit-codes.md)
+expect_exit 5 logist job run "$gate"            # 5: waiting for approval
 expect_state "$gate" APPROVAL_REQUIRED
 logist job reject "$gate" --message "mention the new greeting"
-logist job run "$gate" || [ $? = 5 ]    # exit 5: resting at an approval gate (docs/exit-codes.md)
+expect_exit 5 logist job run "$gate"
 expect_state "$gate" APPROVAL_REQUIRED
 logist job approve "$gate" --message "looks good"
 expect_state "$gate" SUCCESS
@@ -139,7 +144,7 @@ agent = "command"
 command = ["python3", "-c", "import os, sys; open('second.txt', 'a').write('second\\n'); sys.exit(0 if os.path.exists('FIXED') else 1)"]
 TOML
 rr=$(logist job create --file "$scratch/rerun.toml" --activate)
-logist job run "$rr" || true
+expect_exit 6 logist job run "$rr"
 expect_state "$rr" INTERVENTION_REQUIRED          # step 2 fails until FIXED exists
 
 step "restep of a failing step: reported, recorded, state unchanged"
@@ -259,7 +264,7 @@ agent = "command"
 command = ["python3", "-c", "import os, time\nif not os.path.exists('ANSWER'):\n    print('Do you want to proceed? (y/n)', flush=True)\n    time.sleep(3600)\nprint('answered')"]
 TOML
 q=$(logist job create --file "$scratch/question.toml" --activate)
-logist job run "$q" || true
+expect_exit 6 logist job run "$q"
 expect_state "$q" INTERVENTION_REQUIRED
 logist job history "$q" --notes | tail -8
 echo yes > "$(logist job path "$q")/ANSWER"
@@ -269,67 +274,31 @@ expect_state "$q" SUCCESS
 git log --format='%h %s%n%N' "logist/$q" | grep -E 'Notes|waiting_input|interrupt' | head -6
 
 # ---------------------------------------------------------------- sharing (docs/sharing.md)
-wait_until() {  # what, command...: poll (0.1 s) for up to 60 s
-    local what=$1; shift
-    for _ in $(seq 1 600); do "$@" && return 0; sleep 0.1; done
-    echo "FAIL: timed out waiting for $what" >&2; exit 1
-}
-has_ref() { git rev-parse -q --verify "$1" >/dev/null; }
-gone_ref() { ! git rev-parse -q --verify "$1" >/dev/null; }
-
-step "push to a bare remote; the review branch carries only the work"
+step "push to a bare remote; a second clone inspects the job; a merged PR is cleaned up on pull"
 git init -q --bare "$scratch/shared.git"
 git clone -q "$scratch/shared.git" "$scratch/alice"
 cd "$scratch/alice"
 echo "# shared demo" > README.md && git add README.md && git commit -qm "initial"
 logist init >/dev/null && git add .logist && git commit -qm "logist init" && git push -q origin main
-printf '%s\n' 'title = "Shared greeting"' 'prompt = "Greet the reader"' '[[steps]]' 'name = "write"' \
-    'prompt = "Create hello.txt"' '[steps.mock]' 'writes = { "hello.txt" = "hello\n" }' \
-    '[[steps]]' 'name = "extend"' 'prompt = "Add a line"' '[steps.mock]' \
-    'writes = { "hello.txt" = "hello\nworld\n" }' > "$scratch/shared.toml"
+printf '%s\n' 'title = "Shared greeting"' '[[steps]]' 'prompt = "Create hello.txt"' \
+    '[steps.mock]' 'writes = { "hello.txt" = "hello\n" }' > "$scratch/shared.toml"
 shared=$(logist job create --file "$scratch/shared.toml" --activate)
 logist job run "$shared"
-twin=$(logist job create --file "$scratch/shared.toml" --title "Same greeting, never merged" --activate)
-logist job run "$twin"                        # the very same change, in another job
-logist job diff "$shared" --stat              # the work, without the record
-logist job diff "$shared" --step 2
-logist job status "$shared" | grep 'review branch'
-git log --format='%h %s' "main..logist-review/$shared"
-if git diff --name-only main "logist-review/$shared" | grep -q '^\.logist/'; then
-    echo "FAIL: the review branch carries .logist/" >&2; exit 1
-fi
-echo "job branch: $(git rev-list --count "main..logist/$shared") commits; review branch: $(git rev-list --count "main..logist-review/$shared")"
-logist push                                   # every job: both branches of each
-logist job pr "$shared" --url                 # a forge would get the compare URL
-
-step "a reviewer in a second clone sees the PR diff and squash-merges it"
+logist push
 git clone -q "$scratch/shared.git" "$scratch/bob"
 cd "$scratch/bob"
 logist init >/dev/null
 logist fetch
 logist job list --remote origin --all
-git diff origin/main...origin/logist-review/$shared          # what the pull request shows
-git merge -q --squash "origin/logist-review/$shared" && git commit -q --no-edit   # keeps Logist-Job
-git push -q origin main
-if git ls-tree -r --name-only HEAD -- .logist/jobs | grep -q . || git log --format=%s | grep -q '^logist('; then
-    echo "FAIL: the record reached main" >&2; exit 1
-fi
-echo "ok: main has the work, no .logist/jobs file and no transition commit"
-
-step "git pull: the squashed job is cleaned up, its twin with the same change is kept"
+git log -3 --oneline "origin/logist/$shared"
+git merge -q --no-ff -m "Merge $shared" "origin/logist/$shared" && git push -q origin main
 cd "$scratch/alice"
 git pull -q --no-rebase origin main
-# the post-merge hook cleans up in the background
-wait_until "the post-merge hook's cleanup" has_ref "refs/logist/archive/$shared"
-wait_until "the job branch to go" gone_ref "refs/heads/logist/$shared"
-wait_until "the review branch to go" gone_ref "refs/heads/logist-review/$shared"
-has_ref "refs/heads/logist/$twin" && has_ref "refs/heads/logist-review/$twin" \
-    || { echo "FAIL: the twin job was cleaned up" >&2; exit 1; }
-logist gc --remote origin --yes               # and on the remote (the twin stays there too)
-git ls-remote "$scratch/shared.git" | grep -q "logist-review/$shared" && { echo "FAIL: review branch left on the remote" >&2; exit 1; }
-git ls-remote "$scratch/shared.git" | grep -q "logist-review/$twin" || { echo "FAIL: twin's review branch deleted on the remote" >&2; exit 1; }
-logist job list --all
-echo "ok: squash merge detected and cleaned up (locally and on the remote); the twin is kept"
+git for-each-ref "refs/logist/archive/$shared" | grep . || { echo "FAIL: no archive ref after the merge" >&2; exit 1; }
+if git rev-parse -q --verify "refs/heads/logist/$shared" >/dev/null; then
+    echo "FAIL: the merged job branch is still there" >&2; exit 1
+fi
+echo "ok: merged job archived and cleaned up by the post-merge hook"
 
 step "two workers in two clones share one queue; each job runs exactly once"
 for i in 1 2 3 4; do logist job create --title "Queued $i" --step "do it" --activate >/dev/null; done

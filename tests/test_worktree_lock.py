@@ -64,3 +64,26 @@ def test_an_unknown_worktree_is_refused(repo, tmp_path):
     common = (repo / ".git").resolve()
     assert not worktree_lock.lock(common, tmp_path / "nowhere", "x")
     assert not worktree_lock.is_locked(common, tmp_path / "nowhere")
+
+
+def test_a_running_step_holds_the_lock_git_sees(cli, monkeypatch):
+    """The step's own command asks git: its worktree is locked with logist's reason while it
+    runs, and unlocked afterwards."""
+    import json
+    import sys
+
+    from _core import create_from_toml
+
+    monkeypatch.setenv("LOGIST_NO_WATCHER", "1")
+    prog = "import subprocess; print(subprocess.run(['git', 'worktree', 'list', '--porcelain'], " \
+           "capture_output=True, text=True).stdout)"
+    text = (f'title = "Locked while running"\n[[steps]]\nprompt = "look"\n'
+            f'command = [{json.dumps(sys.executable)}, "-c", {json.dumps(prog)}]\n')
+    job = create_from_toml(cli, text, "--activate")
+    cli.ok("job", "run", job)
+    log = cli.ok("job", "log", job).out
+    wt = cli.ok("job", "path", job).out.strip()
+    entry = log.split(f"worktree {wt}\n", 1)[1].split("\n\n", 1)[0]
+    assert f"locked logist: a step of {job} is running" in entry, log
+    lines = git(cli.repo, "worktree", "list", "--porcelain").splitlines()
+    assert not [line for line in lines if line.startswith("locked")]

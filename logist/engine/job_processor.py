@@ -28,7 +28,6 @@ from logist.engine.settle import is_ancestor, own_tip, record_tampered, settle_b
 from logist.engine.steps import AgentRun, StepResult, assemble_prompt, elapsed_since, new_tokens
 from logist.engine.trustgate import require_trust
 from logist.git import refs
-from logist.git.gitcmd import git
 from logist.store.job_state import Update, apply_update
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire
@@ -296,10 +295,9 @@ class Engine:
     def _provision_and_execute(self, lease: Lease) -> StepResult:
         job_id = lease.job_id
         try:
-            wt = self.store.ensure_worktree(job_id)
+            self.store.ensure_worktree(job_id)
             self.store.sync_worktree_record(job_id)
-            git(["worktree", "lock", "--reason", f"logist: a step of {job_id} is running", "--", str(wt)],
-                cwd=self.store.root, check=False)
+            self.store.lock_worktree(job_id, f"logist: a step of {job_id} is running")
         except LogistError as exc:
             return self._finish_intervention(lease, "provision_failed", f"provisioning failed: {exc.message}")
         crash_point("after-provision")
@@ -773,8 +771,7 @@ class Engine:
         return StepResult(m.id, m.state, m.step, reason=reason, commits=[oid])
 
     def _unlock_worktree(self, job_id: str) -> None:
-        git(["worktree", "unlock", "--", str(self.store.worktree_path(job_id))], cwd=self.store.root,
-            check=False)
+        self.store.unlock_worktree(job_id)
 
     # ---- harvest ----------------------------------------------------------------------
     def _harvest(self, lease: Lease, *, exit_code: int | None = None,

@@ -282,9 +282,7 @@ def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, messag
 
     clear_request(store, job_id)  # answered, or stale: it must not stop a later run
     if manifest.state in TRANSIENT:
-        from logist.git.gitcmd import git
-
-        git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root, check=False)
+        store.unlock_worktree(job_id)
     return new
 
 

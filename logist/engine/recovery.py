@@ -42,8 +42,8 @@ from logist.core.faults import crash_point
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
 from logist.engine.agent_proc import agent_status, stop_agent
 from logist.engine.settle import is_ancestor, own_tip, settle_branch
-from logist.git import refs
-from logist.git.gitcmd import git, git_out
+from logist.git import refs, worktree_lock
+from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
 
 Progress = Callable[[str], None]
@@ -228,9 +228,7 @@ def sync_worktree(store: JobStore, job_id: str) -> list[str]:
         return did
     if store.sync_worktree_record(job_id):
         did.append("restored the worktree's copy of the record from the tip")
-    locked = _worktree_locked(store, wt)
-    if locked:
-        git(["worktree", "unlock", "--", str(wt)], cwd=store.root, check=False)
+    if worktree_lock.unlock(store.paths.common_dir, wt):
         did.append("unlocked the worktree")
     return did
 
@@ -246,21 +244,6 @@ def _usable_worktree(store: JobStore, job_id: str) -> bool:
     except LogistError:
         return False
     return store.worktree_problem(wt) is None
-
-
-def _worktree_locked(store: JobStore, wt: Path) -> bool:
-    out = git_out(["worktree", "list", "--porcelain"], cwd=store.root, check=False)
-    current = None
-    for line in out.splitlines():
-        if line.startswith("worktree "):
-            current = line[len("worktree "):]
-        elif line.startswith("locked") and current is not None:
-            try:
-                if Path(current).resolve() == wt.resolve():
-                    return True
-            except OSError:
-                continue
-    return False
 
 
 def _take_interrupted(store: JobStore, job_id: str, verb: str, hint: str):
@@ -307,8 +290,7 @@ def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = Non
                 lease.stop_heartbeat()
             if repaired is not None:
                 did.append(f"finished the interrupted {repaired.reason}")
-            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
-                check=False)
+            store.unlock_worktree(job_id)
         else:
             did += sync_worktree(store, job_id)
             did.append("released the dead lock")
@@ -361,8 +343,7 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
             from logist.engine.restep import abandon_restep
 
             res = abandon_restep(make_engine(store, progress=progress), lease, why)
-            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
-                check=False)
+            store.unlock_worktree(job_id)
             _, m = store.read(job_id)
             if res is not None:
                 did.append(f"recorded restep {res.restep} of step {res.step} as failed "
@@ -396,8 +377,7 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
                                               parent=tip, history_from=history_from,
                                               include_worktree=with_work, body=why)
                 history_from = tip
-            git(["worktree", "unlock", "--", str(store.worktree_path(job_id))], cwd=store.root,
-                check=False)
+            store.unlock_worktree(job_id)
             did.append(f"moved the job from {before} to {m.state.value}")
         else:
             did += sync_worktree(store, job_id)
@@ -483,7 +463,7 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
                                f"worktree HEAD {head[:12] or '(unreadable)'} has commits that are not on "
                                f"the job branch; kept (save them, then `logist job clean {m.id}`)"))
             continue
-        git(["worktree", "unlock", "--", str(wt)], cwd=store.root, check=False)
+        worktree_lock.unlock(store.paths.common_dir, wt)
         proc = git(["worktree", "remove", "--", str(wt)], cwd=store.root, check=False)
         if proc.returncode != 0:
             out.append(Cleaned(m.id, m.state.value, ref, False,

@@ -155,8 +155,7 @@ def _restep_execute(engine: Engine, lease: Lease, m: Manifest, r: _Restep) -> Re
         else:
             wt = store.ensure_worktree(job_id)
             store.sync_worktree_record(job_id)
-            git(["worktree", "lock", "--reason", f"logist: a restep of {job_id} is running", "--",
-                 str(wt)], cwd=store.root, check=False)
+            store.lock_worktree(job_id, f"logist: a restep of {job_id} is running")
         run = engine.run_agent(m, r.step, wt, prompt=r.prompt, log=Path(r.log), commit=r.start_commit,
                                transition_id=r.transition_id, attempt=r.attempt)
     except LogistError as exc:

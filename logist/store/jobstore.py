@@ -32,7 +32,7 @@ from logist.core.redact import redact, redact_json
 from logist.core.safepath import read_file, write_file
 from logist.core.states import State
 from logist.core.termsafe import json_safe, sanitize
-from logist.git import refs, reftx
+from logist.git import refs, reftx, worktree_lock
 from logist.git.gitcmd import CatFileBatch, Started, git, git_out
 
 if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
@@ -343,6 +343,13 @@ class JobStore:
         return cls(find_repo(cwd))
 
     # ---- configuration and locations -------------------------------------------------
+    def lock_worktree(self, job_id: str, reason: str) -> bool:
+        """`git worktree lock --reason` without git loading every worktree (git/worktree_lock)."""
+        return worktree_lock.lock(self.paths.common_dir, self.worktree_path(job_id), reason)
+
+    def unlock_worktree(self, job_id: str) -> bool:
+        return worktree_lock.unlock(self.paths.common_dir, self.worktree_path(job_id))
+
     @property
     def root(self) -> Path:
         return self.paths.root
@@ -1017,7 +1024,7 @@ class JobStore:
         aside = wt.with_name(f"{wt.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         os.rename(wt, aside)
         # a step locks its worktree (`git worktree lock`): a locked entry is never pruned
-        git(["worktree", "unlock", "--", str(wt)], cwd=self.paths.root, check=False)
+        worktree_lock.unlock(self.paths.common_dir, wt)
         git(["worktree", "prune"], cwd=self.paths.root, check=False)
         notice(f"job {job_id}: worktree {wt} was broken ({problem}); it is kept at {aside} and the "
                "worktree is created again from the branch (uncommitted work there is not in the job)")
