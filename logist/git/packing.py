@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from logist.core.errors import GitError
 from logist.git.gitcmd import git
 
 DEFAULT_GC_AUTO = 6700
@@ -53,5 +54,8 @@ def pack_if_needed(common_dir: Path, *, fraction: float = 0.5) -> bool:
     limit = gc_auto_limit(common_dir)
     if limit <= 0 or estimate < limit * fraction:
         return False  # gc.auto = 0 means the user turned auto-gc off: leave the repository alone
-    proc = git(["repack", "-d", "-q", "--no-write-bitmap-index"], cwd=common_dir, check=False, timeout=300)
+    try:
+        proc = git(["repack", "-d", "-q", "--no-write-bitmap-index"], cwd=common_dir, check=False, timeout=300)
+    except GitError:
+        return False
     return proc.returncode == 0

@@ -32,7 +32,7 @@ from logist.core.redact import redact, redact_json
 from logist.core.safepath import read_file, write_file
 from logist.core.states import State
 from logist.core.termsafe import json_safe, sanitize
-from logist.git import refs, reftx, worktree_lock
+from logist.git import packing, refs, reftx, worktree_lock
 from logist.git.gitcmd import CatFileBatch, Started, git, git_out
 
 if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
@@ -779,6 +779,7 @@ class JobStore:
                 # A failed create leaves nothing behind: take the branch back (compare-and-delete).
                 self.ref_transaction(f"delete {refs.branch_ref(job_id)} {oid}\n")
                 raise
+        packing.pack_if_needed(self.paths.common_dir)
         return oid
 
     def _check_worktree_path(self, job_id: str) -> None:
@@ -847,6 +848,7 @@ class JobStore:
             from logist.store.review import refresh
 
             refresh(self, job_id)
+        packing.pack_if_needed(self.paths.common_dir)  # one directory listing, see git/packing
         return oid
 
     def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None,
