@@ -29,6 +29,13 @@ git config --global user.email demo@example.invalid
 git config --global init.defaultBranch main
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+wait_until() {  # seconds, what, command...: poll the command until it succeeds, or fail
+    local deadline=$(( $(date +%s) + $1 )) what=$2; shift 2
+    until "$@"; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then echo "FAIL: timed out waiting for $what" >&2; exit 1; fi
+        sleep 0.2
+    done
+}
 expect_exit() {  # code, command...: run it and check its exit code (docs/exit-codes.md)
     local want=$1 rc=0; shift
     "$@" || rc=$?
@@ -294,10 +301,10 @@ git log -3 --oneline "origin/logist/$shared"
 git merge -q --no-ff -m "Merge $shared" "origin/logist/$shared" && git push -q origin main
 cd "$scratch/alice"
 git pull -q --no-rebase origin main
-git for-each-ref "refs/logist/archive/$shared" | grep . || { echo "FAIL: no archive ref after the merge" >&2; exit 1; }
-if git rev-parse -q --verify "refs/heads/logist/$shared" >/dev/null; then
-    echo "FAIL: the merged job branch is still there" >&2; exit 1
-fi
+# the hook returns at once and cleans up detached (docs/sharing.md#hooks): wait for it, 60 s at most
+wait_until 60 "the post-merge cleanup of $shared" \
+    sh -c "git for-each-ref refs/logist/archive/$shared | grep -q . && ! git rev-parse -q --verify refs/heads/logist/$shared >/dev/null"
+git for-each-ref "refs/logist/archive/$shared"
 echo "ok: merged job archived and cleaned up by the post-merge hook"
 
 step "two workers in two clones share one queue; each job runs exactly once"
