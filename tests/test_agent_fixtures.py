@@ -102,6 +102,16 @@ def test_a_reconnect_loop_is_no_progress(agent, name):
     assert doom.retries >= RETRY_LOOP_LINES
 
 
+@pytest.mark.parametrize("line", [
+    "Login to OpenRouter or create a free account? (Y)es/(N)o [Yes]: y",
+    "Run pip install? (Y)es/(N)o [Yes]: y",
+    "Install playwright? (Y)es/(N)o [Yes]: y",
+])
+def test_aider_offers_that_yes_always_would_accept_are_fatal(line):
+    """--yes-always answers every question: a login or an install offer ends the step."""
+    assert Doom("aider").scan(line.encode() + b"\n") == line
+
+
 def test_retries_with_progress_between_them_are_not_a_loop():
     lines = ['{"type":"error","message":"Reconnecting... 1/5 (stream disconnected)"}',
              '{"type":"item.completed","item":{"type":"agent_message","text":"working"}}'] * 5

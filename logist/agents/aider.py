@@ -35,7 +35,10 @@ _TOKENS = re.compile(r"Tokens:\s*([\d.,]+)\s*([kKmM]?)\s*sent,\s*([\d.,]+)\s*([k
 _COST = re.compile(r"Cost:\s*\$([\d.,]+)\s*message,\s*\$([\d.,]+)\s*session")
 _AUTH = re.compile(r"not able to authenticate you"
                    r"|no llm model was specified and no api keys|please open this url in your browser"
-                   r"|waiting up to \d+ minutes for you to finish in the browser", re.I)
+                   r"|waiting up to \d+ minutes for you to finish in the browser"
+                   r"|login to openrouter"
+                   # an offer --yes-always would accept: installing packages is not the step's job
+                   r"|^run pip install\?|^install playwright\?", re.I)
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000}
 
 
