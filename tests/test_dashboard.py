@@ -131,3 +131,26 @@ def test_dashboard_ctrl_c_exits_130_and_a_pipe_gets_one_frame(cli, tmp_path):
     assert [r["id"] for r in data["needs_you"]] == [job_id]
     assert data["needs_you"][0]["state"] == "INTERVENTION_REQUIRED" and data["needs_you"][0]["note"]
     assert set(data) == {"needs_you", "running", "waiting", "finished"}
+
+
+def test_foreground_run_shows_a_live_status_line_on_a_terminal(cli, tmp_path):
+    slow = 'title = "Slow"\n[[steps]]\nprompt = "p"\n[steps.mock]\nscenario = "slow"\ndelay_s = 6.0\n'
+    job_id = create_from_toml(cli, slow, "--activate", name="slow.toml")
+    term = Term(tmp_path, f"{sys.executable} -m logist -C {cli.repo} job run {job_id}")
+    try:
+        # job, step N/M, agent, elapsed, cost so far and the agent's last output line
+        screen = term.wait("working slowly")
+        line = next(ln for ln in screen.splitlines() if ln.startswith(f"{job_id}  step 1/1  mock  "))
+        assert "$0.00" in line and "mock: working slowly" in line, line
+        assert term.exit_code() == 0
+        final = term.screen()
+        assert f"{job_id}: SUCCESS" in final
+        assert not any(ln.startswith(f"{job_id}  step 1/1") for ln in final.splitlines())  # erased at the end
+    finally:
+        term.close()
+    other = create_from_toml(cli, slow.replace("6.0", "2.5"), "--activate", name="slow2.toml")
+    piped = subprocess.run([sys.executable, "-m", "logist", "-C", str(cli.repo), "job", "run", other],
+                           capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0
+    assert "\r" not in piped.stderr and "\x1b" not in piped.stderr  # plain progress lines only
+    assert f"{other}: EXECUTING -> HARVESTING" in piped.stderr
