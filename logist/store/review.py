@@ -27,11 +27,12 @@ Layer 2 (store): git through :mod:`logist.git.gitcmd`, ref names from :mod:`logi
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from logist.core.errors import ConcurrentUpdateError, GitError, LogistError
+from logist.core.errors import ConcurrentUpdateError, GitError, LogistError, ManifestError
 from logist.git import refs
 from logist.git.gitcmd import git
 
@@ -84,6 +85,7 @@ class ReviewChain:
     base: str
     steps: list[WorkStep] = field(default_factory=list)
     harvests: dict[int, str] = field(default_factory=dict)  # step -> last harvest (with or without work)
+    current: str | None = None  # logist-review/<id> when it was computed
 
     @property
     def head(self) -> str | None:
@@ -241,21 +243,48 @@ class _Builder:
     """Computes review commits (and writes the missing ones) for one job."""
 
     def __init__(self, store: JobStore, job_id: str, tip: str) -> None:
+        """One ``cat-file --batch`` reads the review branch's value, the record and the history
+        at ``tip`` (as data: only the base, the step names and the summaries are used)."""
         self.store, self.job_id, self.tip = store, job_id, tip
-        _, record = store.read_record(job_id, at=tip)
-        self.base: str = record["base"]
-        self.names = [str(s.get("name", "")) for s in record.get("steps", [])]
+        got = _batch(store, [refs.review_ref(job_id), f"{tip}:{refs.manifest_path(job_id)}",
+                             f"{tip}:{refs.history_path(job_id)}"])
+        self.current = got[0][0] if got[0] is not None and got[0][1] == "commit" else None
+        try:
+            record = json.loads(got[1][2]) if got[1] is not None else None
+        except ValueError:
+            record = None
+        base = record.get("base") if isinstance(record, dict) else None
+        if not isinstance(base, str) or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", base):
+            store.read_record(job_id, at=tip)  # raises the record's own error
+            raise ManifestError(f"job {job_id}: the record at {tip[:12]} has no valid base")
+        self.base: str = base
+        steps = record.get("steps") if isinstance(record, dict) else None
+        self.names = [str(x.get("name", "")) if isinstance(x, dict) else "" for x in steps] \
+            if isinstance(steps, list) else []
         summaries: dict[str, str] = {}
-        for e in store.read_history(job_id, at=tip):
-            if e.transition_id and (e.to_state is not None and e.from_state is not None
-                                    or e.event == "restep"):
-                summaries[e.transition_id] = str(e.data.get("summary") or e.reason or "")
+        for line in (got[2][2] if got[2] is not None else b"").decode("utf-8", "replace").splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(e, dict) or not isinstance(e.get("transition_id"), str):
+                continue
+            if e.get("event") == "restep" or (e.get("from") and e.get("to")):
+                raw = e.get("data")
+                data = raw if isinstance(raw, dict) else {}
+                summaries[e["transition_id"]] = str(data.get("summary") or e.get("reason") or "")
         self.summaries = summaries
         self.raw_len = 32 if len(tip) == 64 else 20
-        got = _batch(store, [f"{self.base}^{{tree}}"])
-        if not got or got[0] is None:
-            raise GitError(f"job {job_id}: its base {self.base[:12]} is not in this repository")
-        self.base_tree = got[0][2]
+        self._base_tree: bytes | None = None
+
+    @property
+    def base_tree(self) -> bytes:
+        if self._base_tree is None:
+            got = _batch(self.store, [f"{self.base}^{{tree}}"])
+            if not got or got[0] is None:
+                raise GitError(f"job {self.job_id}: its base {self.base[:12]} is not in this repository")
+            self._base_tree = got[0][2]
+        return self._base_tree
 
     def name(self, step: int) -> str:
         return self.names[step - 1] if 0 < step <= len(self.names) else f"step {step}"
@@ -263,10 +292,15 @@ class _Builder:
     def plan(self, items: list[tuple[str, int, int, str]], parent: str) -> tuple[list[WorkStep], _Todo]:
         """The review commits for ``items`` on top of ``parent`` (not written yet): the steps,
         and {commit: (tree content, (tree, parent, author, committer, message))}."""
-        specs = []
+        specs = [f"{self.base}^{{tree}}"] if self._base_tree is None else []
         for h, *_ in items:
             specs += [h, f"{h}^{{tree}}"]
         objs = _batch(self.store, specs)
+        if self._base_tree is None:
+            if not objs or objs[0] is None:
+                raise GitError(f"job {self.job_id}: its base {self.base[:12]} is not in this repository")
+            self._base_tree = objs[0][2]
+            objs = objs[1:]
         steps: list[WorkStep] = []
         todo: _Todo = {}
         prev_tree = None
@@ -296,7 +330,11 @@ class _Builder:
         ids git gave (equal to the computed ones)."""
         if not steps:
             return steps
-        have = _batch_check(self.store, [s.commit for s in steps])
+        # the commits up to the branch's current value exist; look up the others only when
+        # there are several (writing one again would give the same object anyway)
+        known = next((i for i, s in enumerate(steps) if s.commit == self.current), -1)
+        rest = [s.commit for s in steps[known + 1:]]
+        have = {s.commit for s in steps[:known + 1]} | (_batch_check(self.store, rest) if len(rest) > 1 else set())
         fixed: list[WorkStep] = []
         renamed: dict[str, str] = {}
         for s in steps:
@@ -331,6 +369,7 @@ def build(store: JobStore, job_id: str, tip: str | None = None, *, write: bool =
     steps, todo = b.plan(items, b.base)
     chain = ReviewChain(job_id, tip, b.base, b.write(steps, todo) if write else steps)
     chain.harvests = {n: h for h, n, _m, _t in items}
+    chain.current = b.current
     return chain
 
 
@@ -421,11 +460,12 @@ def update(store: JobStore, job_id: str, *, tip: str | None = None,
     """Move ``logist-review/<id>`` to the review branch computed from the job, by
     compare-and-swap. A branch that carries commits logist did not make (a reviewer's fixup)
     is never moved: the result says "kept" and names them."""
+    fresh = chain is None  # then the branch's value was read with the record: no second look
     chain = chain or build(store, job_id, tip)
     ref = refs.review_ref(job_id)
     want = chain.head
-    for _attempt in range(3):
-        old = current(store, job_id)
+    for attempt in range(3):
+        old = chain.current if attempt == 0 and fresh else current(store, job_id)
         if old == want:
             return ReviewUpdate(job_id, "unchanged" if want else "none", old, old, want)
         if old is not None and not made_by_logist(store, job_id, old, chain):
