@@ -305,7 +305,7 @@ def assert_gone(repo: Path, jid: str) -> None:
 def assert_kept(repo: Path, jid: str) -> None:
     git(repo, "rev-parse", "--verify", f"refs/heads/logist/{jid}")
     git(repo, "rev-parse", "--verify", f"refs/heads/logist-review/{jid}")
-    assert (repo / ".git/logist/worktrees" / jid).is_dir()
+    assert Path(lg(repo, "job", "path", jid).out.strip()).is_dir()
 
 
 def no_record_in_main(srv: Path) -> None:

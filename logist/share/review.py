@@ -388,9 +388,11 @@ def transition_commits(store: JobStore, job_id: str, tip: str | None = None) -> 
     """{transition id: commit} of the commits that carry a step's work (harvests and in-place
     restep results), on the branch and on the runs a rerun replaced."""
     tip = tip or store.tip(job_id)
+    base = store.read_record(job_id, at=tip)[1]["base"]
     starts = [tip, *_refs_under(store, f"{refs.RUNS_PREFIX}{refs.validate_job_id(job_id)}/").values()]
-    out = git(["log", "-z", "--max-count=20000", "--format=%H%x1f%B", "--end-of-options", *starts, "--"],
-              cwd=store.root, check=False).stdout
+    # bounded by the job: its own commits only, never the project's history behind its base
+    out = git(["log", "-z", "--max-count=20000", "--format=%H%x1f%B", "--end-of-options", *starts,
+               f"^{base}", "--"], cwd=store.root, check=False).stdout
     found: dict[str, str] = {}
     for rec in out.split("\0"):
         oid, _, body = rec.strip("\n").partition("\x1f")

@@ -419,15 +419,20 @@ def foreign_commits(store: JobStore, job_id: str, tip: str, chain: ReviewChain |
                     ) -> tuple[list[tuple[str, str]], str | None]:
     """([(oid, subject)] of the commits on top of ``tip``'s first-parent line that logist did not
     make, newest first; the newest commit below them that logist made, or None)."""
-    out = git(["log", "--first-parent", f"--max-count={MAX_FOREIGN}", "--format=%H%x1f%s",
-               "--end-of-options", tip, "--"], cwd=store.root, check=False).stdout
+    try:
+        base = chain.base if chain is not None else store.read_record(job_id)[1]["base"]
+        bound = [f"^{base}"]  # the job's commits only, not the project's history behind its base
+    except LogistError:
+        bound = []
+    out = git(["log", "--first-parent", f"--max-count={MAX_FOREIGN}",
+               "--format=%H%x1f%(trailers:key=Logist-Job,valueonly,separator=%x2C)%x1f%s",
+               "--end-of-options", tip, *bound, "--"], cwd=store.root, check=False).stdout
     foreign: list[tuple[str, str]] = []
     for line in out.splitlines():
-        oid, _, subject = line.partition("\x1f")
-        if made_by_logist(store, job_id, oid, chain):
+        oid, _, rest = line.partition("\x1f")
+        named, _, subject = rest.partition("\x1f")
+        if named.strip() == job_id and made_by_logist(store, job_id, oid, chain):
             return foreign, oid
-        if chain is not None and oid == chain.base:
-            return foreign, None
         foreign.append((oid, subject))
     return foreign, None
 
