@@ -18,7 +18,7 @@ from _oracle import Oracle
 from conftest import git
 
 from logist.core.errors import ConcurrentUpdateError, JobStateError, LogistError
-from logist.core.model import TERMINAL, Manifest, State, Step, canonical_json
+from logist.core.model import RESTING, TERMINAL, Manifest, State, Step, canonical_json
 from logist.store import job_state
 from logist.store.job_state import (
     OUTCOME_EVENTS,
@@ -53,11 +53,16 @@ EXPECTED = {
     (S.APPROVAL_REQUIRED, "reject"): S.PENDING,
     (S.INTERVENTION_REQUIRED, "resubmit"): S.PENDING,
     (S.SUSPENDED, "resume"): S.PENDING,
+    (S.INTERVENTION_REQUIRED, "advance"): S.PENDING,
+    (S.INTERVENTION_REQUIRED, "advance_last"): S.SUCCESS,
+    (S.INTERVENTION_REQUIRED, "advance_approval"): S.APPROVAL_REQUIRED,
 }
 for _s in NON_TERMINAL:
     if _s != S.SUSPENDED:
         EXPECTED[(_s, "suspend")] = S.SUSPENDED
     EXPECTED[(_s, "cancel")] = S.CANCELED
+for _s in RESTING:  # a rerun starts run n+1 from any state a job rests in, terminal ones too
+    EXPECTED[(_s, "rerun")] = S.PENDING
 
 EVENTS = sorted({e for _, e in EXPECTED})
 INVALID = [(s, e) for s, e in itertools.product(State, EVENTS) if (s, e) not in EXPECTED]
@@ -85,9 +90,12 @@ def test_every_invalid_transition_is_refused(state, event):
     assert info.value.exit_code == 1
 
 
-def test_terminal_states_allow_nothing():
+def test_terminal_states_allow_only_a_rerun():
     for state in TERMINAL:
         for event in EVENTS:
+            if event == "rerun":
+                assert transition_state(state, event) == S.PENDING
+                continue
             with pytest.raises(JobStateError):
                 transition_state(state, event)
 

@@ -28,7 +28,7 @@ from logist.engine.settle import is_ancestor, own_tip, record_tampered, settle_b
 from logist.engine.steps import AgentRun, StepResult, assemble_prompt, elapsed_since, new_tokens
 from logist.engine.trustgate import require_trust
 from logist.git import refs
-from logist.store.job_state import Update, apply_update
+from logist.store.job_state import Update, update_job_manifest
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire
 
@@ -78,6 +78,10 @@ class Engine:
                     parent: str | None = None, history_from: str | None = None,
                     expected: str | None = None, trailers: dict[str, str] | None = None,
                     exclude: tuple[str, ...] = ()) -> tuple[str, Manifest]:
+        """One transition of the job under ``lease`` (``update_job_manifest``), said to ``progress``.
+
+        ``expected``: the commit the branch must still be at (default: its tip now); the record
+        is read at ``history_from`` or there; ``exclude``: worktree paths the commit leaves out."""
         job_id = lease.job_id
         if update.reason or body:  # reasons quote agents; they go into commits and the record
             from logist.core.redact import redact
@@ -89,15 +93,15 @@ class Engine:
         else:
             tip = expected
             _, manifest = self.store.read(job_id, at=history_from or expected)
-        result = apply_update(manifest, update, now=utcnow(), transition_id=new_transition_id())
-        if result is None:
+        done = update_job_manifest(self.store, job_id, update, now=utcnow(),
+                                   transition_id=new_transition_id(), tip=tip, current=manifest,
+                                   lease=lease.oid, body=body, include_worktree=include_worktree,
+                                   parent=parent, history_from=history_from, extra_trailers=trailers,
+                                   exclude=exclude)
+        if done is None:
             return tip, manifest
-        new, entry = result
-        oid = self.store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=body,
-                                           include_worktree=include_worktree, parent=parent,
-                                           history_from=history_from, extra_trailers=trailers,
-                                           exclude=exclude)
-        self.progress(f"{job_id}: {entry.from_state} -> {entry.to_state} (step {new.step}/{new.step_count})"
+        oid, new = done
+        self.progress(f"{job_id}: {manifest.state.value} -> {new.state.value} (step {new.step}/{new.step_count})"
                       + (f": {update.reason}" if update.reason and new.state != State.PENDING else ""))
         if new.state != manifest.state:
             self._notify(new)

@@ -206,8 +206,10 @@ def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activ
     from logist.core.model import HistoryEntry
 
     manifest = build_manifest(spec, job_id=jid, base=base_oid, now=now)
-    if activate:
-        manifest.state = State.PENDING
+    if activate:  # born activated: the table's `activate`, in the create commit
+        from logist.store.job_state import transition_state
+
+        manifest.state = transition_state(manifest.state, "activate")
     states: dict[str, Any] = {"from": None, "to": manifest.state}  # the fields' names are keywords
     entry = HistoryEntry(t=now, event="create", run=1, step=1, transition_id=new_transition_id(),
                          reason=f"created from {spec.title!r}", **states)
@@ -252,7 +254,7 @@ def human_transition(store: JobStore, job_id: str, event: str, *, message: str |
 
 def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None) -> Manifest:
     from logist.core.faults import crash_point
-    from logist.store.job_state import Update, apply_update
+    from logist.store.job_state import Update, update_job_manifest
 
     crash_point("human-after-lock")
     tip, manifest = store.read(job_id)
@@ -272,11 +274,12 @@ def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, messag
         extra = {"parent": tip, "history_from": own}
         if warnings:
             update.data = {**(update.data or {}), "warnings": warnings}
-    result = apply_update(manifest, update, now=utcnow(), transition_id=new_transition_id())
-    if result is None:  # pragma: no cover - an event always changes the state
+    done = update_job_manifest(store, job_id, update, now=utcnow(), transition_id=new_transition_id(),
+                               tip=tip, current=manifest, lease=lease.oid,
+                               body=message or "", **extra)
+    if done is None:  # pragma: no cover - an event always changes the state
         return manifest
-    new, entry = result
-    store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=message or "", **extra)
+    _, new = done
     crash_point("human-after-commit")
     from logist.engine.stop import clear_request
 

@@ -44,7 +44,7 @@ from logist.engine.agent_proc import agent_status, stop_agent
 from logist.engine.settle import is_ancestor, own_tip, settle_branch
 from logist.git import refs, worktree_lock
 from logist.git.gitcmd import git
-from logist.store.jobstore import JobStore
+from logist.store.jobstore import JobStore, new_transition_id, utcnow
 
 Progress = Callable[[str], None]
 
@@ -329,8 +329,7 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
     move the job to INTERVENTION_REQUIRED (the worktree's changes are committed with it, so
     nothing is lost). An interrupted restep is recorded as failed instead; the job keeps its
     resting state. History is never deleted. LockHeldError if a live process holds it."""
-    from logist.store.job_state import Update, apply_update
-    from logist.store.jobstore import new_transition_id, utcnow
+    from logist.store.job_state import Update, update_job_manifest
 
     before, lease, did = _take_interrupted(store, job_id, "abandon",
                                            f"to stop it anyway: `logist job cancel {job_id}`")
@@ -366,16 +365,15 @@ def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
             history_from = own
             for i, event in enumerate(events):
                 last = i == len(events) - 1
-                upd = apply_update(m, Update(event=event, reason=why, mutate=mut if last else None,
-                                             data={"abandoned": True, **({"warnings": warnings}
-                                                                         if warnings and last else {})}),
-                                   now=utcnow(), transition_id=new_transition_id())
-                assert upd is not None
-                m, entry = upd
-                with_work = last and _usable_worktree(store, job_id)
-                tip = store.commit_transition(job_id, tip, m, [entry], lease=lease.oid,
-                                              parent=tip, history_from=history_from,
-                                              include_worktree=with_work, body=why)
+                done = update_job_manifest(
+                    store, job_id, Update(event=event, reason=why, mutate=mut if last else None,
+                                          data={"abandoned": True, **({"warnings": warnings}
+                                                                      if warnings and last else {})}),
+                    now=utcnow(), transition_id=new_transition_id(), tip=tip, current=m,
+                    lease=lease.oid, parent=tip, history_from=history_from,
+                    include_worktree=last and _usable_worktree(store, job_id), body=why)
+                assert done is not None
+                tip, m = done
                 history_from = tip
             store.unlock_worktree(job_id)
             did.append(f"moved the job from {before} to {m.state.value}")

@@ -35,7 +35,6 @@ from logist.engine.rerun_base import (
     check_range,
     check_resting,
     commit_exists,
-    history_raw_at,
     parse_step,
     ref_value,
     steps_text,
@@ -51,8 +50,8 @@ from logist.engine.worktree_move import (
     write_marker,
 )
 from logist.git import refs
-from logist.store.job_state import Update, apply_update
-from logist.store.jobstore import JobStore, commit_message, new_transition_id, utcnow
+from logist.store.job_state import Update, update_job_manifest
+from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire
 
 Progress = Callable[[str], None]
@@ -171,8 +170,7 @@ def _prepare_run(store: JobStore, lease: Lease, tip: str, m: Manifest, n: int, s
         x.run = new_run
         x.runs.append(RunInfo(run=new_run, from_step=n, started_at=now, start_commit=start,
                               previous_tip=tip))
-        x.state = State.PENDING
-        x.step = n
+        x.step = n  # the state: the table's `rerun` (-> PENDING)
         x.attempt = 0
         x.reason = ""
         x.execution = None
@@ -196,31 +194,23 @@ def _prepare_run(store: JobStore, lease: Lease, tip: str, m: Manifest, n: int, s
     reason = f"run {new_run} starts at step {n}"
     if n > 1:
         reason += f"; {steps_text(skipped)} not executed again"
-    result = apply_update(m, Update(history_event="run", mutate=mutate, reason=reason, data=data),
-                          now=now, transition_id=new_transition_id())
-    assert result is not None
-    new, entry = result
-    entry.step = n
-    entry.commit = start
-    files = store.record_files(job_id, new, history_raw_at(store, job_id, tip), [entry])
-    tree = store.writer.tree_with_record(store.writer.commit_tree_of(start), job_id, files)
     body = (f"Run {new_run} of job {job_id} starts at step {n}/{m.step_count} "
             f"({m.steps[n - 1].name})" + (f"; {steps_text(skipped)} done and not executed again"
                                           if n > 1 else "") + ".\n"
             f"The code is that of {start[:12]}, where step {n} started in run {old_run}.\n"
             f"Run {old_run} ended in {m.state.value} at step {m.step}; its tip {tip[:12]} is kept "
             f"at {run_ref}.")
-    msg = commit_message(job_id, entry, new, body=body, lease=lease.oid, extra_trailers={
-        "Logist-Previous-Run": str(old_run), "Logist-Previous-Tip": tip, "Logist-Run-Ref": run_ref,
-        "Logist-Start-Commit": start, "Logist-From-Step": str(n)})
-    oid = store.writer.commit(tree, [start], msg)
-
-    # The worktree moves first (refused cleanly on conflicting local changes), then one ref
-    # transaction keeps run n, verifies the lease and moves the branch. The marker lets an
-    # interruption in between be repaired from whichever tip won.
+    # The commit builds on `start` (its code) and appends to the history at `tip`. The worktree
+    # moves to it before it is published (refused cleanly on conflicting local changes); then
+    # one ref transaction keeps run n, verifies the lease and moves the branch. The marker lets
+    # an interruption in between be repaired from whichever tip won.
     marker = move_marker(store, job_id)
-    moved = False
-    if has_worktree(store, job_id):
+    moved = ""  # the commit the worktree was moved to
+
+    def move_worktree(oid: str) -> None:
+        nonlocal moved
+        if not has_worktree(store, job_id):
+            return
         check_worktree_on_branch(store, job_id)
         store.sync_worktree_record(job_id)
         write_marker(marker, {"from": tip, "to": oid, "run_ref": run_ref})
@@ -229,26 +219,36 @@ def _prepare_run(store: JobStore, lease: Lease, tip: str, m: Manifest, n: int, s
         except LogistError:
             marker.unlink(missing_ok=True)
             raise
-        moved = True
+        moved = oid
         crash_point("rerun-after-worktree-move")
+
     try:
-        store.update_refs(f"verify {refs.lock_ref(job_id)} {lease.oid}\n"
-                          f"create {run_ref} {tip}\n"
-                          f"update {refs.branch_ref(job_id)} {oid} {tip}\n")
+        done = update_job_manifest(
+            store, job_id, Update(event="rerun", history_event="run", mutate=mutate, reason=reason,
+                                  data=data, entry_step=n, entry_commit=start),
+            now=now, transition_id=new_transition_id(), tip=tip, current=m, lease=lease.oid,
+            parent=start, body=body,
+            extra_trailers={"Logist-Previous-Run": str(old_run), "Logist-Previous-Tip": tip,
+                            "Logist-Run-Ref": run_ref, "Logist-Start-Commit": start,
+                            "Logist-From-Step": str(n)},
+            extra_refs=[f"create {run_ref} {tip}"], before_publish=move_worktree,
+            sync_worktree=False)
     except ConcurrentUpdateError:
         if moved:
-            read_tree(store, job_id, oid, tip)
+            read_tree(store, job_id, moved, tip)
             store.sync_worktree_record(job_id)
         marker.unlink(missing_ok=True)
         raise ConcurrentUpdateError(
             f"job {job_id} changed while the rerun was prepared (or its lease was lost); nothing "
             "was changed", hint=f"run `logist job status {job_id}` and try again") from None
+    assert done is not None  # a rerun always changes the record
+    oid, new = done
     crash_point("rerun-after-publish")
     from logist.store.review import refresh
 
     refresh(store, job_id)  # the work from step N on left the branch: so it leaves the review branch
     if moved:
-        store.sync_worktree_record(job_id, files)
+        store.sync_worktree_record(job_id)
         marker.unlink(missing_ok=True)
     progress(f"{job_id}: run {new_run} starts at step {n}/{m.step_count} from {start[:12]}; "
              f"run {old_run} kept at {run_ref}")

@@ -10,7 +10,7 @@ from logist.core.errors import JobStateError, LockHeldError, UsageError
 from logist.core.model import RESTING, TRANSIENT, Manifest
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git
-from logist.store.job_state import Update, apply_update
+from logist.store.job_state import Update, update_job_manifest
 from logist.store.jobstore import RECORD_FILES, JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, read_lock
 
@@ -112,12 +112,11 @@ def history_raw_at(store: JobStore, job_id: str, oid: str) -> bytes:
 def commit_update(store: JobStore, lease: Lease, tip: str, m: Manifest, update: Update, *, step: int,
             commit: str | None, tid: str | None = None, body: str = "",
             trailers: dict[str, str] | None = None, **kwargs: Any) -> tuple[str, Manifest]:
-    """One fenced transition commit (``store.commit_transition``) whose entry names ``step``."""
-    result = apply_update(m, update, now=utcnow(), transition_id=tid or new_transition_id())
-    assert result is not None  # every update here carries data
-    new, entry = result
-    entry.step = step
-    entry.commit = commit
-    oid = store.commit_transition(m.id, tip, new, [entry], lease=lease.oid, body=body,
-                                  extra_trailers=trailers, **kwargs)
-    return oid, new
+    """``update_job_manifest`` under ``lease`` (``m`` read at ``tip``, or at ``history_from``),
+    its history entry naming ``step`` and the commit it ran on."""
+    update.entry_step, update.entry_commit = step, commit
+    done = update_job_manifest(store, m.id, update, tip=tip, current=m, now=utcnow(),
+                               transition_id=tid or new_transition_id(),
+                               lease=lease.oid, body=body, extra_trailers=trailers, **kwargs)
+    assert done is not None  # every update here carries data
+    return done

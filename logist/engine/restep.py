@@ -246,7 +246,7 @@ def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | N
         if res is not None and res.summary:
             s.summary = res.summary
         if advanced:
-            _advance(x, n, res)
+            _advance(x, n)
 
     data: dict[str, Any] = {**r.data("done"), "success": success, "outcome": outcome,
                             "exit_code": run.exit_code if run is not None else None}
@@ -274,6 +274,7 @@ def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | N
     oid, new = commit_update(store, lease, tip, m,
                        Update(history_event="restep", mutate=finish, outcome=outcome, cost_delta=cost,
                               tokens_delta=tokens, seconds_delta=elapsed, data=data,
+                              event=_advance_event(m, n, res) if advanced else None,
                               reason=f"restep {r.number} of step {n} {verdict}: {reason}"),
                        step=n, commit=r.base, body=body, trailers=trailers,
                        include_worktree=not r.isolated, parent=parent, history_from=own)
@@ -295,17 +296,23 @@ def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | N
                         result_commit or oid, new.state, new.step, ref=ref, advanced=advanced, diff=diff)
 
 
-def _advance(x: Manifest, n: int, res) -> None:
-    """--advance: INTERVENTION_REQUIRED at step n, restep succeeded -> as if step n completed."""
+def _advance_event(m: Manifest, n: int, res) -> str:
+    """--advance: INTERVENTION_REQUIRED at step n, restep succeeded -> as if step n completed:
+    the table's ``advance`` (PENDING at n + 1), ``advance_last`` (SUCCESS) or
+    ``advance_approval`` (APPROVAL_REQUIRED when the job, the step or the agent asks for it)."""
+    if n < m.step_count:
+        return "advance"
+    needs = m.requires_approval or m.steps[n - 1].requires_approval or bool(
+        res is not None and res.requests_approval)
+    return "advance_approval" if needs else "advance_last"
+
+
+def _advance(x: Manifest, n: int) -> None:
+    """What --advance changes besides the state (the table's event sets that)."""
     x.reason = ""
     x.attempt = 0
     if n < x.step_count:
-        x.state = State.PENDING
         x.step = n + 1
-    else:
-        needs = x.requires_approval or x.steps[n - 1].requires_approval or bool(
-            res is not None and res.requests_approval)
-        x.state = State.APPROVAL_REQUIRED if needs else State.SUCCESS
 
 
 def _keep_isolated_result(store: JobStore, lease: Lease, job_id: str, m: Manifest, r: _Restep,

@@ -660,7 +660,7 @@ def trust_job(store: JobStore, job_id: str, remote: str | None = None) -> TrustI
         return info
     record_trust(store, m, info.links)
     if info.where == "local" and not m.trusted:
-        from logist.store.job_state import Update, apply_update
+        from logist.store.job_state import Update, update_job_manifest
         from logist.store.locks import acquire
 
         with acquire(store, job_id) as lease:
@@ -672,19 +672,17 @@ def trust_job(store: JobStore, job_id: str, remote: str | None = None) -> TrustI
             def mut(x: Manifest) -> None:
                 x.trusted = True
 
-            res = apply_update(cur, Update(reason="trusted by the user", mutate=mut,
-                                           history_event="note",
-                                           data={"trusted": commands_digest(cur, info.links),
-                                                 "commands": [a for _n, _g, a in info.commands],
-                                                 **({"symlinks": info.links} if info.links else {})}),
-                               now=utcnow(), transition_id=new_transition_id())
-            if res is not None:
-                new, entry = res
-                info.committed = store.commit_transition(
-                    job_id, tip, new, [entry], lease=lease.oid,
-                    body="The user reviewed and trusted the commands of this job:\n\n" + "\n".join(
-                        [f"step {n} ({a}): {json.dumps(argv)}" for n, a, argv in info.commands]
-                        + [f"symlink {why}" for why in info.links]))
+            done = update_job_manifest(
+                store, job_id, Update(reason="trusted by the user", mutate=mut, history_event="note",
+                                      data={"trusted": commands_digest(cur, info.links),
+                                            "commands": [a for _n, _g, a in info.commands],
+                                            **({"symlinks": info.links} if info.links else {})}),
+                now=utcnow(), transition_id=new_transition_id(), tip=tip, current=cur, lease=lease.oid,
+                body="The user reviewed and trusted the commands of this job:\n\n" + "\n".join(
+                    [f"step {n} ({a}): {json.dumps(argv)}" for n, a, argv in info.commands]
+                    + [f"symlink {why}" for why in info.links]))
+            if done is not None:
+                info.committed = done[0]
     return info
 
 
@@ -803,26 +801,26 @@ def import_job(store: JobStore, remote: str, job_id: str, lease, *, replace_dive
     trusted = trusted_here(store, m, previous=previous, links=links)
     record_commit = None
     if (m.origin, m.trusted) != (origin, trusted):
-        from logist.store.job_state import Update, apply_update
+        from logist.store.job_state import Update, update_job_manifest
 
         def mut(x: Manifest) -> None:
             x.origin = origin
             x.trusted = trusted
 
         what = f"adopted from {remote}" if action != "ahead" else "record of origin and trust"
-        res = apply_update(m, Update(reason=what, mutate=mut, history_event="note",
-                                     data={"adopted_from": remote, "origin": origin,
-                                           "trusted": trusted,
-                                           **({"symlinks": links} if links else {})}),
-                           now=utcnow(), transition_id=new_transition_id())
-        if res is not None:
-            new, entry = res
-            body = (f"Job {job_id} {what} ({action}); origin {origin}; "
-                    + ("trusted here." if trusted else
-                       f"its commands are NOT trusted here: `logist job trust {job_id}` first.")
-                    + "".join(f"\nSymlink out of the worktree: {why}" for why in links))
-            record_commit = store.commit_transition(job_id, tip, new, [entry], lease=lease.oid, body=body)
-            tip, m = record_commit, new
+        body = (f"Job {job_id} {what} ({action}); origin {origin}; "
+                + ("trusted here." if trusted else
+                   f"its commands are NOT trusted here: `logist job trust {job_id}` first.")
+                + "".join(f"\nSymlink out of the worktree: {why}" for why in links))
+        done = update_job_manifest(store, job_id,
+                                   Update(reason=what, mutate=mut, history_event="note",
+                                          data={"adopted_from": remote, "origin": origin,
+                                                "trusted": trusted, **({"symlinks": links} if links else {})}),
+                                   now=utcnow(), transition_id=new_transition_id(), tip=tip, current=m,
+                                   lease=lease.oid, body=body)
+        if done is not None:
+            record_commit, m = done
+            tip = record_commit
     return ImportResult(job_id, remote, tip, action, record_commit, m.trusted, displaced,
                         state=m.state.value)
 

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from logist.core.errors import JobStateError
-from logist.core.model import TERMINAL, HistoryEntry, HistoryEvent, Manifest, State, parse_manifest
+from logist.core.model import RESTING, TERMINAL, HistoryEntry, HistoryEvent, Manifest, State, parse_manifest
 
 S = State
 
-# (from, event) -> to. "*" as from means: any non-terminal state.
+# (from, event) -> to. "*" as from means: any non-terminal state; "~": any resting state.
 TRANSITIONS: tuple[tuple[State | str, str, State], ...] = (
     (S.DRAFT, "activate", S.PENDING),
     (S.PENDING, "start", S.PROVISIONING),
@@ -37,6 +37,12 @@ TRANSITIONS: tuple[tuple[State | str, str, State], ...] = (
     (S.APPROVAL_REQUIRED, "approve", S.SUCCESS),
     (S.APPROVAL_REQUIRED, "reject", S.PENDING),
     (S.INTERVENTION_REQUIRED, "resubmit", S.PENDING),
+    # `job restep --advance`: the restepped step succeeded, the job moves on as if it completed
+    (S.INTERVENTION_REQUIRED, "advance", S.PENDING),
+    (S.INTERVENTION_REQUIRED, "advance_last", S.SUCCESS),
+    (S.INTERVENTION_REQUIRED, "advance_approval", S.APPROVAL_REQUIRED),
+    # `job rerun`: run n+1 starts (docs/rerun.md), from any state a job rests in
+    ("~", "rerun", S.PENDING),
     ("*", "suspend", S.SUSPENDED),
     ("*", "cancel", S.CANCELED),
     (S.SUSPENDED, "resume", S.PENDING),
@@ -51,11 +57,15 @@ OUTCOME_EVENTS = {"COMPLETED": "completed", "RETRY": "retry", "STUCK": "interven
 def _table() -> dict[tuple[State, str], State]:
     table: dict[tuple[State, str], State] = {}
     for src, event, dst in TRANSITIONS:
-        sources = [s for s in State if s not in TERMINAL] if src == "*" else [src]
+        if src == "*":
+            # suspending a suspended job is not a transition
+            sources = [s for s in State if s not in TERMINAL and s != dst]
+        elif src == "~":
+            sources = sorted(RESTING, key=list(State).index)
+        else:
+            sources = [State(src)]
         for s in sources:
-            if s == dst:  # suspending a suspended job is not a transition
-                continue
-            table[(State(s), event)] = dst
+            table[(s, event)] = dst
     return table
 
 
@@ -157,6 +167,10 @@ class Update:
     history_event: HistoryEvent = "transition"
     data: dict[str, Any] | None = None
     mutate: Callable[[Manifest], None] | None = None
+    # What the history entry names, when not the record's step before the change (rerun and
+    # restep entries name the step they are about, and the commit it ran on).
+    entry_step: int | None = None
+    entry_commit: str | None = None
 
 
 def apply_update(manifest: Manifest, update: Update, *, now: str, transition_id: str
@@ -188,23 +202,46 @@ def apply_update(manifest: Manifest, update: Update, *, now: str, transition_id:
         cost_usd=update.cost_delta or None, tokens=update.tokens_delta or None,
         data=update.data or {},
         **{"from": from_state, "to": new.state})
+    if update.entry_step is not None:
+        entry.step = update.entry_step
+    if update.entry_commit is not None:
+        entry.commit = update.entry_commit
     return new, entry
 
 
 class ManifestStore(Protocol):
     """What ``update_job_manifest`` needs from a store (logist.store.jobstore.JobStore implements it)."""
 
-    def read(self, job_id: str) -> tuple[str, Manifest]: ...
+    def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]: ...
 
-    def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest,
-                          entries: list[HistoryEntry], **kwargs: Any) -> str: ...
+    # commit_transition(job_id, old_tip, manifest, entries, **options) -> the new commit
+    @property
+    def commit_transition(self) -> Callable[..., str]: ...
 
 
 def update_job_manifest(store: ManifestStore, job_id: str, update: Update, *, now: str,
-                        transition_id: str, **commit_kwargs: Any) -> tuple[str, Manifest] | None:
-    """Read the tip, apply ``update``, commit atomically. None (and no commit) if nothing changed."""
-    tip, manifest = store.read(job_id)
-    result = apply_update(manifest, update, now=now, transition_id=transition_id)
+                        transition_id: str, tip: str | None = None, current: Manifest | None = None,
+                        **commit_kwargs: Any) -> tuple[str, Manifest] | None:
+    """The one way a job changes: read its record, apply ``update`` (the state through the
+    transition table), make one commit and publish it by one compare-and-swap
+    (``JobStore.commit_transition``). None, and no commit, when nothing would change.
+
+    ``tip``: the commit the branch must still be at (default: read it now); ``current``: the
+    record the update applies to, when the caller already read it (default: the record at
+    ``history_from`` or ``tip``). ``commit_kwargs`` go to ``commit_transition``: ``lease`` (the
+    fencing value), ``parent``, ``history_from``, ``include_worktree``, ``body``,
+    ``extra_trailers``, ``extra_refs``, ``before_publish``. ``now`` and ``transition_id`` are
+    the caller's (``logist.store.jobstore.utcnow`` / ``new_transition_id``): this module reads
+    no clock.
+    """
+    if current is None:
+        if tip is None:
+            tip, current = store.read(job_id)
+        else:
+            _, current = store.read(job_id, at=commit_kwargs.get("history_from") or tip)
+    elif tip is None:
+        raise ValueError("update_job_manifest: give the tip the record was read at")
+    result = apply_update(current, update, now=now, transition_id=transition_id)
     if result is None:
         return None
     new, entry = result

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -794,15 +795,21 @@ class JobStore:
                           parent: str | None = None, include_worktree: bool = False,
                           body: str = "", extra_trailers: dict[str, str] | None = None,
                           sync_worktree: bool = True, history_from: str | None = None,
-                          exclude: tuple[str, ...] = ()) -> str:
-        """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``).
+                          exclude: tuple[str, ...] = (), extra_refs: Sequence[str] = (),
+                          before_publish: Callable[[str], None] | None = None) -> str:
+        """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``):
+        the commit-and-publish primitive under ``logist.store.job_state.update_job_manifest``.
 
-        ``parent`` (default ``old_tip``) is the commit the new one builds on; the branch must
-        still be at ``old_tip``; ``history_from`` is the commit whose history is appended to.
-        With ``include_worktree`` the commit also takes the worktree's changes (``git add -A``,
-        respecting .gitignore, leaving out the gitignore-style patterns ``exclude``: an agent
-        CLI's own state files). Raises ConcurrentUpdateError (exit 4) when the branch moved or
-        the lease was lost; nothing changes then.
+        ``parent`` (default ``old_tip``) is the commit the new one builds on (its tree is the
+        new commit's, plus the record); the branch must still be at ``old_tip``;
+        ``history_from`` is the commit whose history is appended to. With ``include_worktree``
+        the commit also takes the worktree's changes (``git add -A``, respecting .gitignore,
+        leaving out the gitignore-style patterns ``exclude``: an agent CLI's own state files).
+        ``extra_refs``: more ``update-ref --stdin`` lines for the same transaction (a rerun
+        keeps the old tip at its run ref); ``before_publish(oid)`` runs once the commit exists
+        and before it is published (a rerun moves the worktree then). Raises
+        ConcurrentUpdateError (exit 4) when the branch moved or the lease was lost; nothing is
+        published then.
         """
         parent = parent or old_tip
         wt = self.worktree_path(job_id)
@@ -827,8 +834,10 @@ class JobStore:
             msg = commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
                                  extra_trailers=extra_trailers)
             oid = self.writer.commit(tree, [parent], msg)
+            if before_publish is not None:
+                before_publish(oid)
             crash_point("before-publish")
-            self.publish(job_id, oid, old_tip, lease=lease, started=ref_proc)
+            self.publish(job_id, oid, old_tip, lease=lease, started=ref_proc, extra_refs=extra_refs)
             crash_point("after-publish")
             if sync:
                 try:
@@ -852,14 +861,16 @@ class JobStore:
         return oid
 
     def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None,
-                started: Started | None = None) -> None:
-        """One ref transaction: verify the lock value (fencing), then CAS the branch.
+                started: Started | None = None, extra_refs: Sequence[str] = ()) -> None:
+        """One ref transaction: verify the lock value (fencing), then CAS the branch (and the
+        ``extra_refs`` lines, all or nothing).
 
         ``started``: an ``update-ref --stdin`` already running, used for the first attempt.
         """
         lines = []
         if lease:
             lines.append(f"verify {refs.lock_ref(job_id)} {lease}\n")
+        lines.extend(line if line.endswith("\n") else line + "\n" for line in extra_refs)
         lines.append(f"update {refs.branch_ref(job_id)} {new} {old}\n")
         proc = self.ref_transaction("".join(lines), started=started)
         if proc.returncode != 0:
