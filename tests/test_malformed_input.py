@@ -65,7 +65,7 @@ def test_job_files(cli, tmp_path, name, content, code, words):
 
 
 @pytest.mark.parametrize(("args", "code", "words"), [
-    (["--title", "   ", "--step", "s"], 1, ["title", "blank"]),
+    (["--title", "   ", "--step", "s"], 2, ["--title is empty"]),
     (["--title", "a\x1b[2Jb", "--step", "s"], 1, ["title", "control characters"]),
     (["--title", "x" * 301, "--step", "s"], 1, ["title: too long (at most 300 characters)"]),
     (["--title", "t", "--step", "s", "--id", ""], 2, ["invalid job id ''"]),
@@ -123,6 +123,21 @@ def test_an_unreadable_main_config_is_not_called_not_set_up(cli):
 def test_numbers_on_the_command_line(cli, args, words):
     r = expect(cli, args, 2, *words)
     assert "still running after" not in r.err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["job", "create", "--title", "t", "--step", "s", "--base", ""], ["--base is empty"]),
+    (["job", "create", "--title", "t", "--step", "s", "--agent", " "], ["--agent is empty"]),
+    (["job", "list", "--remote", ""], ["invalid remote name ''"]),
+    (["job", "run", "--parallel", "0"], ["--parallel must be at least 1"]),
+    (["job", "run", "--parallel", "-1"], ["--parallel must be at least 1"]),
+    (["recover", "--", ""], ["invalid job id ''"]),
+    (["recover", "--abandon", ""], ["invalid job id ''"]),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_empty_values_are_not_defaults(cli, args, words):
+    """An empty value is a mistake, not "use the default" (found by a run of 560 malformed
+    command lines: no exit 3, no hang, no ref moved; these seven were accepted)."""
+    expect(cli, args, 2, *words)
 
 
 def test_an_option_after_double_dash_is_explained(cli):

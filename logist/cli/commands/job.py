@@ -86,9 +86,13 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
     json_
         Print the new job as `job status --json` does.
     """
+    from logist.core.errors import UsageError
     from logist.core.jobfile import parse_job_file
     from logist.engine.jobs import create_job, spec_from_options
 
+    for option, value in (("--title", title), ("--agent", agent), ("--base", base)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} is empty", hint=f"give {option} a value, or leave the option out")
     store = cli.store()
     store.require_initialized()
     if file is not None:
@@ -196,7 +200,7 @@ def list_cmd(*, all: bool = False, state: list[str] | None = None, since: str | 
     cutoff = _parse_since(since)
     store = cli.store()
     lock_refs: dict[str, str] | None = None
-    if remote:
+    if remote is not None:
         refs.validate_remote(remote)
         records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
         lock_refs = {}

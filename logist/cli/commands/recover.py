@@ -55,11 +55,11 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     from logist.engine import recovery
 
     store = cli.store()
-    if job:
+    if job is not None:
         from logist.engine.jobs import resolve_job
 
         job = resolve_job(store, job)
-    if abandon:
+    if abandon is not None:
         from logist.engine.jobs import resolve_job
 
         abandon = resolve_job(store, abandon)

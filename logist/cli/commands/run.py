@@ -325,6 +325,10 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     from logist.engine.repair import make_engine
     from logist.engine.runner import detach_run, run_all
 
+    if parallel < 1:
+        from logist.core.errors import UsageError
+
+        raise UsageError(f"--parallel must be at least 1, not {parallel}")
     store = cli.store()
     job_id = id if id is not None else (os.environ.get("LOGIST_JOB") or None)
     if job_id is not None:
