@@ -23,6 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export HOME="$scratch/home"; mkdir -p "$HOME"
+export XDG_DATA_HOME="$HOME/.local/share"  # job worktrees go there (docs/agents.md)
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL="$HOME/.gitconfig"
 git config --global user.name "Demo User"
 git config --global user.email demo@example.invalid
