@@ -458,3 +458,15 @@ def test_job_pr_warns_when_the_local_review_branch_has_commits_logist_did_not_ma
     res = lg(net.a, "job", "pr", jid, "--url")
     assert "did not make" in res.err
     assert remote_refs(net.remote)[f"refs/heads/logist-review/{jid}"] == mine  # pushed as it is
+
+
+def test_push_of_a_named_job_brings_a_lagging_review_branch_along(net):
+    """A process killed between a harvest's commit and the review branch's update leaves the
+    branch one step behind: the next harvest, `logist job pr` or `logist push ID` rebuilds it."""
+    jid = three(net.a, "Lagging")
+    head = review(net.a, jid)
+    git(net.a, "update-ref", f"refs/heads/logist-review/{jid}", f"{head}~1")  # as if killed
+    res = lg(net.a, "push", "origin", jid, "--json").json()
+    assert f"refs/heads/logist-review/{jid}" in res["pushed"]
+    assert review(net.a, jid) == head
+    assert remote_refs(net.remote)[f"refs/heads/logist-review/{jid}"] == head

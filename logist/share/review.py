@@ -71,6 +71,9 @@ def plan_push(store: JobStore, remote: str, job_ids: list[str] | None) -> Review
     it already contains this clone's branch, refused with the commits named when pushing would
     drop them."""
     plan = ReviewPush()
+    for jid in job_ids or []:  # jobs named on the command line: bring their review branch along
+        if _rev(store, refs.branch_ref(jid)):  # first (a process killed right after a harvest left it behind)
+            store_review.refresh(store, jid)
     local = {r[len(refs.REVIEW_PREFIX):]: oid for r, oid in _refs_under(store, refs.REVIEW_PREFIX).items()}
     prefix = refs.remote_review_prefix(remote)
     tracking = {r[len(prefix):]: oid for r, oid in _refs_under(store, prefix).items()}

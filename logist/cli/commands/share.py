@@ -13,7 +13,9 @@ from logist.cli.output import emit_json, say, warn
 
 def push(remote: str | None = None, /, *jobs: str,
          json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
-    """Push job branches, their runs/resteps/archive refs and logist's notes in one atomic push.
+    """Push job branches, their review branches (logist-review/<id>: the work only), their
+    runs/resteps/archive refs and logist's notes in one atomic push. A reviewer's commits on a
+    remote review branch are never overwritten (the push says which).
 
     Notes another clone pushed meanwhile are fetched, merged (cat_sort_uniq) and pushed again.
     A job that went on elsewhere (the remote is ahead) is left alone and reported; lock refs
