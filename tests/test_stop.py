@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from _core import (
     kill_group,
     pid_gone,
@@ -36,6 +37,16 @@ def _create(repo: Path, *, head: str = "", mock: str = "", scenario: str = "hang
     return json.loads(r.stdout)["id"]
 
 
+_AGENTS: list[int] = []  # agent process groups a test saw start: killed after it, pass or fail
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_left():
+    yield
+    while _AGENTS:
+        kill_group(_AGENTS.pop())
+
+
 def _agent_pid(repo: Path, job_id: str) -> int:
     path = repo / ".git" / "logist" / "run" / job_id / "agent.json"
 
@@ -45,7 +56,9 @@ def _agent_pid(repo: Path, job_id: str) -> int:
         except (OSError, ValueError):
             return None
 
-    return wait_for(pid, 30, "the agent to start")
+    found = wait_for(pid, 30, "the agent to start")
+    _AGENTS.append(found)
+    return found
 
 
 def _ignores_sigint(pgid: int) -> bool:
@@ -158,7 +171,7 @@ def test_ctrl_c_twice_leaves_at_once_and_the_agent_runs_on(project):
         agent = _agent_pid(repo, job_id)
         wait_for(lambda: _ignores_sigint(agent), 20, "the agent to ignore SIGINT")
         os.kill(proc.pid, signal.SIGINT)
-        wait_for(lambda: "stopping the agent" in out.read_text(), 20, "the first press to be seen")
+        wait_for(lambda: "Ctrl-C again within 2 s" in out.read_text(), 20, "the first press to be seen")
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 130
         text = out.read_text()
@@ -241,6 +254,7 @@ def test_job_stop_remote_reaches_a_worker_on_another_clone(net):
     try:
         wait_for(lambda: (remote_manifest(net.remote, job_id) or {}).get("state") == "EXECUTING", 60,
                  "the worker to run the job")
+        _agent_pid(net.a, job_id)
         lg(b, "fetch")
         r = lg(b, "job", "stop", job_id, "--remote", "origin", "--message", "not now", "--timeout", "60")
         assert f"{job_id}: SUSPENDED on origin" in r.out

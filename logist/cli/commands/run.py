@@ -215,6 +215,15 @@ class _CtrlC:
             except Exception:
                 continue
             pid = self.running.get(jid) or 0
+            if m.state in TRANSIENT and not (pid and pid_alive(pid)):
+                # pressed before its runner was waiting on the agent (or after): ask the records
+                from logist.engine.agent_proc import agent_status
+
+                try:
+                    st = agent_status(store, m)
+                    pid = st.pid or 0 if st.kind == "running" else 0
+                except Exception:
+                    pid = 0
             if m.state in TRANSIENT and pid and pid_alive(pid):
                 runner, log = detach_run(store, jid)
                 _progress(f"logist: left {jid} running: its agent (pid {pid}) goes on under a background "
