@@ -166,9 +166,17 @@ def mock_step(name: str, writes: dict[str, str], **mock) -> str:
 
 
 def status(repo: Path, job_id: str) -> dict:
-    r = logist(repo, "job", "status", job_id, "--json")
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    """`logist job status ID --json`, in process (a read)."""
+    import contextlib
+    import io
+
+    from logist.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["-C", str(repo), "job", "status", job_id, "--json"])
+    assert code == 0, err.getvalue()
+    return json.loads(out.getvalue())
 
 
 def run_dir(repo: Path, job_id: str) -> Path:
