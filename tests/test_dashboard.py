@@ -154,3 +154,35 @@ def test_foreground_run_shows_a_live_status_line_on_a_terminal(cli, tmp_path):
     assert piped.returncode == 0
     assert "\r" not in piped.stderr and "\x1b" not in piped.stderr  # plain progress lines only
     assert f"{other}: EXECUTING -> HARVESTING" in piped.stderr
+
+
+def test_dashboard_stop_key_suspends_a_running_job(cli, tmp_path):
+    import json
+    import re
+
+    from _core import kill_group
+
+    hang = 'title = "Hang"\n[[steps]]\nprompt = "p"\n[steps.mock]\nscenario = "hang"\n'
+    job_id = create_from_toml(cli, hang, "--activate", name="hang.toml")
+    r = subprocess.run([sys.executable, "-m", "logist", "-C", str(cli.repo), "job", "run", "--detach", job_id],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    runner = int(re.search(r"pid (\d+)", r.stdout).group(1))
+    agent_file = cli.repo / ".git" / "logist" / "run" / job_id / "agent.json"
+    term = Term(tmp_path, f"{sys.executable} -m logist -C {cli.repo} dashboard --interval 0.5")
+    agent = None
+    try:
+        agent = wait_for(lambda: agent_file.exists() and json.loads(agent_file.read_text()).get("pid"), 30,
+                         "the agent")
+        screen = term.wait("RUNNING (1)")
+        assert f"> {job_id}" in screen
+        term.keys("s")
+        wait_for(lambda: _state(cli.repo, job_id) == "SUSPENDED", 30, "the stop")
+        term.wait(f"{job_id}: SUSPENDED")
+        term.keys("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+        kill_group(runner)
+        if agent:
+            kill_group(agent)
