@@ -191,8 +191,9 @@ def test_fetched_invalid_record_is_data_not_a_crash(net):
     b = net.clone("b")
     lg(b, "fetch")
     rows = lg(b, "job", "list", "--remote", "origin", "--json", "--all").json()
-    assert rows == [{"id": "evil-job-1", "state": "INVALID", "error": rows[0]["error"],
-                     "head": rows[0]["head"]}]
+    assert [(r["id"], r["state"], r["branch"], r["worktree"]) for r in rows] == [
+        ("evil-job-1", "INVALID", "origin/logist/evil-job-1", None)]
+    assert "is invalid" in rows[0]["error"] and rows[0]["head"] == git(b, "rev-parse", "origin/logist/evil-job-1")
     res = lg(b, "job", "adopt", "evil-job-1", code=1)
     assert "invalid" in res.err
     assert git(b, "branch", "--list", "logist/*") == ""

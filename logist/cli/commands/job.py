@@ -282,9 +282,12 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
     from logist.engine.jobs import job_status, selected_job
 
     store = cli.store()
-    job_id = selected_job(store, id)
-    if remote:
+    if remote:  # a fetched job need not exist here: its id is not resolved against local jobs
+        from logist.git.refs import validate_job_id
+
+        job_id = validate_job_id(id) if id is not None else selected_job(store, None)
         return _remote_status(store, job_id, remote, json_)
+    job_id = selected_job(store, id)
     st = job_status(store, job_id)
     data = st.to_dict()
     data["last_signal"] = _last_signal(store, st)
