@@ -44,6 +44,12 @@ class LimitsConfig(_Section):
     max_log_bytes: int = Field(default=DEFAULT_MAX_LOG_BYTES, ge=4096)
 
 
+class HarvestConfig(_Section):
+    max_file_bytes: int = Field(default=5_000_000, ge=1)  # new files larger stay out of the harvest
+    exclude: list[str] = Field(default_factory=list)  # gitignore-like globs left out of the harvest
+    include: list[str] = Field(default_factory=list)  # globs always harvested (over the defaults)
+
+
 class ObserverConfig(_Section):
     patterns: dict[str, str] = Field(default_factory=dict)
     repeat_seconds: float = Field(default=5.0, ge=0)
@@ -76,6 +82,7 @@ class Config(_Section):
     observer: ObserverConfig = Field(default_factory=ObserverConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    harvest: HarvestConfig = Field(default_factory=HarvestConfig)
 
 
 def _read(path: Path) -> dict[str, Any]:

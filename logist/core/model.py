@@ -60,6 +60,7 @@ class Step(Strict):
     seconds: Seconds = 0.0
     session_id: str | None = None
     agent_version: str | None = None  # the agent CLI's `--version` at the step's last harvest
+    left_out: list[str] = Field(default_factory=list)  # new files its last harvest did not commit
 
 
 class RunInfo(Strict):

@@ -77,11 +77,13 @@ class Engine:
     def _transition(self, lease: Lease, update: Update, *, body: str = "", include_worktree=False,
                     parent: str | None = None, history_from: str | None = None,
                     expected: str | None = None, trailers: dict[str, str] | None = None,
-                    exclude: tuple[str, ...] = ()) -> tuple[str, Manifest]:
+                    exclude: tuple[str, ...] = (), left_out: list[LeftOut] | None = None
+                    ) -> tuple[str, Manifest]:
         """One transition of the job under ``lease`` (``update_job_manifest``), said to ``progress``.
 
         ``expected``: the commit the branch must still be at (default: its tip now); the record
-        is read at ``history_from`` or there; ``exclude``: worktree paths the commit leaves out."""
+        is read at ``history_from`` or there; ``exclude``: worktree paths the commit leaves out;
+        ``left_out``: what harvest hygiene leaves out (``store.hygiene``)."""
         job_id = lease.job_id
         if update.reason or body:  # reasons quote agents; they go into commits and the record
             from logist.core.redact import redact
@@ -97,7 +99,7 @@ class Engine:
                                    transition_id=new_transition_id(), tip=tip, current=manifest,
                                    lease=lease.oid, body=body, include_worktree=include_worktree,
                                    parent=parent, history_from=history_from, extra_trailers=trailers,
-                                   exclude=exclude)
+                                   exclude=exclude, left_out=left_out)
         if done is None:
             return tip, manifest
         oid, new = done
@@ -843,6 +845,11 @@ class Engine:
             self.store.sync_worktree_record(job_id)
         if record_tampered(self.store, job_id, wt, tip, own_tip):
             warnings.append("the agent changed .logist/; the record was restored from logist's last commit")
+        from logist.store.hygiene import body_lines
+        from logist.store.hygiene import plan as hygiene_plan
+
+        hc = self.store.config.harvest
+        left_out = hygiene_plan(wt, max_file_bytes=hc.max_file_bytes, exclude=hc.exclude, include=hc.include)
 
         cost = float(res.cost_usd or 0.0)
         tokens = int(res.tokens or 0)
@@ -892,6 +899,7 @@ class Engine:
             s.summary = res.summary or s.summary
             s.session_id = res.session_id or s.session_id
             s.agent_version = version or s.agent_version
+            s.left_out = [lo.line() for lo in left_out]
             x.execution = None
             if event in ("completed", "completed_last", "completed_approval"):
                 s.status = StepStatus.SUCCESS
@@ -920,13 +928,16 @@ class Engine:
                     "Logist-Cost-USD-Total": f"{m.cost_usd + cost:.6f}".rstrip("0").rstrip(".")}
         if version:
             trailers["Logist-Agent"] = f"{step.agent} {version}"
+        if left_out:
+            data["left_out"] = [{"path": lo.path, "why": lo.why, "gitignore": lo.gitignore} for lo in left_out]
         crash_point("before-harvest-commit")
         oid, new = self._transition(
             lease, Update(event=event, reason=reason, outcome=action, cost_delta=cost, tokens_delta=tokens,
                           mutate=mut, data=data),
-            body=_harvest_body(res, reason, warnings), include_worktree=True, parent=parent,
-            history_from=own_tip, expected=tip, trailers=trailers,
-            exclude=tuple(getattr(agent, "state_files", ())))
+            body="\n\n".join(b for b in (_harvest_body(res, reason, warnings), "\n".join(body_lines(left_out)))
+                               if b),
+            include_worktree=True, parent=parent, history_from=own_tip, expected=tip, trailers=trailers,
+            exclude=tuple(getattr(agent, "state_files", ())), left_out=left_out)
         crash_point("after-harvest-commit")
         if m.execution:  # the execution records are not needed once its harvest is committed
 

@@ -313,6 +313,7 @@ class JobStatus:
             "seconds": d.get("seconds", 0.0), "reason": d.get("reason", ""),
             "updated_at": d["updated_at"], "created_at": d["created_at"], "holder": self.holder,
             "interrupted": record_in_flight(d) and (self.holder is None or bool(self.holder.get("stale"))),
+            "left_out": [f"step {i}: {line}" for i, s in enumerate(steps, 1) for line in s.get("left_out") or []],
         }
 
 

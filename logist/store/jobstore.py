@@ -795,7 +795,8 @@ class JobStore:
                           parent: str | None = None, include_worktree: bool = False,
                           body: str = "", extra_trailers: dict[str, str] | None = None,
                           sync_worktree: bool = True, history_from: str | None = None,
-                          exclude: tuple[str, ...] = (), extra_refs: Sequence[str] = (),
+                          exclude: tuple[str, ...] = (), left_out: list | None = None,
+                          extra_refs: Sequence[str] = (),
                           before_publish: Callable[[str], None] | None = None) -> str:
         """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``):
         the commit-and-publish primitive under ``logist.store.job_state.update_job_manifest``.
@@ -804,7 +805,8 @@ class JobStore:
         new commit's, plus the record); the branch must still be at ``old_tip``;
         ``history_from`` is the commit whose history is appended to. With ``include_worktree``
         the commit also takes the worktree's changes (``git add -A``, respecting .gitignore,
-        leaving out the gitignore-style patterns ``exclude``: an agent CLI's own state files).
+        leaving out the gitignore-style patterns ``exclude``: an agent CLI's own state files, and
+        the paths in ``left_out``: ``hygiene.plan``).
         ``extra_refs``: more ``update-ref --stdin`` lines for the same transaction (a rerun
         keeps the old tip at its run ref); ``before_publish(oid)`` runs once the commit exists
         and before it is published (a rerun moves the worktree then). Raises
@@ -823,7 +825,13 @@ class JobStore:
             history_raw = self._history_raw(history_from or old_tip, job_id)
             files = self.record_files(job_id, manifest, history_raw, entries)
             if include_worktree:
-                git(["add", "-A", "--", ".", *exclude_pathspecs(exclude)], cwd=wt)
+                if left_out:
+                    from logist.store.hygiene import add_pathspecs
+
+                    specs = add_pathspecs(left_out) + "".join(p + "\0" for p in exclude_pathspecs(exclude))
+                    git(["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"], cwd=wt, input=specs)
+                else:
+                    git(["add", "-A", "--", ".", *exclude_pathspecs(exclude)], cwd=wt)
                 crash_point("after-worktree-add")
                 base_tree = git_out(["write-tree"], cwd=wt).encode()
             else:

@@ -308,7 +308,8 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
         ("cost", f"${data['cost_usd']:.4f}  tokens {data['tokens']}  time {data['seconds']:.1f}s"),
         ("active", f"{local_time(data['updated_at'])} (created {local_time(data['created_at'])})"),
         ("branch", data["branch"]), ("review branch", data["review_branch"] or "-"),
-        ("head", data["head"]), ("worktree", data["worktree"])])
+        ("head", data["head"]), ("worktree", data["worktree"])]
+       + [("left out", line) for line in data["left_out"]])
     if data["interrupted"]:
         say(f"\nthis job was interrupted; run `logist recover {job_id}` to resume it")
     return 0
