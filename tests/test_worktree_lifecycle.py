@@ -1,5 +1,6 @@
-"""Worktrees cost nothing at rest (docs/architecture.md#worktrees): made when the first step
-starts, released when the job ends in SUCCESS or CANCELED, brought back on demand."""
+"""Worktrees that cost nothing at rest (docs/architecture.md#worktrees): with [worktrees]
+at_first_step and keep_finished = false a job's worktree is made when its first step starts,
+released when the job ends in SUCCESS or CANCELED, and brought back on demand."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ def configure(repo: Path, text: str) -> None:
     write(repo / ".logist" / "config.local.toml", text)
 
 
+LAZY = "[worktrees]\nat_first_step = true\nkeep_finished = false\n"
+
+
 def test_made_at_the_first_step_released_at_success_back_on_demand(cli):
     repo = cli.repo
+    configure(repo, LAZY)
     draft = create_from_toml(cli, job("Draft"), name="d.toml")
     jid = create_from_toml(cli, job("Done"), "--activate", name="j.toml")
     assert worktrees(repo) == []  # neither a DRAFT nor a PENDING job has one
@@ -50,6 +55,7 @@ def test_made_at_the_first_step_released_at_success_back_on_demand(cli):
 
 def test_cancel_releases_a_clean_worktree_and_keeps_one_with_changes(cli):
     repo = cli.repo
+    configure(repo, LAZY)
     a = create_from_toml(cli, job("Fails A", 3), "--activate", name="a.toml")
     b = create_from_toml(cli, job("Fails B", 3), "--activate", name="b.toml")
     assert cli("job", "run", a).code == 6 and cli("job", "run", b).code == 6
@@ -63,10 +69,10 @@ def test_cancel_releases_a_clean_worktree_and_keeps_one_with_changes(cli):
     assert cli("doctor").code == 0
 
 
-def test_keep_finished(cli):
+def test_by_default_a_job_has_its_worktree_from_create_to_cleanup(cli):
     repo = cli.repo
-    configure(repo, "[worktrees]\nkeep_finished = true\n")
     jid = create_from_toml(cli, job("Kept"), "--activate")
+    assert len(worktrees(repo)) == 1
     assert cli("job", "run", jid).code == 0
     (wt,) = worktrees(repo)
     assert (Path(wt) / "out.txt").read_text() == "Kept"

@@ -29,6 +29,9 @@ class _Section(BaseModel):
 
 class WorktreeConfig(_Section):
     dir: str = ""  # empty: $XDG_DATA_HOME/logist/worktrees/<repo>-<hash> (outside the repository)
+    at_first_step: bool = False  # make a job's worktree when its first step starts, not at job create
+    keep_finished: bool = True  # false: release a job's worktree when it ends in SUCCESS/CANCELED
+    sparse: list[str] = Field(default_factory=list)  # directories a job's worktree checks out (empty: all)
 
 
 class LockConfig(_Section):

@@ -20,7 +20,7 @@ from typing import Any
 
 from logist.core.errors import JobStateError, LogistError
 from logist.core.faults import crash_point
-from logist.core.model import Execution, Manifest, State, StepStatus
+from logist.core.model import TERMINAL, Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.core.safepath import why_unsafe
 from logist.engine.agent_proc import agent_status, exec_base, read_exit, wrap_argv
@@ -270,6 +270,10 @@ class Engine:
         prompt = assemble_prompt(m, n)
         tid = new_transition_id()
         log = self._log_path(m, n, m.attempt + 1)
+        k = 1
+        while log.exists():  # the attempt count started again (resubmit, reject): a file of its own
+            k += 1
+            log = log.with_name(f"run{m.run}-step{n}-attempt{m.attempt + 1}-{k}.log")
 
         def start(x: Manifest) -> None:
             x.attempt += 1
@@ -947,6 +951,10 @@ class Engine:
         self._unlock_worktree(job_id)
         if log is not None:
             self._note_log(oid, output)
+        if new.state in TERMINAL:
+            kept = self.store.release_worktree(job_id)
+            if kept:
+                self.progress(f"{job_id}: worktree kept: {kept}")
         return StepResult(job_id, new.state, new.step, outcome=action, reason=reason, commits=[oid])
 
     def _own_tip(self, job_id: str) -> str:

@@ -5,6 +5,7 @@ Layer 5: returns results and raises LogistError; never prints or exits.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -213,7 +214,7 @@ def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activ
     states: dict[str, Any] = {"from": None, "to": manifest.state}  # the fields' names are keywords
     entry = HistoryEntry(t=now, event="create", run=1, step=1, transition_id=new_transition_id(),
                          reason=f"created from {spec.title!r}", **states)
-    store.create_job(manifest, entry)
+    store.create_job(manifest, entry, make_worktree=not store.config.worktrees.at_first_step)
     return manifest
 
 
@@ -274,6 +275,12 @@ def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, messag
         extra = {"parent": tip, "history_from": own}
         if warnings:
             update.data = {**(update.data or {}), "warnings": warnings}
+    if event == "resubmit" and not extra and manifest.state == State.INTERVENTION_REQUIRED:
+        person = commit_persons_changes(store, lease, job_id, tip, message)
+        if person is not None:  # the transition builds on the person's commit
+            extra = {"parent": person, "history_from": tip}
+            tip = person
+            update.data = {**(update.data or {}), "person_commit": person}
     done = update_job_manifest(store, job_id, update, now=utcnow(), transition_id=new_transition_id(),
                                tip=tip, current=manifest, lease=lease.oid,
                                body=message or "", **extra)
@@ -286,7 +293,52 @@ def _human_locked(store: JobStore, lease: Lease, job_id: str, event: str, messag
     clear_request(store, job_id)  # answered, or stale: it must not stop a later run
     if manifest.state in TRANSIENT:
         store.unlock_worktree(job_id)
+    if new.state in TERMINAL:
+        store.release_worktree(job_id)  # a worktree with changes stays (`logist doctor` shows it)
     return new
+
+
+def commit_persons_changes(store: JobStore, lease: Lease, job_id: str, tip: str,
+                           message: str | None) -> str | None:
+    """`job resubmit`: what a person changed in the job's worktree (outside .logist/) since the
+    step failed becomes their own commit on the job branch, before the step runs again (author
+    and committer: their git identity; trailers ``Logist-Job`` and ``Logist-Event: resubmit``),
+    so the next harvest holds only the agent's work. None when nothing changed. The caller holds
+    the job's lease; the branch moves by compare-and-swap from ``tip``."""
+    from logist.core.errors import GitError
+    from logist.git.gitcmd import git
+
+    wt = store.worktree_path(job_id)
+    if not (wt / ".git").exists():
+        return None
+    outside = ["--", ":(top)", ":(top,exclude).logist"]
+    status = git(["status", "--porcelain", "--untracked-files=all", *outside], cwd=wt, check=False)
+    if status.returncode != 0 or not status.stdout.strip():
+        return None
+    head = git(["rev-parse", "HEAD"], cwd=wt).stdout.strip()
+    if head != tip:
+        raise JobStateError(f"the worktree of job {job_id} is not at the job's tip ({head[:12]} vs {tip[:12]})",
+                            hint=f"commit or reset in {wt} first, or run `logist doctor`")
+    index = store.paths.logist_dir / "run" / job_id / "resubmit.index"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        git(["read-tree", tip], cwd=wt, env=env)
+        git(["add", "-A", *outside], cwd=wt, env=env)
+        tree = git(["write-tree"], cwd=wt, env=env).stdout.strip()
+    finally:
+        index.unlink(missing_ok=True)
+    subject = f"logist({job_id}): changes made by hand before resubmit"
+    body = (message.strip() + "\n\n") if message and message.strip() else ""
+    msg = f"{subject}\n\n{body}Logist-Job: {job_id}\nLogist-Event: resubmit\n"
+    proc = git(["commit-tree", tree, "-p", tip], cwd=wt, input=msg, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"cannot commit your changes in {wt}: {proc.stderr.strip()}",
+                       hint="set your identity (`git config user.name` / `user.email`) and run resubmit again")
+    oid = proc.stdout.strip()
+    store.publish(job_id, oid, tip, lease=lease.oid)
+    git(["reset", "-q", "--", "."], cwd=wt, check=False)  # the worktree's index to the new commit
+    return oid
 
 
 @dataclass
@@ -308,7 +360,8 @@ class JobStatus:
             "step_count": len(steps), "step_name": current.get("name", ""),
             "agent": current.get("agent", d.get("agent", "mock")),
             "attempt": d.get("attempt", 0), "run": d.get("run", 1), "branch": refs.branch_name(d["id"]),
-            "worktree": self.worktree, "head": self.tip, "base": d["base"],
+            "worktree": self.worktree, "worktree_exists": os.path.exists(os.path.join(self.worktree, ".git")),
+            "head": self.tip, "base": d["base"],
             "cost_usd": d.get("cost_usd", 0.0), "tokens": d.get("tokens", 0),
             "seconds": d.get("seconds", 0.0), "reason": d.get("reason", ""),
             "updated_at": d["updated_at"], "created_at": d["created_at"], "holder": self.holder,

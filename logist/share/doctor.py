@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logist.core.errors import LogistError
-from logist.core.model import TERMINAL, TRANSIENT, State
+from logist.core.model import TRANSIENT, State
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git
 from logist.share.cleanup import processes_in, worktree_entries
@@ -216,7 +216,9 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
                                         f"restored the files of {wt}")))
     for jid, s in jobs.items():
         m = s.manifest
-        if m is None or m.state in TERMINAL:
+        # with [worktrees] at_first_step only a running job needs its worktree now; the others
+        # get theirs when a command needs it
+        if m is None or m.state in TERMINAL or (store.config.worktrees.at_first_step and m.state not in TRANSIENT):
             continue
         wt = store.worktree_path(jid)
         if wt.exists():

@@ -90,11 +90,12 @@ def history_with_notes(store: JobStore, job_id: str) -> list[dict[str, Any]]:
 
 
 def last_signal(store: JobStore, job_id: str, base: str | None = None) -> str | None:
-    """The newest observer/sentinel signal of the job's latest EXECUTING commit."""
+    """The newest observer/sentinel signal of the current attempt: the notes of the job's latest
+    EXECUTING commit only (an earlier attempt's error is history, not the job's last signal)."""
     commits = [c for c, to, _ in _job_commits(store, job_id, base) if to == "EXECUTING"]
     if not commits:
         return None
-    for commit in reversed(commits[-3:]):
+    for commit in commits[-1:]:
         notes = _commit_notes(store, commit)
         if notes:
             _ref, n = notes[-1]

@@ -756,11 +756,11 @@ class JobStore:
     def _history_raw(self, oid: str, job_id: str) -> bytes:
         return self.blob_at(oid, refs.history_path(job_id)) or b""
 
-    def create_job(self, manifest: Manifest, entry: HistoryEntry, *, make_worktree: bool = True) -> str:
-        """Create branch logist/<id> at base + a record commit (create-only), then its worktree."""
+    def create_job(self, manifest: Manifest, entry: HistoryEntry, *, make_worktree: bool = False) -> str:
+        """Create branch logist/<id> at base + a record commit (create-only); with
+        ``make_worktree`` its worktree too (else the first step makes it: docs/architecture.md#worktrees)."""
         job_id = manifest.id
-        if make_worktree:
-            self._check_worktree_path(job_id)  # before anything is created
+        self._check_worktree_path(job_id)  # before anything is created, even when made later
         files = self.record_files(job_id, manifest, b"", [entry])
         base_tree = self.writer.commit_tree_of(manifest.base)
         tree = self.writer.tree_with_record(base_tree, job_id, files)
@@ -978,7 +978,14 @@ class JobStore:
             raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
                              hint="move it away, then run the command again")
         try:
-            git(["worktree", "add", "-q", "--", str(wt), refs.branch_name(job_id)], cwd=self.paths.root)
+            sparse = [d.strip().strip("/") for d in self.config.worktrees.sparse if d.strip().strip("/")]
+            if sparse:  # only these directories (and the files at the top, .logist/ included)
+                git(["worktree", "add", "-q", "--no-checkout", "--", str(wt), refs.branch_name(job_id)],
+                    cwd=self.paths.root)
+                git(["sparse-checkout", "set", "--cone", "--", *sparse, ".logist"], cwd=wt)
+                git(["checkout", "-q"], cwd=wt)
+            else:
+                git(["worktree", "add", "-q", "--", str(wt), refs.branch_name(job_id)], cwd=self.paths.root)
         except GitError as exc:
             raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
                            hint="run `git worktree list` and `git worktree prune`") from None
@@ -1049,6 +1056,22 @@ class JobStore:
         git(["worktree", "prune"], cwd=self.paths.root, check=False)
         notice(f"job {job_id}: worktree {wt} was broken ({problem}); it is kept at {aside} and the "
                "worktree is created again from the branch (uncommitted work there is not in the job)")
+
+    def release_worktree(self, job_id: str) -> str | None:
+        """Remove the worktree of a job that has finished (SUCCESS, CANCELED) unless ``[worktrees]
+        keep_finished``: everything it holds is on the branch; ``ensure_worktree`` brings it back
+        (``job path``, rerun, restep). Only a clean, unlocked worktree goes (``git worktree remove``
+        without --force: untracked or changed files keep it, like files a harvest left out).
+        None when there is no worktree any more, else why it stays."""
+        wt = self.worktree_path(job_id)
+        if not (wt / ".git").exists():
+            return None
+        if self.config.worktrees.keep_finished:
+            return "[worktrees] keep_finished"
+        proc = git(["worktree", "remove", "--", str(wt)], cwd=self.paths.root, check=False)
+        if proc.returncode != 0:
+            return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git worktree remove failed"
+        return None
 
     def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None, *,
                              started: Started | None = None) -> bool:

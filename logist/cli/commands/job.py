@@ -300,6 +300,7 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
     h = data["holder"]
     holder = "-" if not h else (f"pid {h.get('pid')} on {h.get('host')} since {local_time(h.get('since'))}"
                                 + (f" (stale: {h['stale_reason']})" if h.get("stale") else ""))
+    wt = data["worktree"] + ("" if data["worktree_exists"] else f"  (none now: `logist job path {job_id}` makes it)")
     kv([("job", f"{data['id']}  {data['title']}"), ("state", data["state"]),
         ("step", f"{data['step']}/{data['step_count']} {data['step_name']} (agent {data['agent']}, "
                  f"attempt {data['attempt']})"),
@@ -308,7 +309,7 @@ def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="-
         ("cost", f"${data['cost_usd']:.4f}  tokens {data['tokens']}  time {data['seconds']:.1f}s"),
         ("active", f"{local_time(data['updated_at'])} (created {local_time(data['created_at'])})"),
         ("branch", data["branch"]), ("review branch", data["review_branch"] or "-"),
-        ("head", data["head"]), ("worktree", data["worktree"])]
+        ("head", data["head"]), ("worktree", wt)]
        + [("left out", line) for line in data["left_out"]])
     if data["interrupted"]:
         say(f"\nthis job was interrupted; run `logist recover {job_id}` to resume it")
@@ -461,7 +462,11 @@ def select(id: str, /) -> int:
 
 
 def path(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
-    """Print the path of the job's worktree.
+    """Print the path of the job's worktree, creating it if the job has none (yet, or any more).
+
+    With [worktrees] at_first_step a job's worktree is made when its first step starts; with
+    keep_finished = false it is released when the job ends in SUCCESS or CANCELED
+    (docs/architecture.md#worktrees). `job path` brings it back on the job's branch.
 
     Parameters
     ----------
@@ -476,6 +481,8 @@ def path(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--j
     job_id = selected_job(store, id)
     store.tip(job_id)
     wt = store.existing_worktree(job_id)
+    if not (wt / ".git").exists():  # not made yet, or released when the job finished: make it now
+        wt = store.ensure_worktree(job_id)
     if json_:
         emit_json({"id": job_id, "worktree": str(wt), "exists": wt.is_dir()})
         return 0
@@ -655,6 +662,11 @@ def reject(id: str | None = None, /, *, message: str | None = None) -> int:
 
 def resubmit(id: str | None = None, /, *, message: str | None = None) -> int:
     """INTERVENTION_REQUIRED -> PENDING: the failed step runs again (attempts start over).
+
+    What you changed in the job's worktree (outside .logist/) is committed first as your own
+    commit (your git identity, trailer Logist-Event: resubmit), so the next harvest holds only
+    the agent's work. The retry is a new attempt: its own log file, its own notes, and the old
+    attempt's error is no longer the job's last signal. Run it with `logist job run`.
 
     Parameters
     ----------
