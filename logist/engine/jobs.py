@@ -11,8 +11,8 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logist.core.errors import JobFileError, UsageError
-from logist.core.states import TRANSIENT, State, record_in_flight
+from logist.core.errors import JobFileError, JobStateError, UsageError
+from logist.core.states import TERMINAL, TRANSIENT, State, record_in_flight
 from logist.git import refs
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire, read_lock
