@@ -28,6 +28,7 @@ from logist.engine.settle import is_ancestor, own_tip, record_tampered, settle_b
 from logist.engine.steps import AgentRun, StepResult, assemble_prompt, elapsed_since, new_tokens
 from logist.engine.trustgate import require_trust
 from logist.git import refs
+from logist.store.hygiene import LeftOut
 from logist.store.job_state import Update, update_job_manifest
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease, acquire
@@ -918,7 +919,7 @@ class Engine:
                 s.status = StepStatus.FAILURE
                 s.reason = reason
 
-        data = {"action": action, "exit_code": exit_code, "summary": res.summary[:2000],
+        data: dict[str, Any] = {"action": action, "exit_code": exit_code, "summary": res.summary[:2000],
                 "evidence_files": res.evidence_files}
         if warnings:
             data["warnings"] = warnings
@@ -933,7 +934,7 @@ class Engine:
         if version:
             trailers["Logist-Agent"] = f"{step.agent} {version}"
         if left_out:
-            data["left_out"] = [{"path": lo.path, "why": lo.why, "gitignore": lo.gitignore} for lo in left_out]
+            data["left_out"] = [lo.as_dict() for lo in left_out]
         crash_point("before-harvest-commit")
         oid, new = self._transition(
             lease, Update(event=event, reason=reason, outcome=action, cost_delta=cost, tokens_delta=tokens,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logist.core.errors import LogistError
-from logist.core.model import TRANSIENT, State
+from logist.core.model import TERMINAL, TRANSIENT, State
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git
 from logist.share.cleanup import processes_in, worktree_entries

@@ -16,6 +16,7 @@ import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from logist.git.gitcmd import git
 
@@ -29,6 +30,9 @@ class LeftOut:
     path: str  # relative to the worktree; a directory ends with "/"
     why: str
     gitignore: str  # the line that keeps it out for good
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "why": self.why, "gitignore": self.gitignore}
 
     def line(self) -> str:
         return f"{self.path} ({self.why}); .gitignore: {self.gitignore}"

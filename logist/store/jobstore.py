@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or
     from logist.core.config import Config
     from logist.core.model import HistoryEntry, Manifest
     from logist.git.gitread import RepoReader
+    from logist.store.hygiene import LeftOut
     from logist.store.record_cache import ValidRecordCache
 
 RECORD_FILES = ("manifest.json", "history.jsonl")
@@ -795,7 +796,7 @@ class JobStore:
                           parent: str | None = None, include_worktree: bool = False,
                           body: str = "", extra_trailers: dict[str, str] | None = None,
                           sync_worktree: bool = True, history_from: str | None = None,
-                          exclude: tuple[str, ...] = (), left_out: list | None = None,
+                          exclude: tuple[str, ...] = (), left_out: list[LeftOut] | None = None,
                           extra_refs: Sequence[str] = (),
                           before_publish: Callable[[str], None] | None = None) -> str:
         """Make one transition commit and publish it by compare-and-swap (fenced by ``lease``):
