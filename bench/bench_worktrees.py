@@ -8,7 +8,8 @@ A project of ``--files`` files (like a mid-size repository). Interleaved round b
   do) against ``git worktree add`` of another branch at the same commit (the floor; target
   <= 1.3x);
 - the same with ``[worktrees] sparse = ["src/pkg0"]`` (informational);
-- ``logist job create`` as a fresh process: it makes no worktree any more (informational).
+- ``logist job create`` as a fresh process with ``[worktrees] at_first_step = true``: it makes
+  no worktree (informational).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main() -> None:
                     samples[name].append(t)
         if floor_dir.exists():
             shutil.rmtree(floor_dir)
+        sparse_repo_cfg.write_text("[worktrees]\nat_first_step = true\n")
         job_file = tmp / "job.toml"
         job_file.write_text('title = "Created"\n[[steps]]\nprompt = "x"\n')
         create = []
