@@ -1,4 +1,4 @@
-"""`job resubmit` is a new attempt (docs/states.md#resubmit): the person's fix made in the
+"""`job resubmit` is a new attempt (docs/cli.md#logist-job-resubmit): the person's fix made in the
 worktree is their own commit, the retry gets its own log, and the old attempt's error is not the
 job's last signal any more."""
 
