@@ -9,6 +9,7 @@ logist made stays reachable (the branch, or refs/logist/displaced/<id>/<k>).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from _crashkit import assert_consistent, create, logist, manifest, run_dir, sh_step
@@ -233,3 +234,66 @@ def test_a_malformed_outcome_never_becomes_success(project, tmp_path, payload, s
     # amounts in the record stay finite, non-negative and bounded
     assert 0 <= m["cost_usd"] <= 1e6 and 0 <= m["tokens"] <= 10**12
     assert logist(project, "recover", "--check").returncode == 0
+
+
+# ---------------------------------------------------------------- erasing or forging the record
+
+def _tips(repo, job: str) -> str:
+    return git(repo, "rev-parse", "-q", "--verify", f"refs/logist/tips/{job}")
+
+
+@pytest.mark.parametrize("what", ["delete-branch", "delete-branch-and-copy", "forge-tip"])
+def test_an_agent_cannot_erase_or_forge_the_job(project, what):
+    script = {"delete-branch": 'git update-ref -d "refs/heads/logist/$LOGIST_JOB_ID"',
+              "delete-branch-and-copy": 'git update-ref -d "refs/heads/logist/$LOGIST_JOB_ID"; '
+                                        'git update-ref -d "refs/logist/tips/$LOGIST_JOB_ID"',
+              "forge-tip": 'git update-ref "refs/heads/logist/$LOGIST_JOB_ID" "$(git rev-parse main)"',
+              }[what] + "; echo w > erased.txt"
+    job = create(project, 'title = "eraser"\n' + sh_step("warm", "echo 0 > warm.txt") + sh_step(what, script)
+                 + sh_step("after", "echo 1 > after.txt"))
+    r = logist(project, "job", "run", job)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = manifest(project, job)
+    assert m["state"] == "SUCCESS" and [s["status"] for s in m["steps"]] == ["SUCCESS"] * 3
+    # logist's copy moves with the branch; every transition logist made is reachable (git says so)
+    assert _tips(project, job) == git(project, "rev-parse", f"logist/{job}")
+    hist = [json.loads(x) for x in git(project, "show", f"logist/{job}:.logist/jobs/{job}/history.jsonl").splitlines()]
+    assert {e["transition_id"] for e in hist} <= reachable_tids(project)
+    harvest = [e for e in hist if e.get("from") == "EXECUTING" and e.get("step") == 2][0]
+    said = " ".join(harvest.get("data", {}).get("warnings", []))
+    if what.startswith("delete"):
+        assert "branch" in said and "restored" in said, said
+    else:
+        assert "rewrote the job branch" in said, said
+    assert git(project, "fsck", "--no-dangling") == ""
+
+
+def test_a_deleted_branch_is_restored_by_the_next_command_and_doctor_says_so(project):
+    job = create(project, 'title = "gone"\n' + sh_step("one", "echo 1 > one.txt"))
+    assert logist(project, "job", "run", job).returncode == 0
+    tip = git(project, "rev-parse", f"logist/{job}")
+    git(project, "update-ref", "-d", f"refs/heads/logist/{job}")
+    d = logist(project, "doctor", "--json")
+    found = [f for f in json.loads(d.stdout)["findings"] if f["kind"] == "erased-branch"]
+    assert found and found[0]["job"] == job and "rm " not in found[0]["fix"] and "--force" not in found[0]["fix"]
+    assert logist(project, "doctor", "--fix").returncode == 0
+    assert git(project, "rev-parse", f"logist/{job}") == tip
+    git(project, "update-ref", "-d", f"refs/heads/logist/{job}")
+    st = logist(project, "job", "status", job, "--json")
+    assert st.returncode == 0 and json.loads(st.stdout)["state"] == "SUCCESS"
+    assert git(project, "rev-parse", f"logist/{job}") == tip
+
+
+def test_doctor_never_advises_deleting_the_last_ref_of_commits(project):
+    job = create(project, 'title = "orphan"\n' + sh_step("one", "echo 1 > one.txt"))
+    assert logist(project, "job", "run", job).returncode == 0
+    wt = Path(json.loads(logist(project, "job", "status", job, "--json").stdout)["worktree"])
+    git(wt, "commit", "-q", "--allow-empty", "-m", "work only the worktree has")
+    head = git(wt, "rev-parse", "HEAD")
+    (wt / "dirty.txt").write_text("x")
+    git(project, "update-ref", "-d", f"refs/heads/logist/{job}")
+    git(project, "update-ref", "-d", f"refs/logist/tips/{job}")
+    d = json.loads(logist(project, "doctor", "--json").stdout)
+    (f,) = [f for f in d["findings"] if f["kind"] == "orphaned-worktree"]
+    assert f"git update-ref refs/logist/archive/{job} {head}" in f["fix"]
+    assert f["fix"].index("update-ref") < f["fix"].index("worktree remove")

@@ -515,6 +515,8 @@ def resolve_job(store: JobStore, given: str) -> str:
     if matches:
         raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
                          hint=_candidates_hint(store, "say which: ", "", matches))
+    if store.restore_branch(given):  # a deleted branch whose tip logist kept (docs/refs.md)
+        return given
     raise JobNotFoundError(f"no job {given!r}",
                            hint=_candidates_hint(store, "jobs here: ", "there are no jobs yet")
                            + "; `logist job list --all` lists them")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from logist.core.errors import ConcurrentUpdateError, ManifestError
+from logist.core.errors import ConcurrentUpdateError, JobNotFoundError, ManifestError
 from logist.core.model import Manifest, State
 from logist.core.safepath import UnsafePathError, remove_file
 from logist.engine.agent_proc import read_agent_file
@@ -32,7 +32,15 @@ def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
     one, never a longer history).
     """
     refs.validate_job_id(job_id)
-    tip = store.tip(job_id)
+    tip = store.tip(job_id)  # a deleted branch is restored from refs/logist/tips/<id> here
+    kept = store.resolve_commit(refs.tip_ref(job_id))
+    if kept is not None and kept != tip and not is_ancestor(store, kept, tip):
+        # The branch was rewritten past logist's own last commit (reset, a forged tip): logist's
+        # copy is the truth; settle_branch keeps what the branch holds now.
+        try:
+            return store.read(job_id, at=kept)
+        except ManifestError:
+            pass
     info = read_agent_file(store, job_id)
     anchor = info.get("commit") if info else None
     if info is None or not isinstance(anchor, str) or len(anchor) != 40 or anchor == tip:
@@ -87,8 +95,23 @@ def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str
     """Before logist's next commit after an agent ran: see what the agent did to the branch and
     to ``.logist/``, keep rewritten-away commits reachable, and drop extra files from the
     record directory. Returns (the branch tip to build on, warnings to record)."""
-    tip = store.tip(job_id)
     warnings: list[str] = []
+    try:
+        tip = store.tip(job_id)
+    except JobNotFoundError:
+        # the branch and logist's copy are both gone: the commit this process knows is logist's
+        proc = store.ref_transaction(f"create {refs.branch_ref(job_id)} {own}\n"
+                                     f"update {refs.tip_ref(job_id)} {own}\n")
+        if proc.returncode != 0:
+            raise
+        tip = own
+        warnings.append(f"the job branch and {refs.tip_ref(job_id)} were deleted while the step "
+                        "ran; logist restored them at its own last commit")
+    marker = store.run_dir(job_id) / store.RESTORED_MARKER
+    if marker.exists():
+        warnings.append(f"the job branch was deleted while the step ran; logist restored it from "
+                        f"{refs.tip_ref(job_id)} (its own copy of the tip)")
+        marker.unlink(missing_ok=True)
     record = refs.record_dir(job_id)
     if tip != own:
         if is_ancestor(store, own, tip):

@@ -27,6 +27,7 @@ RUNS_PREFIX = "refs/logist/runs/"
 RESTEPS_PREFIX = "refs/logist/resteps/"
 DISPLACED_PREFIX = "refs/logist/displaced/"
 ARCHIVE_PREFIX = "refs/logist/archive/"
+TIPS_PREFIX = "refs/logist/tips/"  # logist's own copy of each job's tip (docs/refs.md)
 STOP_PREFIX = "refs/logist/stop/"  # a stop request for a running job (docs/refs.md)
 # Outside refs/heads/logist/: git cannot hold logist/<id> and logist/<id>/... at once.
 REVIEW_PREFIX = "refs/heads/logist-review/"
@@ -81,6 +82,12 @@ def restep_ref(job_id: str, k: int) -> str:
 
 def displaced_ref(job_id: str, k: int) -> str:
     return f"{DISPLACED_PREFIX}{validate_job_id(job_id)}/{int(k)}"
+
+
+def tip_ref(job_id: str) -> str:
+    """refs/logist/tips/<id>: the job's tip as logist last wrote it, moved in the same ref
+    transaction as the branch, so an agent that deletes or rewrites the branch loses nothing."""
+    return TIPS_PREFIX + validate_job_id(job_id)
 
 
 def archive_ref(job_id: str) -> str:

@@ -536,6 +536,7 @@ def _delete_branch(store: JobStore, jp: JobPlan, lease_oid: str | None) -> None:
         lines.append(f"verify {refs.lock_ref(jp.job_id)} {lease_oid}\n")
     lines.append(f"verify {refs.archive_ref(jp.job_id)} {jp.tip}\n")
     lines.append(f"delete {refs.branch_ref(jp.job_id)} {jp.local_tip}\n")
+    lines.append(f"delete {refs.tip_ref(jp.job_id)}\n")  # the archive keeps the tip now
     store.update_refs("".join(lines))
     run_dir = store.run_dir(jp.job_id)
     shutil.rmtree(run_dir, ignore_errors=True)

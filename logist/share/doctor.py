@@ -193,6 +193,14 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
         s = jobs.get(jid)
         branch = e.get("branch")
         if s is None:
+            kept = rev(store, refs.tip_ref(jid))
+            if kept is not None:  # an erased branch, not an orphan: logist kept its tip
+                rep.findings.append(Finding(
+                    "erased-branch", f"job {jid}: its branch {refs.branch_name(jid)} is gone; "
+                    f"{refs.tip_ref(jid)} still holds its last commit {kept[:12]}", job=jid,
+                    fix=f"git branch {refs.branch_name(jid)} {kept}",
+                    apply=functools.partial(_restore_branch, store, jid)))
+                continue
             _orphan(store, jid, wt, e, rep)
             continue
         if branch != refs.branch_ref(jid):
@@ -229,6 +237,26 @@ def _worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
             apply=functools.partial(_create_worktree, store, jid)))
 
 
+def _last_reflog_commit(wt: Path) -> str:
+    """The commit the last entry of a worktree's HEAD reflog moved to ("" if none)."""
+    gd = git(["rev-parse", "--git-dir"], cwd=wt, check=False).stdout.strip()
+    if not gd:
+        return ""
+    try:
+        lines = (Path(wt) / gd / "logs" / "HEAD").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    parts = lines[-1].split(" ", 2) if lines else []
+    return parts[1] if len(parts) > 1 and len(parts[1]) == 40 else ""
+
+
+def _restore_branch(store: JobStore, jid: str) -> str:
+    oid = store.restore_branch(jid)
+    if oid is None:
+        raise LogistError(f"job {jid}: {refs.tip_ref(jid)} is gone too; nothing to restore")
+    return f"restored {refs.branch_name(jid)} at {oid[:12]} from {refs.tip_ref(jid)}"
+
+
 def _orphan(store: JobStore, jid: str, wt: Path, entry: dict[str, str], rep: DoctorReport) -> None:
     status = git(["status", "--porcelain", "--untracked-files=all"], cwd=wt, check=False)
     head = entry.get("HEAD", "")
@@ -236,9 +264,24 @@ def _orphan(store: JobStore, jid: str, wt: Path, entry: dict[str, str], rep: Doc
     busy = bool(processes_in(wt)) or "locked" in entry
     msg = f"worktree {wt} belongs to no job (branch {refs.branch_name(jid)} is gone)"
     if dirty or busy:
+        # Never advise deleting the last ref or reflog of commits: keep HEAD under a ref first
+        # (a HEAD whose branch was deleted is unborn; its reflog still names the last commit).
+        keep = ""
+        if not (head and len(head) == 40 and head != refs.ZERO_OID):
+            head = _last_reflog_commit(wt)
+        if head and len(head) == 40 and rev(store, head + "^{commit}"):
+            old = rev(store, refs.archive_ref(jid))
+            if old is None:
+                keep = f"`git update-ref {refs.archive_ref(jid)} {head}`, "
+            elif old != head and not is_ancestor(store, head, old):
+                used = for_each_ref(store, refs.DISPLACED_PREFIX + jid + "/")
+                k = len(used) + 1
+                while refs.displaced_ref(jid, k) in used:
+                    k += 1
+                keep = f"`git update-ref {refs.displaced_ref(jid, k)} {head}`, "
         rep.findings.append(Finding(
             "orphaned-worktree", msg + ("; it has uncommitted changes" if dirty else "; it is in use"),
-            job=jid, fix=f"save what you need from {wt}, then `git worktree remove --force {wt}`"))
+            job=jid, fix=f"save what you need from {wt}, then {keep}`git worktree remove --force {wt}`"))
         return
 
     def apply() -> str:

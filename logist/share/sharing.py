@@ -740,7 +740,8 @@ def _move_branch(store: JobStore, job_id: str, new: str, old: str | None, lease_
             f"job {job_id}: its worktree {wt} has uncommitted changes; not moving the branch",
             hint=f"commit or discard them (`git -C {wt} status`), then adopt again")
     verb = f"update {refs.branch_ref(job_id)} {new} {old}" if old else f"create {refs.branch_ref(job_id)} {new}"
-    proc = store.ref_transaction(f"verify {refs.lock_ref(job_id)} {lease_oid}\n{verb}\n")
+    proc = store.ref_transaction(f"verify {refs.lock_ref(job_id)} {lease_oid}\n{verb}\n"
+                                 f"update {refs.tip_ref(job_id)} {new}\n")
     if proc.returncode != 0:
         raise ConcurrentUpdateError(f"job {job_id} changed while it was being adopted",
                                     hint=f"run `logist job adopt {job_id}` again")

@@ -550,9 +550,34 @@ class JobStore:
     def tip(self, job_id: str) -> str:
         oid = self.resolve_commit(refs.branch_ref(job_id))
         if oid is None:
+            oid = self.restore_branch(job_id)
+        if oid is None:
             raise JobNotFoundError(f"no job {job_id!r} in this repository",
                                    hint="run `logist job list` to see jobs")
         return oid
+
+    # The marker a restored branch leaves in the job's run directory, for the next harvest to
+    # note in the record (engine.settle.settle_branch).
+    RESTORED_MARKER = "branch-restored.json"
+
+    def restore_branch(self, job_id: str) -> str | None:
+        """A job branch that is gone (an agent's ``git update-ref -d``, a ``git branch -D``) while
+        logist's copy ``refs/logist/tips/<id>`` is there: create the branch again at that commit
+        (create-only, verifying the copy) and leave a marker for the record. The commit or None."""
+        kept = self.resolve_commit(refs.tip_ref(job_id))
+        if kept is None:
+            return None
+        proc = self.ref_transaction(f"verify {refs.tip_ref(job_id)} {kept}\n"
+                                    f"create {refs.branch_ref(job_id)} {kept}\n")
+        now = self.resolve_commit(refs.branch_ref(job_id))
+        if proc.returncode == 0:
+            try:
+                d = self.run_dir(job_id)
+                d.mkdir(parents=True, exist_ok=True)
+                (d / self.RESTORED_MARKER).write_text(json.dumps({"commit": kept, "at": utcnow()}))
+            except OSError:
+                pass
+        return now
 
     def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]:
         """(commit, manifest) at the branch tip (or at commit ``at``)."""
@@ -767,7 +792,8 @@ class JobStore:
         tree = self.writer.tree_with_record(base_tree, job_id, files)
         oid = self.writer.commit(tree, [manifest.base], commit_message(job_id, entry, manifest))
         crash_point("create-before-ref")
-        proc = self.ref_transaction(f"create {refs.branch_ref(job_id)} {oid}\n")
+        proc = self.ref_transaction(f"create {refs.branch_ref(job_id)} {oid}\n"
+                                    f"update {refs.tip_ref(job_id)} {oid}\n")
         if proc.returncode != 0:
             from logist.core.errors import JobExistsError
 
@@ -779,7 +805,8 @@ class JobStore:
                 self.ensure_worktree(job_id)
             except Exception:
                 # A failed create leaves nothing behind: take the branch back (compare-and-delete).
-                self.ref_transaction(f"delete {refs.branch_ref(job_id)} {oid}\n")
+                self.ref_transaction(f"delete {refs.branch_ref(job_id)} {oid}\n"
+                                     f"delete {refs.tip_ref(job_id)} {oid}\n")
                 raise
         packing.pack_if_needed(self.paths.common_dir)
         return oid
@@ -881,6 +908,7 @@ class JobStore:
             lines.append(f"verify {refs.lock_ref(job_id)} {lease}\n")
         lines.extend(line if line.endswith("\n") else line + "\n" for line in extra_refs)
         lines.append(f"update {refs.branch_ref(job_id)} {new} {old}\n")
+        lines.append(f"update {refs.tip_ref(job_id)} {new}\n")  # logist's own copy, same transaction
         proc = self.ref_transaction("".join(lines), started=started)
         if proc.returncode != 0:
             err = proc.stderr.strip()
