@@ -297,3 +297,19 @@ def test_doctor_never_advises_deleting_the_last_ref_of_commits(project):
     (f,) = [f for f in d["findings"] if f["kind"] == "orphaned-worktree"]
     assert f"git update-ref refs/logist/archive/{job} {head}" in f["fix"]
     assert f["fix"].index("update-ref") < f["fix"].index("worktree remove")
+
+
+def test_a_step_cannot_change_the_repository_config(project, tmp_path):
+    git(project, "config", "user.name", "Person")
+    script = (f"git config core.hooksPath {tmp_path}/evil-hooks; git config alias.st '!touch pwned'; "
+              "git config user.name Agent; git config --unset notes.displayRef; echo w > c.txt")
+    job = create(project, 'title = "config"\n' + sh_step("cfg", script) + sh_step("after", "echo 1 > a.txt"))
+    r = logist(project, "job", "run", job)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # checked with git itself, in the main checkout
+    assert git(project, "config", "--get", "core.hooksPath", check=False) == ""
+    assert git(project, "config", "--get", "alias.st", check=False) == ""
+    assert git(project, "config", "--get", "user.name") == "Person"
+    hist = [json.loads(x) for x in git(project, "show", f"logist/{job}:.logist/jobs/{job}/history.jsonl").splitlines()]
+    said = " ".join(w for e in hist for w in e.get("data", {}).get("warnings", []))
+    assert "git config" in said and "core.hookspath" in said.lower() and "alias.st" in said

@@ -388,6 +388,10 @@ class Engine:
                                  executing_commit=executing_commit, warnings=left)
 
     def _write_agent_file(self, job_id: str, data: dict) -> None:
+        if data.get("pid") is None:  # before the agent starts: what its step may not change
+            from logist.engine import config_guard
+
+            config_guard.snapshot(self.store, job_id)
         path = self._agent_file(job_id)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))

@@ -107,6 +107,9 @@ def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str
         tip = own
         warnings.append(f"the job branch and {refs.tip_ref(job_id)} were deleted while the step "
                         "ran; logist restored them at its own last commit")
+    from logist.engine import config_guard
+
+    warnings += config_guard.revert(store, job_id)  # the agent may not change .git/config
     marker = store.run_dir(job_id) / store.RESTORED_MARKER
     if marker.exists():
         warnings.append(f"the job branch was deleted while the step ran; logist restored it from "
