@@ -119,3 +119,19 @@ def test_pushed_data_holds_no_secret(net, tmp_path):
         out = subprocess.run(["git", "--git-dir", str(net.remote), "log", "--all", "--format=%B"],
                              capture_output=True, check=True).stdout
         assert c not in out
+
+
+def test_a_fetched_note_with_raw_escapes_is_not_merged(net, tmp_path):
+    job = hostile_job(net.a, tmp_path)
+    head = git(net.a, "rev-parse", f"logist/{job}")
+    git(net.a, "notes", "--ref=logist/observer", "add", "-f", "-m", "evil \x1b]0;pwned\x07\x1b[2J", head)
+    lg(net.a, "push")
+    b = net.clone("b")
+    res = lg(b, "fetch", "--json").json()
+    assert any("raw control" in r for r in res["notes_refused"]), res
+    assert git(b, "config", "--get-all", "notes.displayRef")  # set by logist init
+    # plain `git log` shows notes through notes.displayRef: the merged ones, all escaped
+    log = subprocess.run(["git", "-C", str(b), "log", "--all", "--format=%B%n%N"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "working \\x1b[2J key [REDACTED]" in log  # the step's log note, merged, escaped
+    assert_clean_text(log.replace("[REDACTED]", ""), "git log in the clone that fetched")

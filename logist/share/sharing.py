@@ -310,6 +310,36 @@ def oversized_note(store: JobStore, notes_ref: str, limit: int | None = None) ->
     return None
 
 
+def note_with_controls(store: JobStore, theirs: str, ours: str | None) -> str | None:
+    """``<commit>`` of the first note of ``theirs`` (new since ``ours``) that holds a raw
+    control or escape character, or None. Notes are printed by plain ``git log``
+    (notes.displayRef): logist writes them escaped (docs/refs.md), so a raw one was written by
+    something else and is not merged."""
+    from logist.core.termsafe import has_controls
+    from logist.git.gitcmd import CatFileBatch
+
+    args = (["diff-tree", "-r", "--no-commit-id", "--end-of-options", ours, theirs] if ours
+            else ["ls-tree", "-r", "--end-of-options", theirs])
+    proc = git(args, cwd=store.root, check=False)
+    if proc.returncode != 0:
+        return None
+    blobs: list[tuple[str, str]] = []
+    for line in proc.stdout.splitlines():
+        meta, _, path = line.partition("\t")
+        parts = meta.split()
+        oid = parts[3] if ours and len(parts) >= 5 else (parts[2] if len(parts) == 3 else "")
+        if len(oid) == 40 and oid.strip("0"):
+            blobs.append((path.replace("/", ""), oid))
+    if not blobs:
+        return None
+    with CatFileBatch(store.root) as batch:
+        datas = batch.read_many([oid for _p, oid in blobs])
+    for (commit, _oid), data in zip(blobs, datas, strict=True):
+        if data and has_controls(data.decode("utf-8", "replace")):
+            return commit[:12]
+    return None
+
+
 def merge_remote_notes(store: JobStore, remote: str, *, refused: list[str] | None = None) -> list[str]:
     """Merge every fetched logist notes ref of ``remote`` into the local one. A fetched notes
     ref holding a note larger than logist.core.limits.MAX_NOTE_BYTES is data nobody should
@@ -326,6 +356,12 @@ def merge_remote_notes(store: JobStore, remote: str, *, refused: list[str] | Non
             if big:
                 if refused is not None:
                     refused.append(f"{theirs}: note on {big} (more than {human_bytes(MAX_NOTE_BYTES)}); not merged")
+                continue
+            raw = note_with_controls(store, theirs, ours)
+            if raw:
+                if refused is not None:
+                    refused.append(f"{theirs}: the note on {raw} holds raw control or escape "
+                                   "characters (a terminal would obey them); not merged")
                 continue
         if merge_notes_ref(store, local, theirs):
             changed.append(local)
