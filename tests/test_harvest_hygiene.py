@@ -76,3 +76,16 @@ def test_a_gitignored_environment_is_not_reported(cli):
     assert cli("job", "run", jid).code == 0
     assert "Left out" not in git(repo, "log", "-1", "--format=%B", f"logist/{jid}")
     assert cli.ok("job", "status", jid, "--json").json()["left_out"] == []
+
+
+def test_an_in_place_restep_leaves_out_the_same(cli):
+    repo = cli.repo
+    prog = "import pathlib; pathlib.Path('m.pyc').write_bytes(b'x'); pathlib.Path('m.py').write_text('x = 1')"
+    text = f'title = "Restep"\n[[steps]]\nname = "s"\ncommand = [{PY}, "-c", {json.dumps(prog)}]\n'
+    jid = create_from_toml(cli, text, "--activate")
+    assert cli("job", "run", jid).code == 0
+    assert cli("job", "restep", jid, "1").code == 0
+    tip = git(repo, "rev-parse", f"logist/{jid}")
+    assert "Restep-Result: success" in git(repo, "log", "-1", "--format=%B", tip)
+    assert "m.pyc (Python bytecode); .gitignore: *.pyc" in git(repo, "log", "-1", "--format=%B", tip)
+    assert "m.pyc" not in git(repo, "ls-tree", "-r", "--name-only", tip).splitlines()

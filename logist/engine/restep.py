@@ -268,6 +268,17 @@ def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | N
         body += f"\n\nThe result is kept at {ref} ({result_commit[:12]}); the branch's code is unchanged."
     for w in warnings:
         body += f"\n\nWarning: {w}"
+    left_out = []
+    if not r.isolated:  # its commit takes the worktree: the same hygiene as a step's harvest
+        from logist.store.hygiene import body_lines
+        from logist.store.hygiene import plan as hygiene_plan
+
+        hc = store.config.harvest
+        left_out = hygiene_plan(store.worktree_path(job_id), max_file_bytes=hc.max_file_bytes,
+                                exclude=hc.exclude, include=hc.include)
+        if left_out:
+            data["left_out"] = [lo.as_dict() for lo in left_out]
+            body += "\n\n" + "\n".join(body_lines(left_out))
     trailers = {"Logist-Restep": str(r.number), "Logist-Restep-Result": "success" if success else "failure"}
     if ref:
         trailers["Logist-Restep-Ref"] = ref
@@ -277,7 +288,8 @@ def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | N
                               event=_advance_event(m, n, res) if advanced else None,
                               reason=f"restep {r.number} of step {n} {verdict}: {reason}"),
                        step=n, commit=r.base, body=body, trailers=trailers,
-                       include_worktree=not r.isolated, parent=parent, history_from=own)
+                       include_worktree=not r.isolated, parent=parent, history_from=own,
+                       left_out=left_out or None)
     if r.isolated:
         _remove_worktree(store, _isolated_path(store, job_id, r.number))
     else:
