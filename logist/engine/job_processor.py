@@ -24,7 +24,7 @@ from logist.core.model import TERMINAL, Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.core.safepath import why_unsafe
 from logist.engine.agent_proc import agent_status, exec_base, read_exit, wrap_argv
-from logist.engine.settle import is_ancestor, own_tip, record_tampered, settle_branch
+from logist.engine.settle import own_tip, settle_branch
 from logist.engine.steps import AgentRun, StepResult, assemble_prompt, elapsed_since, new_tokens
 from logist.engine.trustgate import require_trust
 from logist.git import refs
@@ -841,19 +841,11 @@ class Engine:
                 missing.append(f)
                 warnings.append(f"evidence file {f!r} does not exist")
         # Where does the new commit go? On top of the branch tip, keeping any agent commits.
-        tip = self.store.tip(job_id)
+        tip, settled = settle_branch(self.store, job_id, own_tip)
         parent = tip
-        displaced = None
-        if tip != own_tip:
-            if not is_ancestor(self.store, own_tip, tip):
-                displaced = self._keep_displaced(job_id, own_tip)
-                warnings.append(f"the agent rewrote the job branch; logist's previous commit is kept at {displaced}")
-            else:
-                warnings.append("the agent made its own commits on the job branch; they are kept")
+        warnings += settled
         if tip == own_tip:  # after a crash between a commit and the worktree's refresh
             self.store.sync_worktree_record(job_id)
-        if record_tampered(self.store, job_id, wt, tip, own_tip):
-            warnings.append("the agent changed .logist/; the record was restored from logist's last commit")
         from logist.store.hygiene import body_lines
         from logist.store.hygiene import plan as hygiene_plan
 
@@ -974,16 +966,6 @@ class Engine:
                 return oid
         # rewritten away entirely: fall back to the newest displaced/run ref or the tip
         return self.store.tip(job_id)
-
-    def _keep_displaced(self, job_id: str, oid: str) -> str:
-        from logist.git.gitcmd import git_out
-
-        existing = git_out(["for-each-ref", "--format=%(refname)", refs.DISPLACED_PREFIX + job_id + "/"],
-                           cwd=self.store.root).split()
-        k = len(existing) + 1
-        ref = refs.displaced_ref(job_id, k)
-        self.store.update_refs(f"create {ref} {oid}\n")
-        return ref
 
     def _note_log(self, commit: str, output: str) -> None:
         try:

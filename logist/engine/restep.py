@@ -27,7 +27,7 @@ from logist.core.procs import boot_id
 from logist.engine.agent_proc import agent_status, stop_agent
 from logist.engine.job_processor import Engine
 from logist.engine.rerun_base import commit_update, record_files_at, ref_value
-from logist.engine.settle import is_ancestor, record_tampered
+from logist.engine.settle import settle_branch
 from logist.engine.steps import assemble_prompt, elapsed_since
 from logist.engine.trustgate import require_trust
 from logist.engine.worktree_move import repair_worktree_move
@@ -218,17 +218,10 @@ def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | N
         if result_commit:
             ref = refs.restep_ref(job_id, r.number)
     else:
-        wt = store.ensure_worktree(job_id)
-        if tip != own:
-            if not is_ancestor(store, own, tip):
-                displaced = engine._keep_displaced(job_id, own)
-                warnings.append(f"the agent rewrote the job branch; logist's previous commit is kept "
-                                f"at {displaced}")
-            else:
-                warnings.append("the agent made its own commits on the job branch; they are kept")
-        if wt.exists() and record_tampered(store, job_id, wt, tip, own):
-            warnings.append("the agent changed .logist/; the record was restored from logist's last "
-                            "commit")
+        store.ensure_worktree(job_id)
+        tip, settled = settle_branch(store, job_id, own)  # what the agent did to the branch
+        parent = tip
+        warnings += settled
     advanced = bool(success and r.advance and not r.isolated
                     and m.state == State.INTERVENTION_REQUIRED and m.step == n)
 

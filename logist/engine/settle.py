@@ -153,15 +153,3 @@ def _record_paths(wt: Path, record: str) -> list[str]:
     """Tracked and untracked paths under the record directory of a worktree."""
     out = git_out(["ls-files", "--cached", "--others", "--", record], cwd=wt, check=False)
     return sorted(set(out.splitlines()))
-
-
-def record_tampered(store: JobStore, job_id: str, wt: Path, tip: str, own_tip: str) -> bool:
-    """The agent changed the job record: in the worktree against logist's own last commit, or in
-    its commits (``tip`` differs from ``own_tip``)."""
-    proc = git(["diff", "--quiet", own_tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
-    if proc.returncode != 0:
-        return True
-    if tip != own_tip:
-        proc = git(["diff", "--quiet", own_tip, tip, "--", refs.record_dir(job_id)], cwd=wt, check=False)
-        return proc.returncode != 0
-    return False

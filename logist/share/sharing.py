@@ -821,7 +821,9 @@ def import_job(store: JobStore, remote: str, job_id: str, lease, *, replace_dive
     elif is_ancestor(store, theirs, local):
         action = "ahead"  # this clone has everything the remote has, and more
     elif replace_diverged:
-        displaced = _keep_displaced(store, job_id, local)
+        from logist.engine.settle import keep_displaced
+
+        displaced = keep_displaced(store, job_id, local)
         _move_branch(store, job_id, theirs, local, lease.oid)
         action = "replaced"
     else:
@@ -860,16 +862,6 @@ def import_job(store: JobStore, remote: str, job_id: str, lease, *, replace_dive
             tip = record_commit
     return ImportResult(job_id, remote, tip, action, record_commit, m.trusted, displaced,
                         state=m.state.value)
-
-
-def _keep_displaced(store: JobStore, job_id: str, oid: str) -> str:
-    existing = for_each_ref(store, refs.DISPLACED_PREFIX + job_id + "/")
-    k = len(existing) + 1
-    while refs.displaced_ref(job_id, k) in existing:
-        k += 1
-    ref = refs.displaced_ref(job_id, k)
-    store.update_refs(f"create {ref} {oid}\n")
-    return ref
 
 
 def adopt(store: JobStore, job_id: str, remote: str | None = None, *, do_fetch: bool = True,
