@@ -76,9 +76,24 @@ def _mentions(pid: int, roots: list[str]) -> bool | None:
     return any(r and (r in text) for r in roots)
 
 
-def possible_holders(lock: Path, roots: Iterable[str | Path], *, exclude: Iterable[int] = ()) -> list[int]:
+def _runs_logist(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read(4096).split(b"\0")
+    except OSError:
+        return False
+    # `python -m logist ...` or the `logist` script (not any program whose path holds "logist",
+    # such as an agent started from .git/logist/run/)
+    names = [os.path.basename(a) for a in argv[:2]]
+    return b"logist" in names or argv[1:3] == [b"-m", b"logist"]
+
+
+def possible_holders(lock: Path, roots: Iterable[str | Path], *, exclude: Iterable[int] = (),
+                     logist_too: bool = False) -> list[int]:
     """Pids of live git processes that may hold ``lock`` (see the module docstring); [-1] when
-    it cannot be known (no /proc); [] when the file is gone or nobody can hold it."""
+    it cannot be known (no /proc); [] when the file is gone or nobody can hold it.
+    ``logist_too``: logist processes count as well (they write loose objects with dulwich,
+    which locks ``objects/xx/<sha>.lock``)."""
     if not os.path.isdir("/proc/self"):
         return [-1]
     try:
@@ -109,7 +124,7 @@ def possible_holders(lock: Path, roots: Iterable[str | Path], *, exclude: Iterab
         if info is None:
             continue
         comm, start, state = info
-        if comm != "git" and not comm.startswith("git-"):
+        if comm != "git" and not comm.startswith("git-") and not (logist_too and _runs_logist(int(entry))):
             continue
         if state in ("Z", "X"):
             continue

@@ -254,6 +254,7 @@ def stale_lock_files(common_dir: Path, places: Iterable[Path], *,
     git directory, its worktrees)."""
     now = time.time() if now is None else now
     candidates = []
+    young = []
     for path in find_lock_files(common_dir):
         try:
             age = now - path.stat().st_mtime
@@ -261,10 +262,19 @@ def stale_lock_files(common_dir: Path, places: Iterable[Path], *,
             continue
         if age >= min_age:
             candidates.append(path)
+        elif path.parent.parent.name == "objects" and len(path.parent.name) == 2:
+            young.append(path)  # a loose object's lock (dulwich): judged by who could hold it
+    if young:
+        from logist.git.gitcmd import waiting_pids
+        from logist.git.lockfiles import possible_holders
+
+        roots = [common_dir, *places]
+        candidates += [p for p in young if not possible_holders(p, roots, exclude=waiting_pids(),
+                                                                  logist_too=True)]
     if not candidates:
         return []
     if live_git_processes(places):
-        return []
+        return [p for p in candidates if p in young]
     return candidates
 
 
