@@ -300,7 +300,7 @@ def test_refs_doc_lists_every_trailer():
 
 def test_refs_doc_commit_format_matches_commit_message():
     from logist.core.model import HistoryEntry, Manifest, State, Step
-    from logist.store.jobstore import commit_message
+    from logist.store.objects import commit_message
 
     m = Manifest(id="add-greeting-7k2q", title="Add greeting", base="0" * 40,
                  steps=[Step(name="write"), Step(name="check")], state=State.PENDING,
