@@ -242,6 +242,22 @@ def test_cleanup_archives_then_removes_finished_worktrees(project):
     assert str(worktree(project, done)) not in git(project, "worktree", "list")
 
 
+def test_cleanup_never_overwrites_an_archive_that_keeps_other_commits(project):
+    """recover --cleanup keeps the rule of gc (logist.store.archive): an archive ref that keeps
+    a commit the job's tip does not contain is left as it is, and so is the worktree."""
+    job = create(project, one_step("done", "d.txt"))
+    assert logist(project, "job", "run", job).returncode == 0
+    elsewhere = git(project, "commit-tree", "-m", "kept elsewhere",
+                    git(project, "rev-parse", "HEAD^{tree}"))
+    git(project, "update-ref", f"refs/logist/archive/{job}", elsewhere)
+    r = logist(project, "recover", "--cleanup", "--keep-days", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    (res,) = [c for c in json.loads(r.stdout) if c["id"] == job]
+    assert not res["worktree_removed"] and "not overwriting" in res["reason"]
+    assert git(project, "rev-parse", f"refs/logist/archive/{job}") == elsewhere
+    assert worktree(project, job).exists()
+
+
 def test_recover_finishes_a_harvest_with_warnings_kept(project):
     job = create(project, 'title = "w"\n' + sh_step("edit", 'rm -rf .logist; echo w > w.txt'))
     assert logist(project, "job", "run", job, env=crash_env("after-harvesting-commit")).returncode == 137

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from logist.core.errors import BusyError, LogistError, UsageError
+from logist.core.errors import BusyError, JobStateError, LogistError, UsageError
 from logist.core.faults import crash_point
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
 from logist.engine.agent_proc import agent_status, stop_agent
@@ -420,6 +420,7 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
 
     from logist.core.limits import check_number
     from logist.git.reftx import remove_stale_lock_files
+    from logist.store.archive import archive_tip
     from logist.store.locks import read_locks
 
     check_number(keep_days, "--keep-days")
@@ -444,7 +445,11 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
             out.append(Cleaned(m.id, m.state.value, ref, exists,
                                "would archive" + (" and remove the worktree" if exists else "")))
             continue
-        store.update_refs(f"update {ref} {s.tip}\n")
+        try:  # never over an archive that keeps a commit the tip lacks (logist.store.archive)
+            archive_tip(store, m.id, s.tip)
+        except JobStateError as exc:
+            out.append(Cleaned(m.id, m.state.value, None, False, f"kept: {exc.message}"))
+            continue
         if not (wt / ".git").exists():
             out.append(Cleaned(m.id, m.state.value, ref, False, "no worktree"))
             continue

@@ -497,19 +497,11 @@ def apply_job(store: JobStore, jp: JobPlan) -> JobPlan:
 
 
 def _archive(store: JobStore, jp: JobPlan) -> None:
+    from logist.store.archive import archive_tip
+
     tip = jp.judged_tip
-    ref = refs.archive_ref(jp.job_id)
-    old = rev(store, ref)
-    if old == tip:
-        return
-    if old is not None and not is_ancestor(store, old, tip):
-        raise JobStateError(f"{ref} already keeps {old[:12]}, which is not part of {tip[:12]}; "
-                            "not overwriting it",
-                            hint=f"inspect it with `git log {ref}`; delete it with "
-                                 f"`git update-ref -d {ref}` if it is not needed")
-    verb = f"update {ref} {tip} {old}" if old else f"create {ref} {tip}"
-    store.update_refs(verb + "\n")
-    jp.done.append(f"archived {tip[:12]} as {ref}")
+    if archive_tip(store, jp.job_id, tip):
+        jp.done.append(f"archived {tip[:12]} as {refs.archive_ref(jp.job_id)}")
 
 
 def _remove_worktree(store: JobStore, jp: JobPlan) -> None:
