@@ -208,12 +208,12 @@ class CatFileBatch:
         writer.start()
         out: list[tuple[str, bytes] | None] = []
         for _ in specs:
-            header = self._proc.stdout.readline()
-            if header.endswith(b" missing\n") or header.endswith(b" ambiguous\n"):
+            fields = self._proc.stdout.readline().split()
+            # "<oid> missing", "<name> ambiguous", or nothing at all (git ended): no object
+            if len(fields) != 3 or not fields[2].isdigit():
                 out.append(None)
                 continue
-            oid, _, size = header.split()
-            out.append((oid.decode(), self._proc.stdout.read(int(size))))
+            out.append((fields[0].decode(), self._proc.stdout.read(int(fields[2]))))
             self._proc.stdout.read(1)
         writer.join()
         return out

@@ -26,7 +26,7 @@ from pathlib import Path
 from logist.core.errors import ConcurrentUpdateError, LockHeldError, UsageError
 from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.git import refs, reftx
-from logist.git.gitcmd import git
+from logist.git.gitcmd import CatFileBatch, git
 from logist.store.jobstore import JobStore
 
 
@@ -131,28 +131,12 @@ def current_command() -> str:
 
 
 def _cat_batch(root: Path, names: list[str]) -> list[tuple[str, bytes] | None]:
-    """(oid, content) of each object name (a ref or an oid) through one cat-file --batch."""
+    """(oid, content) of each object name (a ref or an oid) through one cat-file --batch
+    (``gitcmd.CatFileBatch``, the one parser of its output)."""
     if not names:
         return []
-    proc = git(["cat-file", "--batch"], cwd=root, input=b"".join(n.encode() + b"\n" for n in names),
-               check=False, text=False)
-    out: bytes = proc.stdout
-    pos = 0
-    result: list[tuple[str, bytes] | None] = []
-    for _ in names:
-        end = out.find(b"\n", pos)
-        if end < 0:
-            result.append(None)
-            continue
-        header = out[pos:end].split()
-        pos = end + 1
-        if len(header) != 3 or header[1] in (b"missing", b"ambiguous"):
-            result.append(None)
-            continue
-        size = int(header[2])
-        result.append((header[0].decode(), out[pos:pos + size]))
-        pos += size + 1
-    return result
+    with CatFileBatch(root) as batch:
+        return batch.read_many_objects(names)
 
 
 def read_lock(store: JobStore, job_id: str) -> tuple[str, Holder | None] | None:
