@@ -41,6 +41,7 @@ from pathlib import Path
 
 from logist.core.errors import ConfigError
 from logist.core.procs import pid_alive
+from logist.runtimes.base import group_alive  # the one check (re-exported for the watcher)
 
 __all__ = ["ACTIONS", "TRIGGERS", "Decision", "Sentinel", "SentinelConfig",
            "clock_ticks_per_second", "group_alive", "newest_mtime", "pid_alive",
@@ -323,19 +324,6 @@ def process_group_cpu_ticks(pgid: int, *, proc: str = "/proc") -> int | None:
         found = True
         total += int(f[11]) + int(f[12])
     return total if found else None
-
-
-def group_alive(pgid: int) -> bool:
-    """True if any non-zombie process is left in process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if not os.path.isdir("/proc"):
-        return True  # pragma: no cover - non-Linux: trust killpg
-    return process_group_cpu_ticks(pgid) is not None
 
 
 def newest_mtime(root: str | os.PathLike, *, max_entries: int = 20000,
