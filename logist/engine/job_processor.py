@@ -171,8 +171,9 @@ class Engine:
         from logist.git.lockfiles import check_worktree
 
         # A record whose history.jsonl does not parse would wedge the job at its harvest: refuse
-        # before anything is written (ManifestError naming the commit and the line).
-        tip, m = self.store.read(job_id)
+        # before anything is written (ManifestError naming the commit and the line). Logist's
+        # own last record is what counts: an agent may have left a tip with no record at all.
+        tip, m = own_tip(self.store, job_id)
         if m.state in (State.PENDING, State.PROVISIONING, State.EXECUTING, State.RECOVERING,
                        State.HARVESTING):
             self.store.read_history(job_id, at=tip)
