@@ -48,6 +48,7 @@ def cli(repo: Path, *args: str) -> str:
 
 def build(tmp: Path, n: int, stepped: float) -> tuple[Path, list[str]]:
     repo = new_repo(tmp / f"project-{n}", n_files=500)
+    sh(repo, "config", "gc.auto", "6700")  # git's default (the bench's own config turns auto-gc off)
     logist_init(repo)
     sh(repo, "add", "-A")
     sh(repo, "commit", "-q", "-m", "logist init")
