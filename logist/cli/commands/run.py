@@ -292,19 +292,26 @@ def step(id: str | None = None, /, *, trust: bool = False,
         Print the result as JSON.
     """
     from logist.engine.jobs import selected_job
-    from logist.engine.repair import make_engine
 
     store = cli.store()
     job_id = selected_job(store, id)
+    return _foreground(store, job_id, trust=trust, json_=json_, one_step=True)
+
+
+def _foreground(store, job_id: str, *, trust: bool, json_: bool, one_step: bool) -> int:
+    """`job step` / `job run ID` in this terminal: the status line, Ctrl-C handling, the bell."""
+    from logist.engine.repair import make_engine
+
     with _CtrlC() as ctrl_c, _StatusLine(store):
         try:
-            result = make_engine(store, progress=_progress, trust=trust).step(job_id)
+            engine = make_engine(store, progress=_progress, trust=trust)
+            result = engine.step(job_id) if one_step else engine.run(job_id)
         except KeyboardInterrupt:
             return ctrl_c.leave(store, [job_id])
     if ctrl_c.interrupted:
         return _interrupted_report(result, json_)
     _bell(store, [result.state.value])
-    return _report(result, json_, step=True)
+    return _report(result, json_, step=one_step)
 
 
 def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
@@ -331,7 +338,6 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     """
     import os
 
-    from logist.engine.repair import make_engine
     from logist.engine.runner import detach_run, run_all
 
     if parallel < 1:
@@ -355,15 +361,7 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
 
     _warn_interrupted(store, exclude=job_id)
     if job_id:
-        with _CtrlC() as ctrl_c, _StatusLine(store):
-            try:
-                result = make_engine(store, progress=_progress, trust=trust).run(job_id)
-            except KeyboardInterrupt:
-                return ctrl_c.leave(store, [job_id])
-        if ctrl_c.interrupted:
-            return _interrupted_report(result, json_)
-        _bell(store, [result.state.value])
-        return _report(result, json_)
+        return _foreground(store, job_id, trust=trust, json_=json_, one_step=False)
     with _CtrlC() as ctrl_c, _StatusLine(store):
         try:
             results = run_all(store, parallel=parallel, trust=trust, progress=_progress)
