@@ -1,0 +1,322 @@
+"""Reads of job records: a job's tip (a deleted branch restored from logist's copy), its record
+and history at a commit, validated as the model validates them, and listings of every job with
+one ``for-each-ref`` and one ``cat-file --batch`` (logist.store.record_cache skips the models
+for records validated before).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from logist.core.errors import JobNotFoundError, ManifestError
+from logist.core.states import State
+from logist.git import refs
+from logist.git.gitcmd import CatFileBatch, git, git_out
+from logist.store.repo import RepoBase, utcnow
+
+if TYPE_CHECKING:
+    from logist.core.model import HistoryEntry, Manifest
+    from logist.git.gitread import RepoReader
+    from logist.store.record_cache import ValidRecordCache
+
+RECORD_FILES = ("manifest.json", "history.jsonl")
+
+
+@dataclass
+class JobSummary:
+    id: str
+    tip: str
+    manifest: Manifest | None
+    error: str | None = None
+
+
+@dataclass
+class JobRecord:
+    """A job's tip record as validated JSON data (``JobStore.list_records``)."""
+
+    id: str
+    tip: str
+    data: dict[str, Any] | None
+    error: str | None = None
+
+
+class JobReader(RepoBase):
+    """Reads of job branches and their records."""
+
+    @property
+    def reader(self) -> RepoReader:
+        """In-process reads of refs and objects (logist.git.gitread); git is asked when it can't."""
+        if self._reader is None:
+            from logist.git.gitread import RepoReader
+
+            self._reader = RepoReader(self.paths.common_dir, lambda oid: self.writer.get(oid))
+        return self._reader
+
+    def _objects_in_process(self) -> bool:
+        """Read objects with dulwich only in a process that writes commits (dulwich is loaded
+        and its object cache warm); a read-only command is cheaper with one `git cat-file`
+        than with importing dulwich (`job status`, `job show`)."""
+        return self._writer is not None
+
+    def resolve_commit(self, ref: str) -> str | None:
+        """The commit ``ref`` names (like ``git rev-parse --verify -q REF^{commit}``), or None."""
+        from logist.git.gitread import Unsupported
+
+        try:
+            if self._objects_in_process():
+                return self.reader.commit(ref)
+            return self.reader.ref(ref)  # a branch names a commit; cat-file checks the rest
+        except Unsupported:
+            proc = git(["rev-parse", "--verify", "-q", ref + "^{commit}"],
+                       cwd=self.paths.root, check=False)
+            return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def blob_at(self, commit: str, path: str) -> bytes | None:
+        """Content of ``commit:path`` (None if there is no such file)."""
+        from logist.git.gitread import Unsupported
+
+        if self._objects_in_process():
+            try:
+                return self.reader.blob_at(commit, path)
+            except Unsupported:
+                pass
+        with CatFileBatch(self.paths.root) as batch:
+            return batch.read(f"{commit}:{path}", kind="blob")
+
+    def tip(self, job_id: str) -> str:
+        oid = self.resolve_commit(refs.branch_ref(job_id))
+        if oid is None:
+            oid = self.restore_branch(job_id)
+        if oid is None:
+            raise JobNotFoundError(f"no job {job_id!r} in this repository",
+                                   hint="run `logist job list` to see jobs")
+        return oid
+
+    # The marker a restored branch leaves in the job's run directory, for the next harvest to
+    # note in the record (engine.settle.settle_branch).
+    RESTORED_MARKER = "branch-restored.json"
+
+    def restore_branch(self, job_id: str) -> str | None:
+        """A job branch that is gone (an agent's ``git update-ref -d``, a ``git branch -D``) while
+        logist's copy ``refs/logist/tips/<id>`` is there: create the branch again at that commit
+        (create-only, verifying the copy) and leave a marker for the record. The commit or None."""
+        kept = self.resolve_commit(refs.tip_ref(job_id))
+        if kept is None:
+            return None
+        proc = self.ref_transaction(f"verify {refs.tip_ref(job_id)} {kept}\n"
+                                    f"create {refs.branch_ref(job_id)} {kept}\n")
+        now = self.resolve_commit(refs.branch_ref(job_id))
+        if proc.returncode == 0:
+            try:
+                d = self.run_dir(job_id)
+                d.mkdir(parents=True, exist_ok=True)
+                (d / self.RESTORED_MARKER).write_text(json.dumps({"commit": kept, "at": utcnow()}))
+            except OSError:
+                pass
+        return now
+
+    def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]:
+        """(commit, manifest) at the branch tip (or at commit ``at``)."""
+        refs.validate_job_id(job_id)
+        oid = at or self.tip(job_id)
+        return oid, self._validate(job_id, oid, self.blob_at(oid, refs.manifest_path(job_id)))
+
+    def _validate(self, job_id: str, oid: str, raw: bytes | None) -> Manifest:
+        from logist.core.model import parse_manifest
+        if raw is None:
+            raise ManifestError(f"job {job_id}: commit {oid[:12]} has no record at "
+                                f"{refs.manifest_path(job_id)}",
+                                hint=f"inspect it with `git show {oid[:12]}`; `logist recover {job_id}` "
+                                     "restores the record from logist's last commit")
+        from logist.core.limits import MAX_RECORD_BYTES, human_bytes
+
+        if len(raw) > MAX_RECORD_BYTES:
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} is larger than "
+                                f"{human_bytes(MAX_RECORD_BYTES)}; not read",
+                                hint=f"inspect it with `git show {oid[:12]}:{refs.manifest_path(job_id)}`")
+        try:
+            m = parse_manifest(raw)
+        except ValueError as exc:
+            detail = _why_invalid(exc)
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} is invalid ({detail})",
+                                hint=f"inspect it with `git show {oid[:12]}:{refs.manifest_path(job_id)}`"
+                                ) from None
+        if m.id != job_id:
+            raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} names job {m.id!r}")
+        return m
+
+    def read_record(self, job_id: str, *, at: str | None = None) -> tuple[str, dict[str, Any]]:
+        """(commit, record as JSON data) at the tip: validated like :meth:`read`, without the
+        models when logist validated this blob before (logist.store.record_cache)."""
+        from logist.store.record_cache import blob_oid
+
+        refs.validate_job_id(job_id)
+        oid = at or self.tip(job_id)
+        raw = self.blob_at(oid, refs.manifest_path(job_id))
+        if raw is not None:
+            blob = blob_oid(raw)
+            if self.record_cache.contains(blob):
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    data = None
+                if _listable(data, job_id):
+                    return oid, data
+        self._validate(job_id, oid, raw)  # raises with the reason
+        self.record_cache.add([blob_oid(raw)])  # type: ignore[arg-type]
+        return oid, json.loads(raw)  # type: ignore[arg-type]
+
+    def read_history(self, job_id: str, *, at: str | None = None) -> list[HistoryEntry]:
+        from logist.core.model import parse_history
+
+        oid = at or self.tip(job_id)
+        raw = self.blob_at(oid, refs.history_path(job_id))
+        if raw is None:
+            return []
+        from logist.core.limits import MAX_RECORD_BYTES, human_bytes
+
+        if len(raw) > MAX_RECORD_BYTES:
+            raise ManifestError(f"job {job_id}: history at {oid[:12]} is larger than "
+                                f"{human_bytes(MAX_RECORD_BYTES)}; not read")
+        try:
+            return parse_history(raw)
+        except ValueError:
+            from logist.core.model import HistoryEntry
+
+            bad, why = 0, "invalid"
+            for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    HistoryEntry.model_validate_json(line)
+                except ValueError as exc:
+                    bad, why = n, _why_invalid(exc)
+                    break
+            path = refs.history_path(job_id)
+            raise ManifestError(f"job {job_id}: history at {oid[:12]} is invalid (line {bad}: {why})",
+                                hint=f"inspect it with `git show {oid[:12]}:{path}`; undo the commit that "
+                                     "changed it (e.g. `git revert`) and run the command again") from None
+
+    def job_ids(self) -> list[tuple[str, str]]:
+        """[(id, tip)] of every job branch, sorted by id."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", refs.BRANCH_PREFIX],
+                      cwd=self.paths.root)
+        result = []
+        for line in out.splitlines():
+            oid, _, ref = line.partition(" ")
+            job_id = refs.job_id_from_branch_ref(ref)
+            if job_id:
+                result.append((job_id, oid))
+        return result
+
+    def list_jobs(self, prefix: str = refs.BRANCH_PREFIX) -> list[JobSummary]:
+        """Every job's tip record: one for-each-ref and one cat-file --batch, whatever the count."""
+        pairs = self._tips(prefix)
+        if not pairs:
+            return []
+        with CatFileBatch(self.paths.root) as batch:
+            blobs = batch.read_many([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
+        result = []
+        for (jid, oid), raw in zip(pairs, blobs, strict=True):
+            try:
+                result.append(JobSummary(jid, oid, self._validate(jid, oid, raw)))
+            except ManifestError as exc:
+                result.append(JobSummary(jid, oid, None, exc.message))
+        return result
+
+    def list_records(self, prefix: str = refs.BRANCH_PREFIX, *,
+                     lock_refs: dict[str, str] | None = None) -> list[JobRecord]:
+        """Every job's tip record as plain JSON data, for listings: no pydantic when every
+        record is one logist validated before (logist.store.record_cache); any other record is
+        validated with the model first (and remembered when it passes).
+
+        ``lock_refs``: filled with {job id: lock oid} of every lock ref, found by the same
+        ``for-each-ref`` (the interrupted-jobs check of ``job list`` needs them).
+        """
+        found = self._refs_under(prefix, *([refs.LOCKS_PREFIX] if lock_refs is not None else []))
+        if lock_refs is not None:
+            lock_refs.update(found[refs.LOCKS_PREFIX])
+        pairs = found[prefix]
+        if not pairs:
+            return []
+        with CatFileBatch(self.paths.root) as batch:
+            objs = batch.read_many_objects([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
+        cache = self.record_cache
+        known = cache.load()
+        learned = []
+        result = []
+        for (jid, tip), obj in zip(pairs, objs, strict=True):
+            data = None
+            if obj is not None and obj[0] in known:
+                try:
+                    data = json.loads(obj[1])
+                except ValueError:
+                    data = None
+                if not _listable(data, jid):  # the cache can only be wrong by a miss
+                    data = None
+            if data is None:
+                try:
+                    self._validate(jid, tip, obj[1] if obj else None)
+                    data = json.loads(obj[1])  # type: ignore[index]
+                    learned.append(obj[0])  # type: ignore[index]
+                except ManifestError as exc:
+                    result.append(JobRecord(jid, tip, None, exc.message))
+                    continue
+            result.append(JobRecord(jid, tip, data))
+        cache.add(learned)
+        cache.compact((o[0] for o in objs if o), known | set(learned))
+        return result
+
+    def _tips(self, prefix: str) -> list[tuple[str, str]]:
+        """[(id, tip)] of the job branches under ``prefix`` (one for-each-ref)."""
+        return self._refs_under(prefix)[prefix]
+
+    def _refs_under(self, *prefixes: str) -> dict[str, list[tuple[str, str]]]:
+        """{prefix: [(job id, oid)]} of the refs named ``<prefix><valid job id>``, for every
+        prefix, with one ``for-each-ref``."""
+        out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", *prefixes],
+                      cwd=self.paths.root)
+        found: dict[str, list[tuple[str, str]]] = {p: [] for p in prefixes}
+        for line in out.splitlines():
+            oid, _, ref = line.partition(" ")
+            for p in prefixes:
+                if ref.startswith(p):
+                    rest = ref[len(p):]
+                    if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
+                        found[p].append((rest, oid))
+                    break
+        return found
+
+    @property
+    def record_cache(self) -> ValidRecordCache:
+        if self._record_cache is None:
+            from logist.store.record_cache import ValidRecordCache
+
+            self._record_cache = ValidRecordCache(self.paths.logist_dir)
+        return self._record_cache
+
+
+_STATES = frozenset(s.value for s in State)
+
+
+def _why_invalid(exc: ValueError) -> str:
+    """``field: why`` of a record that fails validation (no pydantic dump, no input echo, no URL)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            err = errors()[0]
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            why = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            return f"{where}: {why}" if where else why
+        except Exception:  # pragma: no cover - pydantic's shape changed
+            pass
+    return str(exc).splitlines()[0][:200]
+
+
+def _listable(data: Any, job_id: str) -> bool:
+    """The shape ``job list`` relies on (the full check is the model's)."""
+    return (isinstance(data, dict) and data.get("id") == job_id and isinstance(data.get("title"), str)
+            and data.get("state") in _STATES and isinstance(data.get("steps"), list)
+            and bool(data["steps"]) and isinstance(data.get("updated_at"), str))

@@ -1,0 +1,275 @@
+"""A job's worktree: created from its branch (sparse when configured), checked and repaired when
+an agent broke it, put back on the job branch, given the record's copy after each transition,
+and released when the job has finished. Worktrees go in a directory logist owns
+(:meth:`WorktreeKeeper.own_worktrees_dir`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from logist.core.errors import GitError, UsageError
+from logist.core.safepath import read_file, write_file
+from logist.git import refs, worktree_lock
+from logist.git.gitcmd import Started, git, git_out
+from logist.store.job_reads import RECORD_FILES, JobReader
+from logist.store.repo import default_worktrees_dir
+
+
+class WorktreeKeeper(JobReader):
+    """The job worktrees of a repository."""
+
+    def lock_worktree(self, job_id: str, reason: str) -> bool:
+        """`git worktree lock --reason` without git loading every worktree (git/worktree_lock)."""
+        return worktree_lock.lock(self.paths.common_dir, self.worktree_path(job_id), reason)
+
+    def unlock_worktree(self, job_id: str) -> bool:
+        return worktree_lock.unlock(self.paths.common_dir, self.worktree_path(job_id))
+
+    def own_worktrees_dir(self) -> Path:
+        """The worktrees dir, made logist's before a worktree is added to it: created (and
+        marked with ``.logist-worktrees``) when missing; an existing one is taken only when it
+        is marked, empty, under logist's own directory, or holds only this repository's
+        worktrees. Anything else is someone's directory: ConfigError, nothing created."""
+        from logist.core.config import WORKTREES_MARKER
+        from logist.core.errors import ConfigError
+
+        d = self.worktrees_dir()
+        marker = d / WORKTREES_MARKER
+        if marker.is_file():
+            return d
+        if d.is_dir():
+            mine = self.paths.logist_dir in d.parents or d == default_worktrees_dir(self.paths.common_dir)
+            entries = [Path(e.path) for e in os.scandir(d) if e.name != WORKTREES_MARKER]
+            foreign = [e for e in entries if not self._is_our_worktree(e)]
+            if foreign and not mine:
+                raise ConfigError(f"worktrees.dir {d} is a directory logist did not create: it holds "
+                                  f"{len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} that are not "
+                                  f"worktrees of this repository (e.g. {foreign[0].name!r})",
+                                  hint="set worktrees.dir to a new directory (logist creates it and marks it "
+                                       f"with {WORKTREES_MARKER}), or empty this one")
+        else:
+            d.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileExistsError:
+            return d
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"This directory holds the worktrees of logist jobs of {self.paths.root}.\n"
+                     "logist created it (or found it empty); `logist doctor --fix` only touches what is here.\n")
+        return d
+
+    def _is_our_worktree(self, path: Path) -> bool:
+        """True if ``path`` is a linked worktree of this repository (its ``.git`` file points
+        into ``<git common dir>/worktrees/``)."""
+        try:
+            text = (path / ".git").read_text(errors="replace")[:4096].strip()
+        except OSError:
+            return False
+        if not text.startswith("gitdir:"):
+            return False
+        target = os.path.realpath(text[len("gitdir:"):].strip())
+        admin = os.path.realpath(self.paths.common_dir / "worktrees")
+        return target.startswith(admin + os.sep)
+
+    def _check_worktree_path(self, job_id: str) -> None:
+        self.own_worktrees_dir()  # someone else's directory: refused before anything is created
+        wt = self.worktree_path(job_id)
+        if wt.exists() and not (wt / ".git").exists() and (not wt.is_dir() or any(wt.iterdir())):
+            raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
+                             hint="move it away, or choose another id; nothing was created")
+
+    def worktree_problem(self, wt: Path) -> str | None:
+        """What is wrong with the linked worktree at ``wt`` (its ``.git`` file missing, not a
+        file, not pointing at this repository's admin dir, or that admin dir not pointing back),
+        or None when git can use it. File reads only, no git process."""
+        dotgit = wt / ".git"
+        try:
+            st = os.lstat(dotgit)
+        except FileNotFoundError:
+            return "its .git file is missing"
+        except OSError as exc:
+            return f"its .git cannot be read ({exc.strerror})"
+        import stat
+
+        if not stat.S_ISREG(st.st_mode):
+            return "its .git is not a file (a directory or a symlink was put there)"
+        try:
+            text = dotgit.read_bytes()[:4096].decode("utf-8", errors="replace").strip()
+        except OSError as exc:
+            return f"its .git cannot be read ({exc.strerror})"
+        if not text.startswith("gitdir:"):
+            return "its .git file was overwritten (no gitdir: line)"
+        admin = os.path.realpath(text[len("gitdir:"):].strip())
+        if os.path.dirname(admin) != os.path.realpath(self.paths.common_dir / "worktrees"):
+            return "its .git file points outside this repository's worktrees"
+        try:
+            back = (Path(admin) / "gitdir").read_text(errors="replace").strip()
+        except OSError:
+            return "its administrative directory under .git/worktrees is gone"
+        if os.path.realpath(back) != os.path.realpath(dotgit):
+            return "its administrative directory belongs to another worktree"
+        return None
+
+    def ensure_worktree(self, job_id: str) -> Path:
+        """The job's worktree, created if missing, repaired if broken (a `.git` file an agent
+        overwrote: `git worktree repair`; failing that, the broken directory is moved aside,
+        never deleted, and the worktree created again from the branch). Idempotent."""
+        wt = self.worktree_path(job_id)
+        if os.path.lexists(wt / ".git"):
+            problem = self.worktree_problem(wt)
+            if problem is None:
+                return wt
+            self._repair_worktree(job_id, wt, problem)
+            if (wt / ".git").exists():
+                return wt
+        elif wt.is_dir() and not wt.is_symlink() and any(wt.iterdir()) and self._registered(wt):
+            # the worktree git knows, with its .git file deleted (by its agent): repair it
+            self._repair_worktree(job_id, wt, "its .git file is missing")
+            if (wt / ".git").exists():
+                return wt
+        git(["worktree", "prune"], cwd=self.paths.root, check=False)
+        self.own_worktrees_dir()
+        if wt.exists() and not any(wt.iterdir()):
+            wt.rmdir()
+        if wt.exists():
+            raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
+                             hint="move it away, then run the command again")
+        try:
+            sparse = [d.strip().strip("/") for d in self.config.worktrees.sparse if d.strip().strip("/")]
+            if sparse:  # only these directories (and the files at the top, .logist/ included)
+                git(["worktree", "add", "-q", "--no-checkout", "--", str(wt), refs.branch_name(job_id)],
+                    cwd=self.paths.root)
+                git(["sparse-checkout", "set", "--cone", "--", *sparse, ".logist"], cwd=wt)
+                git(["checkout", "-q"], cwd=wt)
+            else:
+                git(["worktree", "add", "-q", "--", str(wt), refs.branch_name(job_id)], cwd=self.paths.root)
+        except GitError as exc:
+            raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
+                           hint="run `git worktree list` and `git worktree prune`") from None
+        return wt
+
+    def restore_worktree_head(self, job_id: str) -> str | None:
+        """Put the job's worktree back on ``logist/<id>`` when its agent switched it to another
+        branch or detached its HEAD (``git checkout -b other``): HEAD is pointed back without
+        touching the files or the index, so the harvest takes the agent's work as usual. The
+        warning for the step's record, or None when HEAD was on the job branch."""
+        wt = self.worktree_path(job_id)
+        if not (wt / ".git").is_file():
+            return None
+        proc = git(["symbolic-ref", "-q", "HEAD"], cwd=wt, check=False)
+        where = proc.stdout.strip()
+        want = refs.branch_ref(job_id)
+        if where == want:
+            return None
+        if where:
+            gone_to = f"branch {where.removeprefix('refs/heads/')!r} (its commits stay on that branch)"
+        else:
+            head = git(["rev-parse", "-q", "--verify", "HEAD"], cwd=wt, check=False).stdout.strip()
+            gone_to = f"a detached HEAD at {head[:12] or 'an unknown commit'}"
+            if head and git(["merge-base", "--is-ancestor", head, want], cwd=self.paths.root,
+                            check=False).returncode != 0:
+                n = len([r for r in git_out(["for-each-ref", "--format=%(refname)",
+                                             refs.displaced_ref(job_id, 0)[:-1]], cwd=self.paths.root,
+                                            check=False).splitlines() if r])
+                ref = refs.displaced_ref(job_id, n + 1)
+                git(["update-ref", ref, head, ""], cwd=self.paths.root, check=False)
+                gone_to += f" (its commits are kept at {ref})"
+        git(["symbolic-ref", "-m", "logist: back to the job branch", "HEAD", want], cwd=wt)
+        return (f"the agent moved the worktree to {gone_to}; it is back on "
+                f"{refs.branch_name(job_id)} (files and index as the agent left them)")
+
+    def _registered(self, wt: Path) -> bool:
+        """True if git has a linked worktree at ``wt`` (an admin dir whose gitdir names it)."""
+        admin_root = self.paths.common_dir / "worktrees"
+        want = os.path.realpath(wt / ".git")
+        try:
+            entries = list(os.scandir(admin_root))
+        except OSError:
+            return False
+        for e in entries:
+            try:
+                if os.path.realpath(Path(e.path, "gitdir").read_text().strip()) == want:
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def _repair_worktree(self, job_id: str, wt: Path, problem: str) -> None:
+        """Make the broken worktree at ``wt`` usable again, or move it aside (kept) so that
+        :meth:`ensure_worktree` creates it again."""
+        from logist.core.notices import notice
+
+        dotgit = wt / ".git"
+        if not os.path.lexists(dotgit) or (os.path.isfile(dotgit) and not os.path.islink(dotgit)):
+            git(["worktree", "repair", "--", str(wt)], cwd=self.paths.root, check=False)
+            if self.worktree_problem(wt) is None:
+                notice(f"job {job_id}: worktree {wt} was broken ({problem}); repaired with "
+                       "`git worktree repair`")
+                return
+        aside = wt.with_name(f"{wt.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.rename(wt, aside)
+        # a step locks its worktree (`git worktree lock`): a locked entry is never pruned
+        worktree_lock.unlock(self.paths.common_dir, wt)
+        git(["worktree", "prune"], cwd=self.paths.root, check=False)
+        notice(f"job {job_id}: worktree {wt} was broken ({problem}); it is kept at {aside} and the "
+               "worktree is created again from the branch (uncommitted work there is not in the job)")
+
+    def release_worktree(self, job_id: str) -> str | None:
+        """Remove the worktree of a job that has finished (SUCCESS, CANCELED) unless ``[worktrees]
+        keep_finished``: everything it holds is on the branch; ``ensure_worktree`` brings it back
+        (``job path``, rerun, restep). Only a clean, unlocked worktree goes (``git worktree remove``
+        without --force: untracked or changed files keep it, like files a harvest left out).
+        None when there is no worktree any more, else why it stays."""
+        wt = self.worktree_path(job_id)
+        if not (wt / ".git").exists():
+            return None
+        if self.config.worktrees.keep_finished:
+            return "[worktrees] keep_finished"
+        proc = git(["worktree", "remove", "--", str(wt)], cwd=self.paths.root, check=False)
+        if proc.returncode != 0:
+            return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git worktree remove failed"
+        return None
+
+    def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None, *,
+                             started: Started | None = None) -> bool:
+        """Bring the worktree's copy of the record (files and index) to the branch tip.
+
+        Returns True when the working copy differed from the tip (it is overwritten, never
+        believed: docs/architecture.md#invariants, 1). ``started``: an ``update-index --add --stdin`` already
+        running in the worktree.
+        """
+        wt = self.worktree_path(job_id)
+        if not (wt / ".git").exists():
+            if started is not None:
+                started.cancel()
+            return False
+        if files is None:
+            tip = self.tip(job_id)
+            files = {}
+            for name in RECORD_FILES:
+                data = self.blob_at(tip, f"{refs.record_dir(job_id)}/{name}")
+                if data is not None:
+                    files[name] = data
+        # Never through a symlink: a link the agent (or a fetched branch) put at .logist, the
+        # record directory or a record file is replaced, not followed (logist.core.safepath).
+        differed = False
+        for name, data in files.items():
+            rel = f"{refs.record_dir(job_id)}/{name}"
+            if read_file(wt, rel) == data:
+                continue
+            differed = True
+            write_file(wt, rel, data, replace_links=True)
+        paths = [f"{refs.record_dir(job_id)}/{n}" for n in files]
+        if started is None:
+            git(["update-index", "--add", "--", *paths], cwd=wt)
+        else:
+            proc = started.finish("".join(p + "\n" for p in paths))
+            if proc.returncode != 0:
+                raise GitError(f"git update-index failed in {wt}: "
+                               f"{(proc.stderr.strip().splitlines() or ['(no output)'])[-1]}",
+                               argv=started.argv, returncode=proc.returncode, stdout=proc.stdout,
+                               stderr=proc.stderr)
+        return differed

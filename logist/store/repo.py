@@ -1,0 +1,230 @@
+"""The repository a job store works in: where it is (``find_repo``), its configuration, where
+job worktrees go (``worktrees.dir`` or the default outside the repository) and its ref
+transactions. The base of :class:`logist.store.jobstore.JobStore`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from logist.core.errors import ConcurrentUpdateError, NotARepositoryError, NotInitializedError
+from logist.git import refs, reftx
+from logist.git.gitcmd import Started, git
+from logist.store.objects import ObjectWriter
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from logist.core.config import Config
+    from logist.git.gitread import RepoReader
+    from logist.store.record_cache import ValidRecordCache
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_transition_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    root: Path  # top of the work tree logist was called from
+    git_dir: Path
+    common_dir: Path
+
+    @property
+    def logist_dir(self) -> Path:
+        """Private, per-repository state under the common git dir."""
+        return self.common_dir / "logist"
+
+
+def find_repo(cwd: str | Path | None = None) -> RepoPaths:
+    """Discover the repository around ``cwd`` (linked worktrees and subdirectories too)."""
+    cwd = Path(cwd or os.getcwd())
+    if not cwd.is_dir():
+        raise NotARepositoryError(f"{cwd} is not a directory")
+    proc = git(["rev-parse", "--is-bare-repository", "--show-toplevel", "--absolute-git-dir",
+                "--git-common-dir"], cwd=cwd, check=False)
+    if proc.returncode != 0:
+        raise NotARepositoryError(f"not a git repository: {cwd}",
+                                  hint="run logist inside a git repository (or `git init` first)")
+    lines = proc.stdout.splitlines()
+    if lines and lines[0] == "true":
+        raise NotARepositoryError(f"{cwd} is a bare repository; logist needs a work tree",
+                                  hint="clone it (`git clone`) and run logist in the clone")
+    if len(lines) < 4:
+        raise NotARepositoryError(f"not inside a git work tree: {cwd}",
+                                  hint="cd into the work tree of the repository")
+    root, git_dir, common = Path(lines[1]), Path(lines[2]), Path(lines[3])
+    if not common.is_absolute():
+        common = (cwd / common).resolve()
+    return RepoPaths(root=root, git_dir=git_dir, common_dir=common.resolve())
+
+
+
+def default_worktrees_dir(common_dir: Path) -> Path:
+    """Where job worktrees go by default: outside the repository and its git dir (agent CLIs
+    treat anything under ``.git`` as off limits), in the user's data directory:
+    ``$XDG_DATA_HOME/logist/worktrees/<repo name>-<8 hex of the git dir's path>``
+    (``~/.local/share`` without XDG_DATA_HOME), one folder per clone."""
+    import hashlib
+
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    common = common_dir.resolve()
+    base = common.parent.name if common.name == ".git" else common.name.removesuffix(".git")
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in base)[:40] or "repo"
+    tag = hashlib.sha256(str(common).encode()).hexdigest()[:8]
+    return Path(data) / "logist" / "worktrees" / f"{name}-{tag}"
+
+
+
+class RepoBase:
+    """A repository's places, configuration and ref transactions (no job records)."""
+
+    def __init__(self, paths: RepoPaths) -> None:
+        self.paths = paths
+        self._writer: ObjectWriter | None = None
+        self._reader: RepoReader | None = None
+        self._record_cache: ValidRecordCache | None = None
+        self._config: Config | None = None
+        self._worktrees_dir: Path | None = None
+
+    # ---- configuration and locations -------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    def config_root(self) -> Path:
+        """Where .logist/config.toml is read from: this work tree, else the main work tree.
+
+        A job's own worktree (or any linked worktree without the file) uses the main one's.
+        """
+        if (self.paths.root / ".logist" / "config.toml").is_file():
+            return self.paths.root
+        main = self.paths.common_dir.parent
+        if self.paths.common_dir.name == ".git" and (main / ".logist" / "config.toml").is_file():
+            return main
+        return self.paths.root
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from logist.core.config import load_config
+
+            self._config = load_config(self.config_root())
+        return self._config
+
+    @property
+    def writer(self) -> ObjectWriter:
+        if self._writer is None:
+            self._writer = ObjectWriter(self.paths.common_dir)
+        return self._writer
+
+    def is_initialized(self) -> bool:
+        # There, even if unreadable or not a file: reading the config then says what is wrong
+        # with it (not "logist is not set up").
+        try:
+            (self.config_root() / ".logist" / "config.toml").lstat()
+        except PermissionError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def require_initialized(self) -> None:
+        if not self.is_initialized():
+            raise NotInitializedError(f"logist is not set up in {self.paths.root}",
+                                      hint="run `logist init` first")
+
+    def worktrees_dir(self) -> Path:
+        """Where job worktrees live: ``worktrees.dir``, checked (never a system path, the
+        git directory or a non-directory: ConfigError naming the setting), else the default
+        outside the repository (:func:`default_worktrees_dir`)."""
+        if self._worktrees_dir is not None:
+            return self._worktrees_dir
+        configured = self.config.worktrees.dir
+        if configured:
+            from logist.core.config import read_layers, where, worktrees_dir_problem
+            from logist.core.errors import ConfigError
+
+            try:
+                p = Path(os.path.expanduser(configured))
+                # relative to the project the config belongs to, wherever logist runs from
+                p = p if p.is_absolute() else Path(os.path.abspath(self.config_root() / p))
+                bad = worktrees_dir_problem(p, common_dir=self.paths.common_dir,
+                                            logist_dir=self.paths.logist_dir)
+            except (ValueError, OSError) as exc:
+                bad = str(exc)
+            if bad:
+                raise ConfigError(f"{where(read_layers(self.config_root()), ['worktrees', 'dir'])}: "
+                                  f"{configured!r} cannot hold job worktrees: {bad}",
+                                  hint="set worktrees.dir to a new directory of your own (logist creates "
+                                       "it), or remove the setting; `logist help cli` lists the keys "
+                                       "under Configuration")
+            self._worktrees_dir = p
+        else:
+            self._worktrees_dir = default_worktrees_dir(self.paths.common_dir)
+        return self._worktrees_dir
+
+    def new_worktree_path(self, job_id: str) -> Path:
+        """Where a new worktree of the job goes: the configured worktrees dir."""
+        return self.worktrees_dir() / refs.validate_job_id(job_id)
+
+    def worktree_path(self, job_id: str) -> Path:
+        """The job's worktree: where git says it is (a job made before the worktrees dir moved
+        keeps its worktree), else where a new one goes."""
+        found = self._git_worktree(job_id)
+        return found if found is not None else self.new_worktree_path(job_id)
+
+    def existing_worktree(self, job_id: str) -> Path:
+        """Where the job's worktree is, as git records it (what `job status` shows); the
+        configured place when git has no worktree of the job's branch."""
+        return self.worktree_path(job_id)
+
+    def _git_worktree(self, job_id: str) -> Path | None:
+        """The worktree git has for the job's branch (its admin dir is named by the job id)."""
+        refs.validate_job_id(job_id)
+        admin = self.paths.common_dir / "worktrees" / job_id
+        try:
+            head = (admin / "HEAD").read_text().strip()
+            gitfile = Path((admin / "gitdir").read_text().strip())
+        except OSError:
+            return None
+        if head == f"ref: {refs.branch_ref(job_id)}" and gitfile.name == ".git" and gitfile.is_file():
+            return gitfile.parent
+        return None
+
+    def run_dir(self, job_id: str) -> Path:
+        """Per-job scratch (step logs, runner info) under the git dir; never committed."""
+        return self.paths.logist_dir / "run" / refs.validate_job_id(job_id)
+
+    def ref_transaction(self, stdin: str, *, attempts: int = 5, started: Started | None = None
+                        ) -> subprocess.CompletedProcess[str]:
+        """One ``git update-ref --stdin`` transaction in this repository (fenced, retried, a
+        stale ``.lock`` cleared: ``logist.git.reftx.update_ref``); the finished process."""
+        proc: subprocess.CompletedProcess[str] = reftx.update_ref(
+            self.paths.root, self.paths.common_dir, stdin, attempts=attempts, started=started)
+        return proc
+
+    def git_places(self) -> list[Path]:
+        """Where a live git of this repository may work: its git directory, its root and (when
+        the configuration names it) its worktrees directory. For the stale ``.lock`` sweep."""
+        places = [self.paths.common_dir, self.paths.root]
+        try:
+            places.append(self.worktrees_dir())
+        except Exception:
+            pass
+        return places
+
+    def update_refs(self, stdin: str) -> None:
+        proc = self.ref_transaction(stdin)
+        if proc.returncode != 0:
+            raise ConcurrentUpdateError(f"ref update refused: {proc.stderr.strip()}")
