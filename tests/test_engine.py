@@ -654,7 +654,7 @@ def test_side_processes_finish_during_the_harvest_and_are_reaped_one_at_a_time(c
 
 
 def test_a_verdict_of_another_step_is_stale(tmp_path):
-    from logist.engine.job_processor import _verdict
+    from logist.engine.agent_supervisor import read_verdict as _verdict
 
     path = tmp_path / "verdict.json"
     assert _verdict(path, "a" * 40) is None
