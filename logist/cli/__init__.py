@@ -1,7 +1,8 @@
 """The `logist` command line: the only place that prints and chooses exit codes.
 
-Commands live in ``logist/commands/`` (one module per group) and are loaded lazily, so
-``logist --help`` and ``logist job status`` only pay for what they use. Exit codes: 0 ok,
+Commands live in ``logist/cli/commands/`` (one module per group) and are loaded lazily, so
+``logist --help`` and ``logist job status`` only pay for what they use; a command line the
+fast binder (``logist/cli/fastargs.py``) reads in full runs without importing cyclopts. Exit codes: 0 ok,
 1 refused or failed, 2 usage, 3 internal error (a bug: a log file is written), 4 busy or
 contention, 130 interrupted.
 """
@@ -12,30 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from cyclopts import App, Parameter
-
 from logist import __version__
 from logist.core.errors import ExitCode, LogistError
-
-
-def _shown_default(value: object) -> str | None:
-    """What `--help` shows as an option's default: nothing for a flag (it is off unless given)
-    or an empty one, else the value."""
-    if isinstance(value, bool) or value is None or value == "":
-        return None
-    return str(value)
-
-
-# Flags are shown once (`--json`, no `--no-json` twin and no `[default: False]`).
-_PARAMS = Parameter(negative_bool=(), negative_iterable=(), show_default=_shown_default)
-app = App(name="logist", version=__version__, help_on_error=False, help_format="plaintext",
-          default_parameter=_PARAMS,
-          help="Run and track agent jobs in your git repository: every job is a branch plus a "
-               "worktree, every state transition a commit.\n\nGlobal option: -C PATH runs as if "
-               "logist was started in PATH.")
-job = App(name="job", help="Create, inspect, run and steer jobs.", help_format="plaintext",
-          default_parameter=_PARAMS)
-app.command(job)
 
 _C = "logist.cli.commands."
 
@@ -85,62 +64,101 @@ EXAMPLES = {
     "job clean": "logist job clean fix-login --yes",
 }
 
+# The command surface, as data: (group, name, "module:function" under logist/cli/commands/,
+# one-line summary). The cyclopts app is built from it when a command needs cyclopts (help,
+# completion, a usage error, an option the fast binder leaves to it: logist/cli/fastargs.py);
+# the fast binder reads the same functions' signatures, so both see one command surface.
+COMMANDS: tuple[tuple[str, str, str, str], ...] = (
+    ("", "init", "init:init", "Set up logist in this git repository (idempotent)."),
+    ("job", "create", "job:create", "Create a job: branch logist/<id>, a worktree, a first commit."),
+    ("job", "list", "job:list_cmd", "List jobs, most recently active first (--all, --state, --since, --needs-me)."),
+    ("job", "status", "job:status", "Where a job stands: state, step, run, holder, last signal, cost."),
+    ("job", "show", "job:show", "The whole job record (the manifest at the branch tip)."),
+    ("job", "history", "job:history", "The job's transitions, runs and resteps (--notes adds notes)."),
+    ("job", "select", "job:select", "Make a job the default for commands that omit the id."),
+    ("job", "path", "job:path", "Print the path of a job's worktree."),
+    ("job", "activate", "job:activate", "DRAFT -> PENDING."),
+    ("job", "suspend", "job:suspend", "Any non-terminal state -> SUSPENDED."),
+    ("job", "resume", "job:resume", "SUSPENDED -> PENDING."),
+    ("job", "cancel", "job:cancel", "Any non-terminal state -> CANCELED."),
+    ("job", "stop", "job:stop", "Stop a running job: its agent is stopped and the job SUSPENDED (or --cancel)."),
+    ("job", "approve", "job:approve", "APPROVAL_REQUIRED -> SUCCESS."),
+    ("job", "reject", "job:reject", "APPROVAL_REQUIRED -> PENDING: the last step runs again."),
+    ("job", "resubmit", "job:resubmit", "INTERVENTION_REQUIRED -> PENDING: the failed step runs again."),
+    ("job", "step", "run:step", "Run exactly one step of a job."),
+    ("job", "run", "run:run", "Run steps until the job rests (no id: every PENDING job)."),
+    ("job", "attach", "run:attach", "Follow a running job's output live."),
+    ("job", "metrics", "run:metrics", "Cost, tokens, time and attempts per step and in total."),
+    ("job", "log", "run:log", "A step's output (live, or from refs/notes/logist/logs)."),
+    ("", "watch", "watch:watch", "Observer + sentinel in the foreground for a running job."),
+    ("", "dashboard", "dashboard:dashboard",
+     "A live terminal view of all jobs: what needs you first; keys act on the selected job."),
+    ("job", "rerun", "rerun:rerun", "A new run from step 1 or --step N; the old run stays reachable."),
+    ("job", "restep", "rerun:restep", "Re-execute one step (in place, or --isolated); state and run stay."),
+    ("", "recover", "recover:recover",
+     "Find interrupted jobs and carry them on from the tip (--check, --list, --abandon, --cleanup)."),
+    ("", "push", "share:push", "Push job branches, logist refs and notes to a remote (one atomic push)."),
+    ("", "fetch", "share:fetch", "Fetch a remote's jobs, logist refs and notes (notes merged)."),
+    ("", "hide-jobs", "share:hide_jobs", "Keep a remote's job branches out of plain `git fetch` (--undo: back in)."),
+    ("job", "adopt", "share:adopt", "Take a job fetched from a remote to work on here."),
+    ("job", "trust", "share:trust", "Show the commands a fetched job runs, then trust them here."),
+    ("job", "diff", "review:diff", "The job's work without its record (.logist/), as git diff shows it."),
+    ("job", "pr", "share:pr", "Push a job's review branch (its work only) and open a pull request."),
+    ("job", "clean", "gc:clean", "Give a job up: archive its tip, remove its worktree and branch (--yes)."),
+    ("", "gc", "gc:gc", "Clean up jobs merged into the base (dry run unless --yes)."),
+    ("", "worker", "worker:worker", "Run PENDING jobs from a shared remote; the remote arbitrates claims."),
+    ("", "doctor", "doctor:doctor", "Find and fix inconsistent worktrees, locks, lock files and notes."),
+    ("", "help", "help:help_cmd", "Show logist's documents (shipped with it): logist help TOPIC."),
+    ("", "completion", "help:completion", "Shell completion for bash, zsh or fish (print, or --install)."),
+    ("", "hook", "hook:hook", "Run logist's part of a git hook (used by the installed shims)."),
+)
+HIDDEN = frozenset({"hook"})  # not listed by `logist --help`
 
-def _register(group: App, name: str, target: str, help: str, **kw) -> None:
-    """Register a command lazily: its module is imported only when it runs (or its --help)."""
-    key = name if group is app else f"{group.name[0]} {name}"
-    example = EXAMPLES.get(key)
-    if example:
-        help = f"{help}\n\nExample: {example}"
-    group.command(_C + target, name=name, help=help, **kw)
+_APP = None
 
 
-_register(app, "init", "init:init", "Set up logist in this git repository (idempotent).")
-for _name, _target, _help in (
-    ("create", "job:create", "Create a job: branch logist/<id>, a worktree, a first commit."),
-    ("list", "job:list_cmd", "List jobs, most recently active first (--all, --state, --since, --needs-me)."),
-    ("status", "job:status", "Where a job stands: state, step, run, holder, last signal, cost."),
-    ("show", "job:show", "The whole job record (the manifest at the branch tip)."),
-    ("history", "job:history", "The job's transitions, runs and resteps (--notes adds notes)."),
-    ("select", "job:select", "Make a job the default for commands that omit the id."),
-    ("path", "job:path", "Print the path of a job's worktree."),
-    ("activate", "job:activate", "DRAFT -> PENDING."),
-    ("suspend", "job:suspend", "Any non-terminal state -> SUSPENDED."),
-    ("resume", "job:resume", "SUSPENDED -> PENDING."),
-    ("cancel", "job:cancel", "Any non-terminal state -> CANCELED."),
-    ("stop", "job:stop", "Stop a running job: its agent is stopped and the job SUSPENDED (or --cancel)."),
-    ("approve", "job:approve", "APPROVAL_REQUIRED -> SUCCESS."),
-    ("reject", "job:reject", "APPROVAL_REQUIRED -> PENDING: the last step runs again."),
-    ("resubmit", "job:resubmit", "INTERVENTION_REQUIRED -> PENDING: the failed step runs again."),
-    ("step", "run:step", "Run exactly one step of a job."),
-    ("run", "run:run", "Run steps until the job rests (no id: every PENDING job)."),
-    ("attach", "run:attach", "Follow a running job's output live."),
-    ("metrics", "run:metrics", "Cost, tokens, time and attempts per step and in total."),
-    ("log", "run:log", "A step's output (live, or from refs/notes/logist/logs)."),
-):
-    _register(job, _name, _target, _help)
-_register(app, "watch", "watch:watch", "Observer + sentinel in the foreground for a running job.")
-_register(app, "dashboard", "dashboard:dashboard",
-          "A live terminal view of all jobs: what needs you first; keys act on the selected job.")
-_register(job, "rerun", "rerun:rerun", "A new run from step 1 or --step N; the old run stays reachable.")
-_register(job, "restep", "rerun:restep", "Re-execute one step (in place, or --isolated); state and run stay.")
-_register(app, "recover", "recover:recover",
-          "Find interrupted jobs and carry them on from the tip (--check, --list, --abandon, --cleanup).")
-_register(app, "push", "share:push", "Push job branches, logist refs and notes to a remote (one atomic push).")
-_register(app, "fetch", "share:fetch", "Fetch a remote's jobs, logist refs and notes (notes merged).")
-_register(app, "hide-jobs", "share:hide_jobs",
-          "Keep a remote's job branches out of plain `git fetch` (--undo: back in).")
-_register(job, "adopt", "share:adopt", "Take a job fetched from a remote to work on here.")
-_register(job, "trust", "share:trust", "Show the commands a fetched job runs, then trust them here.")
-_register(job, "diff", "review:diff", "The job's work without its record (.logist/), as git diff shows it.")
-_register(job, "pr", "share:pr", "Push a job's review branch (its work only) and open a pull request.")
-_register(job, "clean", "gc:clean", "Give a job up: archive its tip, remove its worktree and branch (--yes).")
-_register(app, "gc", "gc:gc", "Clean up jobs merged into the base (dry run unless --yes).")
-_register(app, "worker", "worker:worker", "Run PENDING jobs from a shared remote; the remote arbitrates claims.")
-_register(app, "doctor", "doctor:doctor", "Find and fix inconsistent worktrees, locks, lock files and notes.")
-_register(app, "help", "help:help_cmd", "Show logist's documents (shipped with it): logist help TOPIC.")
-_register(app, "completion", "help:completion", "Shell completion for bash, zsh or fish (print, or --install).")
-_register(app, "hook", "hook:hook", "Run logist's part of a git hook (used by the installed shims).", show=False)
+def _shown_default(value: object) -> str | None:
+    """What `--help` shows as an option's default: nothing for a flag (it is off unless given)
+    or an empty one, else the value."""
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    return str(value)
+
+
+def build_app():
+    """The cyclopts app of the whole command surface (built once; commands load lazily: a
+    command's module is imported only when it runs, or for its --help)."""
+    global _APP
+    if _APP is not None:
+        return _APP
+    from cyclopts import App, Parameter
+
+    # Flags are shown once (`--json`, no `--no-json` twin and no `[default: False]`).
+    params = Parameter(negative_bool=(), negative_iterable=(), show_default=_shown_default)
+    app = App(name="logist", version=__version__, help_on_error=False, help_format="plaintext",
+              default_parameter=params,
+              help="Run and track agent jobs in your git repository: every job is a branch plus a "
+                   "worktree, every state transition a commit.\n\nGlobal option: -C PATH runs as if "
+                   "logist was started in PATH.")
+    job = App(name="job", help="Create, inspect, run and steer jobs.", help_format="plaintext",
+              default_parameter=params)
+    app.command(job)
+    for group, name, target, help in COMMANDS:
+        example = EXAMPLES.get(f"{group} {name}".strip())
+        if example:
+            help = f"{help}\n\nExample: {example}"
+        kw = {"show": False} if name in HIDDEN else {}
+        (job if group == "job" else app).command(_C + target, name=name, help=help, **kw)
+    _APP = app
+    return app
+
+
+def __getattr__(name: str):
+    """``logist.cli.app``: the cyclopts app, built on first use (importing logist.cli is cheap)."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Set by main() from a leading `-C PATH` (like git); read by commands through repo().
 CWD: Path | None = None
@@ -168,17 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     global CWD
     CWD = None
     tokens = _split_global(sys.argv[1:] if argv is None else list(argv))
-    from cyclopts import CycloptsError
-
     from logist.cli.output import warn
     from logist.core import notices
 
     notices.set_sink(warn)
     try:
-        result = app(tokens, result_action="return_value", exit_on_error=False, print_error=False)
-    except CycloptsError as exc:
-        _print_usage_error(exc, tokens)
-        return _exit(ExitCode.USAGE, argv)
+        from logist.cli.fastargs import bind
+
+        bound = bind(tokens)
+        if bound is not None:  # the command's own function, its arguments read without cyclopts
+            fn, args, kwargs = bound
+            result = fn(*args, **kwargs)
+        else:
+            result = build_app()(tokens, result_action="return_value", exit_on_error=False,
+                                 print_error=False)
     except LogistError as exc:
         _print_error(exc)
         return _exit(exc.exit_code, argv)
@@ -188,10 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _exit(0, argv)
     except Exception as exc:
+        if _is_usage_error(exc):
+            _print_usage_error(exc, tokens)
+            return _exit(ExitCode.USAGE, argv)
         _internal_error(exc)
         return _exit(ExitCode.INTERNAL, argv)
     code = result if isinstance(result, int) and not isinstance(result, bool) else 0
     return _exit(code, argv)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A cyclopts error (a command-line mistake); cyclopts is loaded whenever it can raise one."""
+    cyclopts = sys.modules.get("cyclopts")
+    return cyclopts is not None and isinstance(exc, cyclopts.CycloptsError)
 
 
 def _exit(code: int, argv) -> int:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-from cyclopts import Parameter
 
 from logist import cli
 from logist.cli.output import emit_json, err, kv, local_time, say, table, warn
@@ -60,9 +57,9 @@ def _warn_merged_record(store) -> None:
 
 
 def create(*, title: str | None = None, prompt: str | None = None, agent: str | None = None,
-           step: Annotated[list[str] | None, Parameter(negative="")] = None,
+           step: list[str] | None = None,
            file: Path | None = None, base: str | None = None, activate: bool = False,
-           id: str | None = None, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+           id: str | None = None, json_: bool = False) -> int:
     """Create a job: branch logist/<id> from --base (default HEAD), a worktree, a first commit.
 
     Parameters
@@ -168,7 +165,7 @@ def _parse_since(text: str | None):
 
 
 def list_cmd(*, all: bool = False, state: list[str] | None = None, since: str | None = None,
-             needs_me: bool = False, json_: Annotated[bool, Parameter(name="--json")] = False,
+             needs_me: bool = False, json_: bool = False,
              remote: str | None = None) -> int:
     """List jobs, most recently active first (finished ones only with --all or --state).
 
@@ -265,7 +262,7 @@ def _one_line(text: str | None, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def status(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False,
+def status(id: str | None = None, /, *, json_: bool = False,
            remote: str | None = None) -> int:
     """Show where a job stands: state, step, run, holder, branch, worktree, cost.
 
@@ -360,7 +357,7 @@ def _remote_status(store, job_id: str, remote: str, json_: bool) -> int:
     return 0
 
 
-def show(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+def show(id: str | None = None, /, *, json_: bool = False) -> int:
     """Print the whole job record (the manifest at the branch tip).
 
     Parameters
@@ -401,7 +398,7 @@ def show(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--j
     return 0
 
 
-def history(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False,
+def history(id: str | None = None, /, *, json_: bool = False,
             notes: bool = False) -> int:
     """Show the job's history: one entry per transition, run and restep.
 
@@ -461,7 +458,7 @@ def select(id: str, /) -> int:
     return 0
 
 
-def path(id: str | None = None, /, *, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+def path(id: str | None = None, /, *, json_: bool = False) -> int:
     """Print the path of the job's worktree, creating it if the job has none (yet, or any more).
 
     With [worktrees] at_first_step a job's worktree is made when its first step starts; with

@@ -1,0 +1,138 @@
+"""Bind a plain command line to a command's function without cyclopts (docs/performance.md#fresh-processes).
+
+Importing cyclopts and building the app costs more than most commands' own work in a fresh
+process, so ``logist.cli.main`` first asks :func:`bind` here. It reads the command's function
+from the same table the cyclopts app is built from (``logist.cli.COMMANDS``) and its arguments
+from the function's own signature, with cyclopts' naming rule (``json_`` is ``--json``,
+``needs_me`` is ``--needs-me``). It accepts only what it reads in full and the same way
+cyclopts does; anything else returns None and goes to cyclopts, which owns every help text,
+every usage error and every less plain option:
+
+- the function takes positional-only parameters (an id) and keyword-only options, and no
+  parameter carries cyclopts metadata (``Annotated[..., Parameter(...)]``);
+- words are ``--name value``, ``--name=value`` or ``--flag`` for a ``bool`` option, or
+  positional values; no word starts with ``-`` otherwise (``-h``, ``--help``, ``--version``,
+  ``--``, an unknown or repeated option, a negative number all go to cyclopts);
+- option types are ``str``, ``Path``, ``bool`` and ``list[str]`` (repeatable), optionally
+  ``| None``; a value of any other type goes to cyclopts;
+- every parameter without a default is given.
+
+``tests/test_cli_fastargs.py`` checks, for every command of the table, that whatever this
+binds cyclopts binds to the same function with the same arguments, and that the rest falls
+through.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_STR = frozenset({"str", "str | None", "Optional[str]"})
+_PATH = frozenset({"Path", "Path | None", "Optional[Path]"})
+_LIST = frozenset({"list[str]", "list[str] | None", "Optional[list[str]]"})
+
+Bound = tuple[Callable[..., Any], list[Any], dict[str, Any]]
+
+
+def command(tokens: list[str]) -> tuple[Callable[..., Any], list[str]] | None:
+    """(the command's function, the words after its name), or None when the words name none."""
+    from logist.cli import _C, COMMANDS
+
+    group, rest = ("job", tokens[1:]) if tokens[:1] == ["job"] else ("", tokens)
+    if not rest:
+        return None
+    for g, name, target, _ in COMMANDS:
+        if g == group and name == rest[0]:
+            module, _, func = target.partition(":")
+            __import__(_C + module)
+            return getattr(sys.modules[_C + module], func), rest[1:]
+    return None
+
+
+def bind(tokens: list[str]) -> Bound | None:
+    """(function, args, kwargs) for a command line read in full, or None (ask cyclopts)."""
+    found = command(tokens)
+    if found is None:
+        return None
+    fn, words = found
+    return bind_words(fn, words)
+
+
+def _kind(annotation: object) -> str | None:
+    if not isinstance(annotation, str):  # every command module uses `from __future__ import annotations`
+        return None
+    if annotation in _STR:
+        return "str"
+    if annotation in _PATH:
+        return "path"
+    if annotation in _LIST:
+        return "list"
+    if annotation == "bool":
+        return "bool"
+    return "other"
+
+
+def _convert(kind: str | None, text: str) -> Any:
+    return Path(text) if kind == "path" else text
+
+
+def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_argcount != code.co_posonlyargcount or code.co_flags & 0x0C:
+        return None  # a parameter that may be positional or named, *args or **kwargs: cyclopts
+    annotations: dict[str, object] = getattr(fn, "__annotations__", {})
+    if any("Annotated" in str(a) or "Parameter" in str(a) for a in annotations.values()):
+        return None  # cyclopts metadata (another name, a negative flag, ...): cyclopts reads it
+    names = code.co_varnames
+    positional = names[:code.co_posonlyargcount]
+    keywords = names[code.co_posonlyargcount:code.co_posonlyargcount + code.co_kwonlyargcount]
+    options: dict[str, str] = {}
+    for name in keywords:
+        if name != name.lower():
+            return None  # cyclopts turns PascalCase into words: not worth a second rule
+        options["--" + name.replace("_", "-").strip("-")] = name
+    kinds = {name: _kind(annotations.get(name)) for name in (*positional, *keywords)}
+    args: list[str] = []
+    kwargs: dict[str, Any] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if not word.startswith("-"):
+            if len(args) >= len(positional) or kinds[positional[len(args)]] not in ("str", "path"):
+                return None
+            args.append(_convert(kinds[positional[len(args)]], word))
+            continue
+        option, eq, value = word.partition("=")
+        name = options.get(option)
+        if name is None:
+            return None
+        kind = kinds[name]
+        if kind == "bool":
+            if eq or name in kwargs:
+                return None
+            kwargs[name] = True
+            continue
+        if kind not in ("str", "path", "list"):
+            return None
+        if not eq:
+            if i >= len(words):
+                return None
+            value = words[i]
+            i += 1
+        if value.startswith("-"):
+            return None  # a value that looks like an option: cyclopts decides
+        if kind == "list":
+            kwargs.setdefault(name, []).append(value)
+        elif name in kwargs:
+            return None
+        else:
+            kwargs[name] = _convert(kind, value)
+    required = code.co_posonlyargcount - len(fn.__defaults__ or ())
+    if len(args) < required:
+        return None
+    if any(name not in kwargs and name not in (fn.__kwdefaults__ or {}) for name in keywords):
+        return None
+    return fn, args, kwargs
