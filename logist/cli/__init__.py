@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from logist import __version__
 from logist.core.errors import ExitCode, LogistError
+
+if TYPE_CHECKING:
+    from cyclopts import App
 
 _C = "logist.cli.commands."
 
@@ -114,7 +118,7 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
 )
 HIDDEN = frozenset({"hook"})  # not listed by `logist --help`
 
-_APP = None
+_APP: App | None = None
 
 
 def _shown_default(value: object) -> str | None:
@@ -125,7 +129,7 @@ def _shown_default(value: object) -> str | None:
     return str(value)
 
 
-def build_app():
+def build_app() -> App:
     """The cyclopts app of the whole command surface (built once; commands load lazily: a
     command's module is imported only when it runs, or for its --help)."""
     global _APP
@@ -147,13 +151,12 @@ def build_app():
         example = EXAMPLES.get(f"{group} {name}".strip())
         if example:
             help = f"{help}\n\nExample: {example}"
-        kw = {"show": False} if name in HIDDEN else {}
-        (job if group == "job" else app).command(_C + target, name=name, help=help, **kw)
+        (job if group == "job" else app).command(_C + target, name=name, help=help, show=name not in HIDDEN)
     _APP = app
     return app
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> App:
     """``logist.cli.app``: the cyclopts app, built on first use (importing logist.cli is cheap)."""
     if name == "app":
         return build_app()
