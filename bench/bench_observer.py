@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from logist.engine.logtail import READ_MAX
 from logist.engine.observer import BUILTIN_PATTERNS, Observer, compile_patterns
-from logist.engine.watcher import READ_MAX
 
 NORMAL = [
     "  src/app/handlers/user_profile.py:{n}: def handle_request(self, request, *args, **kwargs):",

@@ -86,7 +86,7 @@ def run_workers(tmp: Path, remote: Path, n: int, env: dict) -> dict:
 def baseline(tmp: Path, remote: Path, a: Path, env: dict, reps: int = 20) -> dict:
     """Bare git: one single-ref atomic push, one fetch with logist's refspecs."""
     sys.path.insert(0, str(ROOT))
-    from logist.share.sharing import fetch_refspecs
+    from logist.share.fetch import fetch_refspecs
 
     pushes, fetches = [], []
     head = sh(a, "git", "rev-parse", "HEAD", env=env)

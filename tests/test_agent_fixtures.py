@@ -12,7 +12,7 @@ import pytest
 
 from logist.agents import get_agent
 from logist.agents.base import StepContext
-from logist.engine.watcher import RETRY_LOOP_LINES, Doom
+from logist.engine.doom import RETRY_LOOP_LINES, Doom
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 

@@ -304,7 +304,7 @@ def test_trust_flag_on_run_and_trust_before_adopting(net):
 
 def test_trust_is_pinned_to_the_commands(net):
     from logist.core.model import parse_manifest
-    from logist.share.sharing import commands_digest, record_trust, trusted_here
+    from logist.share.trust import commands_digest, record_trust, trusted_here
     from logist.store.jobstore import JobStore
 
     jid = make_job(net.a, "Pinned", toml=COMMAND_TOML.format(title="Pinned", python=sys.executable),
@@ -322,7 +322,7 @@ def test_trust_is_pinned_to_the_commands(net):
     ai = parse_manifest(m.model_dump_json())
     ai.steps[0].agent = "claude"
     ai.steps[0].options = {"args": ["--mcp-config", "evil.json"]}
-    from logist.share.sharing import steps_needing_trust
+    from logist.share.trust import steps_needing_trust
 
     assert steps_needing_trust(ai) == [(1, "claude", ["claude", "--mcp-config", "evil.json"])]
 
@@ -371,7 +371,7 @@ def test_pr_without_gh_prints_the_compare_url(net, monkeypatch):
 
 
 def test_compare_urls():
-    from logist.share.sharing import compare_url
+    from logist.share.pr import compare_url
 
     assert compare_url("https://github.com/o/r.git", "main", "logist/x-1") == \
         "https://github.com/o/r/compare/main...logist/x-1?expand=1"

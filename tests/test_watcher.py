@@ -14,8 +14,11 @@ import pytest
 from conftest import git, wait_for
 
 from logist.core.errors import ConfigError, UsageError
+from logist.engine.logtail import LogTail
 from logist.engine.sentinel import group_alive, pid_alive
-from logist.engine.watcher import LogTail, parse_config, run_watch, spawn_watcher, stop_watcher, watcher_log_path
+from logist.engine.watch_config import parse_config
+from logist.engine.watch_loop import run_watch
+from logist.engine.watcher import spawn_watcher, stop_watcher, watcher_log_path
 from logist.git.notes import read_note_lines
 from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
 

@@ -63,7 +63,7 @@ def starts(remote: Path, jid: str) -> int:
 
 
 def test_claim_is_a_compare_and_swap_on_the_remote(net):
-    from logist.share.sharing import fetch
+    from logist.share.fetch import fetch
     from logist.share.worker import Counters, claim, survey
     from logist.store.jobstore import JobStore
 
@@ -100,7 +100,8 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
 
 
 def test_a_job_changed_on_the_remote_behind_the_lock_is_given_up(net):
-    from logist.share.sharing import fetch, import_job
+    from logist.share.adopt import import_job
+    from logist.share.fetch import fetch
     from logist.share.worker import Counters, LeaseLost, claim, survey
     from logist.store.jobstore import JobStore
     from logist.store.locks import acquire

@@ -70,3 +70,13 @@ def pid_alive(pid: int, start_time: int | None = None) -> bool:
         except (ValueError, IndexError):
             return False
     return True
+
+
+def pidfd_open(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it has exited), or None where there is none. Taken
+    while the process runs (or before our child is reaped), it cannot name a later process that
+    reuses the pid."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from logist.core.errors import AgentError
+from logist.core.procs import pidfd_open
 from logist.git.gitcmd import no_git_env
 from logist.runtimes.base import Leftovers, group_alive, group_members, pid_alive, process_start_time, signal_group
 
@@ -39,14 +40,6 @@ def agent_env(additions: dict[str, str]) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(additions)
     return env
-
-
-def _pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` (readable once it has exited), or None where there is none."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
 
 
 def _feed(pipe: IO[bytes], text: str) -> None:
@@ -156,7 +149,7 @@ class HostProcess(_GroupSignals):
         code = self._popen.poll()
         if code is not None or timeout is None:
             return code if code is not None else self._popen.wait()
-        fd = _pidfd(self.pid)  # not reaped yet (only we reap it): the pidfd names our child
+        fd = pidfd_open(self.pid)  # not reaped yet (only we reap it): the pidfd names our child
         if fd is None:
             try:
                 return self._popen.wait(timeout)

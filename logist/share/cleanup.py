@@ -32,17 +32,10 @@ from logist.core.errors import JobStateError, LockHeldError, LogistError, UsageE
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
+from logist.share.adopt import remote_holder, remote_lease_expired
 from logist.share.hooklog import append_log
-from logist.share.sharing import (
-    default_remote,
-    for_each_ref,
-    is_ancestor,
-    remote_holder,
-    remote_lease_expired,
-    resolve_remote,
-    rev,
-    run_push,
-)
+from logist.share.push import run_push
+from logist.share.remotes import default_remote, for_each_ref, is_ancestor, resolve_remote, rev
 from logist.store.jobstore import JobStore
 
 NEVER_TOUCHED = frozenset({State.DRAFT, State.PENDING}) | TRANSIENT
@@ -541,8 +534,8 @@ def _delete_branch(store: JobStore, jp: JobPlan, lease_oid: str | None) -> None:
 
 
 def _delete_remote(store: JobStore, jp: JobPlan) -> None:
+    from logist.share.push import update_tracking
     from logist.share.review import remote_delete_spec
-    from logist.share.sharing import _update_tracking
 
     assert jp.remote and jp.remote_tip
     archive = refs.archive_ref(jp.job_id)
@@ -554,7 +547,7 @@ def _delete_remote(store: JobStore, jp: JobPlan) -> None:
         bad = "; ".join(f"{ln.dst}: {ln.reason}" for ln in lines if ln.rejected)
         raise JobStateError(f"{jp.remote} kept {refs.branch_name(jp.job_id)}: {bad}",
                             hint=f"run `logist fetch {jp.remote}` and gc again")
-    _update_tracking(store, jp.remote, lines)
+    update_tracking(store, jp.remote, lines)
     jp.done.append(f"deleted {refs.branch_name(jp.job_id)} on {jp.remote} (archive pushed)")
     if review_specs:
         jp.done.append(f"deleted {refs.review_name(jp.job_id)} on {jp.remote}")

@@ -20,7 +20,8 @@ from logist.core.model import TERMINAL, TRANSIENT, State
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git
 from logist.share.cleanup import processes_in, worktree_entries
-from logist.share.sharing import default_remote, for_each_ref, is_ancestor, preserved, rev
+from logist.share.push import preserved
+from logist.share.remotes import default_remote, for_each_ref, is_ancestor, rev
 from logist.store.jobstore import JobStore
 
 STALE_LOCK_FILE_SECONDS = 60.0
@@ -123,7 +124,7 @@ def _symlinks(store: JobStore, jobs, rep: DoctorReport) -> None:
     """Jobs that came from a remote whose tree holds a symlink pointing out of the worktree or
     into a .git (docs/sharing.md, "Trust"): logist never writes through one and does not run
     the job until it is trusted, but its agent or a person could follow it."""
-    from logist.share.sharing import job_link_problems
+    from logist.share.trust import job_link_problems
 
     for s in jobs.values():
         m = s.manifest
@@ -447,7 +448,7 @@ def _remote(store: JobStore, jobs, remote: str, rep: DoctorReport) -> None:
 
 def _push(store: JobStore, remote: str, job_ids: list[str]) -> str:
     """Push ``job_ids`` (``[]``: the notes only); what was pushed, or LogistError."""
-    from logist.share.sharing import push
+    from logist.share.push import push
 
     res = push(store, remote, job_ids)
     if res.skipped:
@@ -457,7 +458,7 @@ def _push(store: JobStore, remote: str, job_ids: list[str]) -> str:
 
 
 def _merge_notes_and_push(store: JobStore, remote: str, local: str, theirs_ref: str) -> str:
-    from logist.share.sharing import merge_notes_ref
+    from logist.share.notes_merge import merge_notes_ref
 
     merge_notes_ref(store, local, theirs_ref)
     return _push(store, remote, [])

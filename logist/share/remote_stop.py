@@ -22,7 +22,9 @@ def request_remote_stop(store: JobStore, remote: str, job_id: str, event: str, m
                         wait: float = 0.0, progress: Callable[[str], None] | None = None) -> str | None:
     """Push a stop request for ``job_id`` to ``remote``; with ``wait`` seconds, fetch until the
     job there rests in SUSPENDED/CANCELED (its state then), else None."""
-    from logist.share.sharing import fetch, rev, run_push
+    from logist.share.fetch import fetch
+    from logist.share.push import run_push
+    from logist.share.remotes import rev
 
     refs.validate_remote(remote)
     refs.validate_job_id(job_id)

@@ -34,20 +34,11 @@ from logist.core.errors import LogistError, RemoteError
 from logist.core.model import TRANSIENT, State
 from logist.core.procs import boot_id, pid_alive, process_start_time
 from logist.git import refs
-from logist.share.sharing import (
-    fetch,
-    for_each_ref,
-    import_job,
-    job_link_problems,
-    needs_trust,
-    push,
-    remote_holder,
-    remote_lease_expired,
-    resolve_remote,
-    rev,
-    run_push,
-    trusted_here,
-)
+from logist.share.adopt import import_job, remote_holder, remote_lease_expired
+from logist.share.fetch import fetch
+from logist.share.push import push, run_push
+from logist.share.remotes import for_each_ref, resolve_remote, rev
+from logist.share.trust import job_link_problems, needs_trust, trusted_here
 from logist.store.jobstore import JobStore
 from logist.store.locks import Holder
 
@@ -176,7 +167,7 @@ class RemoteLock:
         ``refs/logist/stop/<id>``) is fetched into the local stop ref, which the engine reads
         about once a second (docs/stopping.md). Nothing there: nothing changes."""
         from logist.git.gitcmd import git
-        from logist.share.sharing import NETWORK_TIMEOUT
+        from logist.share.remotes import NETWORK_TIMEOUT
 
         ref = refs.stop_ref(self.job_id)
         try:

@@ -30,7 +30,7 @@ def push(remote: str | None = None, /, *jobs: str,
     json_
         Print {"remote", "pushed", "skipped", "attempts"}.
     """
-    from logist.share.sharing import push as do_push
+    from logist.share.push import push as do_push
 
     store = cli.store()
     from logist.engine.jobs import resolve_job
@@ -73,7 +73,7 @@ def fetch(remote: str | None = None, /, *,
     json_
         Print {"remote", "jobs", "new", "updated", "gone", "notes_merged", "notes_refused"}.
     """
-    from logist.share.sharing import fetch as do_fetch
+    from logist.share.fetch import fetch as do_fetch
 
     res = do_fetch(cli.store(), remote)
     if json_:
@@ -109,7 +109,7 @@ def adopt(id: str, /, *, remote: str | None = None,
         Print the result as JSON.
     """
     from logist.git.refs import validate_job_id
-    from logist.share.sharing import adopt as do_adopt
+    from logist.share.adopt import adopt as do_adopt
 
     res = do_adopt(cli.store(), validate_job_id(id), remote)
     if json_:
@@ -149,7 +149,7 @@ def trust(id: str, /, *, remote: str | None = None, yes: bool = False) -> int:
     import json
 
     from logist.git.refs import validate_job_id
-    from logist.share.sharing import trust_candidates, trust_job
+    from logist.share.trust import trust_candidates, trust_job
 
     store = cli.store()
     job_id = validate_job_id(id)
@@ -205,7 +205,7 @@ def pr(id: str, /, *, remote: str | None = None, base: str | None = None, draft:
         Print {"id", "url", "via", "branch", "base"}.
     """
     from logist.engine.jobs import resolve_job
-    from logist.share.sharing import open_pr
+    from logist.share.pr import open_pr
 
     store = cli.store()
     res = open_pr(store, resolve_job(store, id), remote, base=base, draft=draft,
@@ -253,7 +253,7 @@ def hide_jobs(remote: str | None = None, /, *,
         Print {"remote", "hidden", "changed", "removed_tracking"}.
     """
     from logist.share.remote_view import set_job_branches_hidden
-    from logist.share.sharing import resolve_remote
+    from logist.share.remotes import resolve_remote
 
     store = cli.store()
     view = set_job_branches_hidden(store, resolve_remote(store, remote), not undo, prune=prune)

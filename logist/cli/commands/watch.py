@@ -29,7 +29,7 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
     from logist.core.model import State
     from logist.core.procs import pid_alive
     from logist.engine.jobs import selected_job
-    from logist.engine.watcher import run_watch
+    from logist.engine.watch_loop import run_watch
 
     store = cli.store()
     job_id = selected_job(store, id)
