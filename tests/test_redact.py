@@ -104,3 +104,55 @@ def test_cap_tiny_budget_and_errors():
     assert len(cap("a" * 100, 5).encode()) <= 5
     with pytest.raises(ValueError):
         cap("x", -1)
+
+
+def test_fine_grained_github_token_alone_is_masked():
+    """github_pat_ is a hint of its own (no other hint need occur on the line)."""
+    token = "github_pat_" + "A1b2C3d4" * 4
+    assert redact(token) == MASK
+    assert redact(f"GH {token}\nnext") == f"GH {MASK}\nnext"
+
+
+def _pieces():
+    """Fragments that look like hints but cannot match, fragments that match, and filler."""
+    benign = ['"tokens":12', "max_tokens", "high", "keyboard", "task-1", "Asian", "passes",
+              "secretary", "author", "credentialing", "api_keys", "sk-1", "ghost", "http://x/y",
+              '"key_count": 3', "token list", "Password reset", "AKIA short"]
+    secret = ['"token":"abcdef123"', "token = abcdef1234", "password: hunter2secret", "TOKEN=abcdef1234",
+              "sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789", "ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+              "AKIAIOSFODNN7EXAMPLE", "https://u:pw1234@host", "Bearer abcdefgh12345678",
+              '{"client_secret": "s3cr3t-value-xyz"}', "private_key = 'abc123xyz'",
+              "github_pat_" + "A1b2C3d4" * 4, "credentials: zz-top-123"]
+    filler = [" ", ", ", "\n", " the ", '","', "x", "İ"]
+    return benign, secret, filler
+
+
+def test_precheck_never_skips_a_match():
+    """The pre-check only decides which lines the regex reads: the result equals the regex run
+    over the whole text, for texts mixing look-alikes, secrets and filler (seeded, 3,000)."""
+    import random
+
+    from logist.core.redact import _SECRET_RE, _replace
+
+    benign, secret, filler = _pieces()
+    rnd = random.Random(1729)
+    for _ in range(3000):
+        parts = [rnd.choice(benign if rnd.random() < 0.7 else secret) if rnd.random() < 0.6
+                 else rnd.choice(filler) for _ in range(rnd.randint(1, 12))]
+        text = "".join(parts)
+        assert redact(text) == _SECRET_RE.sub(_replace, text), text
+
+
+def test_a_one_line_json_listing_is_redacted_where_needed():
+    """`job list --json` is one line with a "tokens" key per row: the look-alikes do not make
+    the regex read the line, a real secret in one title still goes."""
+    import json
+
+    rows = [{"id": f"job-{i}", "title": f"Job {i}", "tokens": i, "worktree": "/home/high/wt"}
+            for i in range(300)]
+    text = json.dumps(rows, separators=(",", ":"))
+    assert redact(text) == text
+    rows[123]["title"] = "deploy with password=hunter2secret"
+    out = json.loads(redact(json.dumps(rows, separators=(",", ":"))))
+    assert out[123]["title"] == f"deploy with password={MASK}"
+    assert out[:123] == rows[:123] and out[124:] == rows[124:]

@@ -51,10 +51,24 @@ _SECRET_RE = re.compile(
     re.DOTALL,
 )
 
-# Cheap pre-check: if none of these occurs (case-insensitively), nothing can match.
-_HINTS = ("-----begin", "sk-", "gh", "akia", "asia", "xox", "aiza", "eyj", "bearer", "://",
-          "glpat-", "hf_", "k_live_", "npm_",
-          "pass", "secret", "token", "key", "credential", "auth")
+# Cheap pre-check: a line none of these occurs in (case-insensitively) cannot hold a match, so
+# only the other lines go through the regex. Every branch of _SECRET_RE starts with one of the
+# literals. Where the literal alone is common in ordinary text, the second element is what must
+# follow at that very place for the branch to match (the keyword of an assignment and its ``:``
+# or ``=``; ``gh`` and its token letter; what follows ``sk-``): ``"tokens": 12``, ``high``,
+# ``keyboard`` or ``task-1`` then cost a ``str.find`` and one anchored match, not a regex pass
+# over the line (a JSON listing is one line). ``low`` may only match more than ``text`` does.
+_ASSIGN_TAIL = r"[\"']?[ \t]*[:=]"
+_HINTS: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
+    (literal, re.compile(follow) if follow else None) for literal, follow in (
+        ("-----begin", None), ("sk-", r"sk-[a-z0-9_\-]{8}"), ("gh", r"gh[pousr]_"), ("github_pat_", None),
+        ("akia", r"akia[0-9a-z]{16}"), ("asia", r"asia[0-9a-z]{16}"), ("xox", None), ("aiza", None), ("eyj", None),
+        ("bearer", None), ("://", None), ("glpat-", None), ("hf_", None), ("k_live_", None),
+        ("npm_", None),
+        ("pass", r"pass(?:word|wd|phrase)" + _ASSIGN_TAIL), ("secret", r"secret" + _ASSIGN_TAIL),
+        ("token", r"token" + _ASSIGN_TAIL), ("key", r"key" + _ASSIGN_TAIL),
+        ("credential", r"credentials?" + _ASSIGN_TAIL), ("auth", r"auth" + _ASSIGN_TAIL),
+    ))
 
 _VALUE_WORDS = {"null", "none", "true", "false", "undefined", "required", "optional", "str",
                 "string", "int", "bool", "dict", "list"}
@@ -102,9 +116,12 @@ def redact(text: str) -> str:
     # small fraction of the text, and `str.find` runs at memory speed.
     spans: list[tuple[int, int]] = []
     n = len(text)
-    for hint in _HINTS:
+    for hint, follow in _HINTS:
         i = low.find(hint)
         while i >= 0:
+            if follow is not None and follow.match(low, i) is None:
+                i = low.find(hint, i + 1)
+                continue
             start = text.rfind("\n", 0, i) + 1
             if hint == "-----begin":  # a PEM block runs to its END line (or to the end)
                 end_at = low.find("-----end", i)
