@@ -253,6 +253,46 @@ class AgentSupervisor:
             return None
 
 
+    # ---- starting an agent ----------------------------------------------------------
+    def _before_agent(self, job_id: str, log: Path, tid: str, commit: str) -> tuple[Path, dict]:
+        """Before an agent starts: its log's directory made, the previous side process reaped
+        (never two at once), no verdict left, and ``agent.json`` written (the commit it starts
+        from, logist's own record whatever the agent does to the branch, and the execution it
+        belongs to). (the verdict file, the record)."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._reap_watchers()
+        verdict = self.store.run_dir(job_id) / "verdict.json"
+        verdict.unlink(missing_ok=True)
+        record = {"transition_id": tid, "pid": None, "log": str(log), "commit": commit,
+                  "host": socket.gethostname()}
+        self._write_agent_file(job_id, record)
+        return verdict, record
+
+    def _spawn(self, m: Manifest, n: int, attempt: int, inv, workdir: Path, log: Path, tid: str):
+        """Spawn the agent's invocation ``inv``: under the wrapper that records its pid and exit
+        status where a later process finds them, marked with the job, step, attempt and run."""
+        from logist.runtimes import get_runtime
+
+        env = {"LOGIST_JOB_ID": m.id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(attempt),
+               "LOGIST_RUN": str(m.run), **inv.env}
+        return get_runtime("host").spawn(wrap_argv(exec_base(self.store, m.id, tid), inv.argv),
+                                         cwd=workdir, env=env, log_path=log, stdin=inv.stdin)
+
+    def _record_spawned(self, job_id: str, record: dict, handle) -> None:
+        """``agent.json`` names the running agent (pid, group, start time) in ``record``."""
+        record.update(pid=handle.pid, pgid=handle.pgid, start_time=process_start_time(handle.pid))
+        self._write_agent_file(job_id, record)
+
+    def _watch_agent(self, m: Manifest, record: dict, handle, log: Path, commit: str, workdir: Path,
+                     verdict: Path) -> int | None:
+        """Start the agent's side process; ``agent.json`` names it too (pid and start time, so it
+        is believed only while that process lives). Its pid, or None."""
+        watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, commit, workdir, verdict)
+        if watcher_pid:
+            record.update(watcher_pid=watcher_pid, watcher_start_time=process_start_time(watcher_pid))
+            self._write_agent_file(m.id, record)
+        return watcher_pid
+
     # ---- one agent execution outside the step transitions (used by logist.engine.rerun) ------
     def run_agent(self, m: Manifest, n: int, workdir: Path, *, prompt: str, log: Path, commit: str,
                   transition_id: str, attempt: int = 1, session_id: str | None = None) -> AgentRun:
@@ -264,7 +304,6 @@ class AgentSupervisor:
         """
         from logist.agents import get_agent
         from logist.agents.base import StepContext
-        from logist.runtimes import get_runtime
 
         step = m.steps[n - 1]
         agent = get_agent(step.agent)
@@ -272,21 +311,11 @@ class AgentSupervisor:
                           prompt=prompt, workdir=workdir, options=dict(step.options), attempt=attempt,
                           session_id=session_id)
         inv = agent.build(ctx)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._reap_watchers()
-        verdict = self.store.run_dir(m.id) / "verdict.json"
-        verdict.unlink(missing_ok=True)
-        record = {"transition_id": transition_id, "pid": None, "log": str(log), "commit": commit,
-                  "host": socket.gethostname()}
-        self._write_agent_file(m.id, record)
-        env = {"LOGIST_JOB_ID": m.id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(attempt),
-               "LOGIST_RUN": str(m.run), **inv.env}
-        handle = get_runtime("host").spawn(wrap_argv(exec_base(self.store, m.id, transition_id), inv.argv),
-                                           cwd=workdir, env=env, log_path=log, stdin=inv.stdin)
-        self._write_agent_file(m.id, {**record, "pid": handle.pid, "pgid": handle.pgid,
-                                      "start_time": process_start_time(handle.pid)})
+        verdict, record = self._before_agent(m.id, log, transition_id, commit)
+        handle = self._spawn(m, n, attempt, inv, workdir, log, transition_id)
+        self._record_spawned(m.id, record, handle)
         self.progress(f"{m.id}: agent {step.agent} running step {n} (pid {handle.pid}), log {log}")
-        watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, commit, workdir, verdict)
+        watcher_pid = self._watch_agent(m, record, handle, log, commit, workdir, verdict)
         crash_point("run-agent-running")
         cut: dict[str, int] = {}
         code, stopped = self._wait(handle, m, log=log, cut=cut)

@@ -21,8 +21,8 @@ from typing import Any
 from logist.core.errors import JobStateError, LogistError
 from logist.core.faults import crash_point
 from logist.core.model import Execution, Manifest, State, StepStatus
-from logist.core.procs import boot_id, process_start_time
-from logist.engine.agent_proc import agent_status, exec_base, read_exit, wrap_argv
+from logist.core.procs import boot_id
+from logist.engine.agent_proc import agent_status, exec_base, read_exit
 from logist.engine.agent_supervisor import Progress, mask_env, read_step_log, read_verdict
 from logist.engine.harvest import Harvester
 from logist.engine.settle import own_tip, settle_branch
@@ -231,7 +231,6 @@ class Engine(Harvester):
         """Start the agent (and its watcher), wait for it, then harvest or recover."""
         from logist.agents import get_agent
         from logist.agents.base import StepContext
-        from logist.runtimes import get_runtime
 
         job_id = m.id
         n = m.step
@@ -246,37 +245,18 @@ class Engine(Harvester):
                           prior_cost_usd=step.cost_usd if step.session_id else 0.0)
 
         log = Path(m.execution.log) if m.execution and m.execution.log else self._log_path(m, n, m.attempt)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._reap_watchers()  # the previous step's side process is done before this one starts
-        verdict = self.store.run_dir(job_id) / "verdict.json"
-        verdict.unlink(missing_ok=True)
         tid = m.execution.transition_id if m.execution else new_transition_id()
-        # Recorded before the agent starts: the commit it starts from (logist's own record,
-        # whatever the agent does to the branch) and the execution it belongs to.
-        record = {"transition_id": tid, "pid": None, "log": str(log), "commit": executing_commit,
-                  "host": socket.gethostname()}
-        self._write_agent_file(job_id, record)
+        verdict, record = self._before_agent(job_id, log, tid, executing_commit)
         try:
-            inv = agent.build(ctx)
-            env = {"LOGIST_JOB_ID": job_id, "LOGIST_STEP": str(n), "LOGIST_ATTEMPT": str(m.attempt),
-                   "LOGIST_RUN": str(m.run), **inv.env}
-            # The wrapper records the agent's pid and exit status where a later process finds them.
-            handle = get_runtime("host").spawn(wrap_argv(exec_base(self.store, job_id, tid), inv.argv),
-                                               cwd=wt, env=env, log_path=log, stdin=inv.stdin)
+            handle = self._spawn(m, n, m.attempt, agent.build(ctx), wt, log, tid)
         except LogistError as exc:
             reason = f"the agent could not be started: {exc.message}"
             self._transition(lease, Update(event="hung", reason=reason))
             return self._finish_intervention(lease, "gave_up", reason)
         crash_point("agent-spawned")
-        self._write_agent_file(job_id, {**record, "pid": handle.pid, "pgid": handle.pgid,
-                                        "start_time": process_start_time(handle.pid)})
+        self._record_spawned(job_id, record, handle)
         self.progress(f"{job_id}: agent {step.agent} running (pid {handle.pid}), log {log}")
-        watcher_pid = self._start_watcher(m, log, handle.pid, handle.pgid, executing_commit, wt, verdict)
-        if watcher_pid:
-            self._write_agent_file(job_id, {**record, "pid": handle.pid, "pgid": handle.pgid,
-                                            "start_time": process_start_time(handle.pid),
-                                            "watcher_pid": watcher_pid,
-                                            "watcher_start_time": process_start_time(watcher_pid)})
+        watcher_pid = self._watch_agent(m, record, handle, log, executing_commit, wt, verdict)
         crash_point("agent-running")
         cut: dict[str, int] = {}
         exit_code, killed_reason = self._wait(handle, m, log=log, cut=cut, stoppable=True)

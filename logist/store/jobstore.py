@@ -133,9 +133,8 @@ class JobStore(WorktreeKeeper):
         ``parent`` (default ``old_tip``) is the commit the new one builds on (its tree is the
         new commit's, plus the record); the branch must still be at ``old_tip``;
         ``history_from`` is the commit whose history is appended to. With ``include_worktree``
-        the commit also takes the worktree's changes (``git add -A``, respecting .gitignore,
-        leaving out the gitignore-style patterns ``exclude``: an agent CLI's own state files, and
-        the paths in ``left_out``: ``hygiene.plan``).
+        the commit also takes the worktree's changes but ``exclude`` (an agent CLI's own state
+        files) and ``left_out`` (:meth:`_worktree_tree`).
         ``extra_refs``: more ``update-ref --stdin`` lines for the same transaction (a rerun
         keeps the old tip at its run ref); ``before_publish(oid)`` runs once the commit exists
         and before it is published (a rerun moves the worktree then). Raises
@@ -154,38 +153,21 @@ class JobStore(WorktreeKeeper):
             history_raw = self._history_raw(history_from or old_tip, job_id)
             files = self.record_files(job_id, manifest, history_raw, entries)
             if include_worktree:
-                if left_out:
-                    from logist.store.hygiene import add_pathspecs
-
-                    specs = add_pathspecs(left_out) + "".join(p + "\0" for p in exclude_pathspecs(exclude))
-                    git(["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"], cwd=wt, input=specs)
-                else:
-                    git(["add", "-A", "--", ".", *exclude_pathspecs(exclude)], cwd=wt)
-                crash_point("after-worktree-add")
-                base_tree = git_out(["write-tree"], cwd=wt).encode()
+                base_tree = self._worktree_tree(wt, exclude, left_out)
             else:
                 base_tree = self.writer.commit_tree_of(parent)
             if sync:  # after `git add -A`: update-index holds the index lock from its start
                 index_proc = Started(["update-index", "--add", "--stdin"], cwd=wt)
-            tree = self.writer.tree_with_record(base_tree, job_id, files)
-            msg = commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
-                                 extra_trailers=extra_trailers)
-            oid = self.writer.commit(tree, [parent], msg)
+            oid = self.writer.commit(self.writer.tree_with_record(base_tree, job_id, files), [parent],
+                                     commit_message(job_id, entries[-1], manifest, body=body, lease=lease,
+                                                    extra_trailers=extra_trailers))
             if before_publish is not None:
                 before_publish(oid)
             crash_point("before-publish")
             self.publish(job_id, oid, old_tip, lease=lease, started=ref_proc, extra_refs=extra_refs)
             crash_point("after-publish")
             if sync:
-                try:
-                    self.sync_worktree_record(job_id, files, started=index_proc)
-                except LogistError as exc:
-                    # The commit is published: the transition happened. A worktree that cannot
-                    # take the record's copy (broken by an agent) is a warning, not a failure.
-                    from logist.core.notices import notice
-
-                    notice(f"job {job_id}: the worktree's copy of the record was not updated "
-                           f"({exc.message}); `logist doctor` finds what is wrong with {wt}")
+                self._sync_published(job_id, wt, files, index_proc)
         finally:
             ref_proc.cancel()
             if index_proc is not None:
@@ -196,6 +178,31 @@ class JobStore(WorktreeKeeper):
             refresh(self, job_id)
         packing.pack_if_needed(self.paths.common_dir)  # one directory listing, see git/packing
         return oid
+
+    def _worktree_tree(self, wt: Path, exclude: tuple[str, ...], left_out: list[LeftOut] | None) -> bytes:
+        """The tree of the worktree's changes (``git add -A``, respecting .gitignore, leaving out
+        the patterns ``exclude`` and the paths ``left_out``: ``hygiene.plan``)."""
+        if left_out:
+            from logist.store.hygiene import add_pathspecs
+
+            specs = add_pathspecs(left_out) + "".join(p + "\0" for p in exclude_pathspecs(exclude))
+            git(["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"], cwd=wt, input=specs)
+        else:
+            git(["add", "-A", "--", ".", *exclude_pathspecs(exclude)], cwd=wt)
+        crash_point("after-worktree-add")
+        return git_out(["write-tree"], cwd=wt).encode()
+
+    def _sync_published(self, job_id: str, wt: Path, files: dict[str, bytes], index_proc: Started | None) -> None:
+        """The worktree's copy of a published record brought along. The commit is published:
+        the transition happened. A worktree that cannot take the record's copy (broken by an
+        agent) is a warning, not a failure."""
+        try:
+            self.sync_worktree_record(job_id, files, started=index_proc)
+        except LogistError as exc:
+            from logist.core.notices import notice
+
+            notice(f"job {job_id}: the worktree's copy of the record was not updated "
+                   f"({exc.message}); `logist doctor` finds what is wrong with {wt}")
 
     def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None,
                 started: Started | None = None, extra_refs: Sequence[str] = ()) -> None:
