@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from logist.core.faults import crash_point
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id
 from logist.engine.agent_proc import agent_status, stop_agent
+from logist.engine.harvest import harvest_left_out
 from logist.engine.job_processor import Engine
 from logist.engine.rerun_base import commit_update, record_files_at, ref_value
 from logist.engine.settle import settle_branch
@@ -33,6 +35,7 @@ from logist.engine.trustgate import require_trust
 from logist.engine.worktree_move import repair_worktree_move
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
+from logist.store.hygiene import body_lines
 from logist.store.job_state import Update
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease
@@ -164,84 +167,151 @@ def _restep_execute(engine: Engine, lease: Lease, m: Manifest, r: _Restep) -> Re
     return _restep_finish(engine, lease, r, run, None)
 
 
-def _judge(run, m: Manifest) -> tuple[bool, str | None, str, float, int]:
-    """(success, outcome, reason, cost, tokens) of an agent run, by the harvest's rules."""
+@dataclass
+class _Verdict:
+    """What a restep came to: success, the agent's action, the reason, what it cost."""
+
+    success: bool
+    outcome: str | None
+    reason: str
+    cost: float = 0.0
+    tokens: int = 0
+
+    @property
+    def word(self) -> str:
+        return "succeeded" if self.success else "failed"
+
+
+def _judge(run, m: Manifest) -> _Verdict:
+    """The outcome of an agent run, by the harvest's rules (a restep does not retry by itself)."""
     res = run.result
     cost, tokens = float(res.cost_usd or 0.0), int(res.tokens or 0)
     action = res.action
     if run.stopped:
-        return False, action, run.stopped, cost, tokens
+        return _Verdict(False, action, run.stopped, cost, tokens)
     if action == "COMPLETED":
-        return True, action, res.summary or "step completed", cost, tokens
+        return _Verdict(True, action, res.summary or "step completed", cost, tokens)
     if action == "RETRY":
-        return False, action, (f"agent asked to retry: {res.summary or res.reason}".rstrip(": ")
-                               + " (a restep does not retry by itself; restep again)"), cost, tokens
+        return _Verdict(False, action, (f"agent asked to retry: {res.summary or res.reason}".rstrip(": ")
+                                        + " (a restep does not retry by itself; restep again)"), cost, tokens)
     if action == "STUCK":
-        return False, action, f"agent is stuck: {res.summary or res.reason}".rstrip(": "), cost, tokens
+        return _Verdict(False, action, f"agent is stuck: {res.summary or res.reason}".rstrip(": "), cost, tokens)
     if action == "FAILED":
-        return False, action, res.reason or f"agent failed (exit code {run.exit_code})", cost, tokens
-    return False, action, res.reason or "the agent gave no valid outcome", cost, tokens
+        return _Verdict(False, action, res.reason or f"agent failed (exit code {run.exit_code})", cost, tokens)
+    return _Verdict(False, action, res.reason or "the agent gave no valid outcome", cost, tokens)
+
+
+def _verdict_of(engine: Engine, m: Manifest, run, error: str | None) -> _Verdict:
+    """The restep's verdict: ``error`` when it did not run, else its agent's, a success past
+    the job's budget a failure."""
+    if run is None:
+        return _Verdict(False, None, error or "the step did not run")
+    v = _judge(run, m)
+    if v.success:
+        probe = m.model_copy(deep=True)
+        probe.cost_usd += v.cost
+        breach = engine._budget_breach(probe)
+        if breach:
+            v.success, v.reason = False, breach
+    return v
 
 
 def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | None) -> RestepResult:
+    """The restep's outcome committed (in place: with the agent's work, like a harvest;
+    isolated: its result kept at its ref first), then its worktree and log seen to."""
     store = engine.store
     job_id = lease.job_id
     own = engine._own_tip(job_id) if not r.isolated else store.tip(job_id)
     _, m = store.read(job_id, at=own)
     n = r.step
-    if run is None:
-        success, outcome, reason, cost, tokens = False, None, error or "the step did not run", 0.0, 0
-    else:
-        success, outcome, reason, cost, tokens = _judge(run, m)
-        if success:
-            probe = m.model_copy(deep=True)
-            probe.cost_usd += cost
-            breach = engine._budget_breach(probe)
-            if breach:
-                success, reason = False, breach
-    elapsed = elapsed_since(m.execution.started_at) if m.execution else 0.0
+    v = _verdict_of(engine, m, run, error)
     res = run.result if run is not None else None
     warnings: list[str] = list(run.warnings) if run is not None else []  # e.g. leftover processes
     if res is not None:
         warnings += res.warnings  # outcome fields that were dropped
-    ref = None
-    result_commit = ""
-    tip = store.tip(job_id)
-    parent = tip
+    tip, ref, result_commit = _settle_result(engine, lease, m, r, run, own, v, warnings)
+    advanced = bool(v.success and r.advance and not r.isolated
+                    and m.state == State.INTERVENTION_REQUIRED and m.step == n)
+    data, body, trailers = _restep_record(r, run, v, ref, result_commit, advanced, warnings)
+    left_out = [] if r.isolated else harvest_left_out(store, store.worktree_path(job_id))
+    if left_out:  # its commit takes the worktree: the same hygiene as a step's harvest
+        data["left_out"] = [lo.as_dict() for lo in left_out]
+        body += "\n\n" + "\n".join(body_lines(left_out))
+    elapsed = elapsed_since(m.execution.started_at) if m.execution else 0.0
+    oid, new = commit_update(store, lease, tip, m,
+                             Update(history_event="restep", mutate=_restep_mutation(r, v, res, elapsed, advanced),
+                                    outcome=v.outcome, cost_delta=v.cost, tokens_delta=v.tokens,
+                                    seconds_delta=elapsed, data=data,
+                                    event=_advance_event(m, n, res) if advanced else None,
+                                    reason=f"restep {r.number} of step {n} {v.word}: {v.reason}"),
+                             step=n, commit=r.base, body=body, trailers=trailers,
+                             include_worktree=not r.isolated, parent=tip, history_from=own,
+                             left_out=left_out or None)
     if r.isolated:
-        wt = _isolated_path(store, job_id, r.number)
-        result_commit = ref_value(store, refs.restep_ref(job_id, r.number)) or ""
-        if not result_commit and run is not None and (wt / ".git").exists():
-            result_commit = _keep_isolated_result(store, lease, job_id, m, r, wt, outcome, success,
-                                                  reason)
-            crash_point("restep-after-isolated-ref")
-        if result_commit:
-            ref = refs.restep_ref(job_id, r.number)
+        _remove_worktree(store, _isolated_path(store, job_id, r.number))
     else:
+        engine._unlock_worktree(job_id)
+    if run is not None and run.output:
+        engine._note_log(result_commit or oid, run.output)
+    engine.progress(f"{job_id}: restep {r.number} of step {n} {v.word}"
+                    + (f": {v.reason}" if not v.success else "")
+                    + (f"; job moved on to {new.state.value} (step {new.step})" if advanced else ""))
+    return RestepResult(job_id, n, r.number, r.isolated, v.success, v.outcome, v.reason, r.base, oid,
+                        result_commit or oid, new.state, new.step, ref=ref, advanced=advanced,
+                        diff=_diff_commands(job_id, r, ref))
+
+
+def _settle_result(engine: Engine, lease: Lease, m: Manifest, r: _Restep, run, own: str, v: _Verdict,
+                   warnings: list[str]) -> tuple[str, str | None, str]:
+    """Where the restep's work is: (the branch tip its commit goes on, its result ref, the result
+    commit). Isolated: what it left in its worktree kept at its ref (once); in place: the
+    branch settled after the agent (its warnings added to ``warnings``)."""
+    store = engine.store
+    job_id = m.id
+    if not r.isolated:
         store.ensure_worktree(job_id)
         tip, settled = settle_branch(store, job_id, own)  # what the agent did to the branch
-        parent = tip
         warnings += settled
-    advanced = bool(success and r.advance and not r.isolated
-                    and m.state == State.INTERVENTION_REQUIRED and m.step == n)
+        return tip, None, ""
+    wt = _isolated_path(store, job_id, r.number)
+    result_commit = ref_value(store, refs.restep_ref(job_id, r.number)) or ""
+    if not result_commit and run is not None and (wt / ".git").exists():
+        result_commit = _keep_isolated_result(store, lease, job_id, m, r, wt, v.outcome, v.success,
+                                              v.reason)
+        crash_point("restep-after-isolated-ref")
+    return store.tip(job_id), refs.restep_ref(job_id, r.number) if result_commit else None, result_commit
+
+
+def _restep_mutation(r: _Restep, v: _Verdict, res, elapsed: float, advanced: bool
+                     ) -> Callable[[Manifest], None]:
+    """What the restep's outcome changes in the record (``advanced``: the table's event sets the
+    state)."""
+    n = r.step
 
     def finish(x: Manifest) -> None:
         s = x.steps[n - 1]
         x.execution = None
-        s.cost_usd = round(s.cost_usd + cost, 6)
-        s.tokens += tokens
+        s.cost_usd = round(s.cost_usd + v.cost, 6)
+        s.tokens += v.tokens
         s.seconds = round(s.seconds + elapsed, 3)
         if r.isolated:
             s.status = r.previous_status
             return
-        s.status = StepStatus.SUCCESS if success else StepStatus.FAILURE
-        s.reason = "" if success else reason
+        s.status = StepStatus.SUCCESS if v.success else StepStatus.FAILURE
+        s.reason = "" if v.success else v.reason
         if res is not None and res.summary:
             s.summary = res.summary
         if advanced:
             _advance(x, n)
 
-    data: dict[str, Any] = {**r.data("done"), "success": success, "outcome": outcome,
+    return finish
+
+
+def _restep_record(r: _Restep, run, v: _Verdict, ref: str | None, result_commit: str, advanced: bool,
+                   warnings: list[str]) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """(history entry data, commit body, trailers) of the restep's outcome."""
+    res = run.result if run is not None else None
+    data: dict[str, Any] = {**r.data("done"), "success": v.success, "outcome": v.outcome,
                             "exit_code": run.exit_code if run is not None else None}
     if res is not None:
         data["summary"] = res.summary[:2000]
@@ -253,52 +323,26 @@ def _restep_finish(engine: Engine, lease: Lease, r: _Restep, run, error: str | N
         data["advanced"] = True
     if warnings:
         data["warnings"] = warnings
-    verdict = "succeeded" if success else "failed"
-    body = f"Restep {r.number} of step {n} {verdict}: {reason}"
-    if res is not None and res.summary and res.summary != reason:
+    body = f"Restep {r.number} of step {r.step} {v.word}: {v.reason}"
+    if res is not None and res.summary and res.summary != v.reason:
         body += f"\n\nSummary: {res.summary}"
     if ref:
         body += f"\n\nThe result is kept at {ref} ({result_commit[:12]}); the branch's code is unchanged."
     for w in warnings:
         body += f"\n\nWarning: {w}"
-    left_out = []
-    if not r.isolated:  # its commit takes the worktree: the same hygiene as a step's harvest
-        from logist.store.hygiene import body_lines
-        from logist.store.hygiene import plan as hygiene_plan
-
-        hc = store.config.harvest
-        left_out = hygiene_plan(store.worktree_path(job_id), max_file_bytes=hc.max_file_bytes,
-                                exclude=hc.exclude, include=hc.include)
-        if left_out:
-            data["left_out"] = [lo.as_dict() for lo in left_out]
-            body += "\n\n" + "\n".join(body_lines(left_out))
-    trailers = {"Logist-Restep": str(r.number), "Logist-Restep-Result": "success" if success else "failure"}
+    trailers = {"Logist-Restep": str(r.number), "Logist-Restep-Result": "success" if v.success else "failure"}
     if ref:
         trailers["Logist-Restep-Ref"] = ref
-    oid, new = commit_update(store, lease, tip, m,
-                       Update(history_event="restep", mutate=finish, outcome=outcome, cost_delta=cost,
-                              tokens_delta=tokens, seconds_delta=elapsed, data=data,
-                              event=_advance_event(m, n, res) if advanced else None,
-                              reason=f"restep {r.number} of step {n} {verdict}: {reason}"),
-                       step=n, commit=r.base, body=body, trailers=trailers,
-                       include_worktree=not r.isolated, parent=parent, history_from=own,
-                       left_out=left_out or None)
-    if r.isolated:
-        _remove_worktree(store, _isolated_path(store, job_id, r.number))
-    else:
-        engine._unlock_worktree(job_id)
-    if run is not None and run.output:
-        engine._note_log(result_commit or oid, run.output)
-    engine.progress(f"{job_id}: restep {r.number} of step {n} {verdict}"
-                    + (f": {reason}" if not success else "")
-                    + (f"; job moved on to {new.state.value} (step {new.step})" if advanced else ""))
-    diff = []
-    if ref:
-        excl = "':(exclude).logist'"
-        diff = [f"git diff {r.base[:12]} {ref} -- . {excl}",
-                f"git diff {refs.branch_name(job_id)} {ref} -- . {excl}"]
-    return RestepResult(job_id, n, r.number, r.isolated, success, outcome, reason, r.base, oid,
-                        result_commit or oid, new.state, new.step, ref=ref, advanced=advanced, diff=diff)
+    return data, body, trailers
+
+
+def _diff_commands(job_id: str, r: _Restep, ref: str | None) -> list[str]:
+    """Isolated: the commands that compare its result with its base and with the branch."""
+    if not ref:
+        return []
+    excl = "':(exclude).logist'"
+    return [f"git diff {r.base[:12]} {ref} -- . {excl}",
+            f"git diff {refs.branch_name(job_id)} {ref} -- . {excl}"]
 
 
 def _advance_event(m: Manifest, n: int, res) -> str:
