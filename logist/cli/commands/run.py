@@ -357,9 +357,9 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
         if job_id:
             say(f"follow it with `logist job attach {job_id}`")
         return 0
-    from logist.cli.commands.job import _warn_interrupted
+    from logist.cli.commands.job_warnings import warn_interrupted
 
-    _warn_interrupted(store, exclude=job_id)
+    warn_interrupted(store, exclude=job_id)
     if job_id:
         return _foreground(store, job_id, trust=trust, json_=json_, one_step=False)
     with _CtrlC() as ctrl_c, _StatusLine(store):
