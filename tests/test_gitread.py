@@ -38,11 +38,11 @@ def _count_gits(monkeypatch) -> list[list[str]]:
 
 
 def test_tip_record_and_history_are_read_without_a_git_process(cli, monkeypatch):
-    """In a process that writes commits (dulwich loaded: the engine, a worker, any
-    transition), reads start no git process."""
+    """In a process that reads objects in process (dulwich loaded: the engine, a worker),
+    reads start no git process."""
     job = create_job(cli, "--title", "read me", "--step", "one")
     store = _store(cli.repo)
-    store.writer  # noqa: B018 - what a transition does first
+    store.writer.load_objects()  # what a runner does first
     calls = _count_gits(monkeypatch)
     oid, m = store.read(job)
     history = store.read_history(job)
@@ -105,12 +105,12 @@ def test_a_reftable_repository_is_left_to_git(cli):
 
 @pytest.mark.parametrize("writes", [True, False], ids=["in-process", "cat-file"])
 def test_a_missing_job_and_a_missing_file(cli, writes):
-    """Both ways of reading (dulwich in a writing process, `git cat-file` in a read-only one)
-    give the same answers."""
+    """Both ways of reading (dulwich in a runner, `git cat-file` in a short command) give the
+    same answers."""
     job = create_job(cli, "--title", "here", "--step", "one")
     store = _store(cli.repo)
     if writes:
-        store.writer  # noqa: B018
+        store.writer.load_objects()
     with pytest.raises(JobNotFoundError):
         store.tip("no-such-job")
     assert store.blob_at(store.tip(job), f".logist/jobs/{job}/nope.json") is None
@@ -124,7 +124,7 @@ def test_an_object_missing_locally_falls_back_to_git(cli, tmp_path):
     the same answer: absent."""
     job = create_job(cli, "--title", "missing", "--step", "one")
     store = _store(cli.repo)
-    store.writer  # noqa: B018
+    store.writer.load_objects()
     from logist.git.gitread import Unsupported
 
     with pytest.raises(Unsupported):

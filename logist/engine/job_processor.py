@@ -46,6 +46,8 @@ class Engine(Harvester):
     def __init__(self, store: JobStore, *, progress: Progress | None = None, trust: bool = False,
                  watch: bool = True, repair: Repair | None = None) -> None:
         super().__init__(store, progress=progress, trust=trust, watch=watch)
+        # A runner reads the commits and trees it wrote, step after step: in process (dulwich).
+        store.writer.load_objects()
         # What finishes an interrupted rerun or restep before a step runs. Handed in (see
         # logist.engine.repair.make_engine): rerun and restep build on this engine.
         self.repair = repair

@@ -55,10 +55,10 @@ class JobReader(RepoBase):
         return self._reader
 
     def _objects_in_process(self) -> bool:
-        """Read objects with dulwich only in a process that writes commits (dulwich is loaded
-        and its object cache warm); a read-only command is cheaper with one `git cat-file`
-        than with importing dulwich (`job status`, `job show`)."""
-        return self._writer is not None
+        """Read objects with dulwich only in a process that asked for it (a runner: dulwich is
+        loaded and its object cache warm); a short command is cheaper with one `git cat-file`
+        than with importing dulwich (`job status`, `job show`, `job suspend`)."""
+        return self._writer is not None and self._writer.objects_loaded
 
     def resolve_commit(self, ref: str) -> str | None:
         """The commit ``ref`` names (like ``git rev-parse --verify -q REF^{commit}``), or None."""

@@ -1,22 +1,21 @@
-"""Git objects built in process: ``ObjectWriter`` (blobs, trees, commits with dulwich) and the
-message of a transition commit (``commit_message``: subject, body, Logist-* trailers;
-docs/refs.md). The job store (``logist.store.jobstore``) uses both."""
+"""Git objects built in process: ``ObjectWriter`` (blobs, trees, commits, written as loose
+objects by ``logist.git.loose``) and the message of a transition commit (``commit_message``:
+subject, body, Logist-* trailers; docs/refs.md). The job store (``logist.store.jobstore``) uses
+both."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from logist.core.errors import ConcurrentUpdateError
 from logist.core.redact import redact
 from logist.core.termsafe import sanitize
+from logist.git import loose
 from logist.git.gitcmd import git_out
 
-if TYPE_CHECKING:  # dulwich and the model are imported where an object or record is built
-    from dulwich.objects import ObjectID, ShaFile
-
+if TYPE_CHECKING:  # the model is imported where a record is built
     from logist.core.model import HistoryEntry, Manifest
 
 
@@ -27,17 +26,36 @@ class _Identity:
 
 
 class ObjectWriter:
-    """Builds blobs, trees and commits in process with dulwich."""
+    """Builds blobs, trees and commits in process.
+
+    Objects are written loose by ``logist.git.loose`` (no dulwich: a command that makes one
+    transition pays less than dulwich's import). The trees a record replaces are read with
+    one ``git cat-file --batch``, or in process with dulwich once :meth:`load_objects` was
+    called (a runner, which reads the same commits and trees transition after transition:
+    docs/performance.md#fresh-processes).
+    """
 
     def __init__(self, common_dir: Path) -> None:
-        from dulwich.object_store import DiskObjectStore
-
-        self.store = DiskObjectStore(str(common_dir / "objects"))
-        # Parsed objects by id: objects never change, so this can't go stale. Holds what the
-        # last transitions wrote and read (the next one reads the same commit and trees).
-        self._cache: dict[bytes, object] = {}
-        self._ident: _Identity | None = None
         self._common_dir = common_dir
+        self._objects = common_dir / "objects"
+        self.store: Any = None  # dulwich's DiskObjectStore, once load_objects() ran
+        # Parsed objects by id: objects never change, so this can't go stale. Holds what the
+        # last transitions read (the next one reads the same commit and trees).
+        self._cache: dict[bytes, object] = {}
+        self._trees: dict[str, list[loose.TreeEntry]] = {}
+        self._ident: _Identity | None = None
+
+    @property
+    def objects_loaded(self) -> bool:
+        """Whether objects are read in process (dulwich)."""
+        return self.store is not None
+
+    def load_objects(self) -> None:
+        """Read objects in process from now on (imports dulwich once)."""
+        if self.store is None:
+            from dulwich.object_store import DiskObjectStore
+
+            self.store = DiskObjectStore(str(self._objects))
 
     def identity(self) -> _Identity:
         if self._ident is None:
@@ -49,89 +67,80 @@ class ObjectWriter:
             self._ident = _Identity(name.encode(), email.encode())
         return self._ident
 
-    def _add(self, obj: ShaFile) -> None:
-        """``add_object`` with a bounded retry: dulwich raises FileLocked at once when another
-        process writes the same loose object (docs/architecture.md#known-hazards-of-git); a lock left by a killed writer
-        is removed once it is older than a minute."""
-        from dulwich.file import FileLocked
-
-        for i in range(8):
-            try:
-                self.store.add_object(obj)
-                self._remember(obj.id, obj)
-                return
-            except FileLocked as exc:
-                lock = Path(str(getattr(exc, "lockfilename", "") or ""))
-                try:
-                    if lock.name and time.time() - lock.stat().st_mtime > 60:
-                        lock.unlink()
-                        continue
-                except OSError:
-                    pass
-                if i == 7:
-                    raise ConcurrentUpdateError(f"cannot write object {obj.id.decode()}: {exc}",
-                                                hint="try again") from None
-                time.sleep(0.005 * (2 ** i))
+    def _write(self, kind: bytes, data: bytes) -> str:
+        return loose.write_object(self._objects, kind, data)
 
     def blob(self, data: bytes) -> bytes:
-        from dulwich.objects import Blob
-
-        b = Blob.from_string(data)
-        self._add(b)
-        return b.id
+        return self._write(b"blob", data).encode()
 
     def tree_with_record(self, root_tree: bytes, job_id: str, files: dict[str, bytes]) -> bytes:
         """``root_tree`` with .logist/jobs/<id>/ replaced by ``files`` (other jobs untouched)."""
-        from dulwich.objects import Tree
+        record = [(loose.FILE_MODE, name.encode(), bytes.fromhex(self.blob(data).decode()))
+                  for name, data in files.items()]
+        new = self._write(b"tree", loose.format_tree(record))
+        root = root_tree.decode()
+        levels = self._levels(root)  # the root, .logist, .logist/jobs (None: not there)
+        for name, entries in zip((job_id.encode(), b"jobs", b".logist"), reversed(levels), strict=True):
+            tree = loose.with_entry(entries or [], name, loose.DIR_MODE, new)
+            new = self._write(b"tree", loose.format_tree(tree))
+        return new.encode()
 
-        record = Tree()
-        for name, data in sorted(files.items()):
-            record.add(name.encode(), 0o100644, cast("ObjectID", self.blob(data)))
-        self._add(record)
-        path = [b".logist", b"jobs", job_id.encode()]
-        return self._replace(root_tree, path, record.id)
+    def _levels(self, root: str) -> list[list[loose.TreeEntry] | None]:
+        """The entries of ``root``, of its ``.logist`` and of ``.logist/jobs`` (None: absent)."""
+        out: list[list[loose.TreeEntry] | None] = []
+        batch = None
+        try:
+            oid: str | None = root
+            for name in (None, b".logist", b"jobs"):
+                if name is not None:
+                    parent = out[-1] or []
+                    found = [e for e in parent if e[1] == name and e[0] == loose.DIR_MODE]
+                    oid = found[0][2].hex() if found else None
+                if oid is None:
+                    out.append(None)
+                    continue
+                entries = self._trees.get(oid)
+                if entries is None:
+                    if self.store is not None:
+                        entries = loose.parse_tree(self.get(oid.encode()).as_raw_string())
+                    else:
+                        if batch is None:
+                            from logist.git.gitcmd import CatFileBatch
 
-    def _replace(self, tree_oid: bytes | None, path: list[bytes], new_oid: bytes) -> bytes:
-        from dulwich.objects import Tree
+                            batch = CatFileBatch(self._common_dir)
+                        data = batch.read(oid, kind="tree")
+                        if data is None:
+                            raise KeyError(oid)
+                        entries = loose.parse_tree(data)
+                    self._remember_tree(oid, entries)
+                out.append(entries)
+        finally:
+            if batch is not None:
+                batch.close()
+        return out
 
-        tree = Tree()
-        if tree_oid is not None:
-            for entry in self.get(tree_oid).iteritems():
-                tree.add(entry.path, entry.mode, entry.sha)
-        head, rest = path[0], path[1:]
-        if rest:
-            sub = None
-            if head in tree:
-                mode, sha = tree[head]
-                if mode == 0o040000:
-                    sub = sha
-            child = self._replace(sub, rest, new_oid)
-        else:
-            child = new_oid
-        tree[head] = (0o040000, cast("ObjectID", child))
-        self._add(tree)
-        return tree.id
+    def _remember_tree(self, oid: str, entries: list[loose.TreeEntry]) -> None:
+        if len(self._trees) >= 64:
+            self._trees.pop(next(iter(self._trees)))
+        self._trees[oid] = entries
 
     def commit(self, tree: bytes, parents: list[str], message: str) -> str:
-        from dulwich.objects import Commit
-
         ident = self.identity()
-        c = Commit()
-        c.tree = tree
-        c.parents = [cast("ObjectID", p.encode()) for p in parents]
         who = ident.name + b" <" + ident.email + b">"
-        c.author = c.committer = who
-        now = int(time.time())
-        c.author_time = c.commit_time = now
-        c.author_timezone = c.commit_timezone = 0
-        c.encoding = b"UTF-8"
-        c.message = message.encode()
-        self._add(c)
-        return c.id.decode()
+        data = loose.format_commit(tree.decode(), parents, who, int(time.time()), message.encode())
+        return self._write(b"commit", data)
 
     def commit_tree_of(self, commit_oid: str) -> bytes:
-        tree: bytes = self.get(commit_oid.encode()).tree
-        return tree
+        if self.store is not None:
+            tree: bytes = self.get(commit_oid.encode()).tree
+            return tree
+        from logist.git.gitcmd import CatFileBatch
+
+        with CatFileBatch(self._common_dir) as batch:
+            data = batch.read(commit_oid, kind="commit")
+        if data is None or not data.startswith(b"tree "):
+            raise KeyError(commit_oid)
+        return data[5:45]
 
     def get(self, oid: bytes) -> Any:
         """The parsed object ``oid`` (KeyError if absent). Callers must not modify it."""
@@ -139,6 +148,7 @@ class ObjectWriter:
         if obj is None:
             from logist.git.gitread import load
 
+            self.load_objects()
             obj = load(self.store, oid)
             self._remember(oid, obj)
         return obj
