@@ -146,245 +146,292 @@ def run_watch(*, repo: str | os.PathLike, job_id: str, log_path: str | os.PathLi
     cfg = config if isinstance(config, WatchConfig) else parse_config(config)
     pidfd = pidfd_open(pid)  # taken while it runs: it cannot name a later process with this pid
     try:
-        return _watch(repo=repo, job_id=job_id, log_path=log_path, pid=pid, pgid=pgid,
+        pace = Pace(poll_interval, sentinel_interval, flush_interval, cpu_interval, files_interval)
+        return _Watch(repo=repo, job_id=job_id, log_path=log_path, pid=pid, pgid=pgid,
                       commit=commit, workdir=workdir, verdict_file=verdict_file, cfg=cfg,
-                      started_at=started_at, poll_interval=poll_interval,
-                      sentinel_interval=sentinel_interval, flush_interval=flush_interval,
-                      cpu_interval=cpu_interval, files_interval=files_interval, emit=emit,
-                      say=say, should_stop=should_stop, clock=clock, pidfd=pidfd)
+                      started_at=started_at, pace=pace, emit=emit, say=say, clock=clock,
+                      pidfd=pidfd).run(should_stop)
     finally:
         if pidfd is not None:
             os.close(pidfd)
 
 
-def _watch(*, repo: str, job_id: str, log_path, pid: int, pgid: int, commit: str, workdir,
-           verdict_file, cfg: WatchConfig, started_at: float | None, poll_interval: float,
-           sentinel_interval: float, flush_interval: float, cpu_interval: float,
-           files_interval: float, emit, say, should_stop, clock, pidfd: int | None
-           ) -> WatchResult:
-    """The watch loop of :func:`run_watch` for an agent that runs."""
-    import select
+class Pace:
+    """How often the watch does each thing (seconds)."""
 
-    from logist.engine.doom import Doom
-    from logist.engine.observer import Observer, compile_patterns
-    from logist.engine.sentinel import Sentinel, group_alive, newest_mtime, process_group_cpu_ticks
-    from logist.git.notes import iso_utc, json_line
-    from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
+    __slots__ = ("poll", "sentinel", "flush", "cpu", "files")
 
-    now = clock()
-    started = float(started_at) if started_at is not None else now
-    patterns = compile_patterns(None, cfg.patterns)
-    observer = Observer(patterns, repeat_seconds=cfg.repeat_seconds, max_text=cfg.max_text)
-    sentinel = Sentinel(cfg.sentinel, started)
-    # Ladders an earlier watcher of this step started count against max_interventions_per_hour.
-    # They are read from git only when a trigger could first fire (no trigger fires earlier
-    # than this), so a short step never pays for it.
-    sc = cfg.sentinel
-    prior_at = started + min(sc.silence_seconds, sc.waiting_window,
-                             sc.max_step_seconds if sc.max_step_seconds is not None else 1e18)
-    prior_read = not sc.enabled
-    obs_notes = NoteBuffer(repo, NOTES_OBSERVER, commit, say)
-    # A watcher started again for the same step (`logist watch --replace`, recovery) reads the
-    # log from its start: what an earlier watcher already noted is not noted twice.
-    already = SeenSignals(repo, commit)
-    sen_notes = NoteBuffer(repo, NOTES_SENTINEL, commit, say)
-    tail = LogTail(log_path)
-    result = WatchResult(exit_reason="stopped")
-    waiting_input_at: float | None = None
-    last_waiting_line = 0
-    files_at: float | None = None
-    cpu: int | None = None
-    next_sentinel = next_flush = next_cpu = next_files = now
-    verdict_written = False
-    exited = False  # the pidfd said the agent is gone
-    doom = Doom(cfg.agent)
-    doomed_kill_at: float | None = None  # when a doomed agent still running gets SIGKILL
+    def __init__(self, poll: float = 0.25, sentinel: float = 0.5, flush: float = 1.0,
+                 cpu: float = 1.0, files: float = 2.0) -> None:
+        self.poll, self.sentinel, self.flush, self.cpu, self.files = poll, sentinel, flush, cpu, files
 
-    def nap(seconds: float) -> None:
+
+class _Watch:
+    """The watch of :func:`run_watch` for an agent that runs: its state, and one method per
+    thing it does (read the log, act on a sentinel decision, end a doomed step, end leftovers
+    of a hung one, finish)."""
+
+    def __init__(self, *, repo: str, job_id: str, log_path: str | os.PathLike, pid: int, pgid: int,
+                 commit: str, workdir: str | os.PathLike, verdict_file: str | os.PathLike,
+                 cfg: WatchConfig, started_at: float | None, pace: Pace,
+                 emit: Callable[[str, dict], None], say: Callable[[str], None],
+                 clock: Callable[[], float], pidfd: int | None) -> None:
+        from logist.engine.doom import Doom
+        from logist.engine.observer import Observer, compile_patterns
+        from logist.engine.sentinel import Sentinel
+        from logist.git.refs import NOTES_OBSERVER, NOTES_SENTINEL
+
+        self.repo, self.job_id, self.pid, self.pgid, self.commit = repo, job_id, pid, pgid, commit
+        self.workdir, self.verdict_file, self.cfg, self.pace = workdir, verdict_file, cfg, pace
+        self.emit, self.say, self.clock, self.pidfd = emit, say, clock, pidfd
+        now = clock()
+        started = float(started_at) if started_at is not None else now
+        self.observer = Observer(compile_patterns(None, cfg.patterns),
+                                 repeat_seconds=cfg.repeat_seconds, max_text=cfg.max_text)
+        self.sentinel = Sentinel(cfg.sentinel, started)
+        # Ladders an earlier watcher of this step started count against max_interventions_per_hour.
+        # They are read from git only when a trigger could first fire (no trigger fires earlier
+        # than this), so a short step never pays for it.
+        sc = cfg.sentinel
+        self.prior_at = started + min(sc.silence_seconds, sc.waiting_window,
+                                      sc.max_step_seconds if sc.max_step_seconds is not None else 1e18)
+        self.prior_read = not sc.enabled
+        self.obs_notes = NoteBuffer(repo, NOTES_OBSERVER, commit, say)
+        # A watcher started again for the same step (`logist watch --replace`, recovery) reads the
+        # log from its start: what an earlier watcher already noted is not noted twice.
+        self.already = SeenSignals(repo, commit)
+        self.sen_notes = NoteBuffer(repo, NOTES_SENTINEL, commit, say)
+        self.tail = LogTail(log_path)
+        self.result = WatchResult(exit_reason="stopped")
+        self.waiting_input_at: float | None = None
+        self.last_waiting_line = 0
+        self.files_at: float | None = None
+        self.cpu: int | None = None
+        self.next_sentinel = self.next_flush = self.next_cpu = self.next_files = now
+        self.verdict_written = False
+        self.exited = False  # the pidfd said the agent is gone
+        self.doom = Doom(cfg.agent)
+        self.doomed_kill_at: float | None = None  # when a doomed agent still running gets SIGKILL
+
+    # ---- the loop
+
+    def run(self, should_stop: Callable[[], bool] | None) -> WatchResult:
+        try:
+            while self._turn(should_stop):
+                self._nap(self.pace.poll)
+        finally:
+            self._finish()
+        result = self.result
+        result.lines_read = self.tail.lines
+        result.observer_lines = self.obs_notes.written
+        result.sentinel_lines = self.sen_notes.written
+        result.matches = self.observer.matches
+        result.note_errors = self.obs_notes.errors + self.sen_notes.errors
+        return result
+
+    def _turn(self, should_stop: Callable[[], bool] | None) -> bool:
+        """One turn of the loop; False when the watch ends (the agent is gone, or asked to stop)."""
+        now = self.clock()
+        data, first = self.tail.read()
+        if data:
+            self._feed(data, first, now)
+        alive = not self.exited and pid_alive(self.pid)
+        if not alive or (should_stop is not None and should_stop()):
+            self.result.exit_reason = "agent_exited" if not alive else "stopped"
+            if not alive and self.verdict_written:
+                self._stop_leftovers()
+            return False
+        if self.doomed_kill_at is not None:
+            self._kill_doomed(now)  # the sentinel has nothing left to decide
+            return True
+        if now >= self.next_sentinel:
+            self._sentinel_turn(now)
+        if now >= self.next_flush:
+            self.next_flush = now + self.pace.flush
+            self.obs_notes.flush()
+        return True
+
+    def _nap(self, seconds: float) -> None:
         """Sleep, waking at once when the agent exits."""
-        nonlocal exited
-        if pidfd is None:
+        if self.pidfd is None:
             time.sleep(seconds)
             return
+        import select
+
         try:
-            ready, _, _ = select.select([pidfd], [], [], seconds)
+            ready, _, _ = select.select([self.pidfd], [], [], seconds)
         except (OSError, ValueError):
             time.sleep(seconds)
             return
-        exited = exited or bool(ready)
+        self.exited = self.exited or bool(ready)
 
-    def doomed(reason: str, t: float) -> None:
-        """A failure no retry fixes: note it, write a fatal verdict, SIGTERM the group."""
-        nonlocal verdict_written, doomed_kill_at
-        obj = {"t": iso_utc(t), "signal": "doomed", "action": "terminate",
-               "detail": f"{cfg.agent}: {reason}; not retried; sending SIGTERM to the process group"}
-        sen_notes.add(json_line(obj))
-        emit("sentinel", obj)
-        verdict = {"verdict": "doomed", "fatal": True, "reason": reason, "signal": "doomed",
-                   "action": "terminate", "t": obj["t"], "job": job_id, "commit": commit,
-                   "pid": pid, "pgid": pgid}
+    def _finish(self) -> None:
+        """Read the rest of the log, note the observer's last signals, flush every note line."""
+        now = self.clock()
         try:
-            write_verdict(verdict_file, verdict)
-            verdict_written = True
-            result.verdict = verdict
-        except OSError as exc:
-            say(f"could not write the verdict file {verdict_file}: {exc}")
-        doomed_kill_at = clock() + cfg.sentinel.terminate_grace_seconds
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:
-            say(f"cannot signal process group {pgid}: {exc}")
-        sen_notes.flush()
+            data, first = self.tail.drain()
+            if data:
+                self._feed(data, first, now)
+            for sig in self.observer.finish(now):
+                self._note_observer(sig)
+        finally:
+            self.tail.close()
+            self.obs_notes.flush()
+            self.sen_notes.flush()
 
-    def feed(data: bytes, first: int, t: float) -> None:
-        nonlocal waiting_input_at, last_waiting_line
-        if doomed_kill_at is None and not verdict_written:
-            reason = doom.scan(data)
+    # ---- the log and the observer
+
+    def _feed(self, data: bytes, first: int, t: float) -> None:
+        """Whole log lines ``data`` (the first is line ``first``): doomed?, observer signals,
+        the last ``waiting_input`` the sentinel counts."""
+        if self.doomed_kill_at is None and not self.verdict_written:
+            reason = self.doom.scan(data)
             if reason is not None:
-                doomed(reason, t)
-        for sig in observer.feed_chunk(data, first, t):
-            if (sig.signal, sig.line) in already:
-                continue
-            obj = sig.to_dict()
-            obs_notes.add(json_line(obj))
-            emit("observer", obj)
-        seen = observer.last_seen.get("waiting_input")
-        if seen is not None and seen[1] > last_waiting_line:
-            last_waiting_line = seen[1]
-            if seen[1] > tail.lines - WAITING_LINES:
-                waiting_input_at = seen[0]
+                self._doomed(reason, t)
+        for sig in self.observer.feed_chunk(data, first, t):
+            self._note_observer(sig)
+        seen = self.observer.last_seen.get("waiting_input")
+        if seen is not None and seen[1] > self.last_waiting_line:
+            self.last_waiting_line = seen[1]
+            if seen[1] > self.tail.lines - WAITING_LINES:
+                self.waiting_input_at = seen[0]
 
-    def act(decision) -> None:
-        nonlocal verdict_written
+    def _note_observer(self, sig) -> None:
+        if (sig.signal, sig.line) in self.already:
+            return
+        from logist.git.notes import json_line
+
+        obj = sig.to_dict()
+        self.obs_notes.add(json_line(obj))
+        self.emit("observer", obj)
+
+    # ---- the sentinel
+
+    def _sentinel_turn(self, now: float) -> None:
+        """Give the sentinel fresh evidence and carry out each decision it makes now."""
+        from logist.engine.sentinel import newest_mtime, process_group_cpu_ticks
+
+        self.next_sentinel = now + self.pace.sentinel
+        if now >= self.next_cpu:
+            self.next_cpu = now + self.pace.cpu
+            self.cpu = process_group_cpu_ticks(self.pgid)
+        if now >= self.next_files:
+            self.next_files = now + self.pace.files
+            self.files_at = newest_mtime(self.workdir)
+        if not self.prior_read and now >= self.prior_at:
+            self.prior_read = True
+            self.sentinel.interventions = sorted(self.sentinel.interventions
+                                                 + prior_interventions(self.repo, self.commit))
+        was = self.sentinel.escalating
+        while True:
+            decision = self.sentinel.observe(now, output_at=self.tail.mtime(),
+                                             files_changed_at=self.files_at, cpu_ticks=self.cpu,
+                                             waiting_input_at=self.waiting_input_at)
+            if decision is None:
+                break
+            self._act(decision)
+        if was and self.sentinel.escalating is None and self.verdict_written:
+            self._withdraw_verdict()  # work resumed: the agent is no longer considered hung
+        if self.sen_notes.lines:
+            self.sen_notes.flush()  # escalations are recorded at once
+
+    def _act(self, decision) -> None:
+        """Note a sentinel decision; one that signals writes the verdict first."""
         obj = decision.to_dict()
-        sen_notes.add(json_line(obj))
-        emit("sentinel", obj)
+        self._note_sentinel(obj)
         if decision.signum is not None:
-            verdict = {"verdict": "hung", "reason": decision.detail, "signal": decision.signal,
-                       "action": decision.action, "t": obj["t"], "job": job_id,
-                       "commit": commit, "pid": pid, "pgid": pgid}
-            try:
-                write_verdict(verdict_file, verdict)
-                verdict_written = True
-                result.verdict = verdict
-            except OSError as exc:
-                say(f"could not write the verdict file {verdict_file}: {exc}")
-            try:
-                os.killpg(pgid, decision.signum)
-            except ProcessLookupError:
-                pass
-            except PermissionError as exc:
-                say(f"cannot signal process group {pgid}: {exc}")
+            self._write_verdict({"verdict": "hung", "reason": decision.detail,
+                                 "signal": decision.signal, "action": decision.action,
+                                 "t": obj["t"]})
+            self._signal_group(decision.signum)
 
-    def stop_leftovers() -> None:
+    def _doomed(self, reason: str, t: float) -> None:
+        """A failure no retry fixes: note it, write a fatal verdict, SIGTERM the group."""
+        from logist.git.notes import iso_utc
+
+        obj = {"t": iso_utc(t), "signal": "doomed", "action": "terminate",
+               "detail": f"{self.cfg.agent}: {reason}; not retried; sending SIGTERM to the process group"}
+        self._note_sentinel(obj)
+        self._write_verdict({"verdict": "doomed", "fatal": True, "reason": reason,
+                             "signal": "doomed", "action": "terminate", "t": obj["t"]})
+        self.doomed_kill_at = self.clock() + self.cfg.sentinel.terminate_grace_seconds
+        self._signal_group(signal.SIGTERM)
+        self.sen_notes.flush()
+
+    def _kill_doomed(self, now: float) -> None:
+        """A doomed agent still running after SIGTERM and its grace gets SIGKILL, once."""
+        from logist.engine.sentinel import group_alive
+        from logist.git.notes import iso_utc
+
+        if self.doomed_kill_at is None or now < self.doomed_kill_at or not group_alive(self.pgid):
+            return
+        self._note_sentinel({"t": iso_utc(now), "signal": "doomed", "action": "kill",
+                             "detail": "still running after SIGTERM; sending SIGKILL to the group"})
+        self.sen_notes.flush()
+        self._signal_group(signal.SIGKILL, quiet=True)
+        self.doomed_kill_at = float("inf")
+
+    def _stop_leftovers(self) -> None:
         """The agent was stopped as hung and is gone, but processes it started (a child that
         ignores SIGINT, a background job) may still hold its group: end them too."""
-        assert result.verdict is not None
-        if result.verdict.get("action") == "kill" or not group_alive(pgid):
+        from logist.engine.sentinel import group_alive
+        from logist.git.notes import iso_utc
+
+        verdict = self.result.verdict
+        assert verdict is not None
+        if verdict.get("action") == "kill" or not group_alive(self.pgid):
             return
-        trigger = str(result.verdict.get("signal") or "silence")
-        grace = min(cfg.sentinel.terminate_grace_seconds, LEFTOVER_GRACE)
+        trigger = str(verdict.get("signal") or "silence")
+        grace = min(self.cfg.sentinel.terminate_grace_seconds, LEFTOVER_GRACE)
         for action, signum, wait in (("terminate", signal.SIGTERM, grace),
                                      ("kill", signal.SIGKILL, LEFTOVER_GRACE)):
-            obj = {"t": iso_utc(clock()), "signal": trigger, "action": action,
-                   "detail": f"the agent is gone but processes of its group {pgid} are left; "
-                             f"sending SIG{'TERM' if action == 'terminate' else 'KILL'} to the group"}
-            sen_notes.add(json_line(obj))
-            emit("sentinel", obj)
-            try:
-                os.killpg(pgid, signum)
-            except ProcessLookupError:
-                return
-            except PermissionError as exc:
-                say(f"cannot signal process group {pgid}: {exc}")
+            self._note_sentinel({
+                "t": iso_utc(self.clock()), "signal": trigger, "action": action,
+                "detail": f"the agent is gone but processes of its group {self.pgid} are left; "
+                          f"sending SIG{'TERM' if action == 'terminate' else 'KILL'} to the group"})
+            if not self._signal_group(signum):
                 return
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                if not group_alive(pgid):
+                if not group_alive(self.pgid):
                     return
                 time.sleep(0.02)
 
-    try:
-        while True:
-            now = clock()
-            data, first = tail.read()
-            if data:
-                feed(data, first, now)
-            alive = not exited and pid_alive(pid)
-            if not alive or (should_stop is not None and should_stop()):
-                result.exit_reason = "agent_exited" if not alive else "stopped"
-                if not alive and verdict_written:
-                    stop_leftovers()
-                break
-            if doomed_kill_at is not None:
-                if now >= doomed_kill_at and group_alive(pgid):
-                    obj = {"t": iso_utc(now), "signal": "doomed", "action": "kill",
-                           "detail": "still running after SIGTERM; sending SIGKILL to the group"}
-                    sen_notes.add(json_line(obj))
-                    emit("sentinel", obj)
-                    sen_notes.flush()
-                    try:
-                        os.killpg(pgid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-                    doomed_kill_at = float("inf")
-                nap(poll_interval)
-                continue
-            if now >= next_sentinel:
-                next_sentinel = now + sentinel_interval
-                if now >= next_cpu:
-                    next_cpu = now + cpu_interval
-                    cpu = process_group_cpu_ticks(pgid)
-                if now >= next_files:
-                    next_files = now + files_interval
-                    files_at = newest_mtime(workdir)
-                if not prior_read and now >= prior_at:
-                    prior_read = True
-                    sentinel.interventions = sorted(sentinel.interventions
-                                                    + prior_interventions(repo, commit))
-                was = sentinel.escalating
-                while True:
-                    decision = sentinel.observe(now, output_at=tail.mtime(),
-                                                files_changed_at=files_at, cpu_ticks=cpu,
-                                                waiting_input_at=waiting_input_at)
-                    if decision is None:
-                        break
-                    act(decision)
-                if was and sentinel.escalating is None and verdict_written:
-                    # work resumed: the agent is no longer considered hung
-                    try:
-                        os.unlink(verdict_file)
-                    except OSError:
-                        pass
-                    verdict_written = False
-                    result.verdict = None
-                if sen_notes.lines:
-                    sen_notes.flush()  # escalations are recorded at once
-            if now >= next_flush:
-                next_flush = now + flush_interval
-                obs_notes.flush()
-            nap(poll_interval)
-    finally:
-        now = clock()
+    # ---- what the sentinel leaves behind
+
+    def _note_sentinel(self, obj: dict) -> None:
+        from logist.git.notes import json_line
+
+        self.sen_notes.add(json_line(obj))
+        self.emit("sentinel", obj)
+
+    def _write_verdict(self, verdict: dict) -> None:
+        """The verdict file the step runner reads once the agent is gone (with who was judged)."""
+        verdict.update(job=self.job_id, commit=self.commit, pid=self.pid, pgid=self.pgid)
         try:
-            data, first = tail.drain()
-            if data:
-                feed(data, first, now)
-            for sig in observer.finish(now):
-                if (sig.signal, sig.line) in already:
-                    continue
-                obj = sig.to_dict()
-                obs_notes.add(json_line(obj))
-                emit("observer", obj)
-        finally:
-            tail.close()
-            obs_notes.flush()
-            sen_notes.flush()
-    result.lines_read = tail.lines
-    result.observer_lines = obs_notes.written
-    result.sentinel_lines = sen_notes.written
-    result.matches = observer.matches
-    result.note_errors = obs_notes.errors + sen_notes.errors
-    return result
+            write_verdict(self.verdict_file, verdict)
+        except OSError as exc:
+            self.say(f"could not write the verdict file {self.verdict_file}: {exc}")
+            return
+        self.verdict_written = True
+        self.result.verdict = verdict
+
+    def _withdraw_verdict(self) -> None:
+        try:
+            os.unlink(self.verdict_file)
+        except OSError:
+            pass
+        self.verdict_written = False
+        self.result.verdict = None
+
+    def _signal_group(self, signum: int, *, quiet: bool = False) -> bool:
+        """Signal the agent's process group; False when it is gone or may not be signalled."""
+        try:
+            os.killpg(self.pgid, signum)
+        except ProcessLookupError:
+            return False
+        except PermissionError as exc:
+            if not quiet:
+                self.say(f"cannot signal process group {self.pgid}: {exc}")
+            return False
+        return True
