@@ -248,7 +248,7 @@ def test_job_clean(net):
 
 
 def test_integration_rules_unit(net):
-    from logist.share.cleanup import integration
+    from logist.share.integration import integration
     from logist.store.jobstore import JobStore
 
     store = JobStore.discover(net.a)

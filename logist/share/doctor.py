@@ -19,9 +19,9 @@ from logist.core.errors import LogistError
 from logist.core.model import TERMINAL, TRANSIENT, State
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git
-from logist.share.cleanup import processes_in, worktree_entries
 from logist.share.push import preserved
 from logist.share.remotes import default_remote, for_each_ref, is_ancestor, rev
+from logist.share.worktree_checks import processes_in, worktree_entries
 from logist.store.jobstore import JobStore
 
 STALE_LOCK_FILE_SECONDS = 60.0

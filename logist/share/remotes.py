@@ -91,12 +91,22 @@ def remote_url(store: JobStore, remote: str) -> str:
     return git_out(["remote", "get-url", "--", refs.validate_remote(remote)], cwd=store.root)
 
 
-def remote_default_branch(store: JobStore, remote: str) -> str:
-    out = git(["symbolic-ref", "-q", "--short", f"refs/remotes/{remote}/HEAD"], cwd=store.root,
-              check=False).stdout.strip()
-    if out.startswith(remote + "/"):
-        return out[len(remote) + 1:]
+def remote_head(store: JobStore, remote: str) -> str | None:
+    """The remote's default branch as this clone knows it: the ref ``<remote>/HEAD`` points at,
+    else ``<remote>/main``, else ``<remote>/master`` (full ref names); None when none is here."""
+    head = git(["symbolic-ref", "-q", "--end-of-options", f"refs/remotes/{remote}/HEAD"],
+               cwd=store.root, check=False).stdout.strip()
+    if head and rev(store, head):
+        return head
     for name in ("main", "master"):
         if rev(store, f"refs/remotes/{remote}/{name}"):
-            return name
-    return "main"
+            return f"refs/remotes/{remote}/{name}"
+    return None
+
+
+def remote_default_branch(store: JobStore, remote: str) -> str:
+    """The name, on the remote, of its default branch (what pull requests target); "main" when
+    this clone does not know it."""
+    head = remote_head(store, remote)
+    prefix = f"refs/remotes/{remote}/"
+    return head[len(prefix):] if head and head.startswith(prefix) else "main"

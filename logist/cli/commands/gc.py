@@ -95,7 +95,8 @@ def clean(id: str, /, *, yes: bool = False, keep_branch: bool = False,
     json_
         Print the plan (and what was done) as JSON.
     """
-    from logist.share.cleanup import apply_job, plan_clean
+    from logist.share.cleanup import apply_job
+    from logist.share.gc_plan import plan_clean
 
     store = cli.store()
     from logist.engine.jobs import resolve_job

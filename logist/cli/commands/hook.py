@@ -21,7 +21,7 @@ def hook(name: str, /, *args: str) -> int:
     args
         The hook's own arguments (post-rewrite: "rebase" or "amend").
     """
-    from logist.share.cleanup import run_hook
+    from logist.share.hooks import run_hook
 
     try:
         if name == "post-merge":
