@@ -197,7 +197,8 @@ def test_command_line_overrides_the_file(cli):
 
 def test_job_list_and_status_do_not_import_the_job_file_parser(cli):
     """logist.core.jobfile (TOML job files and their models) is imported by `job create` only:
-    `job list` and `job status` (which import logist.engine.jobs) never pay for it."""
+    `job list` and `job status` (which import logist.engine.job_status) never pay for it, and
+    neither does importing logist.engine.jobs (job creation) alone."""
     import subprocess
     import sys
 
@@ -210,8 +211,8 @@ def test_job_list_and_status_do_not_import_the_job_file_parser(cli):
                     if line.startswith("import time:")}
         assert "logist.store.jobstore" in imported, args  # (the import trace is there)
         assert "logist.core.jobfile" not in imported, args
-    assert "logist.engine.jobs" in imported  # `job status` does use logist.engine.jobs
-    probe = subprocess.run([sys.executable, "-c", "import sys, logist.engine.jobs; "
+    assert "logist.engine.job_status" in imported  # `job status` does use logist.engine.job_status
+    probe = subprocess.run([sys.executable, "-c", "import sys, logist.engine.jobs, logist.engine.job_status; "
                             "print('logist.core.jobfile' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False", probe.stderr
 

@@ -188,7 +188,7 @@ def test_heartbeat_moves_the_lock_by_cas(store):
 
 def test_a_lost_lease_cannot_heartbeat_write_or_release(store, monkeypatch):
     from logist.core.errors import ConcurrentUpdateError
-    from logist.engine.jobs import human_transition
+    from logist.engine.human_transitions import human_transition
     from logist.store.locks import acquire, read_lock
 
     job = make_job(store)

@@ -110,7 +110,7 @@ def step_header(m) -> str:
 def is_running(store: JobStore, job_id: str) -> bool:
     """A step of the job is in flight, or a live runner holds it between steps."""
     from logist.core.states import record_in_flight
-    from logist.engine.jobs import holder_info
+    from logist.engine.job_status import holder_info
 
     _, record = store.read_record(job_id)
     if record_in_flight(record):
@@ -163,7 +163,7 @@ def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: 
         last = log
         if m.state not in TRANSIENT:
             # A detached runner may be between steps: PENDING with a live holder.
-            from logist.engine.jobs import holder_info
+            from logist.engine.job_status import holder_info
 
             h = holder_info(store, job_id) if m.state == State.PENDING else None
             if not h or h.get("stale"):

@@ -71,10 +71,10 @@ class StepTransitions(AgentSupervisor):
 
     def _honour_stop(self, lease: Lease, req, log: Path | None = None) -> StepResult:
         """Commit the requested suspend/cancel under our lease (the agent is already stopped)."""
-        from logist.engine.jobs import _human_locked
+        from logist.engine.human_transitions import human_locked
 
         self._stop_req = None
-        m = _human_locked(self.store, lease, lease.job_id, req.event, req.message)
+        m = human_locked(self.store, lease, lease.job_id, req.event, req.message)
         self.progress(f"{m.id}: {m.state.value} (step {m.step}/{m.step_count}): {req.message}")
         if log is not None:
             self._note_log(self.store.tip(m.id), read_step_log(log, self.store.config.limits.max_log_bytes))

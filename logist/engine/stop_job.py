@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from logist.core.errors import BusyError, JobStateError, LockHeldError
 from logist.core.states import TERMINAL, State
-from logist.engine.jobs import human_transition
+from logist.engine.human_transitions import human_transition
 from logist.engine.stop import new_request, write_request
 from logist.git import refs
 from logist.store.jobstore import JobStore

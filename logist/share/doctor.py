@@ -80,7 +80,7 @@ def _config(store: JobStore, rep: DoctorReport) -> bool:
     create` refuses (bad observer regexes, unknown or mistyped sentinel settings, ...). Fixed by
     hand only. False when the config cannot be loaded at all."""
     from logist.core.errors import ConfigError
-    from logist.engine.jobs import config_problems
+    from logist.engine.config_check import config_problems
 
     problems = config_problems(store)
     for p in problems:

@@ -52,7 +52,7 @@ def snapshot(store) -> dict[str, list[Row]]:
     from logist.cli.commands.run import _last_line
     from logist.cli.output import ago, duration
     from logist.core.states import TRANSIENT
-    from logist.engine.jobs import status_rows
+    from logist.engine.job_status import status_rows
 
     lock_refs: dict[str, str] = {}
     records = store.list_records(lock_refs=lock_refs)
@@ -343,7 +343,7 @@ class _Live:
         self.refresh()
 
     def _human(self, row: Row, event: str, message: str | None) -> None:
-        from logist.engine.jobs import human_transition
+        from logist.engine.human_transitions import human_transition
 
         m = human_transition(self.store, row.id, event, message=message)
         self.message = f"{row.id}: {event} -> {m.state.value}"

@@ -99,7 +99,7 @@ def clean(id: str, /, *, yes: bool = False, keep_branch: bool = False,
     from logist.share.gc_plan import plan_clean
 
     store = cli.store()
-    from logist.engine.jobs import resolve_job
+    from logist.engine.job_select import resolve_job
 
     jp = plan_clean(store, resolve_job(store, id), keep_branch=keep_branch)
     if yes and not jp.errors:

@@ -59,7 +59,7 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
     m = create_job(store, spec, base=base, activate=activate, job_id=id)
     _warn_uncommitted(store, m.base)
     if json_:
-        from logist.engine.jobs import job_status
+        from logist.engine.job_status import job_status
 
         emit_json(job_status(store, m.id).to_dict())
     else:
@@ -171,7 +171,7 @@ def list_cmd(*, all: bool = False, state: list[str] | None = None, since: str | 
 def _status_rows(store, remote: str | None) -> list[dict]:
     """Every job's status row (here: after the interrupted-jobs and merged-record warnings, with
     its review branch; from ``remote``: its remote-tracking branch, no worktree)."""
-    from logist.engine.jobs import status_rows
+    from logist.engine.job_status import status_rows
     from logist.git import refs
 
     lock_refs: dict[str, str] = {}

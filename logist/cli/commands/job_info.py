@@ -27,7 +27,8 @@ def status(id: str | None = None, /, *, json_: bool = False,
     remote
         Read the job as fetched from this remote.
     """
-    from logist.engine.jobs import job_status, selected_job
+    from logist.engine.job_select import selected_job
+    from logist.engine.job_status import job_status
 
     store = cli.store()
     if remote:  # a fetched job need not exist here: its id is not resolved against local jobs
@@ -118,7 +119,7 @@ def show(id: str | None = None, /, *, json_: bool = False) -> int:
     json_
         Print the manifest as JSON.
     """
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
 
     store = cli.store()
     tip, m = store.read(selected_job(store, id))
@@ -162,7 +163,7 @@ def history(id: str | None = None, /, *, json_: bool = False,
     notes
         Interleave the observer/sentinel notes written during each step.
     """
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
 
     store = cli.store()
     job_id = selected_job(store, id)
@@ -203,7 +204,7 @@ def select(id: str, /) -> int:
     id
         The job.
     """
-    from logist.engine.jobs import select_job
+    from logist.engine.job_select import select_job
 
     say(f"selected {select_job(cli.store(), id)}")
     return 0
@@ -223,7 +224,7 @@ def path(id: str | None = None, /, *, json_: bool = False) -> int:
     json_
         Print {"id", "worktree", "exists"}.
     """
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
 
     store = cli.store()
     job_id = selected_job(store, id)

@@ -8,7 +8,8 @@ from logist.cli.output import err, say
 
 
 def _human(event: str, id: str | None, message: str | None) -> int:
-    from logist.engine.jobs import human_transition, selected_job
+    from logist.engine.human_transitions import human_transition
+    from logist.engine.job_select import selected_job
 
     store = cli.store()
     job_id = selected_job(store, id)
@@ -61,7 +62,7 @@ def stop(id: str | None = None, /, *, cancel: bool = False, message: str | None 
         The job runs on a worker of this shared remote: push the request there; the worker
         honours it at its next heartbeat.
     """
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
 
     store = cli.store()
     if remote:
@@ -165,7 +166,7 @@ def reject(id: str | None = None, /, *, message: str | None = None) -> int:
     """
     if not (message or "").strip():
         from logist.core.errors import UsageError
-        from logist.engine.jobs import selected_job
+        from logist.engine.job_select import selected_job
 
         store = cli.store()
         job_id = selected_job(store, id)

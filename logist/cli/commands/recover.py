@@ -56,11 +56,11 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
 
     store = cli.store()
     if job is not None:
-        from logist.engine.jobs import resolve_job
+        from logist.engine.job_select import resolve_job
 
         job = resolve_job(store, job)
     if abandon is not None:
-        from logist.engine.jobs import resolve_job
+        from logist.engine.job_select import resolve_job
 
         abandon = resolve_job(store, abandon)
     chosen = sum(bool(x) for x in (check, list_, abandon, cleanup, job))

@@ -27,7 +27,7 @@ def diff(id: str | None = None, /, *, step: int | None = None, stat: bool = Fals
     name_only
         Only the names of the changed files.
     """
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
     from logist.share.review import diff_plan
 
     store = cli.store()

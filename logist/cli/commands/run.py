@@ -291,7 +291,7 @@ def step(id: str | None = None, /, *, trust: bool = False,
     json_
         Print the result as JSON.
     """
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
 
     store = cli.store()
     job_id = selected_job(store, id)
@@ -347,7 +347,7 @@ def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
     store = cli.store()
     job_id = id if id is not None else (os.environ.get("LOGIST_JOB") or None)
     if job_id is not None:
-        from logist.engine.jobs import resolve_job
+        from logist.engine.job_select import resolve_job
 
         job_id = resolve_job(store, job_id)  # a bad or unknown id fails here, not in the background
         store.tip(job_id)
@@ -411,7 +411,7 @@ def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
     """
     from logist.core.errors import JobStateError
     from logist.core.limits import check_number
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
     from logist.engine.runner import follow, is_running
 
     check_number(timeout, "--timeout", positive=True)
@@ -445,7 +445,7 @@ def metrics(id: str | None = None, /, *, csv: bool = False,
     json_
         Print JSON.
     """
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
 
     store = cli.store()
     _, m = store.read(selected_job(store, id))
@@ -484,7 +484,7 @@ def log(id: str | None = None, /, *, step: int | None = None, follow: bool = Fal
         Print {"id", "step", "output"} (not with --follow).
     """
     from logist.core.errors import UsageError
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
     from logist.engine.runner import follow as follow_log
     from logist.store.job_history import step_output
 

@@ -33,7 +33,7 @@ def push(remote: str | None = None, /, *jobs: str,
     from logist.share.push import push as do_push
 
     store = cli.store()
-    from logist.engine.jobs import resolve_job
+    from logist.engine.job_select import resolve_job
 
     ids = [resolve_job(store, j) for j in jobs] or None
     res = do_push(store, remote, ids)
@@ -204,7 +204,7 @@ def pr(id: str, /, *, remote: str | None = None, base: str | None = None, draft:
     json_
         Print {"id", "url", "via", "branch", "base"}.
     """
-    from logist.engine.jobs import resolve_job
+    from logist.engine.job_select import resolve_job
     from logist.share.pr import open_pr
 
     store = cli.store()

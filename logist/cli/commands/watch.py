@@ -28,7 +28,7 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
     from logist.core.errors import BusyError, JobStateError
     from logist.core.model import State
     from logist.core.procs import pid_alive
-    from logist.engine.jobs import selected_job
+    from logist.engine.job_select import selected_job
     from logist.engine.watch_loop import run_watch
 
     store = cli.store()
