@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -177,3 +178,65 @@ def test_job_status_of_a_moved_worktree_shows_where_it_is(cli, tmp_path):
     new = tmp_path / "elsewhere"
     git(cli.repo, "worktree", "move", old, str(new))
     assert cli.ok("job", "status", job, "--json").json()["worktree"] == str(new)
+
+
+def _traced_list(repo, trace) -> tuple[list, list[str]]:
+    """`logist job list --json` as a fresh process with GIT_TRACE to a file: (rows, the git
+    commands it started)."""
+    trace.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "logist", "-C", str(repo), "job", "list", "--json"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "GIT_TRACE": str(trace)})
+    assert proc.returncode == 0, proc.stderr
+    started = [line.split("trace: built-in: ", 1)[1] for line in trace.read_text().splitlines()
+               if "trace: built-in: " in line]
+    return json.loads(proc.stdout), started
+
+
+def _listing_file(repo):
+    return _store(repo).listing_cache.path
+
+
+def test_a_second_listing_reads_only_the_records_that_moved(cli, tmp_path):
+    """The records of the last listing are kept by tip (logist.store.listing_cache): with
+    nothing changed no record is read from git; after a transition, only that job's."""
+    jobs = [create_job(cli, "--title", f"kept {i}", "--step", "one") for i in range(3)]
+    trace = tmp_path / "trace"
+    first, started = _traced_list(cli.repo, trace)
+    assert any(c.startswith("git cat-file --batch") for c in started), started
+    again, started = _traced_list(cli.repo, trace)
+    assert again == first
+    assert not [c for c in started if "cat-file" in c], started
+    cli.ok("job", "suspend", jobs[1])
+    moved, started = _traced_list(cli.repo, trace)
+    assert [c for c in started if "cat-file" in c] == ["git cat-file --batch"]
+    by_id = {r["id"]: r for r in moved}
+    assert by_id[jobs[1]]["state"] == "SUSPENDED" and by_id[jobs[1]]["head"] == tip(cli.repo, jobs[1])
+    assert {j: by_id[j]["state"] for j in (jobs[0], jobs[2])} == {jobs[0]: "DRAFT", jobs[2]: "DRAFT"}
+    kept = json.loads(_listing_file(cli.repo).read_text())
+    assert {j: kept[j][0] for j in jobs} == {j: tip(cli.repo, j) for j in jobs}  # checked with git
+
+
+def test_a_remembered_record_is_used_only_at_its_own_tip(cli, tmp_path):
+    """An entry for another tip (the job moved by git itself: a commit in its worktree) is not
+    used; a damaged file is read as empty and written again; a job gone is dropped."""
+    a = create_job(cli, "--title", "alpha", "--step", "one")
+    b = create_job(cli, "--title", "beta", "--step", "one")
+    cli.ok("job", "list", "--json")
+    path = _listing_file(cli.repo)
+    kept = json.loads(path.read_text())
+    kept[a][1]["title"] = "stale title"  # as if remembered at the old tip
+    path.write_text(json.dumps(kept))
+    data = json.loads(git(cli.repo, "show", f"{tip(cli.repo, a)}:.logist/jobs/{a}/manifest.json"))
+    data["title"] = "alpha, retitled by hand"
+    _commit_record(cli.repo, a, json.dumps(data))
+    rows = {r["id"]: r for r in cli.ok("job", "list", "--json").json()}
+    assert rows[a]["title"] == "alpha, retitled by hand" and rows[a]["head"] == tip(cli.repo, a)
+    path.write_bytes(b'{"' + a.encode() + b'": [1, 2')  # cut short
+    rows = {r["id"]: r for r in cli.ok("job", "list", "--json").json()}
+    assert rows[a]["title"] == "alpha, retitled by hand" and rows[b]["title"] == "beta"
+    assert json.loads(path.read_text())[a][0] == tip(cli.repo, a)
+    cli.ok("job", "cancel", b)
+    cli.ok("job", "clean", b, "--yes")
+    assert git(cli.repo, "for-each-ref", f"refs/heads/logist/{b}") == ""
+    assert [r["id"] for r in cli.ok("job", "list", "--json", "--all").json()] == [a]
+    assert set(json.loads(path.read_text())) == {a}

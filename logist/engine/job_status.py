@@ -73,15 +73,6 @@ def _iso(epoch: float) -> str | None:
         return None
 
 
-def worktree_if_any(store: JobStore, job_id: str) -> str | None:
-    """Where git says the job's worktree is, or None when it has none now (no config read)."""
-    admin = store.paths.common_dir / "worktrees" / job_id
-    if not admin.is_dir():
-        return None
-    path = store.existing_worktree(job_id)
-    return str(path) if path.exists() else None
-
-
 def status_rows(store: JobStore, records, lock_refs: dict[str, str] | None = None
                 ) -> list[dict[str, Any]]:
     """`job status --json` objects for many jobs at once (what `job list --json` prints):
@@ -90,6 +81,7 @@ def status_rows(store: JobStore, records, lock_refs: dict[str, str] | None = Non
     from logist.store.locks import read_locks
 
     locks = read_locks(store, lock_refs) if lock_refs is None or lock_refs else {}
+    worktrees = store.git_worktrees()
     rows: list[dict[str, Any]] = []
     for rec in records:
         if rec.data is None:
@@ -97,7 +89,7 @@ def status_rows(store: JobStore, records, lock_refs: dict[str, str] | None = Non
             continue
         lock = locks.get(rec.id)
         holder = holder_dict(*lock) if lock else None
-        rows.append(JobStatus(rec.data, rec.tip, worktree_if_any(store, rec.id) or "", holder).to_dict())
+        rows.append(JobStatus(rec.data, rec.tip, worktrees.get(rec.id, ""), holder).to_dict())
         if not rows[-1]["worktree"]:
             rows[-1]["worktree"] = None
     return rows

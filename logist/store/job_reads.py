@@ -1,7 +1,8 @@
 """Reads of job records: a job's tip (a deleted branch restored from logist's copy), its record
 and history at a commit, validated as the model validates them, and listings of every job with
 one ``for-each-ref`` and one ``cat-file --batch`` (logist.store.record_cache skips the models
-for records validated before).
+for records validated before; logist.store.listing_cache skips git for records whose tip has not
+moved since the last listing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from logist.store.repo import RepoBase, utcnow
 if TYPE_CHECKING:
     from logist.core.model import HistoryEntry, Manifest
     from logist.git.gitread import RepoReader
+    from logist.store.listing_cache import ListingCache
     from logist.store.record_cache import ValidRecordCache
 
 RECORD_FILES = ("manifest.json", "history.jsonl")
@@ -239,8 +241,24 @@ class JobReader(RepoBase):
         if lock_refs is not None:
             lock_refs.update(found[refs.LOCKS_PREFIX])
         pairs = found[prefix]
-        if not pairs:
-            return []
+        listing = self.listing_cache if prefix == refs.BRANCH_PREFIX else None
+        seen = listing.load() if listing is not None else {}
+        known: dict[str, Any] = {}
+        for jid, tip in pairs:
+            hit = seen.get(jid)
+            if hit is not None and hit[0] == tip and _listable(hit[1], jid):
+                known[jid] = hit[1]
+        missing = [(jid, tip) for jid, tip in pairs if jid not in known]
+        read = dict(self._read_records(missing, every=len(missing) == len(pairs))) if missing else {}
+        result = [JobRecord(jid, tip, known[jid]) if jid in known else read[jid] for jid, tip in pairs]
+        if listing is not None and (missing or len(seen) != len(known)):
+            listing.save({r.id: (r.tip, r.data) for r in result if r.data is not None})
+        return result
+
+    def _read_records(self, pairs: list[tuple[str, str]], *, every: bool) -> list[tuple[str, JobRecord]]:
+        """[(id, record)] of the jobs ``pairs`` names ([(id, tip)]), read from git with one
+        ``cat-file --batch``: known valid records with ``json.loads``, others validated.
+        ``every``: these are all the jobs, so the valid-records file may drop the rest."""
         with CatFileBatch(self.paths.root) as batch:
             objs = batch.read_many_objects([f"{oid}:{refs.manifest_path(jid)}" for jid, oid in pairs])
         cache = self.record_cache
@@ -262,11 +280,12 @@ class JobReader(RepoBase):
                     data = json.loads(obj[1])  # type: ignore[index]
                     learned.append(obj[0])  # type: ignore[index]
                 except ManifestError as exc:
-                    result.append(JobRecord(jid, tip, None, exc.message))
+                    result.append((jid, JobRecord(jid, tip, None, exc.message)))
                     continue
-            result.append(JobRecord(jid, tip, data))
+            result.append((jid, JobRecord(jid, tip, data)))
         cache.add(learned)
-        cache.compact((o[0] for o in objs if o), known | set(learned))
+        if every:
+            cache.compact((o[0] for o in objs if o), known | set(learned))
         return result
 
     def _tips(self, prefix: str) -> list[tuple[str, str]]:
@@ -288,6 +307,12 @@ class JobReader(RepoBase):
                         found[p].append((rest, oid))
                     break
         return found
+
+    @property
+    def listing_cache(self) -> ListingCache:
+        from logist.store.listing_cache import ListingCache
+
+        return ListingCache(self.paths.logist_dir)
 
     @property
     def record_cache(self) -> ValidRecordCache:

@@ -192,15 +192,24 @@ class RepoBase:
     def _git_worktree(self, job_id: str) -> Path | None:
         """The worktree git has for the job's branch (its admin dir is named by the job id)."""
         refs.validate_job_id(job_id)
-        admin = self.paths.common_dir / "worktrees" / job_id
+        found = _admin_worktree(os.path.join(self.paths.common_dir, "worktrees"), job_id)
+        return None if found is None else Path(found)
+
+    def git_worktrees(self) -> dict[str, str]:
+        """{job id: worktree path} of every job that has one, as :meth:`_git_worktree` finds
+        it for one job: one listing of git's admin dir, plain reads (``job list``)."""
+        admin = os.path.join(self.paths.common_dir, "worktrees")
         try:
-            head = (admin / "HEAD").read_text().strip()
-            gitfile = Path((admin / "gitdir").read_text().strip())
+            names = os.listdir(admin)
         except OSError:
-            return None
-        if head == f"ref: {refs.branch_ref(job_id)}" and gitfile.name == ".git" and gitfile.is_file():
-            return gitfile.parent
-        return None
+            return {}
+        found = {}
+        for name in names:
+            if refs.JOB_ID_RE.match(name) and not name.endswith("-"):
+                path = _admin_worktree(admin, name)
+                if path is not None:
+                    found[name] = path
+        return found
 
     def run_dir(self, job_id: str) -> Path:
         """Per-job scratch (step logs, runner info) under the git dir; never committed."""
@@ -228,3 +237,26 @@ class RepoBase:
         proc = self.ref_transaction(stdin)
         if proc.returncode != 0:
             raise ConcurrentUpdateError(f"ref update refused: {proc.stderr.strip()}")
+
+
+def _admin_worktree(admin: str, job_id: str) -> str | None:
+    """The worktree whose git admin dir is ``admin/<job_id>`` when its HEAD is the job's branch
+    and its ``.git`` file is there; else None. Plain ``os`` reads: ``job list`` does this for
+    every job."""
+    try:
+        if _read_small(os.path.join(admin, job_id, "HEAD")).strip() != f"ref: {refs.branch_ref(job_id)}".encode():
+            return None
+        gitfile = os.fsdecode(_read_small(os.path.join(admin, job_id, "gitdir")).strip())
+    except OSError:
+        return None
+    if os.path.basename(gitfile) == ".git" and os.path.isfile(gitfile):
+        return os.path.dirname(gitfile)
+    return None
+
+
+def _read_small(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 8192)
+    finally:
+        os.close(fd)
