@@ -49,7 +49,7 @@ def snapshot(store) -> dict[str, list[Row]]:
     waiting (pending, draft, suspended, invalid), finished. Two or three git processes."""
     from datetime import datetime, timezone
 
-    from logist.cli.commands.run import _last_line
+    from logist.cli.commands.foreground import last_line
     from logist.cli.output import ago, duration
     from logist.core.states import TRANSIENT
     from logist.engine.job_status import status_rows
@@ -77,7 +77,7 @@ def snapshot(store) -> dict[str, list[Row]]:
             section, note = "needs_you", st.get("reason") or ""
         elif state in transient or ex.get("restep") or (state == "PENDING" and live):
             section = "running"
-            note = _last_line(ex["log"]) if ex.get("log") else (st.get("reason") or "")
+            note = last_line(ex["log"]) if ex.get("log") else (st.get("reason") or "")
         elif state in FINISHED:
             section, note = "finished", st.get("title") or ""
         else:

@@ -51,18 +51,44 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     json_
         Print JSON.
     """
-    from logist.core.errors import UsageError
     from logist.engine import recovery
 
     store = cli.store()
-    if job is not None:
-        from logist.engine.job_select import resolve_job
+    job, abandon = _resolve_jobs(store, job, abandon)
+    _check_options(check=check, list_=list_, abandon=abandon, cleanup=cleanup, job=job,
+                   keep_days=keep_days, dry_run=dry_run, message=message)
+    if check:
+        return _check(store, json_)
+    if list_:
+        return _list(store, json_)
+    if abandon:
+        r = recovery.abandon(store, abandon, reason=message, progress=_progress)
+        return _report([r], [], json_)
+    if cleanup:
+        return _cleanup(store, keep_days, dry_run, json_)
+    if job:
+        from logist.git.reftx import remove_stale_lock_files
 
-        job = resolve_job(store, job)
-    if abandon is not None:
-        from logist.engine.job_select import resolve_job
+        removed = remove_stale_lock_files(store.paths.common_dir, store.git_places())
+        r = recovery.recover_job(store, job, progress=_progress, trust=trust)
+        return _report([r], removed, json_)
+    removed, results = recovery.recover_all(store, progress=_progress, trust=trust)
+    return _report(results, removed, json_)
 
-        abandon = resolve_job(store, abandon)
+
+def _resolve_jobs(store, job: str | None, abandon: str | None) -> tuple[str | None, str | None]:
+    """The jobs named by JOB and --abandon, resolved (an id or a unique prefix)."""
+    from logist.engine.job_select import resolve_job
+
+    return (resolve_job(store, job) if job is not None else None,
+            resolve_job(store, abandon) if abandon is not None else None)
+
+
+def _check_options(*, check: bool, list_: bool, abandon: str | None, cleanup: bool, job: str | None,
+                   keep_days: float | None, dry_run: bool, message: str | None) -> None:
+    """UsageError for options that do not go together."""
+    from logist.core.errors import UsageError
+
     chosen = sum(bool(x) for x in (check, list_, abandon, cleanup, job))
     if chosen > 1:
         raise UsageError("give one of JOB, --check, --list, --abandon JOB, --cleanup",
@@ -72,56 +98,53 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     if message and not abandon:
         raise UsageError("--message goes with --abandon")
 
-    if check:
-        counts = recovery.check_counts(store)
-        if json_:
-            emit_json({"interrupted": sum(counts.values()), "by_state": counts})
-        elif not counts:
-            say("no interrupted jobs")
-        else:
-            say(f"{sum(counts.values())} interrupted job(s): "
-                + ", ".join(f"{state} {n}" for state, n in counts.items()))
-            say("run `logist recover --list` to see them, `logist recover` to resume them")
+
+def _check(store, json_: bool) -> int:
+    """--check: how many jobs are interrupted, by state."""
+    from logist.engine import recovery
+
+    counts = recovery.check_counts(store)
+    if json_:
+        emit_json({"interrupted": sum(counts.values()), "by_state": counts})
+    elif not counts:
+        say("no interrupted jobs")
+    else:
+        say(f"{sum(counts.values())} interrupted job(s): "
+            + ", ".join(f"{state} {n}" for state, n in counts.items()))
+        say("run `logist recover --list` to see them, `logist recover` to resume them")
+    return 0
+
+
+def _list(store, json_: bool) -> int:
+    """--list: the interrupted jobs and what recovery will do."""
+    from logist.engine import recovery
+
+    jobs = recovery.interrupted_jobs(store)
+    if json_:
+        emit_json([j.to_dict() for j in jobs])
         return 0
-
-    if list_:
-        jobs = recovery.interrupted_jobs(store)
-        if json_:
-            emit_json([j.to_dict() for j in jobs])
-            return 0
-        if not jobs:
-            say("no interrupted jobs")
-            return 0
-        table(["id", "title", "state", "step", "holder", "since", "recovery will"],
-              [[j.id, j.title[:40], j.state, f"{j.step}/{j.step_count}", _holder(j.holder),
-                j.since or "", j.action] for j in jobs])
+    if not jobs:
+        say("no interrupted jobs")
         return 0
+    table(["id", "title", "state", "step", "holder", "since", "recovery will"],
+          [[j.id, j.title[:40], j.state, f"{j.step}/{j.step_count}", _holder(j.holder),
+            j.since or "", j.action] for j in jobs])
+    return 0
 
-    if abandon:
-        r = recovery.abandon(store, abandon, reason=message, progress=_progress)
-        return _report([r], [], json_)
 
-    if cleanup:
-        done = recovery.cleanup(store, keep_days=14.0 if keep_days is None else keep_days,
-                                dry_run=dry_run)
-        if json_:
-            emit_json([c.to_dict() for c in done])
-            return 0
-        if not done:
-            say("nothing to clean up")
-        for c in done:
-            say(f"{c.id}: {c.reason}" + (f" ({c.archive_ref})" if c.archive_ref else ""))
+def _cleanup(store, keep_days: float | None, dry_run: bool, json_: bool) -> int:
+    """--cleanup: archive, then remove, the worktrees of old finished jobs."""
+    from logist.engine import recovery
+
+    done = recovery.cleanup(store, keep_days=14.0 if keep_days is None else keep_days, dry_run=dry_run)
+    if json_:
+        emit_json([c.to_dict() for c in done])
         return 0
-
-    if job:
-        from logist.git.reftx import remove_stale_lock_files
-
-        removed = remove_stale_lock_files(store.paths.common_dir, store.git_places())
-        r = recovery.recover_job(store, job, progress=_progress, trust=trust)
-        return _report([r], removed, json_)
-
-    removed, results = recovery.recover_all(store, progress=_progress, trust=trust)
-    return _report(results, removed, json_)
+    if not done:
+        say("nothing to clean up")
+    for c in done:
+        say(f"{c.id}: {c.reason}" + (f" ({c.archive_ref})" if c.archive_ref else ""))
+    return 0
 
 
 def _holder(h) -> str:

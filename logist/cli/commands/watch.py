@@ -25,36 +25,14 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
         Stop the job's background watcher first, if it is alive (otherwise refused: two
         watchers would note everything twice).
     """
-    from logist.core.errors import BusyError, JobStateError
-    from logist.core.model import State
-    from logist.core.procs import pid_alive
     from logist.engine.job_select import selected_job
     from logist.engine.watch_loop import run_watch
 
     store = cli.store()
     job_id = selected_job(store, id)
     _, m = store.read(job_id)
-    info_path = store.run_dir(job_id) / "agent.json"
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError):
-        info = {}
-    if m.state != State.EXECUTING or not info.get("pid") or \
-            not pid_alive(int(info["pid"]), info.get("start_time")):
-        raise JobStateError(f"job {job_id} has no running step (state {m.state.value})",
-                            hint=f"run it with `logist job run {job_id}`")
-    wpid = info.get("watcher_pid")
-    if wpid and pid_alive(int(wpid), info.get("watcher_start_time")):
-        if not replace:
-            raise BusyError(f"job {job_id} already has a watcher (pid {wpid})",
-                            hint=f"`logist watch {job_id} --replace` stops it and watches here")
-        os.kill(int(wpid), signal.SIGTERM)
-        # let it flush its notes first: this watcher then skips what it already noted
-        import time
-
-        deadline = time.monotonic() + 5
-        while pid_alive(int(wpid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    info = _running_agent(store, job_id, m)
+    _stop_other_watcher(job_id, info, replace=replace)
     cfg = store.config
     config = {"patterns": {**cfg.observer.patterns, **m.observer_patterns},
               "sentinel": {**cfg.sentinel, **m.sentinel},
@@ -74,3 +52,41 @@ def watch(id: str | None = None, /, *, replace: bool = False) -> int:
     say(f"agent gone ({result.exit_reason}); {result.observer_lines} observer and "
         f"{result.sentinel_lines} sentinel note lines written")
     return 0
+
+
+def _running_agent(store, job_id: str, m) -> dict:
+    """The running step's ``agent.json`` (its pid believed only with its start time); a
+    JobStateError when no step runs."""
+    from logist.core.errors import JobStateError
+    from logist.core.model import State
+    from logist.core.procs import pid_alive
+
+    try:
+        info = json.loads((store.run_dir(job_id) / "agent.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    if m.state != State.EXECUTING or not info.get("pid") or \
+            not pid_alive(int(info["pid"]), info.get("start_time")):
+        raise JobStateError(f"job {job_id} has no running step (state {m.state.value})",
+                            hint=f"run it with `logist job run {job_id}`")
+    return info
+
+
+def _stop_other_watcher(job_id: str, info: dict, *, replace: bool) -> None:
+    """The job's background watcher, if alive: refused (BusyError), or with ``replace`` stopped
+    and given up to 5 s to flush its notes (this watcher then skips what it already noted)."""
+    from logist.core.errors import BusyError
+    from logist.core.procs import pid_alive
+
+    wpid = info.get("watcher_pid")
+    if not (wpid and pid_alive(int(wpid), info.get("watcher_start_time"))):
+        return
+    if not replace:
+        raise BusyError(f"job {job_id} already has a watcher (pid {wpid})",
+                        hint=f"`logist watch {job_id} --replace` stops it and watches here")
+    os.kill(int(wpid), signal.SIGTERM)
+    import time
+
+    deadline = time.monotonic() + 5
+    while pid_alive(int(wpid)) and time.monotonic() < deadline:
+        time.sleep(0.05)

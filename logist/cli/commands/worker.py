@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from cyclopts import Parameter
@@ -40,7 +42,7 @@ def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int
         Print a JSON report at the end (ran, claim_conflicts, pushes, fetches, seconds, gave_up).
     """
     from logist.core.errors import UsageError
-    from logist.share.worker import MAX_JOB_TRIES, Worker
+    from logist.share.worker import Worker
 
     if max_jobs is not None and max_jobs < 1:
         raise UsageError("--max-jobs must be at least 1")
@@ -55,6 +57,15 @@ def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int
             err(f"worker: {msg}")
 
     w = Worker(store, remote, until_idle=until_idle, max_jobs=max_jobs, poll=poll, progress=progress)
+    with _stop_on_signals(w, progress):
+        report = w.run()
+    _report(report, json_)
+    return 1 if any(r.error for r in report.runs) else 0
+
+
+@contextmanager
+def _stop_on_signals(w, progress) -> Iterator[None]:
+    """SIGTERM/SIGINT once: the worker stops after the current job; twice: at once."""
     interrupts = {"n": 0}
 
     def on_signal(signum, frame) -> None:
@@ -67,21 +78,26 @@ def worker(*, remote: str | None = None, until_idle: bool = False, max_jobs: int
     old_term = signal.signal(signal.SIGTERM, on_signal)
     old_int = signal.signal(signal.SIGINT, on_signal)
     try:
-        report = w.run()
+        yield
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
+
+
+def _report(report, json_: bool) -> None:
+    """The worker's report: JSON, or a summary line and one line per job."""
+    from logist.share.worker import MAX_JOB_TRIES
+
     if json_:
         emit_json(report.to_dict())
-    else:
-        d = report.to_dict()
-        say(f"worker on {report.remote}: ran {len(d['ran'])} job(s) in {report.seconds:.1f}s "
-            f"({report.pushes} pushes, {report.fetches} fetches, {report.claim_conflicts} lost claims)"
-            + (f"; stopped: {report.stopped}" if report.stopped else ""))
-        for r in report.runs:
-            say(f"  {r.job_id}: {r.state or '?'}" + (f" ({r.error})" if r.error else ""))
-        if report.untrusted:
-            say(f"  not trusted here (skipped): {', '.join(report.untrusted)}")
-        if report.gave_up:
-            say(f"  given up after {MAX_JOB_TRIES} failed tries: {', '.join(report.gave_up)}")
-    return 1 if any(r.error for r in report.runs) else 0
+        return
+    d = report.to_dict()
+    say(f"worker on {report.remote}: ran {len(d['ran'])} job(s) in {report.seconds:.1f}s "
+        f"({report.pushes} pushes, {report.fetches} fetches, {report.claim_conflicts} lost claims)"
+        + (f"; stopped: {report.stopped}" if report.stopped else ""))
+    for r in report.runs:
+        say(f"  {r.job_id}: {r.state or '?'}" + (f" ({r.error})" if r.error else ""))
+    if report.untrusted:
+        say(f"  not trusted here (skipped): {', '.join(report.untrusted)}")
+    if report.gave_up:
+        say(f"  given up after {MAX_JOB_TRIES} failed tries: {', '.join(report.gave_up)}")
