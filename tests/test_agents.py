@@ -12,7 +12,8 @@ import pytest
 from conftest import wait_for
 
 from logist.agents import AGENTS, OUTCOME_INSTRUCTIONS, agent_names, find_outcome, get_agent, validate_agent_options
-from logist.agents.base import ARGV_PROMPT_LIMIT, AgentResult, StepContext, iter_json_objects
+from logist.agents.base import ARGV_PROMPT_LIMIT, AgentResult, StepContext
+from logist.agents.results import iter_json_objects
 from logist.core.errors import AgentError
 from logist.runtimes import HostRuntime
 

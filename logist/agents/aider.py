@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import re
 
-from logist.agents.base import CliAgent, NativeOutput, StepContext, model_args, option_value, user_args
+from logist.agents.base import StepContext
+from logist.agents.families import CliAgent, model_args, option_value, user_args
+from logist.agents.results import NativeOutput
 
 _TOKENS = re.compile(r"Tokens:\s*([\d.,]+)\s*([kKmM]?)\s*sent,\s*([\d.,]+)\s*([kKmM]?)\s*received")
 _COST = re.compile(r"Cost:\s*\$([\d.,]+)\s*message,\s*\$([\d.,]+)\s*session")

@@ -30,21 +30,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from logist.agents.base import (
-    CliAgent,
-    NativeOutput,
-    StepContext,
-    check_str_list,
-    clip,
-    error_text,
-    iter_json_objects,
-    model_args,
-    number,
-    option_value,
-    positional,
-    token_sum,
-    user_args,
-)
+from logist.agents.base import StepContext
+from logist.agents.families import CliAgent, model_args, option_value, positional, user_args
+from logist.agents.options import check_str_list
+from logist.agents.results import NativeOutput, clip, error_text, iter_json_objects, number, token_sum
 from logist.core.errors import AgentError
 
 FORMATS = ("stream-json", "json")

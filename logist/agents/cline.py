@@ -26,18 +26,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from logist.agents.base import (
-    CliAgent,
-    NativeOutput,
-    StepContext,
-    clip,
-    iter_json_objects,
-    model_args,
-    number,
-    positional,
-    token_sum,
-    user_args,
-)
+from logist.agents.base import StepContext
+from logist.agents.families import CliAgent, model_args, positional, user_args
+from logist.agents.results import NativeOutput, clip, iter_json_objects, number, token_sum
 
 _FAILED_FINISH = {"error", "failed", "aborted", "cancelled", "canceled"}
 

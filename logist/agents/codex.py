@@ -23,18 +23,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from logist.agents.base import (
-    CliAgent,
-    NativeOutput,
-    StepContext,
-    clip,
-    error_text,
-    iter_json_objects,
-    model_args,
-    positional,
-    token_sum,
-    user_args,
-)
+from logist.agents.base import StepContext
+from logist.agents.families import CliAgent, model_args, positional, user_args
+from logist.agents.results import NativeOutput, clip, error_text, iter_json_objects, token_sum
 
 _REJECTED = re.compile(r"(patch rejected|command rejected|rejected by user approval settings"
                        r"|writing outside of the project)[^\n]*", re.I)

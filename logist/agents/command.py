@@ -14,13 +14,9 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from logist.agents.base import (
-    ARGV_PROMPT_LIMIT,
-    Invocation,
-    PlainAgent,
-    StepContext,
-    check_str_list,
-)
+from logist.agents.base import ARGV_PROMPT_LIMIT, Invocation, StepContext
+from logist.agents.families import PlainAgent
+from logist.agents.options import check_str_list
 from logist.core.errors import AgentError
 
 

@@ -30,18 +30,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from logist.agents.base import (
-    CliAgent,
-    NativeOutput,
-    StepContext,
-    clip,
-    error_text,
-    iter_json_objects,
-    model_args,
-    number,
-    option_value,
-    user_args,
-)
+from logist.agents.base import StepContext
+from logist.agents.families import CliAgent, model_args, option_value, user_args
+from logist.agents.results import NativeOutput, clip, error_text, iter_json_objects, number
 from logist.core.errors import AgentError
 
 FORMATS = ("stream-json", "json")

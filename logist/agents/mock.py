@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from logist.agents.base import Invocation, PlainAgent, StepContext, check_str_list
+from logist.agents.base import Invocation, StepContext
+from logist.agents.families import PlainAgent
+from logist.agents.options import check_str_list
 from logist.core.errors import AgentError
 
 # The directory that holds the `logist` package, so `python -m` finds it from any worktree.

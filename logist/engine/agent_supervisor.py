@@ -374,7 +374,7 @@ def mask_env(text: str, options: dict) -> str:
     """``text`` without the values the step's ``env`` references resolve to (docs/jobfile.md)."""
     if not options.get("env"):
         return text
-    from logist.agents.base import mask_values, secret_values
+    from logist.agents.options import mask_values, secret_values
 
     return mask_values(text, secret_values(options))
 

@@ -101,7 +101,8 @@ class Harvester(StepTransitions):
         """The agent's result parsed from its log (the step's env values masked), with what it
         said redacted: it goes into the record and the commit message."""
         from logist.agents import get_agent
-        from logist.agents.base import StepContext, strip_ansi
+        from logist.agents.base import StepContext
+        from logist.agents.results import strip_ansi
         from logist.core.redact import redact
 
         step, n = m.current, m.step
