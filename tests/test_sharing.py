@@ -197,7 +197,7 @@ def test_fetched_invalid_record_is_data_not_a_crash(net):
     res = lg(b, "job", "adopt", "evil-job-1", code=1)
     assert "invalid" in res.err
     assert git(b, "branch", "--list", "logist/*") == ""
-    from logist.share.worker import survey
+    from logist.share.survey import survey
     from logist.store.jobstore import JobStore
 
     sv = survey(JobStore.discover(b), "origin")

@@ -64,7 +64,8 @@ def starts(remote: Path, jid: str) -> int:
 
 def test_claim_is_a_compare_and_swap_on_the_remote(net):
     from logist.share.fetch import fetch
-    from logist.share.worker import Counters, claim, survey
+    from logist.share.remote_lock import Counters, claim
+    from logist.share.survey import survey
     from logist.store.jobstore import JobStore
 
     jid = make_job(net.a, "Contested", run=False)
@@ -88,7 +89,7 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
     # the winner's lease lost to a takeover (as if it had expired): it can publish nothing more
     taker = claim(stores[1], "origin", jid, cands[1][0].tip, won[0].oid, 60, Counters())
     assert taker is not None
-    from logist.share.worker import LeaseLost
+    from logist.share.remote_lock import LeaseLost
 
     with pytest.raises(LeaseLost):
         won[0].refresh()
@@ -102,7 +103,8 @@ def test_claim_is_a_compare_and_swap_on_the_remote(net):
 def test_a_job_changed_on_the_remote_behind_the_lock_is_given_up(net):
     from logist.share.adopt import import_job
     from logist.share.fetch import fetch
-    from logist.share.worker import Counters, LeaseLost, claim, survey
+    from logist.share.remote_lock import Counters, LeaseLost, claim
+    from logist.share.survey import survey
     from logist.store.jobstore import JobStore
     from logist.store.locks import acquire
 
