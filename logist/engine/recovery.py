@@ -416,11 +416,8 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
     ``refs/logist/archive/<id>`` at the tip first, then remove the worktree when it is clean and
     nobody holds the job. Branches, history and notes are kept. Also removes stale ``*.lock``
     files and the run scratch (step logs are in ``refs/notes/logist/logs``) of cleaned jobs."""
-    import shutil
-
     from logist.core.limits import check_number
     from logist.git.reftx import remove_stale_lock_files
-    from logist.store.archive import archive_tip
     from logist.store.locks import read_locks
 
     check_number(keep_days, "--keep-days")
@@ -433,45 +430,55 @@ def cleanup(store: JobStore, *, keep_days: float, dry_run: bool = False,
         m = s.manifest
         if m is None or m.state not in TERMINAL or _age_days(m.updated_at, now) < keep_days:
             continue
-        wt = store.worktree_path(m.id)
         if s.id in locks:
             _, holder = locks[s.id]
             if holder is not None and holder.stale_reason() is None:
                 out.append(Cleaned(m.id, m.state.value, None, False, f"held by {holder.describe()}"))
                 continue
-        ref = refs.archive_ref(m.id)
-        if dry_run:
-            exists = (wt / ".git").exists()
-            out.append(Cleaned(m.id, m.state.value, ref, exists,
-                               "would archive" + (" and remove the worktree" if exists else "")))
-            continue
-        try:  # never over an archive that keeps a commit the tip lacks (logist.store.archive)
-            archive_tip(store, m.id, s.tip)
-        except JobStateError as exc:
-            out.append(Cleaned(m.id, m.state.value, None, False, f"kept: {exc.message}"))
-            continue
-        if not (wt / ".git").exists():
-            out.append(Cleaned(m.id, m.state.value, ref, False, "no worktree"))
-            continue
-        status = git(["status", "--porcelain", "--untracked-files=normal"], cwd=wt, check=False)
-        if status.returncode != 0 or status.stdout.strip():
-            out.append(Cleaned(m.id, m.state.value, ref, False,
-                               "worktree has uncommitted changes; kept"))
-            continue
-        # A worktree whose HEAD (detached, or on another branch) has commits the job branch
-        # lacks holds the only way to them (its HEAD reflog): kept, like `job clean` does.
-        head = git(["rev-parse", "-q", "--verify", "HEAD"], cwd=wt, check=False).stdout.strip()
-        if not head or not is_ancestor(store, head, s.tip):
-            out.append(Cleaned(m.id, m.state.value, ref, False,
-                               f"worktree HEAD {head[:12] or '(unreadable)'} has commits that are not on "
-                               f"the job branch; kept (save them, then `logist job clean {m.id}`)"))
-            continue
-        worktree_lock.unlock(store.paths.common_dir, wt)
-        proc = git(["worktree", "remove", "--", str(wt)], cwd=store.root, check=False)
-        if proc.returncode != 0:
-            out.append(Cleaned(m.id, m.state.value, ref, False,
-                               f"worktree not removed: {proc.stderr.strip().splitlines()[-1:]}"))
-            continue
-        shutil.rmtree(store.run_dir(m.id), ignore_errors=True)
-        out.append(Cleaned(m.id, m.state.value, ref, True, "archived; worktree removed"))
+        out.append(_clean_one(store, m, s.tip, dry_run=dry_run))
     return out
+
+
+def _clean_one(store: JobStore, m: Manifest, tip: str, *, dry_run: bool) -> Cleaned:
+    """One finished job nobody holds: archived at ``tip`` (never over an archive that keeps a
+    commit the tip lacks: logist.store.archive), then its worktree removed when it is clean and
+    holds nothing the branch lacks."""
+    import shutil
+
+    from logist.store.archive import archive_tip
+
+    wt = store.worktree_path(m.id)
+    ref = refs.archive_ref(m.id)
+    if dry_run:
+        exists = (wt / ".git").exists()
+        return Cleaned(m.id, m.state.value, ref, exists,
+                       "would archive" + (" and remove the worktree" if exists else ""))
+    try:
+        archive_tip(store, m.id, tip)
+    except JobStateError as exc:
+        return Cleaned(m.id, m.state.value, None, False, f"kept: {exc.message}")
+    if not (wt / ".git").exists():
+        return Cleaned(m.id, m.state.value, ref, False, "no worktree")
+    kept = _why_worktree_stays(store, m.id, wt, tip)
+    if kept:
+        return Cleaned(m.id, m.state.value, ref, False, kept)
+    worktree_lock.unlock(store.paths.common_dir, wt)
+    proc = git(["worktree", "remove", "--", str(wt)], cwd=store.root, check=False)
+    if proc.returncode != 0:
+        return Cleaned(m.id, m.state.value, ref, False,
+                       f"worktree not removed: {proc.stderr.strip().splitlines()[-1:]}")
+    shutil.rmtree(store.run_dir(m.id), ignore_errors=True)
+    return Cleaned(m.id, m.state.value, ref, True, "archived; worktree removed")
+
+
+def _why_worktree_stays(store: JobStore, job_id: str, wt: Path, tip: str) -> str | None:
+    """Why a finished job's worktree is kept (uncommitted changes; a HEAD with commits the job
+    branch lacks, whose only way back is its HEAD reflog, kept like `job clean` does), or None."""
+    status = git(["status", "--porcelain", "--untracked-files=normal"], cwd=wt, check=False)
+    if status.returncode != 0 or status.stdout.strip():
+        return "worktree has uncommitted changes; kept"
+    head = git(["rev-parse", "-q", "--verify", "HEAD"], cwd=wt, check=False).stdout.strip()
+    if not head or not is_ancestor(store, head, tip):
+        return (f"worktree HEAD {head[:12] or '(unreadable)'} has commits that are not on "
+                f"the job branch; kept (save them, then `logist job clean {job_id}`)")
+    return None

@@ -156,21 +156,61 @@ def _check_run_ref_free(store: JobStore, m: Manifest) -> None:
 
 def _prepare_run(store: JobStore, lease: Lease, tip: str, m: Manifest, n: int, start: str,
                  progress: Progress) -> RerunResult:
+    """The rerun's commit: run n+1 starts at step ``n`` on the code of ``start``; run n's tip is
+    kept at its run ref in the same ref transaction, the worktree moved before it is published."""
     job_id = m.id
-    old_run = m.run
-    new_run = old_run + 1
+    old_run, new_run = m.run, m.run + 1
     run_ref = refs.run_ref(job_id, old_run)
     skipped = list(range(1, n))
     now = utcnow()
+    data, reason, body = _rerun_record(m, tip, n, start, run_ref, skipped)
+    # The commit builds on `start` (its code) and appends to the history at `tip`. The worktree
+    # moves to it before it is published (refused cleanly on conflicting local changes); then
+    # one ref transaction keeps run n, verifies the lease and moves the branch. The marker lets
+    # an interruption in between be repaired from whichever tip won.
+    move = _WorktreeMove(store, job_id, tip, run_ref)
+    try:
+        done = update_job_manifest(
+            store, job_id, Update(event="rerun", history_event="run", reason=reason, data=data,
+                                  mutate=_rerun_mutation(tip, n, start, now), entry_step=n,
+                                  entry_commit=start),
+            now=now, transition_id=new_transition_id(), tip=tip, current=m, lease=lease.oid,
+            parent=start, body=body,
+            extra_trailers={"Logist-Previous-Run": str(old_run), "Logist-Previous-Tip": tip,
+                            "Logist-Run-Ref": run_ref, "Logist-Start-Commit": start,
+                            "Logist-From-Step": str(n)},
+            extra_refs=[f"create {run_ref} {tip}"], before_publish=move, sync_worktree=False)
+    except ConcurrentUpdateError:
+        move.undo()
+        raise ConcurrentUpdateError(
+            f"job {job_id} changed while the rerun was prepared (or its lease was lost); nothing "
+            "was changed", hint=f"run `logist job status {job_id}` and try again") from None
+    assert done is not None  # a rerun always changes the record
+    oid, new = done
+    crash_point("rerun-after-publish")
+    from logist.store.review import refresh
+
+    refresh(store, job_id)  # the work from step N on left the branch: so it leaves the review branch
+    move.published()
+    progress(f"{job_id}: run {new_run} starts at step {n}/{m.step_count} from {start[:12]}; "
+             f"run {old_run} kept at {run_ref}")
+    return RerunResult(job_id, new_run, n, old_run, tip, run_ref, start, oid, new.state, new.step,
+                       skipped=skipped)
+
+
+def _rerun_mutation(tip: str, n: int, start: str, now: str) -> Callable[[Manifest], None]:
+    """What a rerun changes in the record besides the state (the table's `rerun`: PENDING): a
+    new run from step ``n``, the steps before it SKIPPED, the others PENDING again."""
 
     def mutate(x: Manifest) -> None:
+        old_run, new_run = x.run, x.run + 1
         if not x.runs:  # run 1 was never written down: the record starts with it
             x.runs.append(RunInfo(run=old_run, from_step=1, started_at=x.created_at,
                                   start_commit=x.steps[0].first_started_commit))
         x.run = new_run
         x.runs.append(RunInfo(run=new_run, from_step=n, started_at=now, start_commit=start,
                               previous_tip=tip))
-        x.step = n  # the state: the table's `rerun` (-> PENDING)
+        x.step = n
         x.attempt = 0
         x.reason = ""
         x.execution = None
@@ -188,72 +228,65 @@ def _prepare_run(store: JobStore, lease: Lease, tip: str, m: Manifest, n: int, s
                 s.session_id = None
                 s.assembled_prompt = None
 
+    return mutate
+
+
+def _rerun_record(m: Manifest, tip: str, n: int, start: str, run_ref: str, skipped: list[int]
+                  ) -> tuple[dict[str, Any], str, str]:
+    """(history entry data, reason, commit body) of the rerun's commit."""
+    old_run, new_run = m.run, m.run + 1
     data = {"run": new_run, "from_step": n, "previous_run": old_run, "previous_state": m.state.value,
             "previous_step": m.step, "previous_tip": tip, "run_ref": run_ref, "start_commit": start,
             "skipped_steps": skipped}
     reason = f"run {new_run} starts at step {n}"
     if n > 1:
         reason += f"; {steps_text(skipped)} not executed again"
-    body = (f"Run {new_run} of job {job_id} starts at step {n}/{m.step_count} "
+    body = (f"Run {new_run} of job {m.id} starts at step {n}/{m.step_count} "
             f"({m.steps[n - 1].name})" + (f"; {steps_text(skipped)} done and not executed again"
                                           if n > 1 else "") + ".\n"
             f"The code is that of {start[:12]}, where step {n} started in run {old_run}.\n"
             f"Run {old_run} ended in {m.state.value} at step {m.step}; its tip {tip[:12]} is kept "
             f"at {run_ref}.")
-    # The commit builds on `start` (its code) and appends to the history at `tip`. The worktree
-    # moves to it before it is published (refused cleanly on conflicting local changes); then
-    # one ref transaction keeps run n, verifies the lease and moves the branch. The marker lets
-    # an interruption in between be repaired from whichever tip won.
-    marker = move_marker(store, job_id)
-    moved = ""  # the commit the worktree was moved to
+    return data, reason, body
 
-    def move_worktree(oid: str) -> None:
-        nonlocal moved
+
+class _WorktreeMove:
+    """The job's worktree moved to the rerun's commit before it is published (``before_publish``),
+    under a marker that lets an interruption be repaired (logist.engine.worktree_move); moved
+    back when the publish fails."""
+
+    def __init__(self, store: JobStore, job_id: str, tip: str, run_ref: str) -> None:
+        self.store, self.job_id, self.tip, self.run_ref = store, job_id, tip, run_ref
+        self.marker = move_marker(store, job_id)
+        self.moved = ""  # the commit the worktree was moved to
+
+    def __call__(self, oid: str) -> None:
+        store, job_id = self.store, self.job_id
         if not has_worktree(store, job_id):
             return
         check_worktree_on_branch(store, job_id)
         store.sync_worktree_record(job_id)
-        write_marker(marker, {"from": tip, "to": oid, "run_ref": run_ref})
+        write_marker(self.marker, {"from": self.tip, "to": oid, "run_ref": self.run_ref})
         try:
-            read_tree(store, job_id, tip, oid)
+            read_tree(store, job_id, self.tip, oid)
         except LogistError:
-            marker.unlink(missing_ok=True)
+            self.marker.unlink(missing_ok=True)
             raise
-        moved = oid
+        self.moved = oid
         crash_point("rerun-after-worktree-move")
 
-    try:
-        done = update_job_manifest(
-            store, job_id, Update(event="rerun", history_event="run", mutate=mutate, reason=reason,
-                                  data=data, entry_step=n, entry_commit=start),
-            now=now, transition_id=new_transition_id(), tip=tip, current=m, lease=lease.oid,
-            parent=start, body=body,
-            extra_trailers={"Logist-Previous-Run": str(old_run), "Logist-Previous-Tip": tip,
-                            "Logist-Run-Ref": run_ref, "Logist-Start-Commit": start,
-                            "Logist-From-Step": str(n)},
-            extra_refs=[f"create {run_ref} {tip}"], before_publish=move_worktree,
-            sync_worktree=False)
-    except ConcurrentUpdateError:
-        if moved:
-            read_tree(store, job_id, moved, tip)
-            store.sync_worktree_record(job_id)
-        marker.unlink(missing_ok=True)
-        raise ConcurrentUpdateError(
-            f"job {job_id} changed while the rerun was prepared (or its lease was lost); nothing "
-            "was changed", hint=f"run `logist job status {job_id}` and try again") from None
-    assert done is not None  # a rerun always changes the record
-    oid, new = done
-    crash_point("rerun-after-publish")
-    from logist.store.review import refresh
+    def undo(self) -> None:
+        """The publish failed: the worktree back at the old tip, the marker gone."""
+        if self.moved:
+            read_tree(self.store, self.job_id, self.moved, self.tip)
+            self.store.sync_worktree_record(self.job_id)
+        self.marker.unlink(missing_ok=True)
 
-    refresh(store, job_id)  # the work from step N on left the branch: so it leaves the review branch
-    if moved:
-        store.sync_worktree_record(job_id)
-        marker.unlink(missing_ok=True)
-    progress(f"{job_id}: run {new_run} starts at step {n}/{m.step_count} from {start[:12]}; "
-             f"run {old_run} kept at {run_ref}")
-    return RerunResult(job_id, new_run, n, old_run, tip, run_ref, start, oid, new.state, new.step,
-                       skipped=skipped)
+    def published(self) -> None:
+        """The publish succeeded: the worktree's record copy brought along, the marker gone."""
+        if self.moved:
+            self.store.sync_worktree_record(self.job_id)
+            self.marker.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- restep
