@@ -5,15 +5,13 @@ A per-machine `.logist/config.local.toml` (git-ignored through .git/info/exclude
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Any, cast
 
 from logist.core.errors import ConfigError
 from logist.core.limits import (
-    DEFAULT_MAX_LOG_BYTES,
     MAX_CONFIG_BYTES,
     TooLarge,
     has_control,
@@ -22,70 +20,23 @@ from logist.core.limits import (
 )
 from logist.core.tomlcompat import tomllib
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WorktreeConfig(_Section):
-    dir: str = ""  # empty: $XDG_DATA_HOME/logist/worktrees/<repo>-<hash> (outside the repository)
-    at_first_step: bool = False  # make a job's worktree when its first step starts, not at job create
-    keep_finished: bool = True  # false: release a job's worktree when it ends in SUCCESS/CANCELED
-    sparse: list[str] = Field(default_factory=list)  # directories a job's worktree checks out (empty: all)
+if TYPE_CHECKING:
+    from logist.core.config_model import Config
 
 
-class LockConfig(_Section):
-    lease_seconds: float = Field(default=120.0, gt=0, le=7 * 24 * 3600)
-    heartbeat_seconds: float = Field(default=15.0, gt=0)
+# The sections of the config (tables of the TOML file); the rest are plain values.
+SECTIONS = frozenset({"worktrees", "locks", "logs", "observer", "limits", "notify", "harvest"})
 
 
-class LogConfig(_Section):
-    max_note_bytes: int = Field(default=256_000, gt=0)
+def __getattr__(name: str) -> Any:
+    """``Config`` and its sections live in ``logist.core.config_model`` (pydantic), imported
+    only where a config is validated."""
+    if name in ("Config", "NOTIFY_STATES", "WorktreeConfig", "LockConfig", "LogConfig", "LimitsConfig", "HarvestConfig",
+                "ObserverConfig", "NotifyConfig"):
+        from logist.core import config_model
 
-
-class LimitsConfig(_Section):
-    max_log_bytes: int = Field(default=DEFAULT_MAX_LOG_BYTES, ge=4096)
-
-
-class HarvestConfig(_Section):
-    max_file_bytes: int = Field(default=5_000_000, ge=1)  # new files larger stay out of the harvest
-    exclude: list[str] = Field(default_factory=list)  # gitignore-like globs left out of the harvest
-    include: list[str] = Field(default_factory=list)  # globs always harvested (over the defaults)
-
-
-class ObserverConfig(_Section):
-    patterns: dict[str, str] = Field(default_factory=dict)
-    repeat_seconds: float = Field(default=5.0, ge=0)
-
-
-NOTIFY_STATES = ("INTERVENTION_REQUIRED", "APPROVAL_REQUIRED", "SUCCESS", "CANCELED", "SUSPENDED")
-
-
-class NotifyConfig(_Section):
-    """Telling a person (docs/cli.md#notifications). ``command`` is honoured only from
-    .logist/config.local.toml: a command in the committed file would run for everyone who
-    clones the repository."""
-
-    command: list[str] = Field(default_factory=list)  # argv, never a shell line
-    on: list[str] = Field(default_factory=lambda: ["INTERVENTION_REQUIRED", "APPROVAL_REQUIRED", "SUCCESS"])
-    bell: bool = True
-
-    def model_post_init(self, _context: Any) -> None:
-        bad = [s for s in self.on if s not in NOTIFY_STATES]
-        if bad:
-            raise ValueError(f"notify.on: unknown state {bad[0]!r}; one of {', '.join(NOTIFY_STATES)}")
-
-
-class Config(_Section):
-    default_agent: str = "mock"
-    worktrees: WorktreeConfig = Field(default_factory=WorktreeConfig)
-    locks: LockConfig = Field(default_factory=LockConfig)
-    logs: LogConfig = Field(default_factory=LogConfig)
-    sentinel: dict[str, float | int | bool] = Field(default_factory=dict)
-    observer: ObserverConfig = Field(default_factory=ObserverConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    notify: NotifyConfig = Field(default_factory=NotifyConfig)
-    harvest: HarvestConfig = Field(default_factory=HarvestConfig)
+        return getattr(config_model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -191,6 +142,10 @@ def _merged(layers: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
 
 def model_error(layers: list[tuple[Path, dict[str, Any]]]) -> tuple[list[str], str] | None:
     """(key path, why) of the first error of the merged config against the model; None if valid."""
+    from pydantic import ValidationError
+
+    from logist.core.config_model import Config
+
     data = _merged(layers)
     try:
         Config.model_validate(data)
@@ -211,14 +166,72 @@ def model_error(layers: list[tuple[Path, dict[str, Any]]]) -> tuple[list[str], s
 MODEL_HINT = "fix it (`logist help cli` lists the keys under Configuration) and run the command again"
 
 
-def load_config(project_root: Path) -> Config:
-    """The merged config of a project (defaults when there is no file)."""
+def load_config(project_root: Path, cache_dir: Path | None = None) -> Config:
+    """The merged config of a project (defaults when there is no file).
+
+    ``cache_dir``: where validated configs are remembered (the repository's logist cache):
+    the same merged data validated before is read from its dump there, as a
+    :class:`ConfigView`, without the models (docs/performance.md#fresh-processes). The cache
+    can only miss: its key is the merged data as parsed (types included) and logist's version.
+    """
     layers = read_layers(project_root)
+    data = _merged(layers)
+    path = _cache_path(cache_dir, data) if cache_dir is not None else None
+    if path is not None:
+        try:
+            dump = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            dump = None
+        if isinstance(dump, dict) and dump.keys() >= SECTIONS:
+            return cast("Config", ConfigView(dump))
+    from pydantic import ValidationError
+
+    from logist.core.config_model import Config
+
     try:
-        return Config.model_validate(_merged(layers))
+        config = Config.model_validate(data)
     except ValidationError:
         parts, why = model_error(layers) or ([], "invalid")
         raise ConfigError(f"{where(layers, parts)}: {why}", hint=MODEL_HINT) from None
+    if path is not None:
+        _remember(path, config.model_dump_json().encode())
+    return config
+
+
+def _cache_path(cache_dir: Path, data: dict[str, Any]) -> Path:
+    from hashlib import sha1
+
+    from logist import __version__
+
+    key = sha1(f"{__version__}\0{data!r}".encode()).hexdigest()  # repr: a date is not its string
+    return cache_dir / f"config-{key}.json"
+
+
+def _remember(path: Path, dump: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(dump)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a cache: failing to remember only costs a validation later
+
+
+class _SectionView:
+    """One section of a validated config's dump, by attribute (``config.locks.lease_seconds``)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
+
+
+class ConfigView:
+    """A validated config read back from its dump: the attributes of ``Config`` (sections as
+    objects, every value as the model dumped it). tests/test_config_cache.py compares it with
+    the model."""
+
+    def __init__(self, dump: dict[str, Any]) -> None:
+        for key, value in dump.items():
+            self.__dict__[key] = _SectionView(value) if key in SECTIONS else value
 
 
 # ---- worktrees.dir: a directory logist owns, never the system's or the repository's -------------

@@ -15,6 +15,7 @@ from logist.store.locks import Lease, acquire
 if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are imported
     # only where a job is created or changed: `job status` needs neither
     from logist.core.model import Manifest
+    from logist.store.record_view import RecordView
 
 
 # Human transitions (docs/states.md): activate, suspend, resume, cancel, approve, reject, resubmit.
@@ -22,17 +23,17 @@ HUMAN_EVENTS = ("activate", "suspend", "resume", "cancel", "approve", "reject", 
 
 
 def _mutate_for(event: str, message: str | None):
-    from logist.core.model import Step
+    from logist.core.states import StepStatus
 
-    def mutate(m: Manifest) -> None:
+    def mutate(m: Manifest | RecordView) -> None:  # the same attributes (logist.store.record_view)
         if event == "reject":
             # Rejection sends the last step back: it runs again with the reviewer's message.
             m.attempt = 0
-            m.current.status = Step.model_fields["status"].default
+            m.current.status = StepStatus.PENDING  # a step's first status (tests/test_record_view.py)
             m.current.reason = message or "rejected"
         elif event == "resubmit":
             m.attempt = 0
-            m.current.status = Step.model_fields["status"].default
+            m.current.status = StepStatus.PENDING
         elif event == "approve":
             m.current.reason = message or ""
         if event in ("cancel", "suspend", "resume", "resubmit", "approve", "reject"):
@@ -40,24 +41,27 @@ def _mutate_for(event: str, message: str | None):
     return mutate
 
 
-def human_transition(store: JobStore, job_id: str, event: str, *, message: str | None = None) -> Manifest:
+def human_transition(store: JobStore, job_id: str, event: str, *, message: str | None = None
+                     ) -> Manifest | RecordView:
     """Apply one human event under the job's lock; one commit, or a JobStateError and no change."""
     if event not in HUMAN_EVENTS:
         raise UsageError(f"unknown action {event!r}")
     refs.validate_job_id(job_id)
-    tip, manifest = store.read(job_id)
-    if manifest.state in TRANSIENT and event in ("suspend", "cancel"):
-        pass  # allowed by the table; the lock below refuses while a runner is alive
+    store.read_record(job_id)  # the job exists and its record is valid (the models only for one not seen before)
+    # any state may go on: the table decides under the lock, which refuses while a runner is alive
     with acquire(store, job_id) as lease:
         return human_locked(store, lease, job_id, event, message)
 
 
-def human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None) -> Manifest:
+def human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None
+                 ) -> Manifest | RecordView:
     from logist.core.faults import crash_point
     from logist.store.job_state import Update, update_job_manifest
 
     crash_point("human-after-lock")
-    tip, manifest = store.read(job_id)
+    # A known-valid record changes without the models (logist.store.record_view); one not
+    # seen before, or not complete as logist writes it, is validated by them first.
+    tip, manifest = store.read_view(job_id)
     update = Update(event=event, reason=message or f"{event} by user", mutate=_mutate_for(event, message),
                     data={"message": message} if message else None)
     extra: dict[str, Any] = {}

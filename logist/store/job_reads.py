@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from logist.git.gitread import RepoReader
     from logist.store.listing_cache import ListingCache
     from logist.store.record_cache import ValidRecordCache
+    from logist.store.record_view import RecordView
 
 RECORD_FILES = ("manifest.json", "history.jsonl")
 
@@ -148,6 +149,23 @@ class JobReader(RepoBase):
         if m.id != job_id:
             raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} names job {m.id!r}")
         return m
+
+    def read_view(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest | RecordView]:
+        """(commit, record) for a transition: a RecordView, without the models, when logist
+        validated this blob before and it is complete as logist writes it
+        (logist.store.record_view); else the validated Manifest, as :meth:`read` gives it."""
+        from logist.core.limits import MAX_RECORD_BYTES
+        from logist.store.record_cache import blob_oid
+        from logist.store.record_view import RecordView
+
+        refs.validate_job_id(job_id)
+        oid = at or self.tip(job_id)
+        raw = self.blob_at(oid, refs.manifest_path(job_id))
+        if raw is not None and len(raw) <= MAX_RECORD_BYTES and self.record_cache.contains(blob_oid(raw)):
+            view = RecordView.load(raw, job_id)
+            if view is not None:
+                return oid, view
+        return oid, self._validate(job_id, oid, raw)
 
     def read_record(self, job_id: str, *, at: str | None = None) -> tuple[str, dict[str, Any]]:
         """(commit, record as JSON data) at the tip: validated like :meth:`read`, without the

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from logist.core.errors import JobStateError
-from logist.core.model import RESTING, TERMINAL, HistoryEntry, HistoryEvent, Manifest, State, parse_manifest
+from logist.core.states import RESTING, TERMINAL, State
+from logist.store.record_view import EntryView, RecordView
+
+if TYPE_CHECKING:  # the models are imported where a record is validated or built from them: a
+    # known-valid record changes without them (logist.store.record_view)
+    from logist.core.model import HistoryEntry, HistoryEvent, Manifest
 
 S = State
 
@@ -117,13 +120,17 @@ def load_job_manifest(source: str | Path | bytes) -> Manifest:
                                 hint="run `logist job list` to see existing jobs") from None
         except OSError as exc:
             raise JobStateError(f"cannot read job record {where}: {exc.strerror}") from None
+    from logist.core.model import parse_manifest
+
     try:
         return parse_manifest(raw)
-    except (ValidationError, ValueError) as exc:
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise JobStateError(f"malformed job record {where}: {_first_error(exc)}") from None
 
 
 def _first_error(exc: Exception) -> str:
+    from pydantic import ValidationError
+
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ())) or "(top)"
@@ -166,16 +173,21 @@ class Update:
     outcome: str | None = None
     history_event: HistoryEvent = "transition"
     data: dict[str, Any] | None = None
-    mutate: Callable[[Manifest], None] | None = None
+    # Changes the record (a Manifest, or a RecordView of a known-valid one: the same attributes).
+    mutate: Callable[[Any], None] | None = None
     # What the history entry names, when not the record's step before the change (rerun and
     # restep entries name the step they are about, and the commit it ran on).
     entry_step: int | None = None
     entry_commit: str | None = None
 
 
-def apply_update(manifest: Manifest, update: Update, *, now: str, transition_id: str
-                 ) -> tuple[Manifest, HistoryEntry] | None:
+def apply_update(manifest: Manifest | RecordView, update: Update, *, now: str, transition_id: str
+                 ) -> tuple[Manifest, HistoryEntry] | tuple[RecordView, EntryView] | None:
     """Pure: the next record and its history entry, or None when nothing would change."""
+    if isinstance(manifest, RecordView):
+        return _apply_to_view(manifest, update, now=now, transition_id=transition_id)
+    from logist.core.model import HistoryEntry
+
     new = manifest.model_copy(deep=True)
     from_state = manifest.state
     if update.event is not None:
@@ -209,6 +221,43 @@ def apply_update(manifest: Manifest, update: Update, *, now: str, transition_id:
     return new, entry
 
 
+def _apply_to_view(record: RecordView, update: Update, *, now: str, transition_id: str
+                   ) -> tuple[RecordView, EntryView] | None:
+    """:func:`apply_update` on a known-valid record without the models: the same changes, in
+    the same order, to the JSON data (each value checked by the view as it is set)."""
+    new = record.copy()
+    d, old = new.data, record.data
+    from_state = record.state
+    if update.event is not None:
+        new.state = transition_state(from_state, update.event)
+    if update.step is not None:
+        if not 1 <= update.step <= new.step_count:
+            raise JobStateError(f"step {update.step} does not exist; job {d['id']} has "
+                                f"{new.step_count} steps")
+        d["step"] = update.step
+    if update.cost_delta or update.tokens_delta or update.seconds_delta:
+        raise ValueError("a record view takes no cost, tokens or seconds: use the models")
+    d["cost_usd"] = round(d["cost_usd"], 6)
+    d["seconds"] = round(d["seconds"], 3)
+    if update.reason is not None:
+        new.reason = update.reason
+    if update.mutate is not None:
+        update.mutate(new)
+    if d == old and update.event is None and not update.data:
+        return None
+    new.transition_seq = d["transition_seq"] + 1
+    new.updated_at = now
+    entry = {"t": now, "event": update.history_event, "run": d["run"], "step": old["step"],
+             "from": from_state.value, "to": d["state"], "transition_id": transition_id,
+             "reason": update.reason or "", "outcome": update.outcome, "cost_usd": None, "tokens": None,
+             "commit": None, "data": update.data or {}}
+    if update.entry_step is not None:
+        entry["step"] = update.entry_step
+    if update.entry_commit is not None:
+        entry["commit"] = update.entry_commit
+    return new, EntryView(entry)
+
+
 class ManifestStore(Protocol):
     """What ``update_job_manifest`` needs from a store (logist.store.jobstore.JobStore implements it)."""
 
@@ -220,15 +269,17 @@ class ManifestStore(Protocol):
 
 
 def update_job_manifest(store: ManifestStore, job_id: str, update: Update, *, now: str,
-                        transition_id: str, tip: str | None = None, current: Manifest | None = None,
-                        **commit_kwargs: Any) -> tuple[str, Manifest] | None:
+                        transition_id: str, tip: str | None = None,
+                        current: Manifest | RecordView | None = None,
+                        **commit_kwargs: Any) -> tuple[str, Any] | None:
     """The one way a job changes: read its record, apply ``update`` (the state through the
     transition table), make one commit and publish it by one compare-and-swap
     (``JobStore.commit_transition``). None, and no commit, when nothing would change.
 
     ``tip``: the commit the branch must still be at (default: read it now); ``current``: the
     record the update applies to, when the caller already read it (default: the record at
-    ``history_from`` or ``tip``). ``commit_kwargs`` go to ``commit_transition``: ``lease`` (the
+    ``history_from`` or ``tip``): a Manifest, or a RecordView of a known-valid record (then the
+    result is a RecordView too, and no model is imported). ``commit_kwargs`` go to ``commit_transition``: ``lease`` (the
     fencing value), ``parent``, ``history_from``, ``include_worktree``, ``body``,
     ``extra_trailers``, ``extra_refs``, ``before_publish``. ``now`` and ``transition_id`` are
     the caller's (``logist.store.jobstore.utcnow`` / ``new_transition_id``): this module reads

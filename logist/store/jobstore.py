@@ -28,6 +28,7 @@ from logist.store.repo import RepoPaths, default_worktrees_dir, find_repo, new_t
 if TYPE_CHECKING:  # the model (pydantic) is imported where a record is built or validated
     from logist.core.model import HistoryEntry, Manifest
     from logist.store.hygiene import LeftOut
+    from logist.store.record_view import EntryView, RecordView
 
 # The names other modules import from here (their homes are the modules above).
 __all__ = ["RECORD_FILES", "JobRecord", "JobStore", "JobSummary", "RepoPaths", "default_worktrees_dir",
@@ -68,22 +69,36 @@ class JobStore(WorktreeKeeper):
         return cls(find_repo(cwd))
 
     # ---- writes ----------------------------------------------------------------------
-    def record_files(self, job_id: str, manifest: Manifest, history_raw: bytes,
-                     entries: list[HistoryEntry]) -> dict[str, bytes]:
+    def record_files(self, job_id: str, manifest: Manifest | RecordView, history_raw: bytes,
+                     entries: Sequence[HistoryEntry | EntryView]) -> dict[str, bytes]:
         """The files of the record to commit. The manifest bytes are validated as a reader
         will validate them (logist never writes a record it would refuse to read) and
-        remembered as valid (logist.store.record_cache)."""
-        from logist.core.model import canonical_json, history_line, parse_manifest
+        remembered as valid (logist.store.record_cache). A RecordView (a known-valid record
+        changed by a human transition, logist.store.record_view) was validated field by field
+        as it changed: no model is imported for it."""
         from logist.store.record_cache import blob_oid
+        from logist.store.record_view import EntryView, RecordView
 
         # Secrets are masked (the redactor of logs and notes) and no raw control character is
         # written: a record is pushed and shown (docs/refs.md, "Secrets and control characters").
-        hist = history_raw + b"".join(_safe_json_bytes(history_line(e), indent=False) for e in entries)
-        data = _safe_json_bytes(canonical_json(manifest), indent=True)
-        try:
-            parse_manifest(data)
-        except ValueError as exc:  # a bug in logist, not in the user's input
-            raise RuntimeError(f"logist built an invalid record for job {job_id}: {exc}") from None
+        if isinstance(manifest, RecordView):
+            lines = [e.line() for e in entries if isinstance(e, EntryView)]
+            if len(lines) != len(entries):
+                raise TypeError("a record view is committed with entry views")
+            hist = history_raw + b"".join(_safe_json_bytes(line, indent=False) for line in lines)
+            data = _safe_json_bytes(manifest.canonical(), indent=True)
+        else:
+            from logist.core.model import HistoryEntry, canonical_json, history_line, parse_manifest
+
+            models = [e for e in entries if isinstance(e, HistoryEntry)]
+            if len(models) != len(entries):
+                raise TypeError("a Manifest is committed with HistoryEntry models")
+            hist = history_raw + b"".join(_safe_json_bytes(history_line(e), indent=False) for e in models)
+            data = _safe_json_bytes(canonical_json(manifest), indent=True)
+            try:
+                parse_manifest(data)
+            except ValueError as exc:  # a bug in logist, not in the user's input
+                raise RuntimeError(f"logist built an invalid record for job {job_id}: {exc}") from None
         self.record_cache.add([blob_oid(data)])
         return {"manifest.json": data, "history.jsonl": hist}
 
@@ -119,8 +134,8 @@ class JobStore(WorktreeKeeper):
         packing.pack_if_needed(self.paths.common_dir)
         return oid
 
-    def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest,
-                          entries: list[HistoryEntry], *, lease: str | None = None,
+    def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest | RecordView,
+                          entries: Sequence[HistoryEntry | EntryView], *, lease: str | None = None,
                           parent: str | None = None, include_worktree: bool = False,
                           body: str = "", extra_trailers: dict[str, str] | None = None,
                           sync_worktree: bool = True, history_from: str | None = None,

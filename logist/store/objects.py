@@ -17,6 +17,7 @@ from logist.git.gitcmd import git_out
 
 if TYPE_CHECKING:  # the model is imported where a record is built
     from logist.core.model import HistoryEntry, Manifest
+    from logist.store.record_view import EntryView, RecordView
 
 
 @dataclass
@@ -159,7 +160,7 @@ class ObjectWriter:
         self._cache[oid] = obj
 
 
-def commit_message(job_id: str, entry: HistoryEntry, manifest: Manifest, *, body: str = "",
+def commit_message(job_id: str, entry: HistoryEntry | EntryView, manifest: Manifest | RecordView, *, body: str = "",
                    lease: str | None = None, extra_trailers: dict[str, str] | None = None) -> str:
     """Subject ``logist(<id>): FROM -> TO (step n/m)``, a body, and Logist-* trailers."""
     frm = entry.from_state.value if entry.from_state else "create"

@@ -19,7 +19,7 @@ from logist.store.objects import ObjectWriter
 if TYPE_CHECKING:
     import subprocess
 
-    from logist.core.config import Config
+    from logist.core.config_model import Config
     from logist.git.gitread import RepoReader
     from logist.store.record_cache import ValidRecordCache
 
@@ -119,7 +119,8 @@ class RepoBase:
         if self._config is None:
             from logist.core.config import load_config
 
-            self._config = load_config(self.config_root())
+            # validated configs are remembered: a short command reads this one without the models
+            self._config = load_config(self.config_root(), cache_dir=self.paths.logist_dir / "cache")
         return self._config
 
     @property

@@ -32,9 +32,9 @@ def _stop(store, job_id: str, event: str, message: str | None, *, require_runnin
             f"honours the request once it sees refs/logist/stop/{job_id} (push it to the shared "
             "remote with `logist push`)")
         return 0
-    _, m = store.read(job_id)
-    say(f"{job_id}: {m.state.value} (step {m.step}/{m.step_count})"
-        + (f"; `logist job resume {job_id}` makes it runnable again" if m.state.value == "SUSPENDED" else ""))
+    _, d = store.read_record(job_id)  # no models for the record this process just wrote
+    say(f"{job_id}: {d['state']} (step {d['step']}/{len(d['steps'])})"
+        + (f"; `logist job resume {job_id}` makes it runnable again" if d["state"] == "SUSPENDED" else ""))
     return 0
 
 
