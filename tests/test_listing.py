@@ -240,3 +240,61 @@ def test_a_remembered_record_is_used_only_at_its_own_tip(cli, tmp_path):
     assert git(cli.repo, "for-each-ref", f"refs/heads/logist/{b}") == ""
     assert [r["id"] for r in cli.ok("job", "list", "--json", "--all").json()] == [a]
     assert set(json.loads(path.read_text())) == {a}
+
+
+def _traced(repo, trace, *args) -> tuple[str, list[str]]:
+    trace.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "logist", "-C", str(repo), *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "GIT_TRACE": str(trace)})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, [line.split("trace: built-in: ", 1)[1] for line in trace.read_text().splitlines()
+                         if "trace: built-in: " in line]
+
+
+def _hash(repo, text: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"], input=text, text=True,
+                          capture_output=True, check=True).stdout.strip()
+
+
+def test_job_status_of_a_job_at_rest_is_two_git_processes(cli, tmp_path):
+    """Find the repository, read the record: the lock, the review branch and whether any lock
+    exists come from git's ref files; a job none of whose steps started has no signal to look
+    for. A held lock is still read and shown."""
+    job = create_job(cli, "--title", "at rest", "--step", "one")
+    trace = tmp_path / "trace"
+    for args in (("job", "status", job), ("job", "status", job, "--json")):
+        out, started = _traced(cli.repo, trace, *args)
+        assert [c.split()[1] for c in started] == ["rev-parse", "cat-file"], started
+    assert json.loads(out)["holder"] is None and json.loads(out)["review_branch"] is None
+    holder = {"pid": 4242, "host": "elsewhere", "boot_id": "", "start_time": None, "command": "test",
+              "acquired_at": 1.0, "heartbeat_at": 1.0, "lease_seconds": 30.0}
+    blob = _hash(cli.repo, json.dumps(holder))
+    git(cli.repo, "update-ref", f"refs/logist/locks/{job}", blob)
+    git(cli.repo, "update-ref", f"refs/heads/logist-review/{job}", tip(cli.repo, job))
+    git(cli.repo, "pack-refs", "--all")  # packed refs are read as well as loose ones
+    out, started = _traced(cli.repo, trace, "job", "status", job, "--json")
+    st = json.loads(out)
+    assert st["holder"]["lock"] == blob and st["holder"]["host"] == "elsewhere"
+    assert st["review_branch"] == f"logist-review/{job}"
+
+
+def test_the_ref_reader_knows_whether_a_namespace_is_empty(cli):
+    from logist.git.gitread import Unsupported
+
+    job = create_job(cli, "--title", "locks", "--step", "one")
+    reader = _store(cli.repo).reader
+    assert reader.any_ref_under("refs/logist/locks/") is False
+    blob = _hash(cli.repo, "{}")
+    git(cli.repo, "update-ref", f"refs/logist/locks/{job}", blob)
+    assert reader.any_ref_under("refs/logist/locks/") is True
+    git(cli.repo, "pack-refs", "--all")
+    assert not (cli.repo / ".git" / "refs" / "logist" / "locks" / job).exists()
+    assert reader.any_ref_under("refs/logist/locks/") is True
+    git(cli.repo, "update-ref", "-d", f"refs/logist/locks/{job}")
+    assert git(cli.repo, "for-each-ref", "refs/logist/locks/") == ""
+    assert reader.any_ref_under("refs/logist/locks/") is False
+    try:
+        reader.any_ref_under("refs/remotes/")
+        raise AssertionError("not a shared namespace: git is asked instead")
+    except Unsupported:
+        pass

@@ -17,6 +17,7 @@ while the file's inode, size and mtime are unchanged (git replaces it by rename)
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -54,6 +55,16 @@ class RepoReader:
         if not _OID_RE.match(value):
             raise Unsupported(f"ref {name} is symbolic or malformed")
         return value.decode()
+
+    def any_ref_under(self, prefix: str) -> bool:
+        """Whether some ref is named ``prefix...`` (a loose file there, or a ``packed-refs``
+        line); a leftover ``.lock`` file counts, so the answer can only err towards True."""
+        if self._reftable or not prefix.startswith(_SHARED_PREFIXES) or ".." in prefix or not prefix.endswith("/"):
+            raise Unsupported(f"{prefix} is not a plain shared ref namespace")
+        for _dir, _subdirs, files in os.walk(self._common / prefix):
+            if files:
+                return True
+        return any(name.startswith(prefix) for name in self._packed_refs())
 
     def _packed_refs(self) -> dict[str, str]:
         path = self._common / "packed-refs"

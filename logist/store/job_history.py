@@ -89,9 +89,15 @@ def history_with_notes(store: JobStore, job_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def last_signal(store: JobStore, job_id: str, base: str | None = None) -> str | None:
+def last_signal(store: JobStore, job_id: str, base: str | None = None, *,
+                record: dict[str, Any] | None = None) -> str | None:
     """The newest observer/sentinel signal of the current attempt: the notes of the job's latest
-    EXECUTING commit only (an earlier attempt's error is history, not the job's last signal)."""
+    EXECUTING commit only (an earlier attempt's error is history, not the job's last signal).
+    ``record`` (the tip's record data): a job none of whose steps ever started has no EXECUTING
+    commit, so its branch is not walked."""
+    if record is not None and not any(isinstance(s, dict) and s.get("first_started_commit")
+                                      for s in record.get("steps") or ()):
+        return None
     commits = [c for c, to, _ in _job_commits(store, job_id, base) if to == "EXECUTING"]
     if not commits:
         return None

@@ -140,7 +140,15 @@ def _cat_batch(root: Path, names: list[str]) -> list[tuple[str, bytes] | None]:
 
 
 def read_lock(store: JobStore, job_id: str) -> tuple[str, Holder | None] | None:
-    """(lock oid, holder) or None when the job is not locked. One git process."""
+    """(lock oid, holder) or None when the job is not locked. No git process when it is not
+    locked (the ref is read from git's files), one when it is."""
+    from logist.git.gitread import Unsupported
+
+    try:
+        if store.reader.ref(refs.lock_ref(job_id)) is None:
+            return None
+    except Unsupported:
+        pass
     got = _cat_batch(store.paths.root, [refs.lock_ref(job_id)])[0]
     if got is None:
         return None

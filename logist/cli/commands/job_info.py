@@ -68,11 +68,8 @@ def status(id: str | None = None, /, *, json_: bool = False,
 def _review_branch(store, job_id: str) -> str | None:
     """logist-review/<id> when the job has one (its work without the record; `logist job pr`)."""
     from logist.git import refs
-    from logist.git.gitcmd import git
 
-    proc = git(["rev-parse", "-q", "--verify", "--end-of-options", refs.review_ref(job_id)],
-               cwd=store.root, check=False)
-    return refs.review_name(job_id) if proc.returncode == 0 else None
+    return refs.review_name(job_id) if store.resolve_commit(refs.review_ref(job_id)) else None
 
 
 def _last_signal(store, st) -> str | None:
@@ -81,7 +78,7 @@ def _last_signal(store, st) -> str | None:
     except ImportError:
         return None
     try:
-        return last_signal(store, st.record["id"], st.record.get("base"))
+        return last_signal(store, st.record["id"], st.record.get("base"), record=st.record)
     except Exception:
         return None
 

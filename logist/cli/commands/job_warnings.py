@@ -19,6 +19,8 @@ def warn_interrupted(store, exclude: str | None = None, summaries: list | None =
     refs it already found ({job id: oid}).
     """
     try:
+        if summaries is None and lock_refs is None and not running and not _any_lock(store):
+            return  # no lock ref at all (read from git's files, no process)
         if summaries is None and lock_refs is not None and not lock_refs and not running:
             return  # no lock and nothing in flight: nothing can be interrupted
         from logist.store.locks import read_locks
@@ -39,6 +41,16 @@ def warn_interrupted(store, exclude: str | None = None, summaries: list | None =
     elif jobs:
         names = ", ".join(j.id for j in jobs[:5]) + (", ..." if len(jobs) > 5 else "")
         warn(f"{len(jobs)} jobs were interrupted ({names}); run `logist recover --list` to see them")
+
+
+def _any_lock(store) -> bool:
+    from logist.git import refs
+    from logist.git.gitread import Unsupported
+
+    try:
+        return bool(store.reader.any_ref_under(refs.LOCKS_PREFIX))
+    except Unsupported:
+        return True
 
 
 def warn_merged_record(store) -> None:
