@@ -416,3 +416,13 @@ def test_worktree_index_lock_is_removed_by_recover(repo):
     assert rec.returncode == 0, rec.stderr
     assert f"removed stale lock file {lock}" in rec.stdout
     assert logist(repo, "job", "run", job).returncode == 0
+
+
+def test_the_host_a_lock_records_is_the_socket_hostname():
+    """Locks and stop requests name the host with logist.core.procs.hostname (no socket import);
+    other code compares with socket.gethostname(): the same name."""
+    import socket
+
+    from logist.core.procs import hostname
+
+    assert hostname() == socket.gethostname()

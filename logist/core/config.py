@@ -18,7 +18,6 @@ from logist.core.limits import (
     human_bytes,
     read_bounded,
 )
-from logist.core.tomlcompat import tomllib
 
 if TYPE_CHECKING:
     from logist.core.config_model import Config
@@ -58,6 +57,8 @@ def _read(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a config file is TOML",
                           hint=fix) from None
+    from logist.core.tomlcompat import tomllib  # here: a config read back from its cache parses no TOML
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -171,12 +172,10 @@ def load_config(project_root: Path, cache_dir: Path | None = None) -> Config:
 
     ``cache_dir``: where validated configs are remembered (the repository's logist cache):
     the same merged data validated before is read from its dump there, as a
-    :class:`ConfigView`, without the models (docs/performance.md#fresh-processes). The cache
-    can only miss: its key is the merged data as parsed (types included) and logist's version.
+    :class:`ConfigView`, without the models or the TOML parser (docs/performance.md#fresh-processes).
+    The cache can only miss: its key is logist's version and the bytes of both files.
     """
-    layers = read_layers(project_root)
-    data = _merged(layers)
-    path = _cache_path(cache_dir, data) if cache_dir is not None else None
+    path = _cache_path(cache_dir, project_root) if cache_dir is not None else None
     if path is not None:
         try:
             dump = json.loads(path.read_bytes())
@@ -184,6 +183,8 @@ def load_config(project_root: Path, cache_dir: Path | None = None) -> Config:
             dump = None
         if isinstance(dump, dict) and dump.keys() >= SECTIONS:
             return cast("Config", ConfigView(dump))
+    layers = read_layers(project_root)
+    data = _merged(layers)
     from pydantic import ValidationError
 
     from logist.core.config_model import Config
@@ -198,12 +199,25 @@ def load_config(project_root: Path, cache_dir: Path | None = None) -> Config:
     return config
 
 
-def _cache_path(cache_dir: Path, data: dict[str, Any]) -> Path:
-    from hashlib import sha1
-
+def _cache_path(cache_dir: Path, project_root: Path) -> Path | None:
+    """Where the validated dump of the config files as they are now would be (the key: logist's
+    version and the files' bytes, so no TOML is parsed on a hit); None when a file cannot be
+    read (the validation then says why)."""
     from logist import __version__
 
-    key = sha1(f"{__version__}\0{data!r}".encode()).hexdigest()  # repr: a date is not its string
+    try:  # CPython's own sha1 (hashlib would load OpenSSL first)
+        from _sha1 import sha1  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover
+        from hashlib import sha1
+    parts = [__version__.encode()]
+    for file in config_files(project_root):
+        try:
+            parts.append(b"1" + read_bounded(file, MAX_CONFIG_BYTES))
+        except FileNotFoundError:
+            parts.append(b"0")
+        except (OSError, TooLarge):
+            return None
+    key = sha1(b"".join(len(p).to_bytes(8, "big") + p for p in parts)).hexdigest()
     return cache_dir / f"config-{key}.json"
 
 

@@ -12,6 +12,17 @@ from __future__ import annotations
 import os
 
 
+def hostname() -> str:
+    """``socket.gethostname()`` (the name locks and stop requests record), without importing
+    socket on POSIX: gethostname(2) is uname's nodename there (tests/test_locks.py checks)."""
+    try:
+        return os.uname().nodename
+    except AttributeError:  # pragma: no cover - not POSIX
+        import socket
+
+        return socket.gethostname()
+
+
 def boot_id() -> str:
     """This machine's boot id (Linux), "" where there is none.
 

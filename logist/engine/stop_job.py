@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from logist.core.errors import BusyError, JobStateError, LockHeldError
+from logist.core.procs import hostname
 from logist.core.states import TERMINAL, State
 from logist.engine.human_transitions import human_transition
 from logist.engine.stop import new_request, write_request
@@ -58,7 +58,7 @@ def stop_job(store: JobStore, job_id: str, event: str = "suspend", message: str 
         m = human_transition(store, job_id, event, message=req.message)
         return StopOutcome(job_id, m.state.value, "direct")
     assert holder is not None
-    if holder.host != socket.gethostname():
+    if holder.host != hostname():
         write_request(store, job_id, req)
         return StopOutcome(job_id, state.value, "requested", holder.describe())
     write_request(store, job_id, req)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import os
 import zlib
-from hashlib import sha1
 from pathlib import Path
+
+try:  # CPython's own sha1: hashlib would load OpenSSL first, a cost on every fresh process
+    from _sha1 import sha1  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - a build without it
+    from hashlib import sha1
 
 DIR_MODE = b"40000"
 FILE_MODE = b"100644"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from logist.core.errors import ConcurrentUpdateError, LockHeldError, UsageError
-from logist.core.procs import boot_id, pid_alive, process_start_time
+from logist.core.procs import boot_id, hostname, pid_alive, process_start_time
 from logist.git import refs, reftx
 from logist.git.gitcmd import CatFileBatch, git
 from logist.store.jobstore import JobStore
@@ -108,7 +107,7 @@ class Holder:
         bad = self.clock_problem(now)
         if bad:
             return f"invalid lock: {bad}"
-        if self.host == socket.gethostname():
+        if self.host == hostname():
             current_boot = boot_id()
             if self.boot_id and current_boot and self.boot_id != current_boot:
                 return "holder ran before the last reboot"
@@ -273,7 +272,7 @@ def acquire(store: JobStore, job_id: str, *, command: str | None = None,
     lease_seconds = lease_seconds or lease_seconds_default(store)
     now = time.time()
     pid = os.getpid()
-    holder = Holder(pid=pid, host=socket.gethostname(), boot_id=boot_id(),
+    holder = Holder(pid=pid, host=hostname(), boot_id=boot_id(),
                     start_time=process_start_time(pid), command=command or current_command(),
                     acquired_at=now, heartbeat_at=now, lease_seconds=lease_seconds)
     new = _hash_blob(store, holder.to_bytes())
