@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _crashkit import assert_consistent, create, logist, manifest, run_dir, sh_step
+from _crashkit import assert_consistent, create, fsck_clean, history, logist, manifest, run_dir, sh_step
 from conftest import git, wait_for, wtdir
 
 from logist.core.faults import crash_env
@@ -74,6 +74,43 @@ def test_hostile_step_cannot_corrupt_the_record(project, kind):
     wt = wtdir(project) / job
     assert not (wt / ".logist" / "jobs" / job / "extra.json").exists()
     assert json.loads((wt / ".logist" / "jobs" / job / "manifest.json").read_text())["state"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("kind", ["commit", "amend", "reset"])
+def test_a_hostile_restep_keeps_logists_own_commits(project, tmp_path, kind):
+    """An in-place restep's agent commits on, amends or resets the job branch: the outcome is
+    recorded on logist's own restep start (its history kept, never an older record), what the
+    agent rewrote away stays reachable, and the agent's commits stay on the branch."""
+    marker = tmp_path / "hostile"
+    toml = ('title = "hostile restep"\n' + sh_step("warm-up", "echo 0 > warm.txt")
+            + sh_step(kind, f'if [ -e "{marker}" ]; then {HOSTILE[kind]}; fi; echo w >> r.txt'))
+    job = create(project, toml)
+    r = logist(project, "job", "run", job)
+    assert r.returncode == 0, r.stdout + r.stderr
+    start_tip = git(project, "rev-parse", f"refs/heads/logist/{job}")
+    marker.write_text("")
+    r = logist(project, "job", "restep", job, "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    h = history(project, job)
+    start, done = h[-2], h[-1]
+    assert (start["event"], start["data"]["phase"]) == ("restep", "start")
+    assert (done["event"], done["data"]["phase"]) == ("restep", "done")
+    assert done["data"]["success"] is True
+    warnings = " ".join(done["data"].get("warnings", []))
+    if kind == "commit":
+        assert "made its own commits" in warnings
+        assert git(project, "log", "--format=%s", f"logist/{job}").count("agent:") == 1
+    else:
+        assert "rewrote the job branch" in warnings, warnings
+        displaced = git(project, "for-each-ref", "--format=%(objectname)", f"refs/logist/displaced/{job}/")
+        # the restep's start (logist's commit the agent rewrote away) is kept
+        assert git(project, "rev-parse", f"refs/heads/logist/{job}~0") != start_tip
+        assert displaced.splitlines(), "nothing kept at refs/logist/displaced/"
+    m = manifest(project, job)
+    assert (m["state"], m["resteps"], m["execution"]) == ("SUCCESS", 1, None)
+    # every transition logist made is still reachable from some ref, and git agrees the repo is sound
+    assert {e["transition_id"] for e in h} <= reachable_tids(project)
+    fsck_clean(project)
 
 
 def test_hostile_agent_and_a_crash(project, tmp_path):

@@ -19,7 +19,6 @@ from logist.engine.agent_supervisor import mask_env, read_step_log
 from logist.engine.settle import settle_branch
 from logist.engine.step_transitions import StepTransitions
 from logist.engine.steps import StepResult, new_tokens
-from logist.git import refs
 from logist.store.hygiene import LeftOut, body_lines
 from logist.store.hygiene import plan as hygiene_plan
 from logist.store.job_state import Update
@@ -152,19 +151,6 @@ class Harvester(StepTransitions):
             kept = self.store.release_worktree(job_id)
             if kept:
                 self.progress(f"{job_id}: worktree kept: {kept}")
-
-    def _own_tip(self, job_id: str) -> str:
-        """logist's own last commit: the newest commit whose trailers name this job's transition."""
-        from logist.git.gitcmd import git_out
-
-        out = git_out(["log", "-n", "50", "--format=%H%x00%(trailers:key=Logist-Job,valueonly,separator=%x2C)",
-                       refs.branch_ref(job_id), "--"], cwd=self.store.root)
-        for line in out.splitlines():
-            oid, _, job = line.partition("\x00")
-            if job.strip() == job_id:
-                return oid
-        # rewritten away entirely: fall back to the newest displaced/run ref or the tip
-        return self.store.tip(job_id)
 
 
 @dataclass

@@ -14,7 +14,8 @@ harvest (logist.engine.harvest) and, here, the public API and the phases before 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from logist.core.errors import JobStateError, LogistError
 from logist.core.faults import crash_point
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id
+from logist.core.states import TRANSIENT
 from logist.engine.agent_proc import agent_status, exec_base, read_exit
 from logist.engine.agent_supervisor import Progress, mask_env, read_step_log, read_verdict
 from logist.engine.harvest import Harvester
@@ -55,32 +57,17 @@ class Engine(Harvester):
     # ---- public API -------------------------------------------------------------------
     def step(self, job_id: str, *, lease: Lease | None = None) -> StepResult:
         """Run exactly one step of a PENDING job (or finish an interrupted one)."""
-        refs.validate_job_id(job_id)
-        self._check_lock_files(job_id)
-        own = lease is None
-        lease = lease or acquire(self.store, job_id)
-        self._depth += 1
-        try:
-            lease.start_heartbeat()
+        with self._call(job_id, lease) as lease:
             return self._repair(lease) or self._stop_between(lease) or self._step_locked(lease)
-        finally:
-            self._end_call(lease, own)
 
     def run(self, job_id: str, *, max_steps: int | None = None, lease: Lease | None = None) -> StepResult:
         """Steps until the job rests in anything but PENDING (``lease``: one the caller holds)."""
-        refs.validate_job_id(job_id)
-        self._check_lock_files(job_id)
-        own = lease is None
-        lease = lease or acquire(self.store, job_id)
-        self._depth += 1
-        try:
-            lease.start_heartbeat()
+        with self._call(job_id, lease) as lease:
             result = self._repair(lease)
             count = 0
             while True:
                 _, m = self._current(job_id)
-                if m.state != State.PENDING and m.state not in (State.PROVISIONING, State.EXECUTING,
-                                                                State.RECOVERING, State.HARVESTING):
+                if m.state != State.PENDING and m.state not in TRANSIENT:
                     if result is None:
                         if m.state == State.DRAFT:
                             raise JobStateError(f"job {job_id} is a DRAFT",
@@ -91,6 +78,20 @@ class Engine(Harvester):
                 count += 1
                 if max_steps is not None and count >= max_steps:
                     return result
+
+    @contextmanager
+    def _call(self, job_id: str, lease: Lease | None) -> Iterator[Lease]:
+        """A public call: the id checked, crash-left lock files cleared, the job's lease taken
+        (unless the caller holds one: ``lease``) and kept alive by its heartbeat; at its end
+        :meth:`_end_call`."""
+        refs.validate_job_id(job_id)
+        self._check_lock_files(job_id)
+        own = lease is None
+        lease = lease or acquire(self.store, job_id)
+        self._depth += 1
+        try:
+            lease.start_heartbeat()
+            yield lease
         finally:
             self._end_call(lease, own)
 
@@ -104,8 +105,7 @@ class Engine(Harvester):
         # before anything is written (ManifestError naming the commit and the line). Logist's
         # own last record is what counts: an agent may have left a tip with no record at all.
         tip, m = own_tip(self.store, job_id)
-        if m.state in (State.PENDING, State.PROVISIONING, State.EXECUTING, State.RECOVERING,
-                       State.HARVESTING):
+        if m.state == State.PENDING or m.state in TRANSIENT:
             self.store.read_history(job_id, at=tip)
         for lock in check_worktree(self.store.worktree_path(job_id), exclude=waiting_pids()):
             self.progress(f"{job_id}: removed {lock}, left by a git process that is gone")
@@ -136,8 +136,8 @@ class Engine(Harvester):
         logist.engine.repair); None if nothing."""
         if self.repair is None:
             return None
-        own, _ = self._current(lease.job_id)
-        if own != self.store.tip(lease.job_id):
+        own, m = self._current(lease.job_id)
+        if own != self.store.tip(lease.job_id) and not (m.execution is not None and m.execution.restep):
             return None  # an interrupted step's agent moved the branch: the step engine settles it
         return self.repair(self, lease)
 

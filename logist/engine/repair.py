@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from logist.engine.job_processor import Engine
-from logist.engine.restep import clear_restep, interrupted_restep, restep_in_flight_at, resume_restep
+from logist.engine.restep import clear_restep, interrupted_restep_of, resume_restep
 from logist.engine.steps import StepResult
-from logist.engine.worktree_move import repair_worktree_move
 from logist.store.jobstore import JobStore
 from logist.store.locks import Lease
 
@@ -32,13 +31,11 @@ def repair_interrupted(engine: Engine, lease: Lease) -> StepResult | None:
     executes it again (attempt + 1) or, when attempts are spent, records a failure.
     Returns the engine's StepResult for a finished restep, None when there was none.
     """
-    store = engine.store
     job_id = lease.job_id
-    repair_worktree_move(store, job_id, engine.progress)
-    tip, m = store.read(job_id)
-    if not interrupted_restep(m):
+    found = interrupted_restep_of(engine, lease)
+    if found is None:
         return None
-    r = restep_in_flight_at(store, job_id, m, tip)
+    tip, m, r = found
     engine.progress(f"{job_id}: finishing an interrupted restep"
                     + (f" ({r.number}, step {r.step})" if r else ""))
     if r is None:

@@ -165,20 +165,30 @@ def abandon_restep(engine: Engine, lease: Lease, reason: str) -> RestepResult | 
     stop its agent if it still runs, then record the restep as failed with ``reason`` (in place,
     the worktree's changes are committed with it, as for any restep). The job keeps its state.
     None when no restep is in flight."""
+    found = interrupted_restep_of(engine, lease)
+    if found is None:
+        return None
+    tip, m, r = found
+    st = agent_status(engine.store, m)
+    if st.kind == "running":
+        stop_agent(st)
+        engine.progress(f"{m.id}: stopped the restep's agent (pid {st.pid})")
+    if r is None:
+        return clear_restep(engine, lease, tip, m)
+    return finish_restep(engine, lease, r, None, reason)
+
+
+def interrupted_restep_of(engine: Engine, lease: Lease) -> tuple[str, Manifest, Restep | None] | None:
+    """Under the job's lease: a worktree left mid-move by an interrupted rerun repaired, then the
+    restep the record says is in flight: (tip, record, the restep as its start entry records it,
+    None when that entry cannot be found); None when no restep is in flight."""
     store = engine.store
     job_id = lease.job_id
     repair_worktree_move(store, job_id, engine.progress)
     tip, m = store.read(job_id)
     if not interrupted_restep(m):
         return None
-    st = agent_status(store, m)
-    if st.kind == "running":
-        stop_agent(st)
-        engine.progress(f"{job_id}: stopped the restep's agent (pid {st.pid})")
-    r = restep_in_flight_at(store, job_id, m, tip)
-    if r is None:
-        return clear_restep(engine, lease, tip, m)
-    return finish_restep(engine, lease, r, None, reason)
+    return tip, m, restep_in_flight_at(store, job_id, m, tip)
 
 
 def _check_trusted(engine: Engine, m: Manifest, n: int) -> None:

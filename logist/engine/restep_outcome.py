@@ -18,7 +18,7 @@ from logist.core.model import Manifest, State, StepStatus
 from logist.engine.harvest import harvest_left_out
 from logist.engine.job_processor import Engine
 from logist.engine.rerun_base import commit_update, record_files_at, ref_value
-from logist.engine.settle import settle_branch
+from logist.engine.settle import own_tip, settle_branch
 from logist.engine.steps import elapsed_since
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
@@ -142,7 +142,7 @@ def finish_restep(engine: Engine, lease: Lease, r: Restep, run, error: str | Non
     isolated: its result kept at its ref first), then its worktree and log seen to."""
     store = engine.store
     job_id = lease.job_id
-    own = engine._own_tip(job_id) if not r.isolated else store.tip(job_id)
+    own = own_tip(store, job_id)[0] if not r.isolated else store.tip(job_id)
     _, m = store.read(job_id, at=own)
     n = r.step
     v = _verdict_of(engine, m, run, error)

@@ -25,11 +25,13 @@ from logist.store.jobstore import RECORD_FILES, JobStore
 def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
     """(commit, record) of logist's own last transition of ``job_id``.
 
-    The tip, unless an agent moved the branch during its step and no logist transition came
-    after: then the EXECUTING commit the agent started from (recorded in ``agent.json`` before
-    it started). A later logist transition is recognised by its record: its history extends
-    the EXECUTING commit's history (an agent's commits carry the record it found, or a tampered
-    one, never a longer history).
+    The tip, unless an agent moved the branch during its step or restep and no logist
+    transition came after: then logist's copy of its last commit (``refs/logist/tips/<id>``)
+    when the branch was rewritten past it, else the commit the agent started from (EXECUTING,
+    or a restep's start: recorded in ``agent.json`` before the agent started). A later logist
+    transition is recognised by its record: its history extends that commit's history (an
+    agent's commits carry the record it found, or a tampered one, never a longer history).
+    This is the one answer to "logist's own last commit" (docs/recovery.md#recovery-from-the-tip).
     """
     refs.validate_job_id(job_id)
     tip = store.tip(job_id)  # a deleted branch is restored from refs/logist/tips/<id> here
@@ -53,8 +55,8 @@ def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
         anchor_m = store._validate(job_id, anchor, raw_anchor)
     except ManifestError:
         return store.read(job_id, at=tip)
-    if anchor_m.state != State.EXECUTING or anchor_m.execution is None \
-            or anchor_m.execution.transition_id != info.get("transition_id"):
+    if anchor_m.execution is None or anchor_m.execution.transition_id != info.get("transition_id") \
+            or not (anchor_m.state == State.EXECUTING or anchor_m.execution.restep):
         return store.read(job_id, at=tip)
     try:
         tip_m = store._validate(job_id, tip, raw_tip)
