@@ -98,65 +98,84 @@ def import_job(store: JobStore, remote: str, job_id: str, lease, *, replace_dive
                                hint=f"run `logist fetch {remote}` and `logist job list --remote {remote}`")
     store.read(job_id, at=theirs)  # validate the fetched record before anything changes
     local = rev(store, refs.branch_ref(job_id))
-    previous: Manifest | None = None
-    displaced = None
-    if local is not None:
-        try:
-            _, previous = store.read(job_id, at=local)
-        except LogistError:
-            previous = None
-    if local is None:
-        _move_branch(store, job_id, theirs, None, lease.oid)
-        action = "created"
-    elif local == theirs:
-        action = "up-to-date"
-    elif is_ancestor(store, local, theirs):
-        _move_branch(store, job_id, theirs, local, lease.oid)
-        action = "fast-forward"
-    elif is_ancestor(store, theirs, local):
-        action = "ahead"  # this clone has everything the remote has, and more
-    elif replace_diverged:
-        from logist.engine.settle import keep_displaced
-
-        displaced = keep_displaced(store, job_id, local)
-        _move_branch(store, job_id, theirs, local, lease.oid)
-        action = "replaced"
-    else:
-        raise RemoteError(
-            f"job {job_id}: this clone and {remote} have diverged (both have commits the other lacks)",
-            hint=f"compare with `git log --oneline {refs.branch_name(job_id)}...{remote}/"
-                 f"{refs.branch_name(job_id)}`; push or discard the local commits first")
+    previous = _readable_record(store, job_id, local)
+    action, displaced = _bring_branch(store, remote, job_id, theirs, local, lease.oid, replace_diverged)
     from logist.store.review import refresh
 
     refresh(store, job_id)  # the job's work came from the remote: its review branch follows
+    tip, m, record_commit = _record_origin_and_trust(store, remote, job_id, action, previous, lease.oid)
+    return ImportResult(job_id, remote, tip, action, record_commit, m.trusted, displaced,
+                        state=m.state.value)
+
+
+def _readable_record(store: JobStore, job_id: str, at: str | None) -> Manifest | None:
+    """The record at commit ``at``, or None (no commit, or a record that does not validate)."""
+    if at is None:
+        return None
+    try:
+        return store.read(job_id, at=at)[1]
+    except LogistError:
+        return None
+
+
+def _bring_branch(store: JobStore, remote: str, job_id: str, theirs: str, local: str | None,
+                  lease_oid: str, replace_diverged: bool) -> tuple[str, str | None]:
+    """(what was done, displaced ref or None): the local branch created, fast-forwarded, left
+    (up to date, or ahead), or, diverged, replaced when ``replace_diverged`` (else RemoteError)."""
+    if local is None:
+        _move_branch(store, job_id, theirs, None, lease_oid)
+        return "created", None
+    if local == theirs:
+        return "up-to-date", None
+    if is_ancestor(store, local, theirs):
+        _move_branch(store, job_id, theirs, local, lease_oid)
+        return "fast-forward", None
+    if is_ancestor(store, theirs, local):
+        return "ahead", None  # this clone has everything the remote has, and more
+    if replace_diverged:
+        from logist.engine.settle import keep_displaced
+
+        displaced = keep_displaced(store, job_id, local)
+        _move_branch(store, job_id, theirs, local, lease_oid)
+        return "replaced", displaced
+    raise RemoteError(
+        f"job {job_id}: this clone and {remote} have diverged (both have commits the other lacks)",
+        hint=f"compare with `git log --oneline {refs.branch_name(job_id)}...{remote}/"
+             f"{refs.branch_name(job_id)}`; push or discard the local commits first")
+
+
+def _record_origin_and_trust(store: JobStore, remote: str, job_id: str, action: str,
+                             previous: Manifest | None, lease_oid: str
+                             ) -> tuple[str, Manifest, str | None]:
+    """(tip, record, the commit made or None): the record says where the job came from and
+    whether it is trusted here, by a fenced commit when the fetched record says otherwise."""
     tip, m = store.read(job_id)
     origin = previous.origin if previous is not None else f"remote:{remote}"
     links = job_link_problems(store, tip)
     trusted = trusted_here(store, m, previous=previous, links=links)
-    record_commit = None
-    if (m.origin, m.trusted) != (origin, trusted):
-        from logist.store.job_state import Update, update_job_manifest
+    if (m.origin, m.trusted) == (origin, trusted):
+        return tip, m, None
+    from logist.store.job_state import Update, update_job_manifest
 
-        def mut(x: Manifest) -> None:
-            x.origin = origin
-            x.trusted = trusted
+    def mut(x: Manifest) -> None:
+        x.origin = origin
+        x.trusted = trusted
 
-        what = f"adopted from {remote}" if action != "ahead" else "record of origin and trust"
-        body = (f"Job {job_id} {what} ({action}); origin {origin}; "
-                + ("trusted here." if trusted else
-                   f"its commands are NOT trusted here: `logist job trust {job_id}` first.")
-                + "".join(f"\nSymlink out of the worktree: {why}" for why in links))
-        done = update_job_manifest(store, job_id,
-                                   Update(reason=what, mutate=mut, history_event="note",
-                                          data={"adopted_from": remote, "origin": origin,
-                                                "trusted": trusted, **({"symlinks": links} if links else {})}),
-                                   now=utcnow(), transition_id=new_transition_id(), tip=tip, current=m,
-                                   lease=lease.oid, body=body)
-        if done is not None:
-            record_commit, m = done
-            tip = record_commit
-    return ImportResult(job_id, remote, tip, action, record_commit, m.trusted, displaced,
-                        state=m.state.value)
+    what = f"adopted from {remote}" if action != "ahead" else "record of origin and trust"
+    body = (f"Job {job_id} {what} ({action}); origin {origin}; "
+            + ("trusted here." if trusted else
+               f"its commands are NOT trusted here: `logist job trust {job_id}` first.")
+            + "".join(f"\nSymlink out of the worktree: {why}" for why in links))
+    done = update_job_manifest(store, job_id,
+                               Update(reason=what, mutate=mut, history_event="note",
+                                      data={"adopted_from": remote, "origin": origin,
+                                            "trusted": trusted, **({"symlinks": links} if links else {})}),
+                               now=utcnow(), transition_id=new_transition_id(), tip=tip, current=m,
+                               lease=lease_oid, body=body)
+    if done is None:
+        return tip, m, None
+    record_commit, m = done
+    return record_commit, m, record_commit
 
 
 def adopt(store: JobStore, job_id: str, remote: str | None = None, *, do_fetch: bool = True,
