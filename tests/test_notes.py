@@ -97,6 +97,30 @@ def test_a_big_batch_does_not_deadlock_the_reader(repo):
     assert len(notes) == 2000 and set(notes.values()) == {'{"t":"1"}\n{"t":"2"}\n'}
 
 
+def test_the_one_cat_file_reader_answers_each_name_or_none(repo):
+    """gitcmd.CatFileBatch is logist's one reader of `git cat-file --batch` (the notes writer,
+    the review branch and the job store use it): typed answers checked against git itself, None
+    for a missing name (even one with spaces), and a git that stopped answering is said
+    (`ended`), never a crash."""
+    from logist.git.gitcmd import CatFileBatch
+
+    head = git(repo, "rev-parse", "HEAD")
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    blob = git(repo, "rev-parse", "HEAD:README.md")
+    with CatFileBatch(repo) as batch:
+        got = batch.read_objects(["HEAD", "HEAD:README.md", "HEAD:no such file", "0" * 40,
+                                  "HEAD^{tree}"])
+        assert [g[:2] if g else None for g in got] == [
+            (head, "commit"), (blob, "blob"), None, None, (tree, "tree")]
+        assert got[1][2] == b"# project\n" and git(repo, "cat-file", "-t", blob) == "blob"
+        assert batch.read("HEAD", kind="blob") is None and batch.read("HEAD:README.md", kind="blob")
+        assert not batch.ended
+        batch._proc.kill()
+        batch._proc.wait()
+        assert batch.read_objects(["HEAD", "HEAD:README.md"]) == [None, None]
+        assert batch.ended
+
+
 def test_fanout_notes_written_by_git(repo):
     commits = make_commits(repo, 300)
     for c in commits:  # git notes itself moves to a fanout tree (ab/cdef...) past ~256 notes

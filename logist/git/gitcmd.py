@@ -171,62 +171,85 @@ class Started:
 
 
 class CatFileBatch:
-    """One ``git cat-file --batch`` process for reading many objects cheaply."""
+    """One ``git cat-file --batch`` process for reading many objects cheaply. The one reader of
+    its answers in logist: a missing, ambiguous or absent answer is None, never a crash; when git
+    stopped answering, :attr:`ended` says so (a caller that must not go on with a partial read
+    checks it)."""
+
+    PIPE_SAFE = 16384  # requests up to this size are written at once; more, from a thread
 
     def __init__(self, cwd: str | Path) -> None:
         self._proc = subprocess.Popen(["git", "-C", str(cwd), "cat-file", "--batch"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       env=base_env())
+        self.ended = False  # git stopped answering (it exited, or its stdin broke)
 
     def read(self, spec: str, *, kind: str | None = None) -> bytes | None:
         """Content of the object named by ``spec``, or None if it does not exist (or is not
         of type ``kind``, e.g. "blob", when given)."""
-        assert self._proc.stdin and self._proc.stdout
-        self._proc.stdin.write(spec.encode() + b"\n")
-        self._proc.stdin.flush()
-        header = self._proc.stdout.readline()
-        if not header or header.endswith(b" missing\n") or header.endswith(b" ambiguous\n"):
+        (got,) = self.read_objects([spec])
+        if got is None or (kind is not None and got[1] != kind):
             return None
-        _, typ, size = header.split()
-        data = self._proc.stdout.read(int(size))
-        self._proc.stdout.read(1)
-        return data if kind is None or typ.decode() == kind else None
+        return got[2]
 
     def read_many(self, specs: Sequence[str]) -> list[bytes | None]:
         """Pipeline many requests at once (no round trip per object)."""
-        return [o[1] if o else None for o in self.read_many_objects(specs)]
+        return [o[2] if o else None for o in self.read_objects(specs)]
 
     def read_many_objects(self, specs: Sequence[str]) -> list[tuple[str, bytes] | None]:
         """Like :meth:`read_many`, with each object's id: [(oid, content) or None]."""
+        return [(o[0], o[2]) if o else None for o in self.read_objects(specs)]
+
+    def read_objects(self, specs: Sequence[str]) -> list[tuple[str, str, bytes] | None]:
+        """(oid, type, content) for each spec, in order, or None ("<name> missing",
+        "<name> ambiguous", or no answer at all because git ended: then :attr:`ended`)."""
         assert self._proc.stdin and self._proc.stdout
         if not specs:
             return []
-        import threading
-
         payload = b"".join(s.encode() + b"\n" for s in specs)
-        writer = threading.Thread(target=self._write_all, args=(payload,), daemon=True)
-        writer.start()
-        out: list[tuple[str, bytes] | None] = []
+        writer = None
+        if len(payload) > self.PIPE_SAFE:
+            # more than a pipe buffer: write from a thread while we read, or both sides block
+            import threading
+
+            writer = threading.Thread(target=self._write_all, args=(payload,), daemon=True)
+            writer.start()
+        else:
+            self._write_all(payload)
+        out: list[tuple[str, str, bytes] | None] = []
         for _ in specs:
-            fields = self._proc.stdout.readline().split()
-            # "<oid> missing", "<name> ambiguous", or nothing at all (git ended): no object
+            header = self._proc.stdout.readline()
+            if not header:
+                self.ended = True
+            fields = header.split()
             if len(fields) != 3 or not fields[2].isdigit():
                 out.append(None)
                 continue
-            out.append((fields[0].decode(), self._proc.stdout.read(int(fields[2]))))
+            out.append((fields[0].decode(), fields[1].decode(), self._proc.stdout.read(int(fields[2]))))
             self._proc.stdout.read(1)
-        writer.join()
+        if writer is not None:
+            writer.join()
         return out
 
     def _write_all(self, payload: bytes) -> None:
         assert self._proc.stdin
-        self._proc.stdin.write(payload)
-        self._proc.stdin.flush()
+        try:
+            self._proc.stdin.write(payload)
+            self._proc.stdin.flush()
+        except OSError:  # git exited: the answers it did not give are None
+            self.ended = True
 
     def close(self) -> None:
-        if self._proc.stdin:
-            self._proc.stdin.close()
-        self._proc.wait()
+        try:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+            self._proc.wait(timeout=10)
+        except Exception:  # pragma: no cover - defensive
+            self._proc.kill()
+            self._proc.wait()
+        finally:
+            if self._proc.stdout:
+                self._proc.stdout.close()
 
     def __enter__(self) -> CatFileBatch:
         return self

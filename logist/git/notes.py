@@ -38,7 +38,7 @@ from pathlib import Path
 
 from logist.core.errors import BusyError, GitError, UsageError
 from logist.core.termsafe import json_safe, sanitize
-from logist.git.gitcmd import GIT, base_env, git
+from logist.git.gitcmd import GIT, CatFileBatch, base_env, git
 
 __all__ = [
     "NoteLines", "NotesError", "append_notes", "iso_utc", "json_line", "list_notes",
@@ -93,70 +93,19 @@ def _fanout_paths(oid: str) -> list[str]:
     return paths
 
 
-class _Batch:
-    """A `git cat-file --batch` that answers one request at a time (so later requests can
-    depend on earlier answers, e.g. the resolved notes tip)."""
-
-    def __init__(self, repo: Path) -> None:
-        self.proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=base_env())
-
-    def ask(self, specs: Sequence[str]) -> list[tuple[str, str, bytes] | None]:
-        """(oid, type, content) or None (missing) for each spec, in order."""
-        assert self.proc.stdin and self.proc.stdout
-        if not specs:
-            return []
-        payload = b"".join(s.encode() + b"\n" for s in specs)
-        writer = None
-        if len(payload) > 16384:
-            # more than a pipe buffer: write from a thread while we read, or both sides block
-            import threading
-
-            writer = threading.Thread(target=self._write, args=(payload,), daemon=True)
-            writer.start()
-        else:
-            self._write(payload)
-        out: list[tuple[str, str, bytes] | None] = []
-        for _ in specs:
-            header = self.proc.stdout.readline()
-            if not header:
-                raise NotesError("git cat-file --batch ended unexpectedly")
-            fields = header.split()
-            if len(fields) != 3 or fields[1] in (b"missing", b"ambiguous"):
-                out.append(None)
-                continue
-            size = int(fields[2])
-            data = self.proc.stdout.read(size)
-            self.proc.stdout.read(1)
-            out.append((fields[0].decode(), fields[1].decode(), data))
-        if writer is not None:
-            writer.join()
-        return out
-
-    def _write(self, payload: bytes) -> None:
-        assert self.proc.stdin
-        self.proc.stdin.write(payload)
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        try:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except Exception:  # pragma: no cover - defensive
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f:
-                    f.close()
+def _ask(batch: CatFileBatch, specs: Sequence[str]) -> list[tuple[str, str, bytes] | None]:
+    """(oid, type, content) or None (missing) for each spec, in order; NotesError when git
+    stopped answering (a note state is never built from a partial read)."""
+    got = batch.read_objects(specs)
+    if batch.ended:
+        raise NotesError("git cat-file --batch ended unexpectedly")
+    return got
 
 
-def _read_state(batch: _Batch, notes_ref: str, commits: Sequence[str]
+def _read_state(batch: CatFileBatch, notes_ref: str, commits: Sequence[str]
                 ) -> tuple[str | None, dict[str, list[tuple[str, bytes]]]]:
     """The notes tip and, per commit, the (path, content) of its note in that tip's tree."""
-    (tip_answer,) = batch.ask([notes_ref + "^{commit}"])
+    (tip_answer,) = _ask(batch, [notes_ref + "^{commit}"])
     if tip_answer is None:
         # absent ref (or not a commit: fast-import will then refuse, reported below)
         return None, {c: [] for c in commits}
@@ -168,7 +117,7 @@ def _read_state(batch: _Batch, notes_ref: str, commits: Sequence[str]
             specs.append(f"{tip}:{path}")
             keys.append((commit, path))
     found: dict[str, list[tuple[str, bytes]]] = {c: [] for c in commits}
-    for (commit, path), answer in zip(keys, batch.ask(specs), strict=True):
+    for (commit, path), answer in zip(keys, _ask(batch, specs), strict=True):
         if answer is not None and answer[1] == "blob":
             found[commit].append((path, answer[2]))
     return tip, found
@@ -251,10 +200,10 @@ def _write(repo: Path, notes_ref: str, commits: Sequence[str], make, message: st
     if retries < 0:
         raise UsageError("retries must be >= 0")
     last_err = ""
-    batch = _Batch(repo)
+    batch = CatFileBatch(repo)
     try:
         # fast-import dies (and leaves a crash report) on an unknown commit: check first.
-        for commit, kind in zip(commits, batch.ask(list(commits)), strict=True):
+        for commit, kind in zip(commits, _ask(batch, list(commits)), strict=True):
             if kind is None or kind[1] != "commit":
                 what = "no such object" if kind is None else f"a {kind[1]}, not a commit"
                 raise NotesError(f"cannot note {commit}: {what} in {repo}",
@@ -301,8 +250,8 @@ def _write(repo: Path, notes_ref: str, commits: Sequence[str], make, message: st
                          f"{notes_ref}.lock in the git directory")
 
 
-def _resolve(batch: _Batch, ref: str) -> str:
-    (answer,) = batch.ask([ref + "^{commit}"])
+def _resolve(batch: CatFileBatch, ref: str) -> str:
+    (answer,) = _ask(batch, [ref + "^{commit}"])
     return answer[0] if answer else ""
 
 
@@ -364,7 +313,7 @@ def read_notes(repo: Path | str, notes_ref: str, commits: Sequence[str]) -> dict
     _check_ref(notes_ref)
     for commit in commits:
         _check_oid(commit)
-    batch = _Batch(Path(repo))
+    batch = CatFileBatch(Path(repo))
     try:
         tip, found = _read_state(batch, notes_ref, list(commits))
     finally:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from logist.core.errors import ConcurrentUpdateError, GitError, LogistError, ManifestError
 from logist.git import refs
-from logist.git.gitcmd import git
+from logist.git.gitcmd import CatFileBatch, git
 
 if TYPE_CHECKING:  # the job store calls refresh() after a harvest: imported there, not here
     from logist.store.jobstore import JobStore
@@ -98,24 +98,8 @@ def _batch(store: JobStore, specs: list[str]) -> list[tuple[str, str, bytes] | N
     """One ``git cat-file --batch``: (oid, type, content) per spec, None when missing."""
     if not specs:
         return []
-    proc = git(["cat-file", "--batch"], cwd=store.root, input="".join(s + "\n" for s in specs).encode(),
-               text=False, check=False)
-    data, pos = proc.stdout, 0
-    out: list[tuple[str, str, bytes] | None] = []
-    for _ in specs:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            out.append(None)
-            continue
-        header = data[pos:nl].split()
-        pos = nl + 1
-        if len(header) != 3:
-            out.append(None)  # "<spec> missing" / "ambiguous"
-            continue
-        size = int(header[2])
-        out.append((header[0].decode(), header[1].decode(), data[pos:pos + size]))
-        pos += size + 1
-    return out
+    with CatFileBatch(store.root) as batch:
+        return batch.read_objects(specs)
 
 
 def _hash(kind: str, content: bytes, oid_len: int) -> str:
