@@ -97,6 +97,25 @@ def test_a_big_batch_does_not_deadlock_the_reader(repo):
     assert len(notes) == 2000 and set(notes.values()) == {'{"t":"1"}\n{"t":"2"}\n'}
 
 
+def test_one_timestamp_format_for_records_notes_and_the_side_process():
+    """core.clock.iso_utc is the one formatter (records' utcnow, notes, the watcher's log):
+    what datetime writes, milliseconds truncated, never rounded into the next second."""
+    from datetime import datetime, timezone
+
+    from logist.core.clock import utcnow
+    from logist.store.jobstore import utcnow as store_utcnow
+
+    assert iso_utc(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_utc(1.9999999) == "1970-01-01T00:00:01.999Z"
+    t = 1767225599.25  # 2025-12-31T23:59:59.250Z
+    assert iso_utc(t) == datetime.fromtimestamp(t, timezone.utc).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z") == "2025-12-31T23:59:59.250Z"
+    assert store_utcnow is utcnow
+    before = datetime.now(timezone.utc)
+    now = datetime.fromisoformat(utcnow().replace("Z", "+00:00"))
+    assert abs((now - before).total_seconds()) < 5
+
+
 def test_the_one_cat_file_reader_answers_each_name_or_none(repo):
     """gitcmd.CatFileBatch is logist's one reader of `git cat-file --batch` (the notes writer,
     the review branch and the job store use it): typed answers checked against git itself, None

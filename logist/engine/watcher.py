@@ -50,6 +50,7 @@ import signal
 import sys
 import time
 
+from logist.core.clock import iso_utc
 from logist.core.errors import LogistError
 from logist.core.procs import pidfd_open
 
@@ -262,12 +263,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _stamp() -> str:
-    """Now as ISO 8601 UTC with milliseconds (as logist.git.notes.iso_utc, without its imports)."""
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
-
-
 def main(argv: list[str] | None = None) -> int:
     from logist.engine.watch_loop import run_watch
 
@@ -282,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     def log(msg: str) -> None:
-        sys.stderr.write(f"{_stamp()} logist-watcher[{os.getpid()}] {msg}\n")
+        sys.stderr.write(f"{iso_utc()} logist-watcher[{os.getpid()}] {msg}\n")
         sys.stderr.flush()
 
     log(f"watching job {args.job}: pid {args.pid}, group {args.pgid}, log {args.log}")

@@ -33,9 +33,9 @@ import re
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
+from logist.core.clock import iso_utc
 from logist.core.errors import BusyError, GitError, UsageError
 from logist.core.termsafe import json_safe, sanitize
 from logist.git.gitcmd import GIT, CatFileBatch, base_env, git
@@ -54,14 +54,6 @@ RACE_PATIENCE = 10.0  # seconds a writer outrun by other writers keeps retrying 
 
 class NotesError(GitError):
     """A note could not be read or written."""
-
-
-def iso_utc(t: float | None = None) -> str:
-    """``t`` (epoch seconds, default now) as ISO 8601 UTC with milliseconds: 2025-01-31T12:00:00.123Z."""
-    if t is None:
-        t = time.time()
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def json_line(obj: Mapping[str, object]) -> str:

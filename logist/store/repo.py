@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from logist.core.clock import utcnow as utcnow  # the store's callers import it from here
 from logist.core.errors import ConcurrentUpdateError, NotARepositoryError, NotInitializedError
 from logist.git import refs, reftx
 from logist.git.gitcmd import Started, git
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from logist.core.config_model import Config
     from logist.git.gitread import RepoReader
     from logist.store.record_cache import ValidRecordCache
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_transition_id() -> str:
