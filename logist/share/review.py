@@ -32,6 +32,7 @@ from logist.git import refs
 from logist.git.gitcmd import git, git_out
 from logist.store import review as store_review
 from logist.store.jobstore import JobStore
+from logist.store.review_objects import trailers
 
 MAX_SCAN = 5000  # base commits read when looking for a squash that names the job
 
@@ -399,7 +400,7 @@ def transition_commits(store: JobStore, job_id: str, tip: str | None = None) -> 
     found: dict[str, str] = {}
     for rec in out.split("\0"):
         oid, _, body = rec.strip("\n").partition("\x1f")
-        t = store_review.trailers(body)
+        t = trailers(body)
         if t.get("Logist-Job") != job_id or not t.get("Logist-Transition-Id"):
             continue
         if t.get("Logist-From") == "HARVESTING" or "Logist-Restep-Result" in t:

@@ -21,12 +21,14 @@ base (the current run only: a rerun's branch continues from where the step start
 consecutive harvests of the same step (retries) count once, with the last one; a step whose
 tree equals the one before it changed nothing and has no commit.
 
+The objects themselves (reading, a tree without the record, the message, writing) are in
+:mod:`logist.store.review_objects`.
+
 Layer 2 (store): git through :mod:`logist.git.gitcmd`, ref names from :mod:`logist.git.refs`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -34,28 +36,25 @@ from typing import TYPE_CHECKING
 
 from logist.core.errors import ConcurrentUpdateError, GitError, LogistError, ManifestError
 from logist.git import refs
-from logist.git.gitcmd import CatFileBatch, git
+from logist.git.gitcmd import git
+from logist.store.review_objects import (
+    commit_headers,
+    commit_tree,
+    existing_commits,
+    message,
+    object_id,
+    raw_commit,
+    read_objects,
+    strip_record,
+    trailers,
+    write_tree,
+)
 
 if TYPE_CHECKING:  # the job store calls refresh() after a harvest: imported there, not here
     from logist.store.jobstore import JobStore
 
 MAX_WALK = 20000  # first-parent commits read from a job branch
 MAX_FOREIGN = 200  # commits not made by logist looked at on top of a review branch
-_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): ?(.*)$")
-_IDENT = re.compile(rb"^(.*) <(.*)> (-?\d+) ([+-]\d{4})$")
-
-
-def trailers(message: str) -> dict[str, str]:
-    """The ``Key: value`` lines of a commit message's last paragraph (the last value wins)."""
-    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
-    out: dict[str, str] = {}
-    if not paragraphs:
-        return out
-    for line in paragraphs[-1].splitlines():
-        m = _TRAILER.match(line.strip())
-        if m:
-            out[m.group(1)] = m.group(2).strip()
-    return out
 
 
 @dataclass(frozen=True)
@@ -90,106 +89,6 @@ class ReviewChain:
     @property
     def head(self) -> str | None:
         return self.steps[-1].commit if self.steps else None
-
-
-# --------------------------------------------------------------------------- objects
-
-def _batch(store: JobStore, specs: list[str]) -> list[tuple[str, str, bytes] | None]:
-    """One ``git cat-file --batch``: (oid, type, content) per spec, None when missing."""
-    if not specs:
-        return []
-    with CatFileBatch(store.root) as batch:
-        return batch.read_objects(specs)
-
-
-def _hash(kind: str, content: bytes, oid_len: int) -> str:
-    h = hashlib.sha256() if oid_len == 64 else hashlib.sha1()
-    h.update(kind.encode() + b" " + str(len(content)).encode() + b"\0" + content)
-    return h.hexdigest()
-
-
-def _tree_entries(content: bytes, raw_len: int) -> list[tuple[bytes, int, int]]:
-    """[(name, start, end)] of the entries of a raw tree object."""
-    out, pos = [], 0
-    while pos < len(content):
-        sp = content.index(b" ", pos)
-        nul = content.index(b"\0", sp)
-        end = nul + 1 + raw_len
-        out.append((content[sp + 1:nul], pos, end))
-        pos = end
-    return out
-
-
-def _tree_key(name: bytes, entry: bytes) -> bytes:
-    return name + b"/" if entry.startswith(b"40000 ") else name
-
-
-def strip_record(tree: bytes, base_tree: bytes, raw_len: int) -> bytes:
-    """``tree`` with its ``.logist`` entry replaced by the base's (or dropped if it has none)."""
-    base_entry = b""
-    for name, start, end in _tree_entries(base_tree, raw_len):
-        if name == b".logist":
-            base_entry = base_tree[start:end]
-    entries = [(name, tree[start:end]) for name, start, end in _tree_entries(tree, raw_len)
-               if name != b".logist"]
-    if base_entry:
-        entries.append((b".logist", base_entry))
-        entries.sort(key=lambda e: _tree_key(e[0], e[1]))
-    return b"".join(e for _, e in entries)
-
-
-def _headers(commit: bytes) -> dict[bytes, bytes]:
-    head = commit.split(b"\n\n", 1)[0]
-    out: dict[bytes, bytes] = {}
-    for line in head.split(b"\n"):
-        key, _, value = line.partition(b" ")
-        out.setdefault(key, value)
-    return out
-
-
-def message(job_id: str, step: int, step_count: int, name: str, summary: str, harvest: str) -> str:
-    """The review commit's message: the step's name, the agent's summary, the trailers."""
-    from logist.core.redact import redact
-
-    subject = " ".join(name.split())[:200] or f"step {step}"
-    lines = []
-    for line in redact(summary or "").strip().splitlines()[:200]:
-        line = line.rstrip()
-        # a summary line must never read as one of our trailers (integration trusts them)
-        if _TRAILER.match(line) and line.lower().startswith("logist-"):
-            line = "> " + line
-        lines.append(line)
-    body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()[:4000]
-    parts = [subject] + ([body] if body else [])
-    parts.append(f"Logist-Job: {job_id}\nLogist-Step: {step}/{step_count}\nLogist-Commit: {harvest}")
-    return "\n\n".join(parts) + "\n"
-
-
-def _raw_commit(tree: str, parent: str, author: bytes, committer: bytes, msg: str) -> bytes:
-    return (b"tree " + tree.encode() + b"\nparent " + parent.encode() + b"\nauthor " + author
-            + b"\ncommitter " + committer + b"\n\n" + msg.encode("utf-8", "replace"))
-
-
-def _ident_env(prefix: str, ident: bytes) -> dict[str, str]:
-    m = _IDENT.match(ident)
-    if not m:
-        raise GitError(f"cannot read the identity {ident[:80]!r}")
-    name, email, when, tz = (g.decode("utf-8", "replace") for g in m.groups())
-    return {f"GIT_{prefix}_NAME": name, f"GIT_{prefix}_EMAIL": email,
-            f"GIT_{prefix}_DATE": f"@{when} {tz}"}
-
-
-def _write_tree(store: JobStore, content: bytes) -> str:
-    proc = git(["hash-object", "-t", "tree", "-w", "--stdin"], cwd=store.root, input=content, text=False)
-    return str(proc.stdout.decode().strip())
-
-
-def _commit_tree(store: JobStore, tree: str, parent: str, author: bytes, committer: bytes,
-                 msg: str) -> str:
-    env = {**_ident_env("AUTHOR", author), **_ident_env("COMMITTER", committer)}
-    proc = git(["-c", "i18n.commitEncoding=UTF-8", "commit-tree", "--no-gpg-sign", tree, "-p", parent],
-               cwd=store.root, input=msg.encode("utf-8", "replace"), env=env, text=False)
-    return str(proc.stdout.decode().strip())
 
 
 # --------------------------------------------------------------------------- the chain
@@ -230,7 +129,7 @@ class _Builder:
         """One ``cat-file --batch`` reads the review branch's value, the record and the history
         at ``tip`` (as data: only the base, the step names and the summaries are used)."""
         self.store, self.job_id, self.tip = store, job_id, tip
-        got = _batch(store, [refs.review_ref(job_id), f"{tip}:{refs.manifest_path(job_id)}",
+        got = read_objects(store, [refs.review_ref(job_id), f"{tip}:{refs.manifest_path(job_id)}",
                              f"{tip}:{refs.history_path(job_id)}"])
         self.current = got[0][0] if got[0] is not None and got[0][1] == "commit" else None
         try:
@@ -264,7 +163,7 @@ class _Builder:
     @property
     def base_tree(self) -> bytes:
         if self._base_tree is None:
-            got = _batch(self.store, [f"{self.base}^{{tree}}"])
+            got = read_objects(self.store, [f"{self.base}^{{tree}}"])
             if not got or got[0] is None:
                 raise GitError(f"job {self.job_id}: its base {self.base[:12]} is not in this repository")
             self._base_tree = got[0][2]
@@ -279,7 +178,7 @@ class _Builder:
         specs = [f"{self.base}^{{tree}}"] if self._base_tree is None else []
         for h, *_ in items:
             specs += [h, f"{h}^{{tree}}"]
-        objs = _batch(self.store, specs)
+        objs = read_objects(self.store, specs)
         if self._base_tree is None:
             if not objs or objs[0] is None:
                 raise GitError(f"job {self.job_id}: its base {self.base[:12]} is not in this repository")
@@ -289,20 +188,20 @@ class _Builder:
         todo: _Todo = {}
         prev_tree = None
         if parent == self.base:
-            prev_tree = _hash("tree", strip_record(self.base_tree, self.base_tree, self.raw_len),
+            prev_tree = object_id("tree", strip_record(self.base_tree, self.base_tree, self.raw_len),
                               len(self.tip))
         for i, (h, n, m, tid) in enumerate(items):
             commit, tree = objs[2 * i], objs[2 * i + 1]
             if commit is None or tree is None:
                 raise GitError(f"job {self.job_id}: commit {h[:12]} is missing from this repository")
             content = strip_record(tree[2], self.base_tree, self.raw_len)
-            tree_oid = _hash("tree", content, len(h))
+            tree_oid = object_id("tree", content, len(h))
             if tree_oid == prev_tree:
                 continue  # the step changed no file
-            hdr = _headers(commit[2])
+            hdr = commit_headers(commit[2])
             author, committer = hdr.get(b"author", b""), hdr.get(b"committer", b"")
             msg = message(self.job_id, n, m, self.name(n), self.summaries.get(tid, ""), h)
-            oid = _hash("commit", _raw_commit(tree_oid, parent, author, committer, msg), len(h))
+            oid = object_id("commit", raw_commit(tree_oid, parent, author, committer, msg), len(h))
             todo[oid] = (content, (tree_oid, parent, author, committer, msg))
             steps.append(WorkStep(n, m, h, self.name(n), self.summaries.get(tid, ""), tree_oid,
                                   parent, oid))
@@ -318,7 +217,7 @@ class _Builder:
         # there are several (writing one again would give the same object anyway)
         known = next((i for i, s in enumerate(steps) if s.commit == self.current), -1)
         rest = [s.commit for s in steps[known + 1:]]
-        have = {s.commit for s in steps[:known + 1]} | (_batch_check(self.store, rest) if len(rest) > 1 else set())
+        have = {s.commit for s in steps[:known + 1]} | (existing_commits(self.store, rest) if len(rest) > 1 else set())
         fixed: list[WorkStep] = []
         renamed: dict[str, str] = {}
         for s in steps:
@@ -327,19 +226,13 @@ class _Builder:
                 fixed.append(s)
                 continue
             content, (tree, _p, author, committer, msg) = todo[s.commit]
-            written_tree = _write_tree(self.store, content)
-            oid = _commit_tree(self.store, written_tree, parent, author, committer, msg)
+            written_tree = write_tree(self.store, content)
+            oid = commit_tree(self.store, written_tree, parent, author, committer, msg)
             if oid != s.commit:
                 renamed[s.commit] = oid
             fixed.append(WorkStep(s.step, s.step_count, s.harvest, s.name, s.summary, written_tree,
                                   parent, oid))
         return fixed
-
-
-def _batch_check(store: JobStore, oids: list[str]) -> set[str]:
-    proc = git(["cat-file", "--batch-check=%(objectname) %(objecttype)"], cwd=store.root,
-               input="".join(o + "\n" for o in oids), check=False)
-    return {ln.split()[0] for ln in proc.stdout.splitlines() if ln.endswith(" commit")}
 
 
 def build(store: JobStore, job_id: str, tip: str | None = None, *, write: bool = True) -> ReviewChain:
@@ -366,11 +259,11 @@ def made_by_logist(store: JobStore, job_id: str, oid: str, chain: ReviewChain | 
     job's record to read (default: its branch; cleanup passes the archived tip)."""
     if chain is not None and any(s.commit == oid for s in chain.steps):
         return True
-    got = _batch(store, [oid])
+    got = read_objects(store, [oid])
     if not got or got[0] is None or got[0][1] != "commit":
         return False
     raw = got[0][2]
-    hdr = _headers(raw)
+    hdr = commit_headers(raw)
     body = raw.split(b"\n\n", 1)[1].decode("utf-8", "replace") if b"\n\n" in raw else ""
     t = trailers(body)
     harvest = t.get("Logist-Commit", "")
@@ -391,7 +284,7 @@ def made_by_logist(store: JobStore, job_id: str, oid: str, chain: ReviewChain | 
 
 
 def _transition_id(store: JobStore, commit: str) -> str:
-    got = _batch(store, [commit])
+    got = read_objects(store, [commit])
     if not got or got[0] is None:
         return ""
     raw = got[0][2]
