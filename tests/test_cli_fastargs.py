@@ -131,15 +131,17 @@ def test_reads_import_no_heavy_package(project):
 
 
 def test_transitions_import_no_heavy_package(project):
-    """A fresh `job suspend`/`resume` of a record logist wrote imports none of cyclopts,
-    pydantic, dulwich, rich (known-valid record and config: logist.store.record_view, the
-    config cache); the commits are real: git counts and checks them."""
+    """A fresh `job suspend`/`resume` of a record logist wrote, and a `job create` from plain
+    options, import none of cyclopts, pydantic, dulwich, rich (known-valid record and config:
+    logist.store.record_view, the config cache); the commits are real: git counts and checks
+    them."""
     out = subprocess.run([sys.executable, "-m", "logist", "-C", str(project), "job", "create", "--title", "Fast",
                           "--step", "one", "--activate", "--json"], capture_output=True, text=True, check=True)
     jid = json.loads(out.stdout)["id"]
     before = git(project, "rev-parse", f"refs/heads/logist/{jid}")
     assert _heavy(project, "job", "suspend", jid, "--message", "later") == []
     assert _heavy(project, "job", "resume", jid) == []
+    assert _heavy(project, "job", "create", "--title", "Plain", "--step", "one", "--activate") == []
     assert git(project, "rev-list", "--count", f"{before}..refs/heads/logist/{jid}") == "2"
     assert git(project, "log", "-1", "--format=%s", f"logist/{jid}").endswith("SUSPENDED -> PENDING (step 1/1)")
     git(project, "fsck", "--strict", "--no-progress")

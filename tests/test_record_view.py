@@ -125,3 +125,51 @@ def test_a_record_not_seen_before_takes_the_models(cli, tmp_path):
     git(cli.repo, "fsck", "--strict", "--no-dangling")
     hist = git(cli.repo, "show", f"logist/{job}:.logist/jobs/{job}/history.jsonl").splitlines()
     assert HistoryEntry.model_validate_json(hist[-1]).to_state == State.SUSPENDED
+
+
+@pytest.mark.parametrize("opts", [
+    dict(title="Add greeting", prompt=None, agent=None, step_prompts=["Write hello.txt"]),
+    dict(title="Two steps", prompt="the whole job", agent="codex", step_prompts=["a", "  ", "b"]),
+    dict(title="Prompt only", prompt="do it", agent="claude", step_prompts=[]),
+    dict(title="Ünïcode ✓ and 'quotes' \"too\"", prompt="multi\nline\tprompt", agent=None,
+         step_prompts=["token ghp_" + "y" * 36]),
+    dict(title="x" * 300, prompt=None, agent="mock", step_prompts=["p"]),
+])
+@pytest.mark.parametrize("activate", [False, True])
+def test_a_plain_create_writes_what_the_models_write(opts, activate, monkeypatch):
+    from logist.engine import jobs
+
+    monkeypatch.setattr(jobs, "new_transition_id", lambda: "0123456789abcdef")
+    plain = jobs.plain_spec(**opts, default_agent="mock")
+    assert plain is not None
+    model = jobs.spec_from_options(**opts, default_agent="mock")
+    kw = dict(job_id="plain-job-1a2b", base="c" * 40, now="2026-03-03T03:03:03.333Z", activate=activate)
+    record, entry = jobs._plain_record(plain, **kw)
+    manifest, first = jobs._model_record(model, **kw)
+    assert record.canonical() == canonical_json(manifest)
+    assert entry.line() == history_line(first)
+    assert commit_message("plain-job-1a2b", entry, record) == commit_message("plain-job-1a2b", first, manifest)
+
+
+@pytest.mark.parametrize("title,steps", [("tab\there", ["p"]), ("x" * 301, ["p"]), ("   ", ["p"]),
+                                         ("nul", ["a\x00b"]), ("line\nbreak", ["p"])])
+def test_options_the_models_must_judge_are_left_to_them(title, steps):
+    from logist.engine import jobs
+
+    assert jobs.plain_spec(title=title, prompt=None, agent=None, step_prompts=steps, default_agent="mock") is None
+    if title != "nul":  # (a NUL in a step's prompt is the models' to judge too)
+        with pytest.raises(Exception, match="title"):
+            jobs.spec_from_options(title=title, prompt=None, agent=None, step_prompts=steps, default_agent="mock")
+
+
+def test_an_agent_that_refuses_plain_options_refuses_both_ways():
+    from logist.core.errors import AgentError
+    from logist.engine import jobs
+
+    opts = dict(title="cmd", prompt=None, agent="command", step_prompts=["p"], default_agent="mock")
+    kw = dict(job_id="cmd-job-1a2b", base="c" * 40, now="2026-03-03T03:03:03.333Z", activate=False)
+    with pytest.raises(AgentError) as plain:
+        jobs._plain_record(jobs.plain_spec(**opts), **kw)
+    with pytest.raises(AgentError) as model:
+        jobs._model_record(jobs.spec_from_options(**opts), **kw)
+    assert plain.value.message == model.value.message

@@ -6,9 +6,9 @@ Returns results and raises LogistError; never prints or exits.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from logist.core.errors import JobFileError, UsageError
 from logist.git import refs
@@ -17,7 +17,8 @@ from logist.store.jobstore import JobStore, new_transition_id, utcnow
 if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are imported
     # only where a job is created or changed: `job status` needs neither
     from logist.core.jobfile import JobFile
-    from logist.core.model import Manifest
+    from logist.core.model import HistoryEntry, Manifest
+    from logist.store.record_view import EntryView, RecordView
 
 from logist.engine.config_check import check_project_config
 
@@ -32,7 +33,8 @@ def make_job_id(title: str, *, rand: str | None = None) -> str:
         cut = slug[:SLUG_MAX + 1]
         slug = cut[:cut.rfind("-")] if cut.rfind("-") >= SLUG_MAX * 2 // 3 else slug[:SLUG_MAX]
     slug = slug.strip("-") or "job"
-    suffix = rand or "".join(secrets.choice(_ALPHABET) for _ in range(4))
+    # 32 symbols: a random byte modulo 32 is uniform (no `secrets`: it loads OpenSSL)
+    suffix = rand or "".join(_ALPHABET[b % len(_ALPHABET)] for b in os.urandom(4))
     return refs.validate_job_id(f"{slug}-{suffix}")
 
 
@@ -66,19 +68,53 @@ def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: s
                     trusted=origin == "local")
 
 
-def spec_from_options(*, title: str | None, prompt: str | None, agent: str | None,
-                      step_prompts: list[str], default_agent: str) -> JobFile:
-    from logist.core.jobfile import JobFile, StepFile
-
+def _option_steps(title: str | None, prompt: str | None, step_prompts: list[str]) -> list[tuple[str, str]]:
+    """(name, prompt) of each step the options give; UsageError when there is no title or step."""
     if not title:
         raise UsageError("a job needs a title: pass --title or --file",
                          hint='logist job create --title "Add greeting" --step "Create hello.txt"')
-    steps = [StepFile(name=f"step-{i}", prompt=p) for i, p in enumerate(step_prompts, 1) if p.strip()]
+    steps = [(f"step-{i}", p) for i, p in enumerate(step_prompts, 1) if p.strip()]
     if not steps:
         if not prompt:
             raise UsageError("a job needs at least one step: pass --step PROMPT (repeatable), "
                              "--prompt, or --file")
-        steps = [StepFile(name="step-1", prompt=prompt)]
+        steps = [("step-1", prompt)]
+    return steps
+
+
+class PlainSpec(NamedTuple):
+    """`job create` options checked without the job-file models (see :func:`plain_spec`)."""
+
+    title: str
+    prompt: str
+    agent: str
+    steps: list[tuple[str, str]]
+
+
+def plain_spec(*, title: str | None, prompt: str | None, agent: str | None, step_prompts: list[str],
+               default_agent: str) -> PlainSpec | None:
+    """The options of ``job create --title ... --step ...`` when they are plainly what the job
+    file's models accept (a title of one line of text within their length, no NUL anywhere);
+    None otherwise: then :func:`spec_from_options` judges them with the models (and their
+    messages). The record is then built without the models (docs/performance.md#fresh-processes)."""
+    from logist.core.limits import has_control
+
+    steps = _option_steps(title, prompt, step_prompts)
+    assert title is not None
+    agent = agent or default_agent
+    if not 1 <= len(title) <= 300 or not title.strip() or has_control(title):
+        return None
+    if any("\x00" in text for text in (prompt or "", agent, *(p for _, p in steps))):
+        return None
+    return PlainSpec(title, prompt or "", agent, steps)
+
+
+def spec_from_options(*, title: str | None, prompt: str | None, agent: str | None,
+                      step_prompts: list[str], default_agent: str) -> JobFile:
+    from logist.core.jobfile import JobFile, StepFile
+
+    steps = [StepFile(name=name, prompt=p) for name, p in _option_steps(title, prompt, step_prompts)]
+    assert title is not None  # (_option_steps refuses a job without one)
     from pydantic import ValidationError
 
     from logist.core.jobfile import describe
@@ -87,6 +123,27 @@ def spec_from_options(*, title: str | None, prompt: str | None, agent: str | Non
         return JobFile(title=title, prompt=prompt or "", agent=agent or default_agent, steps=steps)
     except ValidationError as exc:
         raise JobFileError(f"invalid job: {describe(exc)}", hint="nothing was created") from None
+
+
+def _plain_record(spec: PlainSpec, *, job_id: str, base: str, now: str, activate: bool
+                  ) -> tuple[RecordView, EntryView]:
+    """What :func:`_model_record` makes of the same options, without the models
+    (tests/test_record_view.py compares the bytes)."""
+    from logist.agents import get_agent
+    from logist.core.states import State
+    from logist.store.job_state import transition_state
+    from logist.store.record_view import EntryView, new_record
+
+    agent = get_agent(spec.agent)
+    for _ in spec.steps:
+        agent.validate_options({})
+    state = transition_state(State.DRAFT, "activate") if activate else State.DRAFT
+    record = new_record(job_id=job_id, title=spec.title, prompt=spec.prompt, agent=spec.agent, base=base,
+                        steps=spec.steps, state=state, now=now)
+    entry = EntryView({"t": now, "event": "create", "run": 1, "step": 1, "from": None, "to": state.value,
+                       "transition_id": new_transition_id(), "reason": f"created from {spec.title!r}",
+                       "outcome": None, "cost_usd": None, "tokens": None, "commit": None, "data": {}})
+    return record, entry
 
 
 def resolve_base(store: JobStore, base: str | None) -> str:
@@ -103,18 +160,32 @@ def resolve_base(store: JobStore, base: str | None) -> str:
     return proc.stdout.strip()
 
 
-def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activate: bool = False,
-               job_id: str | None = None) -> Manifest:
+def create_job(store: JobStore, spec: JobFile | PlainSpec, *, base: str | None = None, activate: bool = False,
+               job_id: str | None = None) -> Manifest | RecordView:
     """Create a job (one commit on a new branch). Everything is checked first (the project's
-    config included: :func:`check_project_config`), so a refusal creates nothing."""
+    config included: :func:`check_project_config`), so a refusal creates nothing. A
+    :class:`PlainSpec` is built into a record without the models (a RecordView)."""
     store.require_initialized()
     check_project_config(store)
     base_oid = resolve_base(store, base)
     now = utcnow()
     jid = refs.validate_job_id(job_id) if job_id is not None else make_job_id(spec.title)
+    record: Manifest | RecordView
+    first: HistoryEntry | EntryView
+    if isinstance(spec, PlainSpec):
+        record, first = _plain_record(spec, job_id=jid, base=base_oid, now=now, activate=activate)
+    else:
+        record, first = _model_record(spec, job_id=jid, base=base_oid, now=now, activate=activate)
+    store.create_job(record, first, make_worktree=not store.config.worktrees.at_first_step)
+    return record
+
+
+def _model_record(spec: JobFile, *, job_id: str, base: str, now: str, activate: bool
+                  ) -> tuple[Manifest, HistoryEntry]:
+    """The record of a new job and its first history entry, with the models."""
     from logist.core.model import HistoryEntry
 
-    manifest = build_manifest(spec, job_id=jid, base=base_oid, now=now)
+    manifest = build_manifest(spec, job_id=job_id, base=base, now=now)
     if activate:  # born activated: the table's `activate`, in the create commit
         from logist.store.job_state import transition_state
 
@@ -122,5 +193,4 @@ def create_job(store: JobStore, spec: JobFile, *, base: str | None = None, activ
     states: dict[str, Any] = {"from": None, "to": manifest.state}  # the fields' names are keywords
     entry = HistoryEntry(t=now, event="create", run=1, step=1, transition_id=new_transition_id(),
                          reason=f"created from {spec.title!r}", **states)
-    store.create_job(manifest, entry, make_worktree=not store.config.worktrees.at_first_step)
-    return manifest
+    return manifest, entry

@@ -105,7 +105,8 @@ class JobStore(WorktreeKeeper):
     def _history_raw(self, oid: str, job_id: str) -> bytes:
         return self.blob_at(oid, refs.history_path(job_id)) or b""
 
-    def create_job(self, manifest: Manifest, entry: HistoryEntry, *, make_worktree: bool = False) -> str:
+    def create_job(self, manifest: Manifest | RecordView, entry: HistoryEntry | EntryView, *,
+                   make_worktree: bool = False) -> str:
         """Create branch logist/<id> at base + a record commit (create-only); with
         ``make_worktree`` its worktree too (else the first step makes it: docs/architecture.md#worktrees)."""
         job_id = manifest.id

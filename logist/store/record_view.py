@@ -177,3 +177,23 @@ class EntryView:
         if not out.get("data"):
             out.pop("data", None)
         return (json.dumps(out, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def new_record(*, job_id: str, title: str, prompt: str, agent: str, base: str, steps: list[tuple[str, str]],
+               state: State, now: str) -> RecordView:
+    """The record of a new job made from plain options (``job create --title --step``: every
+    step with the job's agent and no options), as ``Manifest`` builds it with its defaults;
+    tests/test_record_view.py compares the bytes with the models'. The caller checked the
+    values (see ``logist.engine.jobs.plain_spec``)."""
+    return RecordView({
+        "schema_version": 1, "id": job_id, "title": title, "prompt": prompt, "state": state.value, "step": 1,
+        "run": 1, "base": base, "agent": agent, "requires_approval": False,
+        "steps": [{"name": name, "prompt": text, "agent": agent, "options": {}, "requires_approval": False,
+                   "status": StepStatus.PENDING.value, "attempt": 0, "started_commit": None,
+                   "first_started_commit": None, "assembled_prompt": None, "summary": "", "reason": "",
+                   "cost_usd": 0.0, "tokens": 0, "seconds": 0.0, "session_id": None, "agent_version": None,
+                   "left_out": []} for name, text in steps],
+        "budget": {"max_cost_usd": None, "max_seconds": None, "max_attempts": 3}, "sentinel": {},
+        "observer_patterns": {}, "cost_usd": 0.0, "tokens": 0, "seconds": 0.0, "attempt": 0, "reason": "",
+        "origin": "local", "trusted": True, "runs": [], "resteps": 0, "execution": None, "transition_seq": 0,
+        "created_at": now, "updated_at": now})

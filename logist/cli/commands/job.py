@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from logist import cli
 from logist.cli.commands.job_info import one_line
@@ -40,22 +41,25 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
         Print the new job as `job status --json` does.
     """
     from logist.core.errors import UsageError
-    from logist.core.jobfile import parse_job_file
-    from logist.engine.jobs import create_job, spec_from_options
+    from logist.engine.jobs import create_job, plain_spec, spec_from_options
 
     for option, value in (("--title", title), ("--agent", agent), ("--base", base)):
         if value is not None and not value.strip():
             raise UsageError(f"{option} is empty", hint=f"give {option} a value, or leave the option out")
     store = cli.store()
     store.require_initialized()
+    spec: Any
     if file is not None:
+        from logist.core.jobfile import parse_job_file
+
         spec = parse_job_file(file)
         updates = {k: v for k, v in (("title", title), ("prompt", prompt), ("agent", agent)) if v}
         if updates:
             spec = spec.model_copy(update=updates)
-    else:
-        spec = spec_from_options(title=title, prompt=prompt, agent=agent, step_prompts=step or [],
-                                 default_agent=store.config.default_agent)
+    else:  # plain options need no job-file models; anything else is judged by them
+        options: dict[str, Any] = dict(title=title, prompt=prompt, agent=agent, step_prompts=step or [],
+                                       default_agent=store.config.default_agent)
+        spec = plain_spec(**options) or spec_from_options(**options)
     m = create_job(store, spec, base=base, activate=activate, job_id=id)
     _warn_uncommitted(store, m.base)
     if json_:
