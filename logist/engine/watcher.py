@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import subprocess
     from collections.abc import Mapping
     from pathlib import Path
+    from typing import Any
 
     from logist.engine.watch_config import WatchConfig
 
@@ -200,10 +201,18 @@ def stop_watcher(pid: int, *, wait: float = EXIT_WAIT, term_wait: float = TERM_W
                     del _SPAWNED[pid]
 
 
-_OPTIONS = {"--repo": "repo", "--job": "job", "--log": "log", "--pid": "pid", "--pgid": "pgid",
-            "--commit": "commit", "--workdir": "workdir", "--verdict-file": "verdict_file",
-            "--config": "config", "--started-at": "started_at"}
-_REQUIRED = ("repo", "job", "log", "pid", "pgid", "commit", "workdir", "verdict_file")
+# Each option once: flag -> (type, required). The fast parser reads exactly what spawn_watcher
+# writes (no argparse import at start); anything else (--help, a mistake) goes to argparse,
+# built from the same table, for its messages.
+_OPTIONS: dict[str, tuple[type, bool]] = {
+    "--repo": (str, True), "--job": (str, True), "--log": (str, True), "--pid": (int, True),
+    "--pgid": (int, True), "--commit": (str, True), "--workdir": (str, True),
+    "--verdict-file": (str, True), "--config": (str, False), "--started-at": (float, False)}
+_DEFAULTS: dict[str, Any] = {"config": "", "started_at": None}
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
 
 
 class _Args:
@@ -220,29 +229,24 @@ class _Args:
 def _parse_args(argv: list[str]) -> _Args | None:
     """The command line as spawn_watcher writes it (``--name value`` pairs); None for anything
     else (--help, a mistake): then argparse parses it, for its messages."""
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     it = iter(argv)
     for arg in it:
         key, eq, value = arg.partition("=")
-        name = _OPTIONS.get(key)
-        if name is None:
+        if key not in _OPTIONS:
             return None
         if not eq:
             following = next(it, None)
             if following is None:
                 return None
             value = following
-        values[name] = value
-    if any(k not in values for k in _REQUIRED):
+        try:
+            values[_dest(key)] = _OPTIONS[key][0](value)
+        except ValueError:
+            return None
+    if any(_dest(flag) not in values for flag, (_kind, required) in _OPTIONS.items() if required):
         return None
-    v = values
-    try:
-        return _Args(repo=v["repo"], job=v["job"], log=v["log"], pid=int(v["pid"]), pgid=int(v["pgid"]),
-                     commit=v["commit"], workdir=v["workdir"], verdict_file=v["verdict_file"],
-                     config=v.get("config", ""),
-                     started_at=float(v["started_at"]) if "started_at" in v else None)
-    except ValueError:
-        return None
+    return _Args(**{**_DEFAULTS, **values})
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -250,16 +254,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m logist.engine.watcher",
                                 description="observer + sentinel for one running logist step")
-    p.add_argument("--repo", required=True)
-    p.add_argument("--job", required=True)
-    p.add_argument("--log", required=True)
-    p.add_argument("--pid", required=True, type=int)
-    p.add_argument("--pgid", required=True, type=int)
-    p.add_argument("--commit", required=True)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--verdict-file", required=True)
-    p.add_argument("--config", default="")
-    p.add_argument("--started-at", type=float, default=None)
+    for flag, (kind, required) in _OPTIONS.items():
+        if required:
+            p.add_argument(flag, required=True, type=kind)
+        else:
+            p.add_argument(flag, type=kind, default=_DEFAULTS[_dest(flag)])
     return p
 
 
