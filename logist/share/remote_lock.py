@@ -119,20 +119,10 @@ class RemoteLock:
     def refresh(self) -> None:
         """Push the local branch tip (if it moved) with a new heartbeat, in one atomic push."""
         with self._mutex:
-            if self.lost:
-                raise LeaseLost(f"job {self.job_id}: lease lost")
             holder = Holder(**{**self.holder.__dict__, "heartbeat_at": time.time()})
             blob = self.store.writer.blob(holder.to_bytes()).decode()
-            specs = [f"{blob}:{self.lock_ref}"]
-            leases = [f"{self.lock_ref}:{self.oid}"]
-            tip = rev(self.store, self.branch_ref)
-            if tip and tip != self.remote_tip:
-                specs.append(f"{tip}:{self.branch_ref}")
-                leases.append(f"{self.branch_ref}:{self.remote_tip}")
-            self._push(specs, leases)
+            self._push_with_tip(f"{blob}:{self.lock_ref}")
             self.oid, self.holder = blob, holder
-            if tip:
-                self.remote_tip = tip
             self._track()
 
     def fetch_stop(self) -> None:
@@ -167,19 +157,25 @@ class RemoteLock:
     def release(self) -> None:
         """Final push: the branch tip and the deletion of the lock, in one transaction."""
         with self._mutex:
-            if self.lost:
-                raise LeaseLost(f"job {self.job_id}: lease lost")
-            specs = [f":{self.lock_ref}"]
-            leases = [f"{self.lock_ref}:{self.oid}"]
-            tip = rev(self.store, self.branch_ref)
-            if tip and tip != self.remote_tip:
-                specs.append(f"{tip}:{self.branch_ref}")
-                leases.append(f"{self.branch_ref}:{self.remote_tip}")
-            self._push(specs, leases)
-            if tip:
-                self.remote_tip = tip
+            self._push_with_tip(f":{self.lock_ref}")
             self.oid = ""
             self._track(deleted=True)
+
+    def _push_with_tip(self, lock_spec: str) -> None:
+        """One atomic push of ``lock_spec`` (new heartbeat, or deletion) compare-and-swapped
+        against our lock value, with the local branch tip when it moved (compare-and-swapped
+        against the remote tip we last pushed); the remote tip recorded."""
+        if self.lost:
+            raise LeaseLost(f"job {self.job_id}: lease lost")
+        specs = [lock_spec]
+        leases = [f"{self.lock_ref}:{self.oid}"]
+        tip = rev(self.store, self.branch_ref)
+        if tip and tip != self.remote_tip:
+            specs.append(f"{tip}:{self.branch_ref}")
+            leases.append(f"{self.branch_ref}:{self.remote_tip}")
+        self._push(specs, leases)
+        if tip:
+            self.remote_tip = tip
 
     def _track(self, deleted: bool = False) -> None:
         lines = [f"update {refs.remote_branch_ref(self.remote, self.job_id)} {self.remote_tip}\n"]
