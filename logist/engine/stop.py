@@ -87,7 +87,15 @@ def read_request(store: JobStore, job_id: str) -> StopRequest | None:
 
 
 def clear_request(store: JobStore, job_id: str) -> None:
-    """Delete the job's stop request, if any (never fails)."""
+    """Delete the job's stop request, if any (never fails). No git process when the ref is
+    plainly not there (read as a file and from packed-refs; git decides anything else)."""
+    from logist.git.gitread import Unsupported
+
+    try:
+        if store.reader.ref(refs.stop_ref(job_id)) is None:
+            return
+    except Unsupported:
+        pass
     git(["update-ref", "-d", "--", refs.stop_ref(job_id)], cwd=store.root, check=False)
 
 

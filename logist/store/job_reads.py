@@ -8,6 +8,8 @@ moved since the last listing).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from logist.store.record_view import RecordView
 
 RECORD_FILES = ("manifest.json", "history.jsonl")
+_OID_RE = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass
@@ -78,15 +81,40 @@ class JobReader(RepoBase):
 
     def blob_at(self, commit: str, path: str) -> bytes | None:
         """Content of ``commit:path`` (None if there is no such file)."""
+        return self.blobs_at(commit, [path])[0]
+
+    def blobs_at(self, commit: str, paths: Sequence[str]) -> list[bytes | None]:
+        """Content of each ``commit:path`` (None where there is no such file): one ``git
+        cat-file --batch`` for them all. Remembered by commit id and path (a commit never
+        changes), so a command reading the same record twice, or the record it just wrote,
+        starts no second process."""
         from logist.git.gitread import Unsupported
 
-        if self._objects_in_process():
+        keyed = _OID_RE.fullmatch(commit) is not None
+        out: dict[str, bytes | None] = {p: self._blobs[(commit, p)] for p in paths
+                                        if keyed and (commit, p) in self._blobs}
+        missing = [p for p in paths if p not in out]
+        if missing and self._objects_in_process():
             try:
-                return self.reader.blob_at(commit, path)
+                out.update((p, self.reader.blob_at(commit, p)) for p in missing)
+                missing = []
             except Unsupported:
                 pass
-        with CatFileBatch(self.paths.root) as batch:
-            return batch.read(f"{commit}:{path}", kind="blob")
+        if missing:
+            with CatFileBatch(self.paths.root) as batch:
+                found = batch.read_objects([f"{commit}:{p}" for p in missing])
+            out.update((p, o[2] if o is not None and o[1] == "blob" else None)
+                       for p, o in zip(missing, found, strict=True))
+        if keyed:
+            for p in missing:
+                self.remember_blob(commit, p, out[p])
+        return [out[p] for p in paths]
+
+    def remember_blob(self, commit: str, path: str, data: bytes | None) -> None:
+        """What ``commit:path`` holds (a commit never changes): written here, or read."""
+        if len(self._blobs) >= 64:
+            self._blobs.pop(next(iter(self._blobs)))
+        self._blobs[(commit, path)] = data
 
     def tip(self, job_id: str) -> str:
         oid = self.resolve_commit(refs.branch_ref(job_id))
@@ -160,7 +188,8 @@ class JobReader(RepoBase):
 
         refs.validate_job_id(job_id)
         oid = at or self.tip(job_id)
-        raw = self.blob_at(oid, refs.manifest_path(job_id))
+        # the history comes along (one process): the transition appends to it
+        raw = self.blobs_at(oid, [refs.manifest_path(job_id), refs.history_path(job_id)])[0]
         if raw is not None and len(raw) <= MAX_RECORD_BYTES and self.record_cache.contains(blob_oid(raw)):
             view = RecordView.load(raw, job_id)
             if view is not None:

@@ -102,6 +102,11 @@ class JobStore(WorktreeKeeper):
         self.record_cache.add([blob_oid(data)])
         return {"manifest.json": data, "history.jsonl": hist}
 
+    def _remember_record(self, job_id: str, oid: str, files: dict[str, bytes]) -> None:
+        """The record this process just committed at ``oid``: read back without a git process."""
+        self.remember_blob(oid, refs.manifest_path(job_id), files["manifest.json"])
+        self.remember_blob(oid, refs.history_path(job_id), files["history.jsonl"])
+
     def _history_raw(self, oid: str, job_id: str) -> bytes:
         return self.blob_at(oid, refs.history_path(job_id)) or b""
 
@@ -124,6 +129,7 @@ class JobStore(WorktreeKeeper):
             raise JobExistsError(f"job {job_id} already exists",
                                  hint="choose another title or id (see `logist job list --all`)")
         crash_point("create-after-ref")
+        self._remember_record(job_id, oid, files)
         if make_worktree:
             try:
                 self.ensure_worktree(job_id)
@@ -182,6 +188,7 @@ class JobStore(WorktreeKeeper):
             crash_point("before-publish")
             self.publish(job_id, oid, old_tip, lease=lease, started=ref_proc, extra_refs=extra_refs)
             crash_point("after-publish")
+            self._remember_record(job_id, oid, files)
             if sync:
                 self._sync_published(job_id, wt, files, index_proc)
         finally:

@@ -137,11 +137,16 @@ class ObjectWriter:
             return tree
         from logist.git.gitcmd import CatFileBatch
 
+        # The trees a record replaces come along (one process): the root, .logist, .logist/jobs.
         with CatFileBatch(self._common_dir) as batch:
-            data = batch.read(commit_oid, kind="commit")
-        if data is None or not data.startswith(b"tree "):
+            got = batch.read_objects([commit_oid, f"{commit_oid}^{{tree}}", f"{commit_oid}^{{tree}}:.logist",
+                                      f"{commit_oid}^{{tree}}:.logist/jobs"])
+        if got[0] is None or got[0][1] != "commit" or not got[0][2].startswith(b"tree "):
             raise KeyError(commit_oid)
-        return data[5:45]
+        for answer in got[1:]:
+            if answer is not None and answer[1] == "tree":
+                self._remember_tree(answer[0], loose.parse_tree(answer[2]))
+        return got[0][2][5:45]
 
     def get(self, oid: bytes) -> Any:
         """The parsed object ``oid`` (KeyError if absent). Callers must not modify it."""

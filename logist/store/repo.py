@@ -91,6 +91,8 @@ class RepoBase:
         self._reader: RepoReader | None = None
         self._record_cache: ValidRecordCache | None = None
         self._config: Config | None = None
+        # Files read at commits, by (commit id, path): a commit never changes (job_reads.blob_at).
+        self._blobs: dict[tuple[str, str], bytes | None] = {}
         self._worktrees_dir: Path | None = None
 
     # ---- configuration and locations -------------------------------------------------
