@@ -573,6 +573,8 @@ def bench_imports(tmp: Path, rounds: int) -> list[Result]:
         bad = [p for p in ("dulwich",) if p in first]
         if name == "logist --help":
             bad += [p for p in ("pydantic", "logist.core.model", "logist.store.jobstore") if p in first]
+        if name in ("logist job status ID", "logist job list --json"):  # plain command lines: no cyclopts
+            bad += [p for p in ("cyclopts", "pydantic", "rich", "logist.core.model") if p in first]
         if name == "logist job status ID":
             bad += [p for p in ("logist.core.jobfile", "logist.agents", "logist.engine.job_processor") if p in first]
         if bad:
