@@ -85,3 +85,21 @@ def test_a_changed_config_is_validated_again(tmp_path):
     _write(root, "[locks]\nlease_seconds = 0\n", name="config.local.toml")  # the local file counts
     with pytest.raises(ConfigError, match="lease_seconds"):
         cfg.load_config(root, cache_dir=cache)
+
+
+def test_the_cache_holds_the_config_as_it_is_now(tmp_path):
+    root, cache = tmp_path / "p", tmp_path / "cache"
+    root.mkdir()
+    for n in (1, 2, 3):
+        _write(root, f"[locks]\nlease_seconds = {n * 100}\n")
+        cfg.load_config(root, cache_dir=cache)
+        assert len(list(cache.glob("config-*.json"))) == 1
+        assert cfg.load_config(root, cache_dir=cache).locks.lease_seconds == n * 100
+
+
+def test_nothing_is_written_where_logist_is_not_set_up(repo):
+    from logist.store.jobstore import JobStore
+
+    store = JobStore.discover(repo)
+    assert store.config.locks.lease_seconds > 0
+    assert not (repo / ".git" / "logist").exists()

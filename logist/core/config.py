@@ -222,11 +222,16 @@ def _cache_path(cache_dir: Path, project_root: Path) -> Path | None:
 
 
 def _remember(path: Path, dump: bytes) -> None:
+    """Write the dump (atomically) and drop the dumps of earlier configs: the cache holds the
+    config as it is now (another one is validated again)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(dump)
         os.replace(tmp, path)
+        for old in path.parent.glob("config-*.json"):
+            if old != path:
+                old.unlink(missing_ok=True)
     except OSError:
         tmp.unlink(missing_ok=True)  # a cache: failing to remember only costs a validation later
 

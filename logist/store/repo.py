@@ -117,8 +117,10 @@ class RepoBase:
         if self._config is None:
             from logist.core.config import load_config
 
-            # validated configs are remembered: a short command reads this one without the models
-            self._config = load_config(self.config_root(), cache_dir=self.paths.logist_dir / "cache")
+            # validated configs are remembered (where logist is set up: nothing is written in a
+            # repository without it): a short command reads this one without the models
+            cache = self.paths.logist_dir / "cache" if self.paths.logist_dir.is_dir() else None
+            self._config = load_config(self.config_root(), cache_dir=cache)
         return self._config
 
     @property
