@@ -135,10 +135,27 @@ def test_current_step_and_count():
     assert m.current.name == "check" and m.step_count == 2
 
 
-def test_model_and_refs_agree_on_job_ids():
-    from logist.core import model
+@pytest.mark.parametrize("text", ["a", "fix-login-7k2q", "9", "x" * 63, "", "-a", "a-", "A", "a_b",
+                                  "x" * 64, "a\n", "a/b", "..", "a b"])
+def test_model_and_refs_agree_on_job_ids(text):
+    """A record's id and a ref's job id follow one rule (logist.core.jobid)."""
+    from logist.core.errors import InvalidIdError
+    from logist.core.jobid import JobId
 
-    assert model.JOB_ID_RE.pattern == refs.JOB_ID_RE.pattern
+    try:
+        refs.validate_job_id(text)
+        ref_ok = True
+    except InvalidIdError:
+        ref_ok = False
+    try:
+        m = make(id=text)
+        model_ok = True
+    except ValueError:
+        model_ok = False
+    assert ref_ok == model_ok
+    if model_ok:  # a record read from git carries a checked id
+        assert type(m.id) is JobId and m.id == text
+        assert type(parse_manifest(canonical_json(m)).id) is JobId
 
 
 def test_blob_on_the_branch_is_canonical(cli):

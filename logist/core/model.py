@@ -7,12 +7,12 @@ serializes to an identical blob: sorted keys, two-space indent, trailing newline
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The states are plain data, importable without pydantic; re-exported here.
+from logist.core.jobid import JobId
 from logist.core.limits import MAX_COST_USD, MAX_SECONDS, MAX_TOKENS
 from logist.core.states import RESTING as RESTING
 from logist.core.states import SCHEMA_VERSION
@@ -23,7 +23,6 @@ from logist.core.states import StepStatus as StepStatus
 
 # The job id syntax (docs/refs.md). Layer 1 cannot import logist.git.refs (layer 3), which
 # validates ids with the same pattern; tests/test_model.py checks that the two agree.
-JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
 
 
 # Amounts in a record: finite, 0 or more, bounded (NaN, -1, 1e300 or 10**400 make a record invalid).
@@ -84,7 +83,7 @@ class Execution(Strict):
 
 class Manifest(Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
-    id: str
+    id: JobId  # checked like any id (logist.core.jobid)
     title: str = Field(min_length=1, max_length=300)
     prompt: str = ""
     state: State = State.DRAFT
@@ -110,13 +109,6 @@ class Manifest(Strict):
     transition_seq: int = 0
     created_at: str
     updated_at: str
-
-    @field_validator("id")
-    @classmethod
-    def _valid_id(cls, v: str) -> str:
-        if not JOB_ID_RE.match(v) or v.endswith("-"):
-            raise ValueError(f"invalid job id {v!r}")
-        return v
 
     @model_validator(mode="after")
     def _step_exists(self) -> Manifest:

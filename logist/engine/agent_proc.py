@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from logist.core.jobid import JobId
 from logist.core.model import Manifest
 from logist.store.jobstore import JobStore
 
@@ -42,7 +43,7 @@ fi
 exit $rc'''
 
 
-def exec_base(store: JobStore, job_id: str, transition_id: str) -> Path:
+def exec_base(store: JobStore, job_id: JobId, transition_id: str) -> Path:
     """Path prefix of one execution's records (``.pid``, ``.exit``) in the job's run dir."""
     safe = "".join(c for c in transition_id if c.isalnum())[:40] or "none"
     return store.run_dir(job_id) / f"exec-{safe}"
@@ -105,7 +106,7 @@ def find_wrapper(base: Path) -> int | None:
     return None
 
 
-def read_agent_file(store: JobStore, job_id: str) -> dict[str, Any] | None:
+def read_agent_file(store: JobStore, job_id: JobId) -> dict[str, Any] | None:
     try:
         data = json.loads((store.run_dir(job_id) / "agent.json").read_text())
     except (OSError, ValueError):

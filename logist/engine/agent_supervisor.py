@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.model import Manifest
 from logist.core.procs import pid_alive, process_start_time
 from logist.engine.agent_proc import agent_status, exec_base, read_exit, wrap_argv
@@ -64,10 +65,10 @@ class AgentSupervisor:
         d.mkdir(parents=True, exist_ok=True)
         return d / f"run{m.run}-step{n}-attempt{attempt}.log"
 
-    def _agent_file(self, job_id: str) -> Path:
+    def _agent_file(self, job_id: JobId) -> Path:
         return self.store.run_dir(job_id) / "agent.json"
 
-    def _write_agent_file(self, job_id: str, data: dict) -> None:
+    def _write_agent_file(self, job_id: JobId, data: dict) -> None:
         if data.get("pid") is None:  # before the agent starts: what its step may not change
             from logist.engine import config_guard
 
@@ -194,7 +195,7 @@ class AgentSupervisor:
                                               "watcher_start_time": process_start_time(watcher_pid)})
         return watcher_pid
 
-    def _agent_gone(self, job_id: str, handle, watcher_pid: int | None, verdict: Path,
+    def _agent_gone(self, job_id: JobId, handle, watcher_pid: int | None, verdict: Path,
                     commit: str | None) -> list[str]:
         """The agent's own process has exited. Its side process finishes while the step is
         harvested (it is reaped later: ``_reap_watchers``), unless the sentinel stopped the
@@ -246,7 +247,7 @@ class AgentSupervisor:
         except Exception as exc:
             self.progress(f"warning: could not reap the side process {w.pid}: {exc}")
 
-    def _read_agent_file(self, job_id: str) -> dict | None:
+    def _read_agent_file(self, job_id: JobId) -> dict | None:
         try:
             return json.loads(self._agent_file(job_id).read_text())
         except (OSError, ValueError):
@@ -254,7 +255,7 @@ class AgentSupervisor:
 
 
     # ---- starting an agent ----------------------------------------------------------
-    def _before_agent(self, job_id: str, log: Path, tid: str, commit: str) -> tuple[Path, dict]:
+    def _before_agent(self, job_id: JobId, log: Path, tid: str, commit: str) -> tuple[Path, dict]:
         """Before an agent starts: its log's directory made, the previous side process reaped
         (never two at once), no verdict left, and ``agent.json`` written (the commit it starts
         from, logist's own record whatever the agent does to the branch, and the execution it
@@ -278,7 +279,7 @@ class AgentSupervisor:
         return get_runtime("host").spawn(wrap_argv(exec_base(self.store, m.id, tid), inv.argv),
                                          cwd=workdir, env=env, log_path=log, stdin=inv.stdin)
 
-    def _record_spawned(self, job_id: str, record: dict, handle) -> None:
+    def _record_spawned(self, job_id: JobId, record: dict, handle) -> None:
         """``agent.json`` names the running agent (pid, group, start time) in ``record``."""
         record.update(pid=handle.pid, pgid=handle.pgid, start_time=process_start_time(handle.pid))
         self._write_agent_file(job_id, record)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from logist.core.jobid import JobId
 from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
 
@@ -25,7 +26,7 @@ def _config_path(store: JobStore) -> Path:
     return store.paths.common_dir / "config"
 
 
-def snapshot(store: JobStore, job_id: str) -> None:
+def snapshot(store: JobStore, job_id: JobId) -> None:
     """Keep the shared config as it is now (before an agent starts)."""
     try:
         data = _config_path(store).read_bytes()[: _MAX + 1]
@@ -51,7 +52,7 @@ def _entries(path: Path, store: JobStore) -> dict[str, list[str]]:
     return out
 
 
-def revert(store: JobStore, job_id: str) -> list[str]:
+def revert(store: JobStore, job_id: JobId) -> list[str]:
     """Put back every key of the shared config the step added or changed since
     :func:`snapshot`; the warnings to record (empty when nothing changed)."""
     snap = store.run_dir(job_id) / SNAPSHOT

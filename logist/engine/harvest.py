@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.model import TERMINAL, Manifest, State, StepStatus
 from logist.core.safepath import why_unsafe
 from logist.engine.agent_proc import exec_base
@@ -85,7 +86,7 @@ class Harvester(StepTransitions):
         return StepResult(job_id, new.state, new.step, outcome=out.res.action, reason=reason,
                           commits=[oid])
 
-    def _harvesting_entry(self, job_id: str, own_tip: str, exit_code: int | None,
+    def _harvesting_entry(self, job_id: JobId, own_tip: str, exit_code: int | None,
                           killed_reason: str | None) -> tuple[list[Any], int | None, str | None]:
         """(warnings, exit code, stop reason) of the step's HARVESTING entry: its warnings always,
         the exit code and stop reason when the caller has none (a harvest again after a crash)."""
@@ -120,7 +121,7 @@ class Harvester(StepTransitions):
         version = _agent_version(agent, self.store.paths.logist_dir / "agent-versions.json")
         return _Outcome(agent, res, output, log, version)
 
-    def _check_worktree(self, job_id: str, wt: Path, res: AgentResult, warnings: list[str]) -> list[str]:
+    def _check_worktree(self, job_id: JobId, wt: Path, res: AgentResult, warnings: list[str]) -> list[str]:
         """The worktree put back on the job branch if the agent moved it, and the evidence files
         the agent named checked (what is wrong is added to ``warnings``); the missing ones."""
         moved = self.store.restore_worktree_head(job_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from logist.core.errors import JobStateError, UsageError
+from logist.core.jobid import JobId
 from logist.core.states import TERMINAL, TRANSIENT, State
 from logist.git import refs
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
@@ -41,7 +42,7 @@ def _mutate_for(event: str, message: str | None):
     return mutate
 
 
-def human_transition(store: JobStore, job_id: str, event: str, *, message: str | None = None
+def human_transition(store: JobStore, job_id: JobId, event: str, *, message: str | None = None
                      ) -> Manifest | RecordView:
     """Apply one human event under the job's lock; one commit, or a JobStateError and no change."""
     if event not in HUMAN_EVENTS:
@@ -53,7 +54,7 @@ def human_transition(store: JobStore, job_id: str, event: str, *, message: str |
         return human_locked(store, lease, job_id, event, message)
 
 
-def human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message: str | None
+def human_locked(store: JobStore, lease: Lease, job_id: JobId, event: str, message: str | None
                  ) -> Manifest | RecordView:
     from logist.core.faults import crash_point
     from logist.store.job_state import Update, update_job_manifest
@@ -101,7 +102,7 @@ def human_locked(store: JobStore, lease: Lease, job_id: str, event: str, message
     return new
 
 
-def commit_persons_changes(store: JobStore, lease: Lease, job_id: str, tip: str,
+def commit_persons_changes(store: JobStore, lease: Lease, job_id: JobId, tip: str,
                            message: str | None) -> str | None:
     """`job resubmit`: what a person changed in the job's worktree (outside .logist/) since the
     step failed becomes their own commit on the job branch, before the step runs again (author

@@ -21,6 +21,7 @@ from typing import Any
 
 from logist.core.errors import JobStateError, LogistError
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.model import Execution, Manifest, State, StepStatus
 from logist.core.procs import boot_id
 from logist.core.states import TRANSIENT
@@ -55,12 +56,12 @@ class Engine(Harvester):
         self.repair = repair
 
     # ---- public API -------------------------------------------------------------------
-    def step(self, job_id: str, *, lease: Lease | None = None) -> StepResult:
+    def step(self, job_id: JobId, *, lease: Lease | None = None) -> StepResult:
         """Run exactly one step of a PENDING job (or finish an interrupted one)."""
         with self._call(job_id, lease) as lease:
             return self._repair(lease) or self._stop_between(lease) or self._step_locked(lease)
 
-    def run(self, job_id: str, *, max_steps: int | None = None, lease: Lease | None = None) -> StepResult:
+    def run(self, job_id: JobId, *, max_steps: int | None = None, lease: Lease | None = None) -> StepResult:
         """Steps until the job rests in anything but PENDING (``lease``: one the caller holds)."""
         with self._call(job_id, lease) as lease:
             result = self._repair(lease)
@@ -80,7 +81,7 @@ class Engine(Harvester):
                     return result
 
     @contextmanager
-    def _call(self, job_id: str, lease: Lease | None) -> Iterator[Lease]:
+    def _call(self, job_id: JobId, lease: Lease | None) -> Iterator[Lease]:
         """A public call: the id checked, crash-left lock files cleared, the job's lease taken
         (unless the caller holds one: ``lease``) and kept alive by its heartbeat; at its end
         :meth:`_end_call`."""
@@ -95,7 +96,7 @@ class Engine(Harvester):
         finally:
             self._end_call(lease, own)
 
-    def _check_lock_files(self, job_id: str) -> None:
+    def _check_lock_files(self, job_id: JobId) -> None:
         """A crash-left index.lock in the job's worktree is cleared before anything is written;
         one a live git may hold stops the step here (GitLockError, exit 4, nothing written)."""
         from logist.git.gitcmd import waiting_pids
@@ -142,7 +143,7 @@ class Engine(Harvester):
         return self.repair(self, lease)
 
     # ---- one step ---------------------------------------------------------------------
-    def _current(self, job_id: str) -> tuple[str, Manifest]:
+    def _current(self, job_id: JobId) -> tuple[str, Manifest]:
         """logist's own last commit and record (the tip, unless an interrupted step's agent
         moved the branch: see ``logist.engine.settle.own_tip``)."""
         return own_tip(self.store, job_id)

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from logist.core.errors import UsageError
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.store.jobstore import JobStore
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # job files (TOML + their models) and the record's models are
     pass
 
 
-def selected_job(store: JobStore, job_id: str | None) -> str:
+def selected_job(store: JobStore, job_id: str | None) -> JobId:
     """Which job a command means (docs/cli.md, "The job id"): the id given (or a unique prefix
     of one: :func:`resolve_job`), else $LOGIST_JOB, else the job whose worktree the command runs
     in, else the one chosen with `logist job select`."""
@@ -41,7 +42,7 @@ def selected_job(store: JobStore, job_id: str | None) -> str:
     return refs.validate_job_id(chosen)
 
 
-def job_of_worktree(store: JobStore) -> str | None:
+def job_of_worktree(store: JobStore) -> JobId | None:
     """The job whose worktree the store was opened in (its HEAD is ``logist/<id>``), or None.
     Reads one file; no git process."""
     if store.paths.git_dir == store.paths.common_dir:
@@ -59,11 +60,11 @@ def job_of_worktree(store: JobStore) -> str | None:
         return None
 
 
-def _job_ids(store: JobStore) -> list[str]:
+def _job_ids(store: JobStore) -> list[JobId]:
     return [jid for jid, _ in store._refs_under(refs.BRANCH_PREFIX)[refs.BRANCH_PREFIX]]
 
 
-def _candidates_hint(store: JobStore, lead: str, none: str, ids: list[str] | None = None) -> str:
+def _candidates_hint(store: JobStore, lead: str, none: str, ids: list[JobId] | None = None) -> str:
     ids = _job_ids(store) if ids is None else ids
     if not ids:
         return none
@@ -71,7 +72,7 @@ def _candidates_hint(store: JobStore, lead: str, none: str, ids: list[str] | Non
     return lead + shown
 
 
-def resolve_job(store: JobStore, given: str) -> str:
+def resolve_job(store: JobStore, given: str) -> JobId:
     """The job ``given`` names: its id, or a prefix of exactly one job's id. An ambiguous prefix
     is a UsageError listing the candidates; an unknown one a JobNotFoundError. The one place ids
     typed by a person are resolved (every command with a job argument goes through it)."""
@@ -85,7 +86,7 @@ def resolve_job(store: JobStore, given: str) -> str:
         if matches:
             raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
                              hint=_candidates_hint(store, "say which: ", "", matches))
-    refs.validate_job_id(given)  # a prefix follows the rules of ids too
+    given = refs.validate_job_id(given)  # a prefix follows the rules of ids too: a JobId from here
     if (store.paths.common_dir / refs.branch_ref(given)).is_file():
         return given  # an existing job (a loose branch ref): no git process
     ids = _job_ids(store)
@@ -104,10 +105,10 @@ def resolve_job(store: JobStore, given: str) -> str:
                            + "; `logist job list --all` lists them")
 
 
-def select_job(store: JobStore, job_id: str) -> str:
-    job_id = resolve_job(store, job_id)
-    store.tip(job_id)  # must exist
+def select_job(store: JobStore, job_id: str) -> JobId:
+    jid = resolve_job(store, job_id)
+    store.tip(jid)  # must exist
     path = store.paths.logist_dir / "selected"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(job_id + "\n")
-    return job_id
+    path.write_text(jid + "\n")
+    return jid

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from logist.core.jobid import JobId
 from logist.core.states import record_in_flight
 from logist.git import refs
 from logist.store.jobstore import JobStore
@@ -46,7 +47,7 @@ class JobStatus:
         }
 
 
-def holder_info(store: JobStore, job_id: str) -> dict[str, Any] | None:
+def holder_info(store: JobStore, job_id: JobId) -> dict[str, Any] | None:
     current = read_lock(store, job_id)
     if current is None:
         return None
@@ -95,6 +96,6 @@ def status_rows(store: JobStore, records, lock_refs: dict[str, str] | None = Non
     return rows
 
 
-def job_status(store: JobStore, job_id: str) -> JobStatus:
+def job_status(store: JobStore, job_id: JobId) -> JobStatus:
     tip, record = store.read_record(job_id)
     return JobStatus(record, tip, str(store.existing_worktree(job_id)), holder_info(store, job_id))

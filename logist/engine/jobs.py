@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from logist.core.errors import JobFileError, UsageError
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.store.jobstore import JobStore, new_transition_id, utcnow
 
@@ -26,7 +27,7 @@ _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 SLUG_MAX = 24  # ids stay short enough to type and to fit a column: <slug>-<4 chars>
 
 
-def make_job_id(title: str, *, rand: str | None = None) -> str:
+def make_job_id(title: str, *, rand: str | None = None) -> JobId:
     """A slug of the title plus a short unique suffix, e.g. ``fix-login-7k2q``."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
     if len(slug) > SLUG_MAX:  # cut at a word boundary when there is one
@@ -38,7 +39,7 @@ def make_job_id(title: str, *, rand: str | None = None) -> str:
     return refs.validate_job_id(f"{slug}-{suffix}")
 
 
-def build_manifest(spec: JobFile, *, job_id: str, base: str, now: str, origin: str = "local") -> Manifest:
+def build_manifest(spec: JobFile, *, job_id: JobId, base: str, now: str, origin: str = "local") -> Manifest:
     from logist.agents import get_agent
     from logist.core.model import Budget, Manifest, Step
 
@@ -180,7 +181,7 @@ def create_job(store: JobStore, spec: JobFile | PlainSpec, *, base: str | None =
     return record
 
 
-def _model_record(spec: JobFile, *, job_id: str, base: str, now: str, activate: bool
+def _model_record(spec: JobFile, *, job_id: JobId, base: str, now: str, activate: bool
                   ) -> tuple[Manifest, HistoryEntry]:
     """The record of a new job and its first history entry, with the models."""
     from logist.core.model import HistoryEntry

@@ -39,6 +39,7 @@ from typing import Any
 
 from logist.core.errors import BusyError, JobStateError, LogistError, UsageError
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State, StepStatus
 from logist.engine.agent_proc import agent_status, stop_agent
 from logist.engine.settle import is_ancestor, own_tip, settle_branch
@@ -52,7 +53,7 @@ Progress = Callable[[str], None]
 
 @dataclass
 class Interrupted:
-    id: str
+    id: JobId
     title: str
     state: str
     step: int | None
@@ -219,7 +220,7 @@ class Recovered:
                 "did": self.did, "error": self.error}
 
 
-def sync_worktree(store: JobStore, job_id: str) -> list[str]:
+def sync_worktree(store: JobStore, job_id: JobId) -> list[str]:
     """Bring a resting job's worktree to its tip: the record's copy and index, and no
     ``git worktree lock`` left by a step that was interrupted. What was done, in words."""
     did: list[str] = []
@@ -233,7 +234,7 @@ def sync_worktree(store: JobStore, job_id: str) -> list[str]:
     return did
 
 
-def _usable_worktree(store: JobStore, job_id: str) -> bool:
+def _usable_worktree(store: JobStore, job_id: JobId) -> bool:
     """True when the job's worktree can be committed from (repaired first when an agent broke
     it; a missing one is not created: there is no work in it to keep)."""
     wt = store.worktree_path(job_id)
@@ -246,7 +247,7 @@ def _usable_worktree(store: JobStore, job_id: str) -> bool:
     return store.worktree_problem(wt) is None
 
 
-def _take_interrupted(store: JobStore, job_id: str, verb: str, hint: str):
+def _take_interrupted(store: JobStore, job_id: JobId, verb: str, hint: str):
     """Check that ``job_id`` is interrupted (a transient tip, a restep in flight or a lock left
     behind), then take its lease (over a dead holder). Returns (state before, lease, what was
     done so far)."""
@@ -262,7 +263,7 @@ def _take_interrupted(store: JobStore, job_id: str, verb: str, hint: str):
     return m.state.value, lease, did
 
 
-def recover_job(store: JobStore, job_id: str, *, progress: Progress | None = None,
+def recover_job(store: JobStore, job_id: JobId, *, progress: Progress | None = None,
                 trust: bool = False) -> Recovered:
     """Recover one job: take over its lease and finish its interrupted step or restep (the job
     then rests), or release a dead lock of a resting job. LockHeldError (exit 4) when a live
@@ -323,7 +324,7 @@ def recover_all(store: JobStore, *, progress: Progress | None = None, trust: boo
     return removed, results
 
 
-def abandon(store: JobStore, job_id: str, *, reason: str | None = None,
+def abandon(store: JobStore, job_id: JobId, *, reason: str | None = None,
             progress: Progress | None = None) -> Recovered:
     """Give up an interrupted job: stop its agent if one still runs, release the dead lock and
     move the job to INTERVENTION_REQUIRED (the worktree's changes are committed with it, so
@@ -471,7 +472,7 @@ def _clean_one(store: JobStore, m: Manifest, tip: str, *, dry_run: bool) -> Clea
     return Cleaned(m.id, m.state.value, ref, True, "archived; worktree removed")
 
 
-def _why_worktree_stays(store: JobStore, job_id: str, wt: Path, tip: str) -> str | None:
+def _why_worktree_stays(store: JobStore, job_id: JobId, wt: Path, tip: str) -> str | None:
     """Why a finished job's worktree is kept (uncommitted changes; a HEAD with commits the job
     branch lacks, whose only way back is its HEAD reflog, kept like `job clean` does), or None."""
     status = git(["status", "--porcelain", "--untracked-files=normal"], cwd=wt, check=False)

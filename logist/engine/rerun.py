@@ -27,6 +27,7 @@ from typing import Any
 
 from logist.core.errors import ConcurrentUpdateError, JobStateError, LogistError, UsageError
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.model import Manifest, RunInfo, State, StepStatus
 from logist.engine.job_processor import Engine
 from logist.engine.repair import make_engine
@@ -63,7 +64,7 @@ __all__ = ["RerunResult", "RestepResult", "parse_step", "rerun_job", "restep_job
 
 @dataclass
 class RerunResult:
-    job_id: str
+    job_id: JobId
     run: int  # the new run
     from_step: int
     previous_run: int
@@ -108,7 +109,7 @@ def run_start_point(m: Manifest, tip: str, n: int) -> str:
         hint=f"rerun from step {m.step} or earlier: `logist job rerun {m.id} --step {m.step}`")
 
 
-def rerun_job(store: JobStore, job_id: str, *, step: int | str | None = None, run: bool = True,
+def rerun_job(store: JobStore, job_id: JobId, *, step: int | str | None = None, run: bool = True,
               trust: bool = False, progress: Progress | None = None) -> RerunResult:
     """Start run n+1 of a job from step ``step`` (default 1); then run it unless ``run`` is False.
 
@@ -255,7 +256,7 @@ class _WorktreeMove:
     under a marker that lets an interruption be repaired (logist.engine.worktree_move); moved
     back when the publish fails."""
 
-    def __init__(self, store: JobStore, job_id: str, tip: str, run_ref: str) -> None:
+    def __init__(self, store: JobStore, job_id: JobId, tip: str, run_ref: str) -> None:
         self.store, self.job_id, self.tip, self.run_ref = store, job_id, tip, run_ref
         self.marker = move_marker(store, job_id)
         self.moved = ""  # the commit the worktree was moved to
@@ -312,7 +313,7 @@ def _check_restep(store: JobStore, m: Manifest, n: int, *, isolated: bool, advan
                             hint="create a new job from its job file with a larger [budget]")
 
 
-def restep_job(store: JobStore, job_id: str, step: int | str | None, *, isolated: bool = False,
+def restep_job(store: JobStore, job_id: JobId, step: int | str | None, *, isolated: bool = False,
                advance: bool = False, trust: bool = False,
                progress: Progress | None = None) -> RestepResult:
     """Re-execute one step (see the module docstring). ``result.success`` says how it went."""

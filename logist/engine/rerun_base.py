@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from logist.core.errors import JobStateError, LockHeldError, UsageError
+from logist.core.jobid import JobId
 from logist.core.model import RESTING, TRANSIENT, Manifest
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git
@@ -94,7 +95,7 @@ def ref_value(store: JobStore, ref: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def record_files_at(store: JobStore, job_id: str, oid: str) -> dict[str, bytes]:
+def record_files_at(store: JobStore, job_id: JobId, oid: str) -> dict[str, bytes]:
     with CatFileBatch(store.root) as batch:
         files = {}
         for name in RECORD_FILES:
@@ -104,7 +105,7 @@ def record_files_at(store: JobStore, job_id: str, oid: str) -> dict[str, bytes]:
     return files
 
 
-def history_raw_at(store: JobStore, job_id: str, oid: str) -> bytes:
+def history_raw_at(store: JobStore, job_id: JobId, oid: str) -> bytes:
     with CatFileBatch(store.root) as batch:
         return batch.read(f"{oid}:{refs.history_path(job_id)}") or b""
 

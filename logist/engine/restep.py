@@ -21,6 +21,7 @@ from pathlib import Path
 
 from logist.core.errors import LogistError
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.model import Execution, Manifest, StepStatus
 from logist.core.procs import boot_id
 from logist.engine.agent_proc import agent_status, stop_agent
@@ -43,7 +44,7 @@ from logist.store.jobstore import JobStore, new_transition_id, utcnow
 from logist.store.locks import Lease
 
 
-def _isolated_worktree(store: JobStore, job_id: str, r: Restep) -> Path:
+def _isolated_worktree(store: JobStore, job_id: JobId, r: Restep) -> Path:
     path = isolated_path(store, job_id, r.number)
     remove_worktree(store, path)  # what an interrupted attempt left
     store.own_worktrees_dir()  # path's parent: created and marked by logist, or refused
@@ -51,7 +52,7 @@ def _isolated_worktree(store: JobStore, job_id: str, r: Restep) -> Path:
     return path
 
 
-def _restep_log(store: JobStore, job_id: str, k: int, n: int, attempt: int) -> Path:
+def _restep_log(store: JobStore, job_id: JobId, k: int, n: int, attempt: int) -> Path:
     d = store.run_dir(job_id)
     d.mkdir(parents=True, exist_ok=True)
     return d / f"restep{k}-step{n}-attempt{attempt}.log"
@@ -116,7 +117,7 @@ def interrupted_restep(m: Manifest) -> bool:
     return m.execution is not None and m.execution.restep
 
 
-def restep_in_flight_at(store: JobStore, job_id: str, m: Manifest, tip: str) -> Restep | None:
+def restep_in_flight_at(store: JobStore, job_id: JobId, m: Manifest, tip: str) -> Restep | None:
     tid = m.execution.transition_id if m.execution else None
     for e in reversed(store.read_history(job_id, at=tip)):
         if e.event == "restep" and e.transition_id == tid and e.data.get("phase") in ("start", "restart"):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.model import Manifest, State, StepStatus
 from logist.engine.harvest import harvest_left_out
 from logist.engine.job_processor import Engine
@@ -30,7 +31,7 @@ from logist.store.locks import Lease
 
 @dataclass
 class RestepResult:
-    job_id: str
+    job_id: JobId
     step: int  # the step that was re-executed
     restep: int  # k: the job's restep number
     isolated: bool
@@ -76,7 +77,7 @@ class Restep:
                 "previous_status": self.previous_status.value, "log": self.log}
 
 
-def isolated_path(store: JobStore, job_id: str, k: int) -> Path:
+def isolated_path(store: JobStore, job_id: JobId, k: int) -> Path:
     # "<id>.restep-<k>" is never a job id (no dots in ids), so it never collides with one.
     return store.worktrees_dir() / f"{refs.validate_job_id(job_id)}.restep-{int(k)}"
 
@@ -257,7 +258,7 @@ def _restep_record(r: Restep, run, v: _Verdict, ref: str | None, result_commit: 
     return data, body, trailers
 
 
-def _diff_commands(job_id: str, r: Restep, ref: str | None) -> list[str]:
+def _diff_commands(job_id: JobId, r: Restep, ref: str | None) -> list[str]:
     """Isolated: the commands that compare its result with its base and with the branch."""
     if not ref:
         return []
@@ -285,7 +286,7 @@ def _advance(x: Manifest, n: int) -> None:
         x.step = n + 1
 
 
-def _keep_isolated_result(store: JobStore, lease: Lease, job_id: str, m: Manifest, r: Restep,
+def _keep_isolated_result(store: JobStore, lease: Lease, job_id: JobId, m: Manifest, r: Restep,
                           wt: Path, outcome: str | None, success: bool, reason: str) -> str:
     """Commit what the isolated restep left in ``wt`` and keep it at refs/logist/resteps/<id>/<k>."""
     git(["add", "-A"], cwd=wt)

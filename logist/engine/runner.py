@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from logist.core.errors import BusyError, LogistError
+from logist.core.jobid import JobId
 from logist.core.model import TRANSIENT, State
 from logist.store.jobstore import JobStore
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunOutcome:
-    job_id: str
+    job_id: JobId
     state: State | None
     step: int | None
     reason: str = ""
@@ -42,7 +43,7 @@ def run_all(store: JobStore, *, parallel: int = 1, trust: bool = False,
 
     from logist.engine.stop import local_request
 
-    def one(job_id: str) -> RunOutcome:
+    def one(job_id: JobId) -> RunOutcome:
         if local_request() is not None:  # Ctrl-C: no new job starts
             return RunOutcome(job_id, None, None, "not started: interrupted")
         engine = make_engine(JobStore(store.paths), progress=progress, trust=trust)
@@ -60,7 +61,7 @@ def run_all(store: JobStore, *, parallel: int = 1, trust: bool = False,
         return list(pool.map(one, pending))
 
 
-def detach_run(store: JobStore, job_id: str | None, *, trust: bool = False, parallel: int = 1
+def detach_run(store: JobStore, job_id: JobId | None, *, trust: bool = False, parallel: int = 1
                ) -> tuple[int, Path]:
     """Start `logist job run` in a new session (survives the terminal); (pid, log path)."""
     d = store.paths.logist_dir / "run"
@@ -82,7 +83,7 @@ def detach_run(store: JobStore, job_id: str | None, *, trust: bool = False, para
     return proc.pid, log
 
 
-def _wait_until_taken(store: JobStore, job_id: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+def _wait_until_taken(store: JobStore, job_id: JobId, proc: subprocess.Popen, timeout: float = 15.0) -> None:
     """Return once the background runner holds the job (or is done with it, or has exited), so
     that a `job attach` right after `job run --detach` finds it running instead of PENDING."""
     from logist.store.locks import read_lock
@@ -107,7 +108,7 @@ def step_header(m) -> str:
             f"attempt {m.attempt} · run {m.run} ──\n")
 
 
-def is_running(store: JobStore, job_id: str) -> bool:
+def is_running(store: JobStore, job_id: JobId) -> bool:
     """A step of the job is in flight, or a live runner holds it between steps."""
     from logist.core.states import record_in_flight
     from logist.engine.job_status import holder_info
@@ -119,7 +120,7 @@ def is_running(store: JobStore, job_id: str) -> bool:
     return h is not None and not h.get("stale") and record["state"] == State.PENDING.value
 
 
-def follow(store: JobStore, job_id: str, *, timeout: float | None = None, poll: float = 0.1
+def follow(store: JobStore, job_id: JobId, *, timeout: float | None = None, poll: float = 0.1
            ) -> Iterator[str]:
     """Yield a running job's output as it is written, across attempts; stop when it rests."""
     import codecs

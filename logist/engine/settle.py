@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from logist.core.errors import ConcurrentUpdateError, JobNotFoundError, ManifestError
+from logist.core.jobid import JobId
 from logist.core.model import Manifest, State
 from logist.core.safepath import UnsafePathError, remove_file
 from logist.engine.agent_proc import read_agent_file
@@ -22,7 +23,7 @@ from logist.store.jobstore import RECORD_FILES, JobStore
 
 # ---- logist's own last commit ------------------------------------------------------------
 
-def own_tip(store: JobStore, job_id: str) -> tuple[str, Manifest]:
+def own_tip(store: JobStore, job_id: JobId) -> tuple[str, Manifest]:
     """(commit, record) of logist's own last transition of ``job_id``.
 
     The tip, unless an agent moved the branch during its step or restep and no logist
@@ -72,7 +73,7 @@ def is_ancestor(store: JobStore, a: str, b: str) -> bool:
     return git(["merge-base", "--is-ancestor", a, b], cwd=store.root, check=False).returncode == 0
 
 
-def keep_displaced(store: JobStore, job_id: str, oid: str) -> str:
+def keep_displaced(store: JobStore, job_id: JobId, oid: str) -> str:
     """Keep ``oid`` reachable at ``refs/logist/displaced/<id>/<k>`` (idempotent: an existing ref
     that already points at it is reused)."""
     prefix = refs.DISPLACED_PREFIX + refs.validate_job_id(job_id) + "/"
@@ -93,7 +94,7 @@ def keep_displaced(store: JobStore, job_id: str, oid: str) -> str:
     raise ConcurrentUpdateError(f"job {job_id}: could not keep commit {oid[:12]} at {prefix}<k>")
 
 
-def settle_branch(store: JobStore, job_id: str, own: str) -> tuple[str, list[str]]:
+def settle_branch(store: JobStore, job_id: JobId, own: str) -> tuple[str, list[str]]:
     """Before logist's next commit after an agent ran: see what the agent did to the branch and
     to ``.logist/``, keep rewritten-away commits reachable, and drop extra files from the
     record directory. Returns (the branch tip to build on, warnings to record)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from logist.core.errors import LogistError
+from logist.core.jobid import JobId
 from logist.core.model import Manifest, State, StepStatus
 from logist.engine.agent_supervisor import AgentSupervisor, read_step_log
 from logist.engine.steps import StepResult
@@ -94,7 +95,7 @@ class StepTransitions(AgentSupervisor):
         self._unlock_worktree(m.id)
         return StepResult(m.id, m.state, m.step, reason=reason, commits=[oid])
 
-    def _unlock_worktree(self, job_id: str) -> None:
+    def _unlock_worktree(self, job_id: JobId) -> None:
         self.store.unlock_worktree(job_id)
 
     def _note_log(self, commit: str, output: str) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from logist.core.jobid import JobId
 from logist.core.model import Manifest, State, StepStatus
 
 
 @dataclass
 class StepResult:
-    job_id: str
+    job_id: JobId
     state: State
     step: int
     outcome: str | None = None

@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from logist.core.errors import BusyError, UsageError
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
@@ -70,7 +71,7 @@ def new_request(event: str, message: str | None) -> StopRequest:
                        host=socket.gethostname(), pid=os.getpid(), at=time.time())
 
 
-def write_request(store: JobStore, job_id: str, req: StopRequest) -> None:
+def write_request(store: JobStore, job_id: JobId, req: StopRequest) -> None:
     """Create or replace ``refs/logist/stop/<id>``."""
     proc = git(["hash-object", "-w", "--stdin"], cwd=store.root, input=req.to_bytes().decode(),
                check=False)
@@ -79,14 +80,14 @@ def write_request(store: JobStore, job_id: str, req: StopRequest) -> None:
     store.update_refs(f"update {refs.stop_ref(job_id)} {proc.stdout.strip()}\n")
 
 
-def read_request(store: JobStore, job_id: str) -> StopRequest | None:
+def read_request(store: JobStore, job_id: JobId) -> StopRequest | None:
     proc = git(["cat-file", "blob", refs.stop_ref(job_id)], cwd=store.root, check=False)
     if proc.returncode != 0:
         return None
     return StopRequest.from_bytes(proc.stdout.encode())
 
 
-def clear_request(store: JobStore, job_id: str) -> None:
+def clear_request(store: JobStore, job_id: JobId) -> None:
     """Delete the job's stop request, if any (never fails). No git process when the ref is
     plainly not there (read as a file and from packed-refs; git decides anything else)."""
     from logist.git.gitread import Unsupported
@@ -126,7 +127,7 @@ def running_here() -> dict[str, int]:
         return dict(_RUNNING)
 
 
-def mark_running(job_id: str, pid: int | None) -> None:
+def mark_running(job_id: JobId, pid: int | None) -> None:
     with _LOCAL_MUTEX:
         if pid is None:
             _RUNNING.pop(job_id, None)
@@ -138,7 +139,7 @@ class StopPoll:
     """What a runner asks while its step runs: is there a stop request for this job? The
     in-process one at every call, the ref at most once per ``POLL_SECONDS``."""
 
-    def __init__(self, store: JobStore, job_id: str, *, interval: float = POLL_SECONDS) -> None:
+    def __init__(self, store: JobStore, job_id: JobId, *, interval: float = POLL_SECONDS) -> None:
         self.store = store
         self.job_id = job_id
         self.interval = interval

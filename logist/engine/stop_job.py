@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from logist.core.errors import BusyError, JobStateError, LockHeldError
+from logist.core.jobid import JobId
 from logist.core.procs import hostname
 from logist.core.states import TERMINAL, State
 from logist.engine.human_transitions import human_transition
@@ -18,13 +19,13 @@ from logist.store.jobstore import JobStore
 
 @dataclass
 class StopOutcome:
-    job_id: str
+    job_id: JobId
     state: str  # the job's state afterwards
     how: str  # "stopped" (the holder did it), "direct" (nobody held it), "requested" (other host)
     holder: str = ""  # who holds it, for "requested"
 
 
-def stop_job(store: JobStore, job_id: str, event: str = "suspend", message: str | None = None, *,
+def stop_job(store: JobStore, job_id: JobId, event: str = "suspend", message: str | None = None, *,
              timeout: float = 60.0, require_running: bool = False,
              progress: Callable[[str], None] | None = None) -> StopOutcome:
     """Suspend or cancel ``job_id`` whoever runs it (see the module docstring).

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from logist.core.errors import JobStateError
+from logist.core.jobid import JobId
 from logist.engine.rerun_base import OID_RE
 from logist.git import refs
 from logist.git.gitcmd import git
@@ -24,7 +25,7 @@ Progress = Callable[[str], None]
 _MOVE_MARKER = "rerun-move.json"
 
 
-def move_marker(store: JobStore, job_id: str) -> Path:
+def move_marker(store: JobStore, job_id: JobId) -> Path:
     return store.run_dir(job_id) / _MOVE_MARKER
 
 
@@ -35,11 +36,11 @@ def write_marker(path: Path, data: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def has_worktree(store: JobStore, job_id: str) -> bool:
+def has_worktree(store: JobStore, job_id: JobId) -> bool:
     return (store.worktree_path(job_id) / ".git").exists()
 
 
-def check_worktree_on_branch(store: JobStore, job_id: str) -> None:
+def check_worktree_on_branch(store: JobStore, job_id: JobId) -> None:
     wt = store.worktree_path(job_id)
     head = git(["symbolic-ref", "-q", "HEAD"], cwd=wt, check=False).stdout.strip()
     if head != refs.branch_ref(job_id):
@@ -48,7 +49,7 @@ def check_worktree_on_branch(store: JobStore, job_id: str) -> None:
                             hint=f"run `git -C {wt} switch {refs.branch_name(job_id)}`, then try again")
 
 
-def read_tree(store: JobStore, job_id: str, old: str, new: str) -> None:
+def read_tree(store: JobStore, job_id: JobId, old: str, new: str) -> None:
     """Move the worktree's index and files from commit ``old`` to ``new`` (two-tree merge).
 
     What ``git checkout`` does: paths that differ between the commits are updated, local
@@ -68,7 +69,7 @@ def read_tree(store: JobStore, job_id: str, old: str, new: str) -> None:
             hint=f"commit, stash or discard them (`git -C {wt} status`), then try again")
 
 
-def repair_worktree_move(store: JobStore, job_id: str, progress: Progress | None = None) -> bool:
+def repair_worktree_move(store: JobStore, job_id: JobId, progress: Progress | None = None) -> bool:
     """Repair a worktree left between two commits by an interrupted rerun (call under the lease).
 
     The tip is the truth: still at the old tip, the worktree is moved back; at the run

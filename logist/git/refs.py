@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 
 from logist.core.errors import InvalidIdError
+from logist.core.jobid import JOB_ID_RE, JobId
 
-JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" would accept a trailing newline
 REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 BRANCH_PREFIX = "refs/heads/logist/"
@@ -38,15 +38,10 @@ NOTES_REFS = (NOTES_OBSERVER, NOTES_SENTINEL, NOTES_LOGS)
 ZERO_OID = "0" * 40
 
 
-def validate_job_id(job_id: object) -> str:
-    """Return ``job_id`` if it is a valid job id, else raise InvalidIdError."""
-    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id) or job_id.endswith("-"):
-        shown = repr(job_id)[:80]
-        raise InvalidIdError(
-            f"invalid job id {shown}: ids are 1-63 characters of a-z, 0-9 and '-', "
-            "starting with a letter or digit",
-            hint="run `logist job list` to see the ids of your jobs")
-    return job_id
+def validate_job_id(job_id: object) -> JobId:
+    """``job_id`` as a checked :class:`~logist.core.jobid.JobId` (one already checked is returned
+    as it is), else InvalidIdError."""
+    return job_id if type(job_id) is JobId else JobId(job_id)
 
 
 def validate_remote(name: str) -> str:

@@ -41,7 +41,8 @@ STALE_LOCK_FILE_SECONDS = 60.0
 class Fence(Protocol):
     """A lease this process holds, as fencing sees it (``logist.store.locks.Lease``)."""
 
-    job_id: str
+    @property
+    def job_id(self) -> str: ...
     oid: str
     lost: bool
     mutex: threading.RLock

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logist.core.errors import ConcurrentUpdateError, JobNotFoundError, LockHeldError, LogistError, RemoteError
+from logist.core.jobid import JobId
 from logist.core.model import Manifest
 from logist.git import refs
 from logist.git.gitcmd import git
@@ -21,7 +22,7 @@ from logist.store.jobstore import JobStore, new_transition_id, utcnow
 
 @dataclass
 class ImportResult:
-    job_id: str
+    job_id: JobId
     remote: str
     tip: str
     action: str  # created, fast-forward, up-to-date, ahead, replaced
@@ -32,7 +33,7 @@ class ImportResult:
     state: str = ""
 
 
-def remote_holder(store: JobStore, remote: str, job_id: str):
+def remote_holder(store: JobStore, remote: str, job_id: JobId):
     """(lock oid, Holder or None) of the fetched remote lock, or None when it is free."""
     from logist.git.gitcmd import CatFileBatch
     from logist.store.locks import Holder
@@ -61,7 +62,7 @@ def _worktree_clean(wt: Path) -> bool:
     return proc.returncode == 0 and not proc.stdout.strip()
 
 
-def _move_branch(store: JobStore, job_id: str, new: str, old: str | None, lease_oid: str) -> None:
+def _move_branch(store: JobStore, job_id: JobId, new: str, old: str | None, lease_oid: str) -> None:
     """CAS the job branch (fenced by the lease) and bring its worktree along
     (docs/architecture.md#known-hazards-of-git)."""
     wt = store.worktree_path(job_id)
@@ -82,7 +83,7 @@ def _move_branch(store: JobStore, job_id: str, new: str, old: str | None, lease_
             git(["reset", "-q", "--hard", "HEAD"], cwd=wt)
 
 
-def import_job(store: JobStore, remote: str, job_id: str, lease, *, replace_diverged: bool = False
+def import_job(store: JobStore, remote: str, job_id: JobId, lease, *, replace_diverged: bool = False
                ) -> ImportResult:
     """Bring the fetched ``<remote>/logist/<id>`` into the local branch (under ``lease``).
 
@@ -108,7 +109,7 @@ def import_job(store: JobStore, remote: str, job_id: str, lease, *, replace_dive
                         state=m.state.value)
 
 
-def _readable_record(store: JobStore, job_id: str, at: str | None) -> Manifest | None:
+def _readable_record(store: JobStore, job_id: JobId, at: str | None) -> Manifest | None:
     """The record at commit ``at``, or None (no commit, or a record that does not validate)."""
     if at is None:
         return None
@@ -118,7 +119,7 @@ def _readable_record(store: JobStore, job_id: str, at: str | None) -> Manifest |
         return None
 
 
-def _bring_branch(store: JobStore, remote: str, job_id: str, theirs: str, local: str | None,
+def _bring_branch(store: JobStore, remote: str, job_id: JobId, theirs: str, local: str | None,
                   lease_oid: str, replace_diverged: bool) -> tuple[str, str | None]:
     """(what was done, displaced ref or None): the local branch created, fast-forwarded, left
     (up to date, or ahead), or, diverged, replaced when ``replace_diverged`` (else RemoteError)."""
@@ -144,7 +145,7 @@ def _bring_branch(store: JobStore, remote: str, job_id: str, theirs: str, local:
              f"{refs.branch_name(job_id)}`; push or discard the local commits first")
 
 
-def _record_origin_and_trust(store: JobStore, remote: str, job_id: str, action: str,
+def _record_origin_and_trust(store: JobStore, remote: str, job_id: JobId, action: str,
                              previous: Manifest | None, lease_oid: str
                              ) -> tuple[str, Manifest, str | None]:
     """(tip, record, the commit made or None): the record says where the job came from and
@@ -178,7 +179,7 @@ def _record_origin_and_trust(store: JobStore, remote: str, job_id: str, action: 
     return record_commit, m, record_commit
 
 
-def adopt(store: JobStore, job_id: str, remote: str | None = None, *, do_fetch: bool = True,
+def adopt(store: JobStore, job_id: JobId, remote: str | None = None, *, do_fetch: bool = True,
           worktree: bool = True) -> ImportResult:
     """`logist job adopt`: fetch, check that nobody holds the job on the remote (or that the
     lease expired), take the local lease, bring the branch here, recreate the worktree."""

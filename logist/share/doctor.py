@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from logist.core.errors import LogistError
+from logist.core.jobid import JobId
 from logist.core.model import TRANSIENT
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch
@@ -255,7 +256,7 @@ def _remote(store: JobStore, jobs, remote: str, rep: DoctorReport) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-def _push(store: JobStore, remote: str, job_ids: list[str]) -> str:
+def _push(store: JobStore, remote: str, job_ids: list[JobId]) -> str:
     """Push ``job_ids`` (``[]``: the notes only); what was pushed, or LogistError."""
     from logist.share.push import push
 

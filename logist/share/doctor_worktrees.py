@@ -8,6 +8,7 @@ import functools
 from pathlib import Path
 
 from logist.core.errors import LogistError
+from logist.core.jobid import JobId
 from logist.core.model import TERMINAL, TRANSIENT, State
 from logist.git import refs
 from logist.git.gitcmd import git
@@ -90,7 +91,7 @@ def _registered_worktree(store: JobStore, jid: str, wt: Path, e: dict[str, str],
                 "erased-branch", f"job {jid}: its branch {refs.branch_name(jid)} is gone; "
                 f"{refs.tip_ref(jid)} still holds its last commit {kept[:12]}", job=jid,
                 fix=f"git branch {refs.branch_name(jid)} {kept}",
-                apply=functools.partial(_restore_branch, store, jid)))
+                apply=functools.partial(_restore_branch, store, JobId(jid))))
         else:
             _orphan(store, jid, wt, e, rep)
         return
@@ -101,7 +102,7 @@ def _registered_worktree(store: JobStore, jid: str, wt: Path, e: dict[str, str],
             f"{refs.branch_name(jid)}", job=jid,
             fix=f"git -C {wt} switch {refs.branch_name(jid)}  (after saving any work there)"))
     state = s.manifest.state if s.manifest else None
-    if "locked" in e and not _running(store, jid, state):
+    if "locked" in e and not _running(store, JobId(jid), state):
         rep.findings.append(Finding(
             "locked-worktree", f"worktree {wt} is locked but no live process holds job {jid}",
             job=jid, fix=f"git worktree unlock {wt}",
@@ -146,7 +147,7 @@ def _last_reflog_commit(wt: Path) -> str:
     return parts[1] if len(parts) > 1 and len(parts[1]) == 40 else ""
 
 
-def _restore_branch(store: JobStore, jid: str) -> str:
+def _restore_branch(store: JobStore, jid: JobId) -> str:
     oid = store.restore_branch(jid)
     if oid is None:
         raise LogistError(f"job {jid}: {refs.tip_ref(jid)} is gone too; nothing to restore")
@@ -196,7 +197,7 @@ def _orphan(store: JobStore, jid: str, wt: Path, entry: dict[str, str], rep: Doc
                                 fix=f"git worktree remove {wt}", apply=apply))
 
 
-def _running(store: JobStore, job_id: str, state: State | None) -> bool:
+def _running(store: JobStore, job_id: JobId, state: State | None) -> bool:
     from logist.store.locks import read_lock
 
     cur = read_lock(store, job_id)
@@ -208,7 +209,7 @@ def _remove_empty_dir(d: Path) -> str:
     return f"removed {d}"
 
 
-def _create_worktree(store: JobStore, job_id: str) -> str:
+def _create_worktree(store: JobStore, job_id: JobId) -> str:
     return f"created {store.ensure_worktree(job_id)}"
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from logist.core.errors import JobStateError, LockHeldError, LogistError, UsageError
+from logist.core.jobid import JobId
 from logist.core.model import TERMINAL, TRANSIENT, Manifest, State
 from logist.git import refs
 from logist.share.adopt import remote_holder, remote_lease_expired
@@ -21,7 +22,7 @@ NEVER_TOUCHED = frozenset({State.DRAFT, State.PENDING}) | TRANSIENT
 
 @dataclass
 class JobPlan:
-    job_id: str
+    job_id: JobId
     state: str
     tip: str | None = None  # what gets archived
     local_tip: str | None = None  # the local branch value (None: remote-only job)
@@ -71,7 +72,7 @@ def _age_days(m: Manifest) -> float:
     return (datetime.now(timezone.utc) - t).total_seconds() / 86400.0
 
 
-def _local_live_holder(store: JobStore, job_id: str) -> str | None:
+def _local_live_holder(store: JobStore, job_id: JobId) -> str | None:
     from logist.store.locks import read_lock
 
     cur = read_lock(store, job_id)
@@ -273,7 +274,7 @@ def _plan_old_worktree(ctx: _Context, jp: JobPlan, m: Manifest, keep_days: float
     jp.kept.append(f"{jp.integration.how}: the branch stays")
 
 
-def plan_clean(store: JobStore, job_id: str, *, keep_branch: bool = False,
+def plan_clean(store: JobStore, job_id: JobId, *, keep_branch: bool = False,
                base: str | None = None) -> JobPlan:
     """`logist job clean ID`: the user gives the job up (merged or not). Archive, remove the
     worktree (only when it is safe), delete the branch."""

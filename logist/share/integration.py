@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from logist.core.errors import UsageError
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
 from logist.share.remotes import default_remote, is_ancestor, remote_head, rev
@@ -54,11 +55,11 @@ class Integration:
     how: str
 
 
-def _exclude_record(job_id: str) -> str:
+def _exclude_record(job_id: JobId) -> str:
     return f":(top,exclude){refs.record_dir(job_id)}"
 
 
-def has_work(store: JobStore, job_id: str, tip: str, job_base: str) -> bool:
+def has_work(store: JobStore, job_id: JobId, tip: str, job_base: str) -> bool:
     """Does the branch change anything outside its own record, relative to where it started?"""
     start = job_base if rev(store, job_base + "^{commit}") else None
     if start is None:
@@ -68,7 +69,7 @@ def has_work(store: JobStore, job_id: str, tip: str, job_base: str) -> bool:
     return proc.returncode == 1
 
 
-def integration(store: JobStore, job_id: str, tip: str, job_base: str, base_oid: str,
+def integration(store: JobStore, job_id: JobId, tip: str, job_base: str, base_oid: str,
                 base_name: str = "the base") -> Integration:
     if not has_work(store, job_id, tip, job_base):
         return Integration(False, "no work beyond its record")

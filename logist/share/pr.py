@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 
 from logist.core.errors import LogistError, RemoteError, UsageError
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.share.push import PushResult, push
 from logist.share.remotes import NETWORK_TIMEOUT, error_line, remote_default_branch, remote_url, resolve_remote
@@ -15,7 +16,7 @@ from logist.store.jobstore import JobStore
 
 @dataclass
 class PrResult:
-    job_id: str
+    job_id: JobId
     remote: str
     branch: str
     base: str
@@ -26,7 +27,7 @@ class PrResult:
     note: str = ""  # about the review branch (e.g. kept with commits logist did not make)
 
 
-def pr_text(store: JobStore, job_id: str) -> tuple[str, str]:
+def pr_text(store: JobStore, job_id: JobId) -> tuple[str, str]:
     """(title, markdown body): the job's title; its prompt, a table of its steps (agent,
     outcome, cost, time) and where its full record is."""
     tip, m = store.read(job_id)
@@ -101,7 +102,7 @@ def compare_url(url: str, base: str, branch: str) -> str | None:
     return f"{site}/compare/{b}...{h}?expand=1"
 
 
-def open_pr(store: JobStore, job_id: str, remote: str | None = None, *, base: str | None = None,
+def open_pr(store: JobStore, job_id: JobId, remote: str | None = None, *, base: str | None = None,
             draft: bool = False, use_gh: bool = True) -> PrResult:
     """Push the job, then open a pull request with `gh` (when installed) or give the compare URL."""
     from logist.share.review import prepare_pr

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from logist.core.errors import GitError, JobNotFoundError, LogistError, RemoteError
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.git.gitcmd import git
 from logist.share.fetch import fetch
@@ -115,11 +116,11 @@ def tracking_of(remote: str, ref: str) -> str:
     return refs.remote_logist_prefix(remote, ns) + rest
 
 
-def _select_jobs(store: JobStore, job_ids: list[str] | None) -> dict[str, str]:
+def _select_jobs(store: JobStore, job_ids: list[JobId] | None) -> dict[str, str]:
     branches = {jid: oid for jid, oid in store.job_ids()}
     if job_ids is None:
         return branches
-    chosen = {}
+    chosen: dict[str, str] = {}
     for jid in job_ids:
         refs.validate_job_id(jid)
         if jid not in branches:
@@ -131,7 +132,7 @@ def _select_jobs(store: JobStore, job_ids: list[str] | None) -> dict[str, str]:
     return chosen
 
 
-def _plan_push(store: JobStore, remote: str, job_ids: list[str] | None, include_notes: bool) -> _Plan:
+def _plan_push(store: JobStore, remote: str, job_ids: list[JobId] | None, include_notes: bool) -> _Plan:
     plan = _Plan()
     jobs = _select_jobs(store, job_ids)
     tracking = for_each_ref(store, refs.remote_branch_prefix(remote),
@@ -185,7 +186,7 @@ def _plan_push(store: JobStore, remote: str, job_ids: list[str] | None, include_
     return plan
 
 
-def preserved(store: JobStore, job_id: str, oid: str) -> bool:
+def preserved(store: JobStore, job_id: JobId, oid: str) -> bool:
     """Is ``oid`` kept by one of the job's write-once refs (runs, resteps, displaced, archive)?
     Then a rewritten branch (rerun) may replace it on the remote without losing anything."""
     kept = list(for_each_ref(store, *refs.job_refs_prefixes(job_id)).values())
@@ -201,7 +202,7 @@ def _job_of(ref: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def push(store: JobStore, remote: str | None = None, job_ids: list[str] | None = None, *,
+def push(store: JobStore, remote: str | None = None, job_ids: list[JobId] | None = None, *,
          include_notes: bool = True, attempts: int = PUSH_ATTEMPTS) -> PushResult:
     """Push job branches, their runs/resteps/displaced/archive refs and the notes in one atomic
     push (``job_ids`` None: every job; ``[]``: notes only). Refs the remote moved meanwhile (notes

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from logist.core.errors import LogistError, RemoteError
+from logist.core.jobid import JobId
 from logist.core.procs import boot_id, process_start_time
 from logist.git import refs
 from logist.share.push import run_push
@@ -65,7 +66,7 @@ class RemoteLock:
     """A job's lock held on the remote. ``oid`` is the lock value there (the fencing token),
     ``remote_tip`` the branch value there; both move only by compare-and-swap pushes."""
 
-    def __init__(self, store: JobStore, remote: str, job_id: str, oid: str, holder: Holder,
+    def __init__(self, store: JobStore, remote: str, job_id: JobId, oid: str, holder: Holder,
                  remote_tip: str, counters: Counters) -> None:
         self.store = store
         self.remote = remote
@@ -184,7 +185,7 @@ class RemoteLock:
         self.store.ref_transaction("".join(lines))
 
 
-def claim(store: JobStore, remote: str, job_id: str, seen_tip: str, seen_lock: str | None,
+def claim(store: JobStore, remote: str, job_id: JobId, seen_tip: str, seen_lock: str | None,
           lease: float, counters: Counters) -> RemoteLock | None:
     """Take the job on the remote by compare-and-swap; None when another worker was faster."""
     holder = _holder(store, lease)

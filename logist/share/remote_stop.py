@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable
 
 from logist.core.errors import BusyError, JobNotFoundError, RemoteError
+from logist.core.jobid import JobId
 from logist.engine.stop import new_request
 from logist.git import refs
 from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
 
 
-def request_remote_stop(store: JobStore, remote: str, job_id: str, event: str, message: str | None, *,
+def request_remote_stop(store: JobStore, remote: str, job_id: JobId, event: str, message: str | None, *,
                         wait: float = 0.0, progress: Callable[[str], None] | None = None) -> str | None:
     """Push a stop request for ``job_id`` to ``remote``; with ``wait`` seconds, fetch until the
     job there rests in SUSPENDED/CANCELED (its state then), else None."""

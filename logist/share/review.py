@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logist.core.errors import JobNotFoundError, LogistError, UsageError
+from logist.core.jobid import JobId, is_job_id
 from logist.git import refs
 from logist.git.gitcmd import git, git_out
 from logist.store import review as store_review
@@ -63,7 +64,7 @@ class ReviewPush:
     skipped: dict[str, str] = field(default_factory=dict)  # ref -> why ("diverged: ..." = conflict)
 
 
-def plan_push(store: JobStore, remote: str, job_ids: list[str] | None) -> ReviewPush:
+def plan_push(store: JobStore, remote: str, job_ids: list[JobId] | None) -> ReviewPush:
     """Which review branches to push, each by compare-and-swap against what ``remote`` had at
     the last fetch (a lease: a remote that moved meanwhile rejects the push).
 
@@ -72,16 +73,17 @@ def plan_push(store: JobStore, remote: str, job_ids: list[str] | None) -> Review
     it already contains this clone's branch, refused with the commits named when pushing would
     drop them."""
     plan = ReviewPush()
-    for jid in job_ids or []:  # jobs named on the command line: bring their review branch along
-        if _rev(store, refs.branch_ref(jid)):  # first (a process killed right after a harvest left it behind)
-            store_review.refresh(store, jid)
+    for given in job_ids or []:  # jobs named on the command line: bring their review branch along
+        if _rev(store, refs.branch_ref(given)):  # first (a process killed right after a harvest left it behind)
+            store_review.refresh(store, given)
     local = {r[len(refs.REVIEW_PREFIX):]: oid for r, oid in _refs_under(store, refs.REVIEW_PREFIX).items()}
     prefix = refs.remote_review_prefix(remote)
     tracking = {r[len(prefix):]: oid for r, oid in _refs_under(store, prefix).items()}
     wanted = set(job_ids) if job_ids is not None else None
     for jid, ours in sorted(local.items()):
-        if not refs.JOB_ID_RE.match(jid) or (wanted is not None and jid not in wanted):
+        if not is_job_id(jid) or (wanted is not None and jid not in wanted):
             continue
+        job = JobId(jid)
         ref = refs.review_ref(jid)
         theirs = tracking.get(jid)
         if theirs == ours:
@@ -90,11 +92,11 @@ def plan_push(store: JobStore, remote: str, job_ids: list[str] | None) -> Review
             plan.specs.append(f"{ref}:{ref}")
             plan.leases.append(f"{ref}:")  # must still not exist there
             continue
-        if _is_ancestor(store, theirs, ours) or store_review.made_by_logist(store, jid, theirs):
+        if _is_ancestor(store, theirs, ours) or store_review.made_by_logist(store, job, theirs):
             plan.specs.append(f"{ref}:{ref}")
             plan.leases.append(f"{ref}:{theirs}")
             continue
-        foreign, _ = store_review.foreign_commits(store, jid, theirs)
+        foreign, _ = store_review.foreign_commits(store, job, theirs)
         named = ", ".join(f"{o[:12]} {s[:40]!r}" for o, s in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         if _is_ancestor(store, ours, theirs):
             plan.skipped[ref] = (f"kept: {remote} has {len(foreign)} commit(s) on top of it that logist "
@@ -135,11 +137,11 @@ def _patch_id(store: JobStore, argv: list[str]) -> str | None:
     return words[0].decode() if words else None
 
 
-def _names_job(body: str, job_id: str) -> bool:
+def _names_job(body: str, job_id: JobId) -> bool:
     return re.search(r"(?m)^[ \t]*Logist-Job:[ \t]*" + re.escape(job_id) + r"[ \t]*$", body) is not None
 
 
-def review_tips(store: JobStore, job_id: str, tip: str) -> list[str]:
+def review_tips(store: JobStore, job_id: JobId, tip: str) -> list[str]:
     """The review branch as logist computes it from ``tip``, and as this clone and its remotes
     have it (maybe with a reviewer's commits)."""
     out: list[str] = []
@@ -156,7 +158,7 @@ def review_tips(store: JobStore, job_id: str, tip: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def integration(store: JobStore, job_id: str, tip: str, job_base: str, base_oid: str,
+def integration(store: JobStore, job_id: JobId, tip: str, job_base: str, base_oid: str,
                 base_name: str = "the base") -> Found:
     """Is the job (already known to have work, and its branch not contained in the base)
     integrated into ``base_oid`` through its review branch or a squash that names it?"""
@@ -214,7 +216,7 @@ def _step_ranges(chain: store_review.ReviewChain) -> list[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- cleanup
 
-def deletable(store: JobStore, job_id: str, oid: str, base_oid: str | None, tip: str | None) -> bool:
+def deletable(store: JobStore, job_id: JobId, oid: str, base_oid: str | None, tip: str | None) -> bool:
     """May cleanup delete a review branch at ``oid``? Only when nothing on it is lost: logist
     made it (it can be rebuilt from the archived job) or the base contains it."""
     if base_oid and _is_ancestor(store, oid, base_oid):
@@ -222,7 +224,7 @@ def deletable(store: JobStore, job_id: str, oid: str, base_oid: str | None, tip:
     return store_review.made_by_logist(store, job_id, oid, tip=tip)
 
 
-def delete_local(store: JobStore, job_id: str, base_oid: str | None, tip: str | None) -> str | None:
+def delete_local(store: JobStore, job_id: JobId, base_oid: str | None, tip: str | None) -> str | None:
     """Delete ``logist-review/<id>`` (compare-and-swap) when :func:`deletable`. What was done,
     or why it was kept; None when there is no review branch."""
     oid = _rev(store, refs.review_ref(job_id))
@@ -235,7 +237,7 @@ def delete_local(store: JobStore, job_id: str, base_oid: str | None, tip: str | 
     return f"deleted branch {refs.review_name(job_id)}"
 
 
-def remote_delete_spec(store: JobStore, remote: str, job_id: str, base_oid: str | None,
+def remote_delete_spec(store: JobStore, remote: str, job_id: JobId, base_oid: str | None,
                        tip: str | None) -> tuple[list[str], list[str]]:
     """(refspecs, leases) that delete the remote's review branch, if it has one that may go."""
     theirs = _rev(store, refs.remote_review_ref(remote, job_id))
@@ -249,14 +251,14 @@ def remote_delete_spec(store: JobStore, remote: str, job_id: str, base_oid: str 
 
 @dataclass
 class DiffPlan:
-    job_id: str
+    job_id: JobId
     start: str
     end: str
     step: int | None
     argv: list[str]
 
 
-def diff_plan(store: JobStore, job_id: str, *, step: int | None = None, stat: bool = False,
+def diff_plan(store: JobStore, job_id: JobId, *, step: int | None = None, stat: bool = False,
               extra: list[str] | None = None) -> DiffPlan:
     """The `git diff` that shows the job's work (or one step's) without its record."""
     refs.validate_job_id(job_id)
@@ -285,7 +287,7 @@ def diff_plan(store: JobStore, job_id: str, *, step: int | None = None, stat: bo
     return DiffPlan(job_id, start, end, step, argv)
 
 
-def harvest_commits(store: JobStore, job_id: str, tip: str | None = None) -> dict[int, str]:
+def harvest_commits(store: JobStore, job_id: JobId, tip: str | None = None) -> dict[int, str]:
     """{step: the commit that carries its work on the current run} (for `job show/history`)."""
     try:
         return dict(store_review.build(store, job_id, tip, write=False).harvests)
@@ -343,7 +345,7 @@ def merged_record_warning(store: JobStore, cwd: str | Path | None = None) -> str
 
 # --------------------------------------------------------------------------- job pr
 
-def prepare_pr(store: JobStore, job_id: str) -> store_review.ReviewUpdate:
+def prepare_pr(store: JobStore, job_id: JobId) -> store_review.ReviewUpdate:
     """Bring ``logist-review/<id>`` up to date before it is pushed for a pull request. A job
     with no work yet has nothing to review; a local branch with commits logist did not make is
     pushed as it is (they are this clone's own fixups)."""
@@ -388,7 +390,7 @@ def post_merge_warning(cwd: str | Path | None = None) -> str | None:
         return None
 
 
-def transition_commits(store: JobStore, job_id: str, tip: str | None = None) -> dict[str, str]:
+def transition_commits(store: JobStore, job_id: JobId, tip: str | None = None) -> dict[str, str]:
     """{transition id: commit} of the commits that carry a step's work (harvests and in-place
     restep results), on the branch and on the runs a rerun replaced."""
     tip = tip or store.tip(job_id)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from logist.core.errors import LogistError
+from logist.core.jobid import JobId
 from logist.core.model import TRANSIENT, State
 from logist.git import refs
 from logist.share.adopt import remote_holder, remote_lease_expired
@@ -18,7 +19,7 @@ from logist.store.jobstore import JobStore
 
 @dataclass
 class Candidate:
-    job_id: str
+    job_id: JobId
     tip: str
     state: State
     lock: str | None  # the stale lock value to take over, or None when free

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from logist.core.errors import ConcurrentUpdateError, JobNotFoundError, LogistError
+from logist.core.jobid import JobId
 from logist.core.model import Manifest
 from logist.git import refs
 from logist.share.remotes import resolve_remote, rev
@@ -75,11 +76,11 @@ def commands_digest(m: Manifest, links: list[str] | tuple[str, ...] = ()) -> str
     return hashlib.sha256(blob).hexdigest()
 
 
-def _trust_file(store: JobStore, job_id: str) -> Path:
+def _trust_file(store: JobStore, job_id: JobId) -> Path:
     return store.paths.logist_dir / "trust" / f"{refs.validate_job_id(job_id)}.json"
 
 
-def read_trust(store: JobStore, job_id: str) -> dict[str, Any] | None:
+def read_trust(store: JobStore, job_id: JobId) -> dict[str, Any] | None:
     try:
         data = json.loads(_trust_file(store, job_id).read_text())
     except (OSError, ValueError):
@@ -129,7 +130,7 @@ def trusted_here(store: JobStore, m: Manifest, *, previous: Manifest | None = No
 
 @dataclass
 class TrustInfo:
-    job_id: str
+    job_id: JobId
     commands: list[tuple[int, str, list[str]]]
     where: str  # "local" or "<remote>/logist/<id>"
     links: list[str] = field(default_factory=list)  # symlinks out of the worktree or into .git
@@ -137,7 +138,7 @@ class TrustInfo:
     committed: str | None = None
 
 
-def trust_candidates(store: JobStore, job_id: str, remote: str | None = None) -> tuple[TrustInfo, Manifest]:
+def trust_candidates(store: JobStore, job_id: JobId, remote: str | None = None) -> tuple[TrustInfo, Manifest]:
     """The job's commands, from the local branch or (without one) the fetched remote branch."""
     refs.validate_job_id(job_id)
     if remote is None and rev(store, refs.branch_ref(job_id)):
@@ -158,7 +159,7 @@ def trust_candidates(store: JobStore, job_id: str, remote: str | None = None) ->
     return info, m
 
 
-def trust_job(store: JobStore, job_id: str, remote: str | None = None) -> TrustInfo:
+def trust_job(store: JobStore, job_id: JobId, remote: str | None = None) -> TrustInfo:
     """Trust the job's commands in this clone: a local trust record (pinned to a digest of the
     commands shown) and, when the job has a local branch, a committed record change
     (``trusted: true``) made under the job's lease."""

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logist.core.errors import LogistError
+from logist.core.jobid import JobId
 from logist.core.procs import pid_alive
 from logist.share.adopt import import_job
 from logist.share.fetch import fetch
@@ -46,7 +47,7 @@ MAX_JOB_TRIES = 3  # failed runs (or lost claims) in a row before a worker gives
 
 @dataclass
 class JobRun:
-    job_id: str
+    job_id: JobId
     state: str | None
     error: str | None = None
     lost: bool = False
@@ -180,7 +181,7 @@ class Worker:
         self._idle_wait = min(self.max_idle_poll, self._idle_wait * 2)
         return wait
 
-    def _failed(self, job_id: str, why: str) -> None:
+    def _failed(self, job_id: JobId, why: str) -> None:
         self._tries[job_id] = self._tries.get(job_id, 0) + 1
         if self._tries[job_id] >= MAX_JOB_TRIES and job_id not in self._gave_up:
             self._gave_up.add(job_id)
@@ -292,7 +293,7 @@ class Worker:
                 time.sleep(min(1.0, interval / 2))
 
 
-def _stop_agent(store: JobStore, job_id: str) -> None:
+def _stop_agent(store: JobStore, job_id: JobId) -> None:
     """SIGTERM the agent's process group, if the agent recorded in agent.json is still the
     process that was started (pid and start time): a recorded pid is never believed alone."""
     import json

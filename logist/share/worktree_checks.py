@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from logist.core.jobid import JobId
 from logist.git.gitcmd import git, git_out
 from logist.share.remotes import is_ancestor
 from logist.store.jobstore import JobStore
@@ -49,7 +50,7 @@ def processes_in(path: Path) -> list[int]:
     return pids
 
 
-def worktree_blockers(store: JobStore, job_id: str, keep_tip: str,
+def worktree_blockers(store: JobStore, job_id: JobId, keep_tip: str,
                       entries: dict[str, dict[str, str]] | None = None) -> list[str]:
     """Why the job's worktree must not be removed now (empty: it may go)."""
     wt = store.worktree_path(job_id)

@@ -8,12 +8,13 @@ that keeps a commit the tip does not contain is never overwritten (that commit w
 from __future__ import annotations
 
 from logist.core.errors import JobStateError
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
 
 
-def archive_tip(store: JobStore, job_id: str, tip: str) -> bool:
+def archive_tip(store: JobStore, job_id: JobId, tip: str) -> bool:
     """Keep ``tip`` at the job's archive ref. True when the ref moved, False when it already
     pointed there; JobStateError (nothing changed) when it keeps a commit not part of ``tip``."""
     ref = refs.archive_ref(job_id)

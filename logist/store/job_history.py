@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from logist.core.jobid import JobId
 from logist.git import refs
 from logist.git.gitcmd import git
 from logist.store.jobstore import JobStore
 
 
-def job_range(store: JobStore, job_id: str, base: str | None = None) -> list[str]:
+def job_range(store: JobStore, job_id: JobId, base: str | None = None) -> list[str]:
     """The revisions of the job's own commits, for ``git log``: its branch's first-parent line
     from the tip back to the base recorded at create (``base..tip``), never the project's
     history behind it (docs/architecture.md#reads). ``base`` as read from the record (the
@@ -28,7 +29,7 @@ def job_range(store: JobStore, job_id: str, base: str | None = None) -> list[str
     return ["--first-parent", tip]
 
 
-def _job_log(store: JobStore, job_id: str, keys: tuple[str, ...], base: str | None = None,
+def _job_log(store: JobStore, job_id: JobId, keys: tuple[str, ...], base: str | None = None,
              ) -> list[tuple[str, ...]]:
     """(commit, trailer values...) of the job's own commits, newest first: only commits whose
     ``Logist-Job`` trailer names this job (a commit merged in from another job never counts)."""
@@ -42,7 +43,7 @@ def _job_log(store: JobStore, job_id: str, keys: tuple[str, ...], base: str | No
     return rows
 
 
-def _job_commits(store: JobStore, job_id: str, base: str | None = None) -> list[tuple[str, str, str]]:
+def _job_commits(store: JobStore, job_id: JobId, base: str | None = None) -> list[tuple[str, str, str]]:
     """[(commit, Logist-To, Logist-Transition-Id)] of the job's own commits, oldest first."""
     rows = _job_log(store, job_id, ("Logist-To", "Logist-Transition-Id"), base)
     return [(c, to, tid) for c, to, tid in reversed(rows)]
@@ -71,7 +72,7 @@ def _commit_notes(store: JobStore, commit: str) -> list[tuple[str, dict[str, Any
     return sorted(notes, key=lambda rn: str(rn[1].get("t", "")))
 
 
-def history_with_notes(store: JobStore, job_id: str) -> list[dict[str, Any]]:
+def history_with_notes(store: JobStore, job_id: JobId) -> list[dict[str, Any]]:
     """History entries with the observer/sentinel notes of each EXECUTING commit after it."""
     entries = [e.model_dump(mode="json", by_alias=True, exclude_none=True)
                for e in store.read_history(job_id)]
@@ -89,7 +90,7 @@ def history_with_notes(store: JobStore, job_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def last_signal(store: JobStore, job_id: str, base: str | None = None, *,
+def last_signal(store: JobStore, job_id: JobId, base: str | None = None, *,
                 record: dict[str, Any] | None = None) -> str | None:
     """The newest observer/sentinel signal of the current attempt: the notes of the job's latest
     EXECUTING commit only (an earlier attempt's error is history, not the job's last signal).
@@ -110,7 +111,7 @@ def last_signal(store: JobStore, job_id: str, base: str | None = None, *,
     return None
 
 
-def step_output(store: JobStore, job_id: str, step: int | None = None) -> str:
+def step_output(store: JobStore, job_id: JobId, step: int | None = None) -> str:
     """A step's output: the running log while it runs, else the note in refs/notes/logist/logs
     on its newest harvest commit (or EXECUTING -> RECOVERING commit, when the sentinel stopped it)."""
     from logist.core.errors import UsageError

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from logist.core.errors import JobNotFoundError, ManifestError
+from logist.core.jobid import JobId, is_job_id
 from logist.core.states import State
 from logist.git import refs
 from logist.git.gitcmd import CatFileBatch, git, git_out
@@ -32,7 +33,7 @@ _OID_RE = re.compile(r"[0-9a-f]{40}")
 
 @dataclass
 class JobSummary:
-    id: str
+    id: JobId
     tip: str
     manifest: Manifest | None
     error: str | None = None
@@ -42,7 +43,7 @@ class JobSummary:
 class JobRecord:
     """A job's tip record as validated JSON data (``JobStore.list_records``)."""
 
-    id: str
+    id: JobId
     tip: str
     data: dict[str, Any] | None
     error: str | None = None
@@ -116,7 +117,7 @@ class JobReader(RepoBase):
             self._blobs.pop(next(iter(self._blobs)))
         self._blobs[(commit, path)] = data
 
-    def tip(self, job_id: str) -> str:
+    def tip(self, job_id: JobId) -> str:
         oid = self.resolve_commit(refs.branch_ref(job_id))
         if oid is None:
             oid = self.restore_branch(job_id)
@@ -129,7 +130,7 @@ class JobReader(RepoBase):
     # note in the record (engine.settle.settle_branch).
     RESTORED_MARKER = "branch-restored.json"
 
-    def restore_branch(self, job_id: str) -> str | None:
+    def restore_branch(self, job_id: JobId) -> str | None:
         """A job branch that is gone (an agent's ``git update-ref -d``, a ``git branch -D``) while
         logist's copy ``refs/logist/tips/<id>`` is there: create the branch again at that commit
         (create-only, verifying the copy) and leave a marker for the record. The commit or None."""
@@ -148,13 +149,13 @@ class JobReader(RepoBase):
                 pass
         return now
 
-    def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]:
+    def read(self, job_id: JobId, *, at: str | None = None) -> tuple[str, Manifest]:
         """(commit, manifest) at the branch tip (or at commit ``at``)."""
         refs.validate_job_id(job_id)
         oid = at or self.tip(job_id)
         return oid, self._validate(job_id, oid, self.blob_at(oid, refs.manifest_path(job_id)))
 
-    def _validate(self, job_id: str, oid: str, raw: bytes | None) -> Manifest:
+    def _validate(self, job_id: JobId, oid: str, raw: bytes | None) -> Manifest:
         from logist.core.model import parse_manifest
         if raw is None:
             raise ManifestError(f"job {job_id}: commit {oid[:12]} has no record at "
@@ -178,7 +179,7 @@ class JobReader(RepoBase):
             raise ManifestError(f"job {job_id}: the record at commit {oid[:12]} names job {m.id!r}")
         return m
 
-    def read_view(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest | RecordView]:
+    def read_view(self, job_id: JobId, *, at: str | None = None) -> tuple[str, Manifest | RecordView]:
         """(commit, record) for a transition: a RecordView, without the models, when logist
         validated this blob before and it is complete as logist writes it
         (logist.store.record_view); else the validated Manifest, as :meth:`read` gives it."""
@@ -196,7 +197,7 @@ class JobReader(RepoBase):
                 return oid, view
         return oid, self._validate(job_id, oid, raw)
 
-    def read_record(self, job_id: str, *, at: str | None = None) -> tuple[str, dict[str, Any]]:
+    def read_record(self, job_id: JobId, *, at: str | None = None) -> tuple[str, dict[str, Any]]:
         """(commit, record as JSON data) at the tip: validated like :meth:`read`, without the
         models when logist validated this blob before (logist.store.record_cache)."""
         from logist.store.record_cache import blob_oid
@@ -217,7 +218,7 @@ class JobReader(RepoBase):
         self.record_cache.add([blob_oid(raw)])  # type: ignore[arg-type]
         return oid, json.loads(raw)  # type: ignore[arg-type]
 
-    def read_history(self, job_id: str, *, at: str | None = None) -> list[HistoryEntry]:
+    def read_history(self, job_id: JobId, *, at: str | None = None) -> list[HistoryEntry]:
         from logist.core.model import parse_history
 
         oid = at or self.tip(job_id)
@@ -302,7 +303,7 @@ class JobReader(RepoBase):
             listing.save({r.id: (r.tip, r.data) for r in result if r.data is not None})
         return result
 
-    def _read_records(self, pairs: list[tuple[str, str]], *, every: bool) -> list[tuple[str, JobRecord]]:
+    def _read_records(self, pairs: list[tuple[JobId, str]], *, every: bool) -> list[tuple[JobId, JobRecord]]:
         """[(id, record)] of the jobs ``pairs`` names ([(id, tip)]), read from git with one
         ``cat-file --batch``: known valid records with ``json.loads``, others validated.
         ``every``: these are all the jobs, so the valid-records file may drop the rest."""
@@ -335,23 +336,23 @@ class JobReader(RepoBase):
             cache.compact((o[0] for o in objs if o), known | set(learned))
         return result
 
-    def _tips(self, prefix: str) -> list[tuple[str, str]]:
+    def _tips(self, prefix: str) -> list[tuple[JobId, str]]:
         """[(id, tip)] of the job branches under ``prefix`` (one for-each-ref)."""
         return self._refs_under(prefix)[prefix]
 
-    def _refs_under(self, *prefixes: str) -> dict[str, list[tuple[str, str]]]:
+    def _refs_under(self, *prefixes: str) -> dict[str, list[tuple[JobId, str]]]:
         """{prefix: [(job id, oid)]} of the refs named ``<prefix><valid job id>``, for every
         prefix, with one ``for-each-ref``."""
         out = git_out(["for-each-ref", "--format=%(objectname) %(refname)", *prefixes],
                       cwd=self.paths.root)
-        found: dict[str, list[tuple[str, str]]] = {p: [] for p in prefixes}
+        found: dict[str, list[tuple[JobId, str]]] = {p: [] for p in prefixes}
         for line in out.splitlines():
             oid, _, ref = line.partition(" ")
             for p in prefixes:
                 if ref.startswith(p):
                     rest = ref[len(p):]
-                    if refs.JOB_ID_RE.match(rest) and not rest.endswith("-"):
-                        found[p].append((rest, oid))
+                    if is_job_id(rest):  # checked here: a JobId from now on
+                        found[p].append((JobId(rest), oid))
                     break
         return found
 
@@ -387,7 +388,7 @@ def _why_invalid(exc: ValueError) -> str:
     return str(exc).splitlines()[0][:200]
 
 
-def _listable(data: Any, job_id: str) -> bool:
+def _listable(data: Any, job_id: JobId) -> bool:
     """The shape ``job list`` relies on (the full check is the model's)."""
     return (isinstance(data, dict) and data.get("id") == job_id and isinstance(data.get("title"), str)
             and data.get("state") in _STATES and isinstance(data.get("steps"), list)

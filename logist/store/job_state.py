@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from logist.core.errors import JobStateError
+from logist.core.jobid import JobId
 from logist.core.states import RESTING, TERMINAL, State
 from logist.store.record_view import EntryView, RecordView
 
@@ -261,14 +262,14 @@ def _apply_to_view(record: RecordView, update: Update, *, now: str, transition_i
 class ManifestStore(Protocol):
     """What ``update_job_manifest`` needs from a store (logist.store.jobstore.JobStore implements it)."""
 
-    def read(self, job_id: str, *, at: str | None = None) -> tuple[str, Manifest]: ...
+    def read(self, job_id: JobId, *, at: str | None = None) -> tuple[str, Manifest]: ...
 
     # commit_transition(job_id, old_tip, manifest, entries, **options) -> the new commit
     @property
     def commit_transition(self) -> Callable[..., str]: ...
 
 
-def update_job_manifest(store: ManifestStore, job_id: str, update: Update, *, now: str,
+def update_job_manifest(store: ManifestStore, job_id: JobId, update: Update, *, now: str,
                         transition_id: str, tip: str | None = None,
                         current: Manifest | RecordView | None = None,
                         **commit_kwargs: Any) -> tuple[str, Any] | None:

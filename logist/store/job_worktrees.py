@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from logist.core.errors import GitError, UsageError
+from logist.core.jobid import JobId
 from logist.core.safepath import read_file, write_file
 from logist.git import refs, worktree_lock
 from logist.git.gitcmd import Started, git, git_out
@@ -21,11 +22,11 @@ from logist.store.repo import default_worktrees_dir
 class WorktreeKeeper(JobReader):
     """The job worktrees of a repository."""
 
-    def lock_worktree(self, job_id: str, reason: str) -> bool:
+    def lock_worktree(self, job_id: JobId, reason: str) -> bool:
         """`git worktree lock --reason` without git loading every worktree (git/worktree_lock)."""
         return worktree_lock.lock(self.paths.common_dir, self.worktree_path(job_id), reason)
 
-    def unlock_worktree(self, job_id: str) -> bool:
+    def unlock_worktree(self, job_id: JobId) -> bool:
         return worktree_lock.unlock(self.paths.common_dir, self.worktree_path(job_id))
 
     def own_worktrees_dir(self) -> Path:
@@ -74,7 +75,7 @@ class WorktreeKeeper(JobReader):
         admin = os.path.realpath(self.paths.common_dir / "worktrees")
         return target.startswith(admin + os.sep)
 
-    def _check_worktree_path(self, job_id: str) -> None:
+    def _check_worktree_path(self, job_id: JobId) -> None:
         self.own_worktrees_dir()  # someone else's directory: refused before anything is created
         wt = self.worktree_path(job_id)
         if wt.exists() and not (wt / ".git").exists() and (not wt.is_dir() or any(wt.iterdir())):
@@ -113,7 +114,7 @@ class WorktreeKeeper(JobReader):
             return "its administrative directory belongs to another worktree"
         return None
 
-    def ensure_worktree(self, job_id: str) -> Path:
+    def ensure_worktree(self, job_id: JobId) -> Path:
         """The job's worktree, created if missing, repaired if broken (a `.git` file an agent
         overwrote: `git worktree repair`; failing that, the broken directory is moved aside,
         never deleted, and the worktree created again from the branch). Idempotent."""
@@ -151,7 +152,7 @@ class WorktreeKeeper(JobReader):
                            hint="run `git worktree list` and `git worktree prune`") from None
         return wt
 
-    def restore_worktree_head(self, job_id: str) -> str | None:
+    def restore_worktree_head(self, job_id: JobId) -> str | None:
         """Put the job's worktree back on ``logist/<id>`` when its agent switched it to another
         branch or detached its HEAD (``git checkout -b other``): HEAD is pointed back without
         touching the files or the index, so the harvest takes the agent's work as usual. The
@@ -197,7 +198,7 @@ class WorktreeKeeper(JobReader):
                 continue
         return False
 
-    def _repair_worktree(self, job_id: str, wt: Path, problem: str) -> None:
+    def _repair_worktree(self, job_id: JobId, wt: Path, problem: str) -> None:
         """Make the broken worktree at ``wt`` usable again, or move it aside (kept) so that
         :meth:`ensure_worktree` creates it again."""
         from logist.core.notices import notice
@@ -217,7 +218,7 @@ class WorktreeKeeper(JobReader):
         notice(f"job {job_id}: worktree {wt} was broken ({problem}); it is kept at {aside} and the "
                "worktree is created again from the branch (uncommitted work there is not in the job)")
 
-    def release_worktree(self, job_id: str) -> str | None:
+    def release_worktree(self, job_id: JobId) -> str | None:
         """Remove the worktree of a job that has finished (SUCCESS, CANCELED) unless ``[worktrees]
         keep_finished``: everything it holds is on the branch; ``ensure_worktree`` brings it back
         (``job path``, rerun, restep). Only a clean, unlocked worktree goes (``git worktree remove``
@@ -233,7 +234,7 @@ class WorktreeKeeper(JobReader):
             return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git worktree remove failed"
         return None
 
-    def sync_worktree_record(self, job_id: str, files: dict[str, bytes] | None = None, *,
+    def sync_worktree_record(self, job_id: JobId, files: dict[str, bytes] | None = None, *,
                              started: Started | None = None) -> bool:
         """Bring the worktree's copy of the record (files and index) to the branch tip.
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from logist.core.errors import ConcurrentUpdateError, LogistError
 from logist.core.faults import crash_point
+from logist.core.jobid import JobId
 from logist.core.redact import redact_json
 from logist.core.termsafe import json_safe
 from logist.git import packing, refs
@@ -69,7 +70,7 @@ class JobStore(WorktreeKeeper):
         return cls(find_repo(cwd))
 
     # ---- writes ----------------------------------------------------------------------
-    def record_files(self, job_id: str, manifest: Manifest | RecordView, history_raw: bytes,
+    def record_files(self, job_id: JobId, manifest: Manifest | RecordView, history_raw: bytes,
                      entries: Sequence[HistoryEntry | EntryView]) -> dict[str, bytes]:
         """The files of the record to commit. The manifest bytes are validated as a reader
         will validate them (logist never writes a record it would refuse to read) and
@@ -102,12 +103,12 @@ class JobStore(WorktreeKeeper):
         self.record_cache.add([blob_oid(data)])
         return {"manifest.json": data, "history.jsonl": hist}
 
-    def _remember_record(self, job_id: str, oid: str, files: dict[str, bytes]) -> None:
+    def _remember_record(self, job_id: JobId, oid: str, files: dict[str, bytes]) -> None:
         """The record this process just committed at ``oid``: read back without a git process."""
         self.remember_blob(oid, refs.manifest_path(job_id), files["manifest.json"])
         self.remember_blob(oid, refs.history_path(job_id), files["history.jsonl"])
 
-    def _history_raw(self, oid: str, job_id: str) -> bytes:
+    def _history_raw(self, oid: str, job_id: JobId) -> bytes:
         return self.blob_at(oid, refs.history_path(job_id)) or b""
 
     def create_job(self, manifest: Manifest | RecordView, entry: HistoryEntry | EntryView, *,
@@ -141,7 +142,7 @@ class JobStore(WorktreeKeeper):
         packing.pack_if_needed(self.paths.common_dir)
         return oid
 
-    def commit_transition(self, job_id: str, old_tip: str, manifest: Manifest | RecordView,
+    def commit_transition(self, job_id: JobId, old_tip: str, manifest: Manifest | RecordView,
                           entries: Sequence[HistoryEntry | EntryView], *, lease: str | None = None,
                           parent: str | None = None, include_worktree: bool = False,
                           body: str = "", extra_trailers: dict[str, str] | None = None,
@@ -215,7 +216,7 @@ class JobStore(WorktreeKeeper):
         crash_point("after-worktree-add")
         return git_out(["write-tree"], cwd=wt).encode()
 
-    def _sync_published(self, job_id: str, wt: Path, files: dict[str, bytes], index_proc: Started | None) -> None:
+    def _sync_published(self, job_id: JobId, wt: Path, files: dict[str, bytes], index_proc: Started | None) -> None:
         """The worktree's copy of a published record brought along. The commit is published:
         the transition happened. A worktree that cannot take the record's copy (broken by an
         agent) is a warning, not a failure."""
@@ -227,7 +228,7 @@ class JobStore(WorktreeKeeper):
             notice(f"job {job_id}: the worktree's copy of the record was not updated "
                    f"({exc.message}); `logist doctor` finds what is wrong with {wt}")
 
-    def publish(self, job_id: str, new: str, old: str, *, lease: str | None = None,
+    def publish(self, job_id: JobId, new: str, old: str, *, lease: str | None = None,
                 started: Started | None = None, extra_refs: Sequence[str] = ()) -> None:
         """One ref transaction: verify the lock value (fencing), then CAS the branch (and the
         ``extra_refs`` lines, all or nothing).

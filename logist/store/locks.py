@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from logist.core.errors import ConcurrentUpdateError, LockHeldError, UsageError
+from logist.core.jobid import JobId
 from logist.core.procs import boot_id, hostname, pid_alive, process_start_time
 from logist.git import refs, reftx
 from logist.git.gitcmd import CatFileBatch, git
@@ -138,7 +139,7 @@ def _cat_batch(root: Path, names: list[str]) -> list[tuple[str, bytes] | None]:
         return batch.read_many_objects(names)
 
 
-def read_lock(store: JobStore, job_id: str) -> tuple[str, Holder | None] | None:
+def read_lock(store: JobStore, job_id: JobId) -> tuple[str, Holder | None] | None:
     """(lock oid, holder) or None when the job is not locked. No git process when it is not
     locked (the ref is read from git's files), one when it is."""
     from logist.git.gitread import Unsupported
@@ -171,7 +172,7 @@ def read_locks(store: JobStore, lock_refs: dict[str, str] | None = None
 class Lease:
     """A held lock. ``oid`` is the current lock value used for fencing."""
 
-    def __init__(self, store: JobStore, job_id: str, oid: str, holder: Holder) -> None:
+    def __init__(self, store: JobStore, job_id: JobId, oid: str, holder: Holder) -> None:
         self.store = store
         self.job_id = job_id
         self.oid = oid
@@ -265,7 +266,7 @@ def _hash_blob(store: JobStore, data: bytes, *, via_git: bool = False) -> str:
 
 
 
-def acquire(store: JobStore, job_id: str, *, command: str | None = None,
+def acquire(store: JobStore, job_id: JobId, *, command: str | None = None,
             lease_seconds: float | None = None, takeover: bool = True) -> Lease:
     """Take the job's lease: create-only, or take over a stale one by CAS. LockHeldError if held."""
     refs.validate_job_id(job_id)
@@ -309,7 +310,7 @@ def acquire(store: JobStore, job_id: str, *, command: str | None = None,
     return lease
 
 
-def break_lock(store: JobStore, job_id: str) -> Holder | None:
+def break_lock(store: JobStore, job_id: JobId) -> Holder | None:
     """Delete a stale lock (compare-and-delete). LockHeldError if its holder is alive."""
     current = read_lock(store, job_id)
     if current is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logist.core.jobid import JobId
 from logist.core.redact import redact
 from logist.core.termsafe import sanitize
 from logist.git import loose
@@ -74,7 +75,7 @@ class ObjectWriter:
     def blob(self, data: bytes) -> bytes:
         return self._write(b"blob", data).encode()
 
-    def tree_with_record(self, root_tree: bytes, job_id: str, files: dict[str, bytes]) -> bytes:
+    def tree_with_record(self, root_tree: bytes, job_id: JobId, files: dict[str, bytes]) -> bytes:
         """``root_tree`` with .logist/jobs/<id>/ replaced by ``files`` (other jobs untouched)."""
         record = [(loose.FILE_MODE, name.encode(), bytes.fromhex(self.blob(data).decode()))
                   for name, data in files.items()]
@@ -165,7 +166,7 @@ class ObjectWriter:
         self._cache[oid] = obj
 
 
-def commit_message(job_id: str, entry: HistoryEntry | EntryView, manifest: Manifest | RecordView, *, body: str = "",
+def commit_message(job_id: JobId, entry: HistoryEntry | EntryView, manifest: Manifest | RecordView, *, body: str = "",
                    lease: str | None = None, extra_trailers: dict[str, str] | None = None) -> str:
     """Subject ``logist(<id>): FROM -> TO (step n/m)``, a body, and Logist-* trailers."""
     frm = entry.from_state.value if entry.from_state else "create"

@@ -22,6 +22,7 @@ import json
 from enum import Enum
 from typing import Any
 
+from logist.core.jobid import JobId
 from logist.core.states import State, StepStatus
 
 # Every field of the models, as logist writes them (by alias); tests/test_model.py compares.
@@ -101,7 +102,7 @@ class RecordView:
         object.__setattr__(self, "_data", data)
 
     @classmethod
-    def load(cls, raw: bytes, job_id: str) -> RecordView | None:
+    def load(cls, raw: bytes, job_id: JobId) -> RecordView | None:
         """The view of ``raw`` (a record logist validated before), or None when it is not
         complete and canonical as logist writes it (then the models read it)."""
         try:

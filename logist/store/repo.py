@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from logist.core.clock import utcnow as utcnow  # the store's callers import it from here
 from logist.core.errors import ConcurrentUpdateError, NotARepositoryError, NotInitializedError
+from logist.core.jobid import JobId, is_job_id
 from logist.git import refs, reftx
 from logist.git.gitcmd import Started, git
 from logist.store.objects import ObjectWriter
@@ -175,28 +176,28 @@ class RepoBase:
             self._worktrees_dir = default_worktrees_dir(self.paths.common_dir)
         return self._worktrees_dir
 
-    def new_worktree_path(self, job_id: str) -> Path:
+    def new_worktree_path(self, job_id: JobId) -> Path:
         """Where a new worktree of the job goes: the configured worktrees dir."""
         return self.worktrees_dir() / refs.validate_job_id(job_id)
 
-    def worktree_path(self, job_id: str) -> Path:
+    def worktree_path(self, job_id: JobId) -> Path:
         """The job's worktree: where git says it is (a job made before the worktrees dir moved
         keeps its worktree), else where a new one goes."""
         found = self._git_worktree(job_id)
         return found if found is not None else self.new_worktree_path(job_id)
 
-    def existing_worktree(self, job_id: str) -> Path:
+    def existing_worktree(self, job_id: JobId) -> Path:
         """Where the job's worktree is, as git records it (what `job status` shows); the
         configured place when git has no worktree of the job's branch."""
         return self.worktree_path(job_id)
 
-    def _git_worktree(self, job_id: str) -> Path | None:
+    def _git_worktree(self, job_id: JobId) -> Path | None:
         """The worktree git has for the job's branch (its admin dir is named by the job id)."""
         refs.validate_job_id(job_id)
         found = _admin_worktree(os.path.join(self.paths.common_dir, "worktrees"), job_id)
         return None if found is None else Path(found)
 
-    def git_worktrees(self) -> dict[str, str]:
+    def git_worktrees(self) -> dict[JobId, str]:
         """{job id: worktree path} of every job that has one, as :meth:`_git_worktree` finds
         it for one job: one listing of git's admin dir, plain reads (``job list``)."""
         admin = os.path.join(self.paths.common_dir, "worktrees")
@@ -206,13 +207,13 @@ class RepoBase:
             return {}
         found = {}
         for name in names:
-            if refs.JOB_ID_RE.match(name) and not name.endswith("-"):
+            if is_job_id(name):
                 path = _admin_worktree(admin, name)
                 if path is not None:
-                    found[name] = path
+                    found[JobId(name)] = path
         return found
 
-    def run_dir(self, job_id: str) -> Path:
+    def run_dir(self, job_id: JobId) -> Path:
         """Per-job scratch (step logs, runner info) under the git dir; never committed."""
         return self.paths.logist_dir / "run" / refs.validate_job_id(job_id)
 

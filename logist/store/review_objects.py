@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from logist.core.errors import GitError
+from logist.core.jobid import JobId
 from logist.git.gitcmd import CatFileBatch, git
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def commit_headers(commit: bytes) -> dict[bytes, bytes]:
     return out
 
 
-def message(job_id: str, step: int, step_count: int, name: str, summary: str, harvest: str) -> str:
+def message(job_id: JobId, step: int, step_count: int, name: str, summary: str, harvest: str) -> str:
     """The review commit's message: the step's name, the agent's summary, the trailers."""
     from logist.core.redact import redact
 

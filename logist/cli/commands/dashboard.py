@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from logist import cli
+from logist.core.jobid import JobId
 
 NEEDS = ("INTERVENTION_REQUIRED", "APPROVAL_REQUIRED")
 FINISHED = ("SUCCESS", "CANCELED")
@@ -320,7 +321,7 @@ class _Live:
 
                 self.message = f"stopping {row.id}..."
                 live.update(self.render(live.console), refresh=True)
-                out = stop_job(self.store, row.id, "suspend", "stopped from the dashboard", timeout=30.0,
+                out = stop_job(self.store, JobId(row.id), "suspend", "stopped from the dashboard", timeout=30.0,
                                require_running=True)
                 self.message = f"{row.id}: {out.state}" + (" (stop requested)" if out.how == "requested" else "")
             elif key in ("enter", "o"):
@@ -345,7 +346,7 @@ class _Live:
     def _human(self, row: Row, event: str, message: str | None) -> None:
         from logist.engine.human_transitions import human_transition
 
-        m = human_transition(self.store, row.id, event, message=message)
+        m = human_transition(self.store, JobId(row.id), event, message=message)
         self.message = f"{row.id}: {event} -> {m.state.value}"
 
     def _diff_argv(self, row: Row) -> list[str]:

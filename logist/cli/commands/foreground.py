@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from logist.cli.output import err
+from logist.core.jobid import JobId
 
 
 def progress(msg: str) -> None:
@@ -223,7 +224,7 @@ class CtrlC:
                 except Exception:
                     pid = 0
             if m.state in TRANSIENT and pid and pid_alive(pid):
-                runner, log = detach_run(store, jid)
+                runner, log = detach_run(store, JobId(jid))
                 progress(f"logist: left {jid} running: its agent (pid {pid}) goes on under a background "
                           f"runner (pid {runner}, output {log}).\n  follow it: logist job attach {jid}\n"
                           f"  stop it:   logist job stop {jid}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from logist import cli
 from logist.cli.output import err, say
+from logist.core.jobid import JobId
 
 
 def _human(event: str, id: str | None, message: str | None) -> int:
@@ -20,7 +21,7 @@ def _human(event: str, id: str | None, message: str | None) -> int:
     return 0
 
 
-def _stop(store, job_id: str, event: str, message: str | None, *, require_running: bool,
+def _stop(store, job_id: JobId, event: str, message: str | None, *, require_running: bool,
           timeout: float) -> int:
 
     from logist.engine.stop_job import stop_job

@@ -8,6 +8,7 @@ from cyclopts import Parameter
 
 from logist import cli
 from logist.cli.output import emit_json, err, say, table, warn
+from logist.core.jobid import JobId
 
 
 def _progress(msg: str) -> None:
@@ -54,29 +55,29 @@ def recover(job: str | None = None, /, *, check: bool = False, list_: Annotated[
     from logist.engine import recovery
 
     store = cli.store()
-    job, abandon = _resolve_jobs(store, job, abandon)
-    _check_options(check=check, list_=list_, abandon=abandon, cleanup=cleanup, job=job,
+    jid, abandon_id = _resolve_jobs(store, job, abandon)
+    _check_options(check=check, list_=list_, abandon=abandon_id, cleanup=cleanup, job=jid,
                    keep_days=keep_days, dry_run=dry_run, message=message)
     if check:
         return _check(store, json_)
     if list_:
         return _list(store, json_)
-    if abandon:
-        r = recovery.abandon(store, abandon, reason=message, progress=_progress)
+    if abandon_id:
+        r = recovery.abandon(store, abandon_id, reason=message, progress=_progress)
         return _report([r], [], json_)
     if cleanup:
         return _cleanup(store, keep_days, dry_run, json_)
-    if job:
+    if jid:
         from logist.git.reftx import remove_stale_lock_files
 
         removed = remove_stale_lock_files(store.paths.common_dir, store.git_places())
-        r = recovery.recover_job(store, job, progress=_progress, trust=trust)
+        r = recovery.recover_job(store, jid, progress=_progress, trust=trust)
         return _report([r], removed, json_)
     removed, results = recovery.recover_all(store, progress=_progress, trust=trust)
     return _report(results, removed, json_)
 
 
-def _resolve_jobs(store, job: str | None, abandon: str | None) -> tuple[str | None, str | None]:
+def _resolve_jobs(store, job: str | None, abandon: str | None) -> tuple[JobId | None, JobId | None]:
     """The jobs named by JOB and --abandon, resolved (an id or a unique prefix)."""
     from logist.engine.job_select import resolve_job
 

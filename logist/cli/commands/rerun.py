@@ -9,6 +9,7 @@ from cyclopts import Parameter
 from logist import cli
 from logist.cli.output import emit_json, err, exit_for_states, say
 from logist.core.errors import ExitCode
+from logist.core.jobid import JobId
 
 
 def _progress(msg: str) -> None:
@@ -44,7 +45,7 @@ def rerun(id: str, /, *, step: str | None = None,
 
     if step is not None:
         parse_step(step)  # a bad number is refused before anything is read
-    result = rerun_job(cli.store(), id, step=step, run=not no_run, trust=trust, progress=_progress)
+    result = rerun_job(cli.store(), JobId(id), step=step, run=not no_run, trust=trust, progress=_progress)
     code = exit_for_states([result.state]) if result.ran else 0
     if json_:
         emit_json(result.to_dict())
@@ -93,7 +94,7 @@ def restep(id: str, step: str, /, *, isolated: bool = False, advance: bool = Fal
     from logist.engine.rerun import parse_step, restep_job
 
     parse_step(step)
-    result = restep_job(cli.store(), id, step, isolated=isolated, advance=advance, trust=trust,
+    result = restep_job(cli.store(), JobId(id), step, isolated=isolated, advance=advance, trust=trust,
                         progress=_progress)
     if json_:
         emit_json(result.to_dict())

@@ -11,6 +11,7 @@ from cyclopts import Parameter
 from logist import cli
 from logist.cli.commands.foreground import CtrlC, StatusLine, progress
 from logist.cli.output import emit_json, exit_for_states, say
+from logist.core.jobid import JobId
 
 
 def _interrupted_report(result, json_: bool) -> int:
@@ -72,7 +73,7 @@ def step(id: str | None = None, /, *, trust: bool = False,
     return _foreground(store, job_id, trust=trust, json_=json_, one_step=True)
 
 
-def _foreground(store, job_id: str, *, trust: bool, json_: bool, one_step: bool) -> int:
+def _foreground(store, job_id: JobId, *, trust: bool, json_: bool, one_step: bool) -> int:
     """`job step` / `job run ID` in this terminal: the status line, Ctrl-C handling, the bell."""
     from logist.engine.repair import make_engine
 
