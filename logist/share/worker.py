@@ -296,13 +296,13 @@ class Worker:
 def _stop_agent(store: JobStore, job_id: JobId) -> None:
     """SIGTERM the agent's process group, if the agent recorded in agent.json is still the
     process that was started (pid and start time): a recorded pid is never believed alone."""
-    import json
+    from logist.engine.agent_proc import read_agent_file
 
+    info = read_agent_file(store, job_id) or {}
     try:
-        info = json.loads((store.run_dir(job_id) / "agent.json").read_text())
         pid, pgid = int(info.get("pid") or 0), int(info.get("pgid") or 0)
         start_time = int(info["start_time"])
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return
     if pgid > 1 and pid > 1 and pid_alive(pid, start_time):
         try:
