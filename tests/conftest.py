@@ -6,6 +6,7 @@ Nothing here fakes git: repositories, bare remotes and worktrees are real.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -154,3 +155,36 @@ def pytest_sessionfinish(session, exitstatus):
             "\nLOGIST_REQUIRE_REAL_AGENTS=1 but no real-agent test ran: "
             "tests/real_agents/install.sh installed no agent CLI", red=True)
         session.exitstatus = 1
+
+
+# ------------------------------------------------------------------ no process outlives its test
+@pytest.fixture(autouse=True)
+def no_process_left(tmp_path):
+    """After each test, every process whose command line names this test's tmp path, or whose
+    working directory is inside it, is killed by pid: a step's shell that a killed `logist job
+    run` left behind (it runs in a session of its own), or a helper an agent CLI detached (cline
+    3's `--cline-hub-daemon --cwd <worktree>`). Torn down last, after ``procs`` ends its own."""
+    yield
+    kill_leftovers(tmp_path)
+
+
+def kill_leftovers(place: Path) -> list[int]:
+    """Kill (SIGKILL, by pid) every process but this one whose command line names ``place`` or
+    whose working directory is inside it; the pids killed."""
+    mark = str(place)
+    me, killed = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ")
+            cwd = os.readlink(f"/proc/{name}/cwd")
+        except OSError:
+            continue
+        if mark.encode() in cmdline or cwd == mark or cwd.startswith(mark + os.sep):
+            try:
+                os.kill(int(name), signal.SIGKILL)
+                killed.append(int(name))
+            except OSError:
+                pass
+    return killed

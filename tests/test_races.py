@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from _crashkit import (
     no_traceback,
     sh_step,
 )
-from conftest import git, wait_for
+from conftest import git, kill_leftovers, wait_for
 
 N = 8
 
@@ -212,3 +213,23 @@ def test_two_parallel_run_alls_run_each_step_once(store, procs, tmp_path):
     for i, c in enumerate(counters):
         assert c.read_text().split() == ["a", "b"], (i, c.read_text())
         assert_consistent(store.root, f"many-{i}", files_added_once=("a.txt", "b.txt"))
+
+
+def test_a_step_shell_left_by_a_killed_runner_is_killed_at_teardown(tmp_path):
+    """The step's shell runs in a session of its own, so killing `logist job run` leaves it
+    waiting at its gate; conftest's no_process_left fixture ends every process that names the
+    test's tmp path or works inside it."""
+    work = tmp_path / "wt"
+    work.mkdir()
+    named = subprocess.Popen(["sh", "-c", f'while [ ! -f "{tmp_path}/gate" ]; do sleep 0.05; done'],
+                             start_new_session=True)
+    inside = subprocess.Popen(["sleep", "600"], cwd=work, start_new_session=True)
+    elsewhere = subprocess.Popen(["sleep", "600"], cwd="/", start_new_session=True)
+    try:
+        killed = kill_leftovers(tmp_path)
+        assert named.wait(timeout=10) == -9 and inside.wait(timeout=10) == -9
+        assert {named.pid, inside.pid} <= set(killed) and elsewhere.pid not in killed
+        assert elsewhere.poll() is None
+    finally:
+        elsewhere.kill()
+        elsewhere.wait()
