@@ -276,18 +276,22 @@ class JobReader(RepoBase):
                 result.append(JobSummary(jid, oid, None, exc.message))
         return result
 
-    def list_records(self, prefix: str = refs.BRANCH_PREFIX, *,
-                     lock_refs: dict[str, str] | None = None) -> list[JobRecord]:
+    def list_records(self, prefix: str = refs.BRANCH_PREFIX, *, lock_refs: dict[str, str] | None = None,
+                     review_refs: dict[str, str] | None = None) -> list[JobRecord]:
         """Every job's tip record as plain JSON data, for listings: no pydantic when every
         record is one logist validated before (logist.store.record_cache); any other record is
         validated with the model first (and remembered when it passes).
 
         ``lock_refs``: filled with {job id: lock oid} of every lock ref, found by the same
-        ``for-each-ref`` (the interrupted-jobs check of ``job list`` needs them).
+        ``for-each-ref`` (the interrupted-jobs check of ``job list`` needs them);
+        ``review_refs`` likewise with the review branches ``logist-review/<id>``.
         """
-        found = self._refs_under(prefix, *([refs.LOCKS_PREFIX] if lock_refs is not None else []))
-        if lock_refs is not None:
-            lock_refs.update(found[refs.LOCKS_PREFIX])
+        review_prefix = refs.review_ref("x")[:-1]
+        extra = {refs.LOCKS_PREFIX: lock_refs, review_prefix: review_refs}
+        found = self._refs_under(prefix, *[p for p, into in extra.items() if into is not None])
+        for p, into in extra.items():
+            if into is not None:
+                into.update(found[p])
         pairs = found[prefix]
         listing = self.listing_cache if prefix == refs.BRANCH_PREFIX else None
         seen = listing.load() if listing is not None else {}

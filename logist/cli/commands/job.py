@@ -179,11 +179,12 @@ def _status_rows(store, remote: str | None) -> list[dict]:
     from logist.git import refs
 
     lock_refs: dict[str, str] = {}
+    reviewed: dict[str, str] = {}  # logist-review/<id> of the jobs that have one
     if remote is not None:
         refs.validate_remote(remote)
         records = store.list_records(prefix=f"refs/remotes/{remote}/logist/")
     else:
-        records = store.list_records(lock_refs=lock_refs)
+        records = store.list_records(lock_refs=lock_refs, review_refs=reviewed)
         from logist.core.states import record_in_flight
 
         warn_interrupted(store, running=[r.id for r in records if record_in_flight(r.data)],
@@ -195,8 +196,6 @@ def _status_rows(store, remote: str | None) -> list[dict]:
             r["branch"] = f"{remote}/logist/{r['id']}"
             r["worktree"] = None
         return rows
-    prefix = refs.review_ref("x")[:-1]  # logist-review/<id> of the jobs that have one: one for-each-ref
-    reviewed = {jid for jid, _ in store._refs_under(prefix)[prefix]}
     for r in rows:
         if r["state"] != "INVALID":
             r["review_branch"] = refs.review_name(r["id"]) if r["id"] in reviewed else None
