@@ -276,6 +276,8 @@ def test_job_status_of_a_job_at_rest_is_two_git_processes(cli, tmp_path):
     st = json.loads(out)
     assert st["holder"]["lock"] == blob and st["holder"]["host"] == "elsewhere"
     assert st["review_branch"] == f"logist-review/{job}"
+    rows = {r["id"]: r for r in cli.ok("job", "list", "--json").json()}
+    assert rows[job]["review_branch"] == f"logist-review/{job}" and rows[job]["holder"]["lock"] == blob
 
 
 def test_the_ref_reader_knows_whether_a_namespace_is_empty(cli):
