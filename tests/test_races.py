@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -233,3 +234,39 @@ def test_a_step_shell_left_by_a_killed_runner_is_killed_at_teardown(tmp_path):
     finally:
         elsewhere.kill()
         elsewhere.wait()
+
+
+CREATE_WORKER = """
+import sys
+from logist.cli import main
+root, w, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    code = main(["-C", root, "job", "create", "--title", f"made by {w}", "--id", f"w{w}-{i}", "--step", "x"])
+    if code != 0:
+        sys.exit(code)
+"""
+
+
+def test_parallel_job_creates_each_get_their_worktree(store, procs):
+    """Creates in parallel, with `git worktree prune` running all the while (as another create
+    ran it before every add): a prune that meets a `git worktree add` half-way removes the new
+    entry (git writes it in steps) and the add fails ("could not open .git/worktrees/<id>/locked");
+    logist prunes only after a failed add and adds again, so every create gets its worktree."""
+    workers, each = 3, 4
+    pruner = procs.popen(["sh", "-c", 'while :; do git -C "$0" worktree prune; done', str(store.root)],
+                         start_new_session=True)
+    makers = [procs.popen([sys.executable, "-c", CREATE_WORKER, str(store.root), str(w), str(each)])
+              for w in range(workers)]
+    for p in makers:
+        assert p.wait(timeout=240) == 0
+    os.killpg(pruner.pid, signal.SIGKILL)  # the loop and its git, by the group the test started
+    pruner.wait(timeout=30)
+    listed = {}
+    for block in git(store.root, "worktree", "list", "--porcelain").split("\n\n"):
+        fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
+        listed[fields.get("branch")] = fields["worktree"]
+    for w in range(workers):
+        for i in range(each):
+            wt = Path(listed[f"refs/heads/logist/w{w}-{i}"])
+            assert (wt / ".logist" / "jobs" / f"w{w}-{i}" / "manifest.json").is_file()
+    fsck_clean(store.root)

@@ -131,26 +131,43 @@ class WorktreeKeeper(JobReader):
             self._repair_worktree(job_id, wt, "its .git file is missing")
             if (wt / ".git").exists():
                 return wt
-        git(["worktree", "prune"], cwd=self.paths.root, check=False)
         self.own_worktrees_dir()
+        self._clear_empty(wt, job_id)
+        for attempt in range(3):
+            try:
+                self._add_worktree(wt, job_id)
+                return wt
+            except GitError as exc:
+                if wt.exists() or attempt == 2:  # it got as far as the directory: not a stale entry
+                    raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
+                                   hint="run `git worktree list` and `git worktree prune`") from None
+            # git still lists a worktree whose directory is gone (removed by hand) for this path
+            # or this branch: prune that entry, then add again. Only then, not before every add:
+            # a prune reads every worktree's entry (40 ms at 1,000 jobs), and one that runs while
+            # another process adds a worktree removes the other's half-made entry (that add then
+            # fails, and is tried again).
+            git(["worktree", "prune"], cwd=self.paths.root, check=False)
+            self._clear_empty(wt, job_id)
+        return wt
+
+    @staticmethod
+    def _clear_empty(wt: Path, job_id: str) -> None:
+        """Remove an empty directory where the worktree goes; refuse anything else there."""
         if wt.exists() and not any(wt.iterdir()):
             wt.rmdir()
         if wt.exists():
             raise UsageError(f"{wt} exists and is not the worktree of job {job_id}",
                              hint="move it away, then run the command again")
-        try:
-            sparse = [d.strip().strip("/") for d in self.config.worktrees.sparse if d.strip().strip("/")]
-            if sparse:  # only these directories (and the files at the top, .logist/ included)
-                git(["worktree", "add", "-q", "--no-checkout", "--", str(wt), refs.branch_name(job_id)],
-                    cwd=self.paths.root)
-                git(["sparse-checkout", "set", "--cone", "--", *sparse, ".logist"], cwd=wt)
-                git(["checkout", "-q"], cwd=wt)
-            else:
-                git(["worktree", "add", "-q", "--", str(wt), refs.branch_name(job_id)], cwd=self.paths.root)
-        except GitError as exc:
-            raise GitError(f"cannot create the worktree of job {job_id}: {exc.message}",
-                           hint="run `git worktree list` and `git worktree prune`") from None
-        return wt
+
+    def _add_worktree(self, wt: Path, job_id: str) -> None:
+        sparse = [d.strip().strip("/") for d in self.config.worktrees.sparse if d.strip().strip("/")]
+        if sparse:  # only these directories (and the files at the top, .logist/ included)
+            git(["worktree", "add", "-q", "--no-checkout", "--", str(wt), refs.branch_name(job_id)],
+                cwd=self.paths.root)
+            git(["sparse-checkout", "set", "--cone", "--", *sparse, ".logist"], cwd=wt)
+            git(["checkout", "-q"], cwd=wt)
+        else:
+            git(["worktree", "add", "-q", "--", str(wt), refs.branch_name(job_id)], cwd=self.paths.root)
 
     def restore_worktree_head(self, job_id: JobId) -> str | None:
         """Put the job's worktree back on ``logist/<id>`` when its agent switched it to another
