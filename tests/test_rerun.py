@@ -1,4 +1,5 @@
-"""`logist job rerun` and `logist job restep` (docs/rerun.md), end to end through the real CLI.
+"""`logist job rerun` and `logist job restep` (docs/rerun.md), end to end through the CLI (in
+process; a crash point or a concurrent runner in a process of its own).
 
 Every test works in its own real repository. Steps are `command` agents running a small
 script that appends its name to a counter file *outside* the worktree (so we can prove
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, run_logist, wait_for
+from conftest import git, run_cli, run_logist, wait_for
 
 from logist.core.faults import crash_env
 
@@ -52,7 +53,7 @@ def no_watcher(monkeypatch):
 
 @pytest.fixture
 def proj(repo, tmp_path):
-    r = run_logist("init", cwd=repo)
+    r = run_cli("init", cwd=repo)
     assert r.returncode == 0, r.stderr
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "logist init")
@@ -83,7 +84,10 @@ class Project:
         return job_id
 
     def cli(self, *args, env=None, **kw) -> subprocess.CompletedProcess:
-        return run_logist(*args, cwd=self.repo, env=env, **kw)
+        """The CLI in process; a crash point needs a process of its own."""
+        if env and "LOGIST_CRASH_AT" in env:
+            return run_logist(*args, cwd=self.repo, env=env, **kw)
+        return run_cli(*args, cwd=self.repo, env=env, **kw)
 
     def ok(self, *args, env=None) -> subprocess.CompletedProcess:
         r = self.cli(*args, env=env)
