@@ -1,6 +1,7 @@
 """Helpers of the crash, recovery, race and hostile-agent tests.
 
-Real repositories, real `python -m logist` processes, real kills. Every wait polls with a
+Real repositories, real kills: a command that crashes (a crash point) or runs beside another
+is a `python -m logist` process of its own; the others run in process. Every wait polls with a
 deadline; every process a test starts is killed by its pid at the end (``Procs``).
 """
 
@@ -15,20 +16,24 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
-from conftest import git, wait_for
+from conftest import git, run_cli, wait_for
 
 ENV = {"LOGIST_NO_WATCHER": "1"}
 
 
 def logist(repo: Path, *args, env: dict | None = None, timeout: float = 120,
-           input: str | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m logist -C repo *args` (watcher off unless env says otherwise)."""
-    full = {**os.environ, **ENV, **(env or {})}
-    for k, v in list(full.items()):
-        if v is None:
-            del full[k]
-    return subprocess.run([sys.executable, "-m", "logist", "-C", str(repo), *map(str, args)],
-                          capture_output=True, text=True, env=full, timeout=timeout, input=input)
+           input: str | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """`logist -C repo *args` (watcher off unless env says otherwise): as a `python -m logist`
+    process of its own when ``env`` sets a crash point or ``process`` is true, else in process
+    (``conftest.run_cli``: the same code without the interpreter start)."""
+    if process or "LOGIST_CRASH_AT" in (env or {}):
+        full = {**os.environ, **ENV, **(env or {})}
+        for k, v in list(full.items()):
+            if v is None:
+                del full[k]
+        return subprocess.run([sys.executable, "-m", "logist", "-C", str(repo), *map(str, args)],
+                              capture_output=True, text=True, env=full, timeout=timeout, input=input)
+    return run_cli("-C", repo, *args, cwd=repo, env={**ENV, **(env or {})}, input=input)
 
 
 class Procs:

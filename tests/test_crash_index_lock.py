@@ -82,13 +82,15 @@ def test_a_lock_a_live_git_may_hold_is_exit_4_and_nothing_written(project, tmp_p
     time.sleep(0.05)
     lock.write_text("")
     before = git(project, "for-each-ref")
-    r = logist(project, "job", "run", job)
+    # each run a process of its own, as a user's: no git child of an earlier command of this
+    # test process is left around to be taken for a holder
+    r = logist(project, "job", "run", job, process=True)
     assert r.returncode == 4, r.stdout + r.stderr
     assert str(lock) in r.stderr and f"git process {holder.pid}" in r.stderr, r.stderr
     assert git(project, "for-each-ref") == before
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
-    r = logist(project, "job", "run", job)
+    r = logist(project, "job", "run", job, process=True)
     assert r.returncode == 0, r.stderr
     assert "removed" in r.stderr and str(lock) in r.stderr
     assert_consistent(project, job, files_added_once=("a.txt",))
