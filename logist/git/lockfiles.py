@@ -60,12 +60,18 @@ def _proc_info(pid: int) -> tuple[str, float | None, str] | None:
 
 
 def _mentions(pid: int, roots: list[str]) -> bool | None:
-    """True if the process's cwd or argv names one of ``roots``; None if unreadable."""
+    """True if the process's cwd or argv names one of ``roots``; None if unreadable. A process
+    with an empty command line is exiting (its memory is gone) and holds nothing: False."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+            raw = fh.read()
+    except FileNotFoundError:
+        return False  # gone
     except OSError:
-        argv = []
+        raw = None
+    if raw == b"":
+        return False
+    argv = [a.decode(errors="replace") for a in (raw or b"").split(b"\0") if a]
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
