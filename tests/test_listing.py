@@ -300,3 +300,22 @@ def test_the_ref_reader_knows_whether_a_namespace_is_empty(cli):
         raise AssertionError("not a shared namespace: git is asked instead")
     except Unsupported:
         pass
+
+
+def test_job_metrics_reads_the_record_as_data(cli):
+    """No models for a remembered record; a record written by hand that leaves out fields the
+    model defaults gets the model's defaults."""
+    job = create_job(cli, "--title", "metered", "--step", "one", "--step", "two")
+    data, mods = _fresh(cli.repo, "job", "metrics", job, "--json")
+    assert not [m for m in mods if m.startswith("pydantic") or m == "logist.core.model"], mods
+    assert [s["name"] for s in data["steps"]] == ["step-1", "step-2"]  # type: ignore[index]
+    record = json.loads(git(cli.repo, "show", f"{tip(cli.repo, job)}:.logist/jobs/{job}/manifest.json"))
+    for s in record["steps"]:
+        for key in ("agent", "status", "attempt", "cost_usd", "tokens", "seconds"):
+            del s[key]
+    record["steps"][1]["cost_usd"] = 2  # an int where the model keeps a float
+    _commit_record(cli.repo, job, json.dumps(record))
+    got = cli.ok("job", "metrics", job, "--json").json()
+    assert [(s["agent"], s["status"], s["attempts"], s["cost_usd"], s["tokens"]) for s in got["steps"]] == \
+        [("mock", "PENDING", 0, 0.0, 0), ("mock", "PENDING", 0, 2.0, 0)]
+    assert isinstance(got["steps"][1]["cost_usd"], float)

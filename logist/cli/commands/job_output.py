@@ -60,11 +60,14 @@ def metrics(id: str | None = None, /, *, csv: bool = False,
     from logist.engine.job_select import selected_job
 
     store = cli.store()
-    _, m = store.read(selected_job(store, id))
-    rows = [[i, s.name, s.agent, s.status.value, s.attempt, round(s.cost_usd, 6), s.tokens,
-             round(s.seconds, 3)] for i, s in enumerate(m.steps, 1)]
-    total = ["total", "", "", m.state.value, sum(r[4] for r in rows), round(m.cost_usd, 6), m.tokens,
-             round(m.seconds, 3)]
+    # the record as validated data (no models when logist validated it before); the defaults
+    # are the model's, for a record written by hand that leaves a field out
+    _, d = store.read_record(selected_job(store, id))
+    rows = [[i, s["name"], s.get("agent", "mock"), s.get("status", "PENDING"), s.get("attempt", 0),
+             round(float(s.get("cost_usd", 0.0)), 6), s.get("tokens", 0), round(float(s.get("seconds", 0.0)), 3)]
+            for i, s in enumerate(d["steps"], 1)]
+    total = ["total", "", "", d["state"], sum(r[4] for r in rows), round(float(d.get("cost_usd", 0.0)), 6),
+             d.get("tokens", 0), round(float(d.get("seconds", 0.0)), 3)]
     headers = ["step", "name", "agent", "status", "attempts", "cost_usd", "tokens", "seconds"]
     if json_:
         emit_json({"steps": [dict(zip(headers, r, strict=True)) for r in rows],
