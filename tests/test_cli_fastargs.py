@@ -121,13 +121,14 @@ def _heavy(repo, *args) -> list[str]:
 
 
 def test_reads_import_no_heavy_package(project):
-    """A fresh `job status` and `job list --json` import none of cyclopts, pydantic, dulwich,
-    rich once the record at the tip is one logist wrote."""
+    """A fresh `job status`, `job list --json` and `job metrics` import none of cyclopts,
+    pydantic, dulwich, rich once the record at the tip is one logist wrote."""
     out = subprocess.run([sys.executable, "-m", "logist", "-C", str(project), "job", "create", "--title", "Fast",
                           "--step", "one", "--activate", "--json"], capture_output=True, text=True, check=True)
     jid = json.loads(out.stdout)["id"]
     assert _heavy(project, "job", "status", jid) == []
     assert _heavy(project, "job", "list", "--json") == []
+    assert _heavy(project, "job", "metrics", jid, "--json") == []
 
 
 def test_transitions_import_no_heavy_package(project):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
-
-from cyclopts import Parameter
 
 from logist import cli
 from logist.cli.output import emit_json, say, stream, table
@@ -45,7 +42,7 @@ def attach(id: str | None = None, /, *, timeout: float | None = None) -> int:
 
 
 def metrics(id: str | None = None, /, *, csv: bool = False,
-            json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+            json_: bool = False) -> int:
     """Per step and total: cost, tokens, time, attempts.
 
     Parameters
@@ -84,7 +81,7 @@ def metrics(id: str | None = None, /, *, csv: bool = False,
 
 
 def log(id: str | None = None, /, *, step: int | None = None, follow: bool = False,
-        json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+        json_: bool = False) -> int:
     """Print a step's output: live from the running log, or from refs/notes/logist/logs.
 
     Parameters
