@@ -208,3 +208,41 @@ def print_results(title: str, results: list[Result]) -> None:
     for r in results:
         print(r.row())
     sys.stdout.flush()
+
+
+# Runs with this checkout's logist: `logist job create` in a loop (the same code as the CLI, in
+# one long-running process), printing each new id.
+_CREATE_DRIVER = """
+import contextlib, io, sys
+from logist.cli import main
+repo, first, last, extra = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+for i in range(first, last):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["-C", repo, "job", "create", "--title", f"Job {i}", "--prompt", f"Task {i}: write a file",
+                     "--step", f"Task {i}: write a file", "--json", *extra])
+    if code != 0:
+        sys.exit(f"logist job create exited {code}")
+    import json
+    print(json.loads(out.getvalue())["id"], flush=True)
+"""
+
+
+def make_jobs(repo: Path, n: int, workers: int, *extra: str) -> list[str]:
+    """``n`` jobs made by `logist job create` (``extra``: more options, e.g. ``--activate``) in
+    ``workers`` parallel processes (creates are compare-and-swaps on refs: safe in parallel);
+    their ids, in the order they were made per worker."""
+    workers = max(1, min(workers, n))
+    cuts = [n * k // workers for k in range(workers + 1)]
+    procs = [subprocess.Popen([*python_cmd("-c", _CREATE_DRIVER), str(repo), str(a), str(b), *extra],
+                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+    ids: list[str] = []
+    for p in procs:
+        out, errs = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"making {n} jobs failed: {errs.decode(errors='replace')[-2000:]}")
+        ids += out.decode().split()
+    if len(ids) != n:
+        raise RuntimeError(f"made {len(ids)} jobs, expected {n}")
+    return ids

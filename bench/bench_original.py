@@ -52,7 +52,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import installed_python, logist_init, machine, med_ms, new_repo, python_cmd, sh, timed, workspace
+from bench import installed_python, logist_init, machine, make_jobs, med_ms, new_repo, sh, timed, workspace
 
 READS = {"job list", "job list --json", "job status", "job status --json", "job metrics"}
 TARGET_READ, TARGET_WRITE = 1.0, 1.3
@@ -67,22 +67,6 @@ for i in range(first, last):
         main(["--jobs-dir", jobs_dir, "job", "create", "-n", f"job-{i}", "-p", f"Task {i}: write a file"],
              standalone_mode=False)
 """
-
-# Runs with this checkout's logist: `logist job create` in a loop, printing each new id.
-LOGIST_DRIVER = """
-import contextlib, io, sys
-from logist.cli import main
-repo, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for i in range(first, last):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["-C", repo, "job", "create", "--title", f"Job {i}", "--prompt", f"Task {i}: write a file",
-                     "--step", f"Task {i}: write a file"])
-    if code != 0:
-        sys.exit(f"logist job create exited {code}")
-    print(out.getvalue().strip().splitlines()[-1].split()[0], flush=True)
-"""
-
 
 def original_python(venv: Path) -> Path | None:
     py, exe = venv / "bin" / "python", venv / "bin" / "logist"
@@ -126,19 +110,12 @@ def build(tmp: Path, n: int, orig_py: Path, workers: int) -> tuple[Tool, Tool]:
     ours = Tool("logist", [installed_python(tmp), "-m", "logist", "-C", str(ours_repo)], ours_repo)
     orig = Tool("original", [str(orig_py.parent / "logist"), "--jobs-dir", str(jobs_dir)], orig_repo)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([str(orig_py), "-c", ORIGINAL_DRIVER, str(jobs_dir), "0", str(n)],
-                              cwd=orig_repo, env=original_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
-    workers = max(1, min(workers, n))
-    cuts = [n * k // workers for k in range(workers + 1)]
-    procs += [subprocess.Popen([*python_cmd("-c", LOGIST_DRIVER), str(ours_repo), str(a), str(b)],
-                               cwd=ours_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-              for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
-    for p in procs:
-        out, errs = p.communicate()
-        if p.returncode != 0:
-            raise RuntimeError(f"building {n} jobs failed: {errs.decode(errors='replace')[-2000:]}")
-        if p is not procs[0]:
-            ours.ids += out.decode().split()
+    orig_proc = subprocess.Popen([str(orig_py), "-c", ORIGINAL_DRIVER, str(jobs_dir), "0", str(n)],
+                                 cwd=orig_repo, env=original_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ours.ids = make_jobs(ours_repo, n, workers)
+    _, errs = orig_proc.communicate()
+    if orig_proc.returncode != 0:
+        raise RuntimeError(f"the original's {n} jobs failed: {errs.decode(errors='replace')[-2000:]}")
     took = time.perf_counter() - t0
     index = json.loads((jobs_dir / "jobs_index.json").read_text())
     orig.ids = [f"job-{i}" for i in range(n)]
@@ -147,7 +124,7 @@ def build(tmp: Path, n: int, orig_py: Path, workers: int) -> tuple[Tool, Tool]:
         raise RuntimeError(f"expected {n} jobs each: original {len(index.get('jobs', {}))}, "
                            f"logist {made_ours} branches / {len(ours.ids)} ids")
     print(f"{n} jobs: made by each tool's `job create` in {took:.1f} s "
-          f"(logist in {workers} worker(s), the original in 1, at the same time)", flush=True)
+          f"(logist in {min(workers, n)} worker(s), the original in 1, at the same time)", flush=True)
     return ours, orig
 
 
