@@ -4,9 +4,6 @@ detached; `job attach|metrics|log` are in logist.cli.commands.job_output."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated
-
-from cyclopts import Parameter
 
 from logist import cli
 from logist.cli.commands.foreground import CtrlC, StatusLine, progress
@@ -51,7 +48,7 @@ def _report(result, json_: bool, *, step: bool = False) -> int:
 
 
 def step(id: str | None = None, /, *, trust: bool = False,
-         json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+         json_: bool = False) -> int:
     """Run exactly one step of a PENDING job (or finish an interrupted one).
 
     Exit 0 when the job rests in PENDING (its next step) or SUCCESS, 5 in APPROVAL_REQUIRED,
@@ -90,7 +87,7 @@ def _foreground(store, job_id: JobId, *, trust: bool, json_: bool, one_step: boo
 
 
 def run(id: str | None = None, /, *, detach: bool = False, trust: bool = False,
-        parallel: int = 1, json_: Annotated[bool, Parameter(name="--json")] = False) -> int:
+        parallel: int = 1, json_: bool = False) -> int:
     """Run steps until the job rests in anything but PENDING; with no id, every PENDING job.
 
     Exit 0 only when every job it ran rests in SUCCESS; 5 when the worst is APPROVAL_REQUIRED
