@@ -77,6 +77,7 @@ def test_what_the_fast_binder_binds_cyclopts_binds_alike(group, name, target):
     (["job", "create", "--title", "T", "--step", "a", "--step", "b", "--activate", "--json"],
      ([], {"title": "T", "step": ["a", "b"], "activate": True, "json_": True})),
     (["init"], ([], {})),
+    (["hook", "post-checkout", "a" * 40, "b" * 40, "1"], (["post-checkout", "a" * 40, "b" * 40, "1"], {})),
 ])
 def test_the_hot_commands_take_the_fast_path(tokens, expected):
     fast = fastargs.bind(tokens)

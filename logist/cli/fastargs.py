@@ -8,8 +8,9 @@ from the function's own signature, with cyclopts' naming rule (``json_`` is ``--
 cyclopts does; anything else returns None and goes to cyclopts, which owns every help text,
 every usage error and every less plain option:
 
-- the function takes positional-only parameters (an id) and keyword-only options, and no
-  parameter carries cyclopts metadata (``Annotated[..., Parameter(...)]``);
+- the function takes positional-only parameters (an id), perhaps ``*args: str``, and
+  keyword-only options, and no parameter carries cyclopts metadata
+  (``Annotated[..., Parameter(...)]``);
 - words are ``--name value``, ``--name=value`` or ``--flag`` for a ``bool`` option, or
   positional values; no word starts with ``-`` otherwise (``-h``, ``--help``, ``--version``,
   ``--``, an unknown or repeated option, a negative number all go to cyclopts);
@@ -80,14 +81,19 @@ def _convert(kind: str | None, text: str) -> Any:
 
 def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
     code = getattr(fn, "__code__", None)
-    if code is None or code.co_argcount != code.co_posonlyargcount or code.co_flags & 0x0C:
-        return None  # a parameter that may be positional or named, *args or **kwargs: cyclopts
+    if code is None or code.co_argcount != code.co_posonlyargcount or code.co_flags & 0x08:
+        return None  # a parameter that may be positional or named, or **kwargs: cyclopts
     annotations: dict[str, object] = getattr(fn, "__annotations__", {})
     if any("Annotated" in str(a) or "Parameter" in str(a) for a in annotations.values()):
         return None  # cyclopts metadata (another name, a negative flag, ...): cyclopts reads it
     names = code.co_varnames
     positional = names[:code.co_posonlyargcount]
     keywords = names[code.co_posonlyargcount:code.co_posonlyargcount + code.co_kwonlyargcount]
+    rest: str | None = None  # *args: the positional values after the named ones (str only)
+    if code.co_flags & 0x04:
+        rest = names[code.co_posonlyargcount + code.co_kwonlyargcount]
+        if annotations.get(rest) != "str":
+            return None
     options: dict[str, str] = {}
     for name in keywords:
         if name != name.lower():
@@ -101,7 +107,12 @@ def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
         word = words[i]
         i += 1
         if not word.startswith("-"):
-            if len(args) >= len(positional) or kinds[positional[len(args)]] not in ("str", "path"):
+            if len(args) >= len(positional):
+                if rest is None:
+                    return None
+                args.append(word)
+                continue
+            if kinds[positional[len(args)]] not in ("str", "path"):
                 return None
             args.append(_convert(kinds[positional[len(args)]], word))
             continue
