@@ -24,7 +24,8 @@ def _samples(fn) -> list[list[str]]:
     forms a user types, repeated, missing its value, with positionals around, all together."""
     sig = inspect.signature(fn)
     opts = [p for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
-    out: list[list[str]] = [[], ["x-1"], ["x-1", "y-2"], ["x-1", "y-2", "z-3"], [""]]
+    out: list[list[str]] = [[], ["x-1"], ["x-1", "y-2"], ["x-1", "y-2", "z-3"], [""], ["x-1", "2"], ["x-1", "007"],
+                            ["x-1", "0x10"], ["x-1", "2.5"], ["x-1", "٣"]]
     every: list[str] = []
     for p in opts:
         flag = "--" + p.name.replace("_", "-").strip("-")
@@ -34,8 +35,9 @@ def _samples(fn) -> list[list[str]]:
             every.append(flag)
         else:
             forms = [[flag, "v a l"], [f"{flag}=v"], [f"{flag}="], [flag, "v", "x-1"], ["x-1", flag, "v"],
-                     [flag], [flag, "-v"], [flag, "v", flag, "w"], [flag, "a,b"]]
-            every += [flag, "val"]
+                     [flag], [flag, "-v"], [flag, "v", flag, "w"], [flag, "a,b"], [flag, "3"], [f"{flag}=007"],
+                     [flag, "0x1f"], [flag, "-1"], [flag, "1.5"], ["x-1", flag, "2"]]
+            every += [flag, "4" if "int" in ann else "val"]
         out += forms
     out += [every, ["x-1", *every], [*every, "x-1"]]
     return out + ALWAYS_CYCLOPTS
@@ -77,6 +79,7 @@ def test_what_the_fast_binder_binds_cyclopts_binds_alike(group, name, target):
     (["job", "create", "--title", "T", "--step", "a", "--step", "b", "--activate", "--json"],
      ([], {"title": "T", "step": ["a", "b"], "activate": True, "json_": True})),
     (["init"], ([], {})),
+    (["job", "log", "fix-1", "--step", "2"], (["fix-1"], {"step": 2})),
     (["hook", "post-checkout", "a" * 40, "b" * 40, "1"], (["post-checkout", "a" * 40, "b" * 40, "1"], {})),
 ])
 def test_the_hot_commands_take_the_fast_path(tokens, expected):

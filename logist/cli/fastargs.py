@@ -14,8 +14,8 @@ every usage error and every less plain option:
 - words are ``--name value``, ``--name=value`` or ``--flag`` for a ``bool`` option, or
   positional values; no word starts with ``-`` otherwise (``-h``, ``--help``, ``--version``,
   ``--``, an unknown or repeated option, a negative number all go to cyclopts);
-- option types are ``str``, ``Path``, ``bool`` and ``list[str]`` (repeatable), optionally
-  ``| None``; a value of any other type goes to cyclopts;
+- option types are ``str``, ``Path``, ``bool``, ``int`` (plain ASCII digits) and ``list[str]``
+  (repeatable), optionally ``| None``; a value of any other type goes to cyclopts;
 - every parameter without a default is given.
 
 ``tests/test_cli_fastargs.py`` checks, for every command of the table, that whatever this
@@ -33,6 +33,7 @@ from typing import Any
 _STR = frozenset({"str", "str | None", "Optional[str]"})
 _PATH = frozenset({"Path", "Path | None", "Optional[Path]"})
 _LIST = frozenset({"list[str]", "list[str] | None", "Optional[list[str]]"})
+_INT = frozenset({"int", "int | None", "Optional[int]"})
 
 Bound = tuple[Callable[..., Any], list[Any], dict[str, Any]]
 
@@ -70,12 +71,19 @@ def _kind(annotation: object) -> str | None:
         return "path"
     if annotation in _LIST:
         return "list"
+    if annotation in _INT:
+        return "int"
     if annotation == "bool":
         return "bool"
     return "other"
 
 
 def _convert(kind: str | None, text: str) -> Any:
+    """The value of ``text`` for a parameter of ``kind`` (None: not plainly one, ask cyclopts).
+    An int is plain ASCII digits, which ``int()`` and cyclopts read alike (no sign, no base
+    prefix, no decimal point)."""
+    if kind == "int":
+        return int(text) if text.isascii() and text.isdigit() else None
     return Path(text) if kind == "path" else text
 
 
@@ -112,9 +120,10 @@ def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
                     return None
                 args.append(word)
                 continue
-            if kinds[positional[len(args)]] not in ("str", "path"):
+            value = _convert(kinds[positional[len(args)]], word)
+            if kinds[positional[len(args)]] not in ("str", "path", "int") or value is None:
                 return None
-            args.append(_convert(kinds[positional[len(args)]], word))
+            args.append(value)
             continue
         option, eq, value = word.partition("=")
         name = options.get(option)
@@ -126,7 +135,7 @@ def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
                 return None
             kwargs[name] = True
             continue
-        if kind not in ("str", "path", "list"):
+        if kind not in ("str", "path", "list", "int"):
             return None
         if not eq:
             if i >= len(words):
@@ -137,7 +146,7 @@ def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
             return None  # a value that looks like an option: cyclopts decides
         if kind == "list":
             kwargs.setdefault(name, []).append(value)
-        elif name in kwargs:
+        elif name in kwargs or _convert(kind, value) is None:
             return None
         else:
             kwargs[name] = _convert(kind, value)
