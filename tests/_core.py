@@ -146,6 +146,12 @@ def create_job(cli: Cli, *args) -> str:
     return cli.ok("job", "create", *args, "--json").json()["id"]
 
 
+def job_worktree(cli: Cli, job_id: str) -> Path:
+    """The job's worktree, made now if it has none (`logist job path`: a job gets its worktree
+    at its first step and gives it back when it finishes; docs/architecture.md#worktrees)."""
+    return Path(cli.ok("job", "path", job_id).out.strip())
+
+
 def create_from_toml(cli: Cli, text: str, *args, name: str = "job.toml") -> str:
     path = write(cli.repo.parent / "jobfiles" / name, text)
     return create_job(cli, "--file", path, *args)

@@ -288,13 +288,29 @@ def assert_consistent(repo: Path, job_id: str, *, state: str = "SUCCESS",
     for f in files_added_once:
         adds = git(repo, "log", "--format=%H", "--diff-filter=A", f"refs/heads/logist/{job_id}", "--", f)
         assert len(adds.split()) == 1, f"{f} added {len(adds.split())} times"
-    if check_worktree:
+    if check_worktree and state in ("SUCCESS", "CANCELED"):
+        assert_released(repo, job_id)
+    elif check_worktree:
         wt = worktree(repo, job_id)
         assert git(wt, "status", "--porcelain") == ""
         listing = git(repo, "worktree", "list", "--porcelain")
         block = listing.split(f"worktree {wt}")[1].split("\n\n")[0] if str(wt) in listing else ""
         assert "locked" not in block
     return h
+
+
+def assert_released(repo: Path, job_id: str) -> None:
+    """A finished job's worktree is released (docs/architecture.md#worktrees): git lists no
+    worktree for it, its directory and any renamed-aside copy are gone, the branch is there."""
+    wt = worktree(repo, job_id)
+    listing = git(repo, "worktree", "list", "--porcelain") + "\n"
+    assert f"worktree {wt}\n" not in listing, listing
+    assert f"branch refs/heads/logist/{job_id}\n" not in listing, listing
+    assert not wt.exists()
+    if wt.parent.is_dir():
+        assert not list(wt.parent.glob(".logist-releasing-*"))
+    branch = f"refs/heads/logist/{job_id}"
+    assert git(repo, "for-each-ref", "--format=%(refname)", branch) == branch
 
 
 def dead_pid() -> int:

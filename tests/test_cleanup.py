@@ -64,8 +64,9 @@ def test_gc_cleans_merged_jobs(net, how, label):
     plan = gc_json(net.a)
     entry = job_entry(plan, jid)
     assert plan["dry_run"] and entry["integrated"] and entry["how"] == label
-    assert entry["actions"] == ["archive", "remove-worktree", "delete-branch"]
-    assert refs_snapshot(net.a) == before and (wtdir(net.a) / jid).exists()  # dry run: nothing changed
+    # the job gave its worktree back when it finished: only the branch is left to clean up
+    assert entry["actions"] == ["archive", "delete-branch"]
+    assert refs_snapshot(net.a) == before  # dry run: nothing changed
     out = lg(net.a, "gc").out
     assert f"{jid} ({label}): would" in out and "dry run" in out
     lg(net.a, "gc", "--yes")
@@ -112,7 +113,6 @@ def test_gc_never_touches_unmerged_draft_pending_record_only_or_unpushed_jobs(ne
         assert by[j]["actions"] == [] and "never cleaned up" in by[j]["kept"][0]
     for j in (unmerged, draft, pending, record_only, unpushed):
         assert git(net.a, "rev-parse", "--verify", f"logist/{j}")
-        assert (wtdir(net.a) / j).exists()
         assert git(net.a, "rev-parse", "-q", "--verify", f"refs/logist/archive/{j}", check=False) == ""
 
 
@@ -123,6 +123,8 @@ def test_gc_keeps_a_dirty_or_locked_worktree_and_its_branch(net):
     server_merge(net, dirty, "merge")
     server_merge(net, locked, "merge")
     git(net.a, "fetch", "-q", "origin")
+    for j in (dirty, locked):  # brought back after they finished (a person looks at them)
+        lg(net.a, "job", "path", j)
     (wtdir(net.a) / dirty / "scratch.txt").write_text("unsaved work\n")
     git(net.a, "worktree", "lock", str(wtdir(net.a) / locked))
     before = refs_snapshot(net.a)
@@ -165,6 +167,7 @@ def test_gc_remote_deletes_merged_branches_there_and_pushes_the_archive(net):
     server_merge(net, remote_only, "merge")
     git(net.a, "fetch", "-q", "origin")
     tip_remote_only = git(net.a, "rev-parse", f"origin/logist/{remote_only}")
+    lg(net.a, "job", "path", local)  # a finished job's worktree, brought back: gc removes it too
     plan = gc_json(net.a, "--remote", "origin")
     assert job_entry(plan, local)["actions"] == ["archive", "remove-worktree", "delete-branch",
                                                  "delete-remote-branch"]
@@ -200,7 +203,9 @@ def test_gc_refuses_to_delete_a_remote_branch_that_moved(net):
 
 
 def test_keep_days_removes_old_finished_worktrees_but_keeps_branches(net):
+    (net.a / ".logist" / "config.local.toml").write_text("[worktrees]\nkeep_finished = true\n")
     jid = make_job(net.a, "Finished long ago", writes={"k.txt": "k\n"})
+    assert (wtdir(net.a) / jid).exists()  # kept after SUCCESS, as configured
     tip = git(net.a, "rev-parse", f"logist/{jid}")
     entry = job_entry(gc_json(net.a, "--keep-days", "1"), jid)
     assert entry["actions"] == []  # finished seconds ago
@@ -219,7 +224,7 @@ def test_job_clean(net):
     assert "would" in out and f"delete branch logist/{jid}" in out and "dry run" in out
     assert refs_snapshot(net.a) == before
     res = lg(net.a, "job", "clean", jid, "--yes", "--json").json()
-    assert res["errors"] == [] and len(res["done"]) == 4
+    assert res["errors"] == [] and len(res["done"]) == 3  # archive, branch, review branch (no worktree)
     assert f"deleted branch logist-review/{jid}" in res["done"]
     assert_cleaned(net.a, jid, tip)
     # refused for PENDING/DRAFT jobs and dirty worktrees, with nothing changed
@@ -227,6 +232,7 @@ def test_job_clean(net):
     res = lg(net.a, "job", "clean", pending, "--yes", code=1)
     assert "never cleaned up" in res.err and f"logist job cancel {pending}" in res.err
     dirty = make_job(net.a, "Dirty", writes={"d.txt": "d\n"})
+    lg(net.a, "job", "path", dirty)
     (wtdir(net.a) / dirty / "d.txt").write_text("edited\n")
     before = refs_snapshot(net.a)
     res = lg(net.a, "job", "clean", dirty, "--yes", code=1)
@@ -234,6 +240,7 @@ def test_job_clean(net):
     assert refs_snapshot(net.a) == before and (wtdir(net.a) / dirty / "d.txt").read_text() == "edited\n"
     # --keep-branch
     done = make_job(net.a, "Keep branch", writes={"k.txt": "k\n"})
+    lg(net.a, "job", "path", done)
     lg(net.a, "job", "clean", done, "--yes", "--keep-branch")
     assert git(net.a, "rev-parse", "--verify", f"logist/{done}")
     assert not (wtdir(net.a) / done).exists()

@@ -285,7 +285,7 @@ def test_read_commands_never_write(cli):
     from logist.store.jobstore import JobStore
 
     store = JobStore.discover(repo)
-    wts = [store.worktree_path(j) for j in (done, job_id)]
+    wts = [store.ensure_worktree(j) for j in (done, job_id)]  # then `job path` only reads
     # logist's caches (.git/logist/cache: records known valid, the last listing) may be
     # written by a read; nothing else may (docs/cli.md, "Read commands never write")
     state = lambda: {k: v for k, v in mtimes(repo / ".git" / "logist").items()  # noqa: E731

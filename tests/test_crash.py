@@ -26,8 +26,9 @@ from _crashkit import (
     sh_step,
     status,
     wait_agent_running,
+    worktree,
 )
-from conftest import ROOT, wait_for
+from conftest import ROOT, git, wait_for
 
 from logist.core.faults import POINTS, crash_env
 
@@ -267,7 +268,11 @@ def test_reboot_simulation(project, tmp_path, procs):
     rec = logist(project, "recover")
     assert rec.returncode == 0, rec.stderr
     assert "re-attaching" not in rec.stderr
-    assert_consistent(project, job, files_added_once=("a.txt", "b.txt"))
+    # the old agent's process still works in the worktree: it is kept, and recover says so
+    (kept,) = [line for line in rec.stderr.splitlines() if "worktree kept: process(es)" in line]
+    assert str(info["pgid"]) in kept, rec.stderr
+    assert_consistent(project, job, files_added_once=("a.txt", "b.txt"), check_worktree=False)
+    assert git(worktree(project, job), "status", "--porcelain") == ""
     assert counter_lines(counter) == 2
 
 

@@ -43,8 +43,8 @@ def test_kills_while_git_holds_index_lock_recover(project, procs):
                      + sh_step("more", "echo B > b.txt"))
         lock = None
         runner = procs.start(project, "job", "run", job)
-        wait_for(lambda: (project / ".git" / "worktrees").is_dir() and
-                 any((project / ".git" / "worktrees").iterdir()), what="the worktree")
+        dotgit = worktree(project, job) / ".git"
+        wait_for(dotgit.is_file, what="the worktree")
         lock = admin_dir(project, job) / "index.lock"
         runs += 1
         hit = kill_group_when_file_appears(runner, lock)
@@ -70,6 +70,7 @@ def test_kills_while_git_holds_index_lock_recover(project, procs):
 
 def test_a_lock_a_live_git_may_hold_is_exit_4_and_nothing_written(project, tmp_path, procs):
     job = create(project, 'title = "held"\n' + sh_step("s", "echo A > a.txt"))
+    assert logist(project, "job", "path", job).returncode == 0  # its worktree, before the first step
     lock = admin_dir(project, job) / "index.lock"
     # a live process named git, working in the worktree, started before the lock file
     fake = tmp_path / "bin" / "git"

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from _core import (
@@ -143,7 +144,11 @@ def test_mock_scenario_lands_where_the_table_says(cli, name):
     assert (t["Logist-From"], t["Logist-To"]) == ("HARVESTING", state)
     if state == "INTERVENTION_REQUIRED":
         assert status["reason"] and status["reason"] in git(repo, "log", "-1", "--format=%b", last)
-    assert worktree_status(status["worktree"]) == ""
+    if state == "SUCCESS":  # finished: its worktree was given back (everything is on the branch)
+        assert not status["worktree_exists"]
+        assert f"worktree {status['worktree']}\n" not in git(repo, "worktree", "list", "--porcelain") + "\n"
+    else:
+        assert worktree_status(status["worktree"]) == ""
 
 
 def test_retry_runs_the_same_step_again(cli):
@@ -496,7 +501,8 @@ def test_harvest_respects_gitignore_and_deletions(cli):
     changed = git(repo, "diff", "--name-status", f"{h}^", h).splitlines()
     assert "D\told.txt" in changed and "A\tkept.txt" in changed
     assert not any("debug.log" in c or "build/" in c for c in changed)
-    assert worktree_status(status["worktree"]) == ""
+    # what git ignores does not keep a finished job's worktree (as with `git worktree remove`)
+    assert not status["worktree_exists"] and not Path(status["worktree"]).exists()
 
 
 def test_step_log_note_is_capped(cli):

@@ -136,6 +136,7 @@ def test_a_failed_transition_leaves_no_waiting_git_behind(cli, monkeypatch):
     """The pre-started update-ref / update-index are ended when the transition fails early."""
     job = create_job(cli, "--title", "fail", "--step", "one")
     store = _store(cli.repo)
+    store.ensure_worktree(job)  # so that a transition starts its update-index too
     tip_before = tip(cli.repo, job)
     from logist.git import gitcmd
     from logist.store.job_state import Update, apply_update

@@ -35,6 +35,8 @@ def test_post_merge_hook_cleans_up_after_git_pull(net):
     merged = make_job(net.a, "Merged PR", writes={"m.txt": "m\n"})
     unmerged = make_job(net.a, "Open PR", writes={"u.txt": "u\n"})
     pending = make_job(net.a, "Queued", run=False)
+    for j in (merged, unmerged, pending):  # worktrees (a person looked at them): only the merged job's goes
+        lg(net.a, "job", "path", j)
     lg(net.a, "push")
     tip = git(net.a, "rev-parse", f"logist/{merged}")
     server_merge(net, merged, "merge")

@@ -8,9 +8,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
-from _crashkit import assert_consistent, create, init_project, logist, manifest, no_traceback, sh_step, worktree
+from _crashkit import (
+    assert_consistent,
+    assert_released,
+    create,
+    init_project,
+    logist,
+    manifest,
+    no_traceback,
+    sh_step,
+)
 from conftest import git, wait_for
 
 
@@ -30,8 +40,8 @@ def test_a_branch_switch_in_a_step_is_put_back_and_warned(project):
     no_traceback(r.stderr)
     assert r.returncode == 0, r.stderr
     assert manifest(project, job)["state"] == "SUCCESS"
-    wt = worktree(project, job)
-    assert git(wt, "symbolic-ref", "HEAD") == f"refs/heads/logist/{job}"
+    # given back at SUCCESS, which needs its HEAD back on the job branch and nothing uncommitted
+    assert_released(project, job)
     bodies = git(project, "log", "--format=%B", f"logist/{job}")
     assert "moved the worktree to branch 'other'" in bodies
     assert "detached HEAD" in bodies and f"refs/logist/displaced/{job}/1" in bodies
@@ -40,7 +50,6 @@ def test_a_branch_switch_in_a_step_is_put_back_and_warned(project):
         assert git(project, "show", f"logist/{job}:{f}") == text
     assert git(project, "log", "-1", "--format=%s", "other") == "agent-a"
     assert git(project, "log", "-1", "--format=%s", f"refs/logist/displaced/{job}/1") == "agent-c"
-    assert git(wt, "status", "--porcelain") == ""
 
 
 def test_a_setsid_daemon_that_outlives_the_step_is_recorded(project, tmp_path):
@@ -67,7 +76,7 @@ def test_a_setsid_daemon_that_outlives_the_step_is_recorded(project, tmp_path):
 
 def test_a_malformed_history_line_refuses_the_run_before_writing(project):
     job = create(project, 'title = "history"\n' + sh_step("s", "echo A > a.txt"))
-    wt = worktree(project, job)
+    wt = Path(logist(project, "job", "path", job).stdout.strip())
     with open(wt / f".logist/jobs/{job}/history.jsonl", "a") as fh:
         fh.write('{"t": "x", "event": "bogus"\n')
     git(wt, "commit", "-qam", "tamper the history")
@@ -90,7 +99,7 @@ def test_a_malformed_history_line_refuses_the_run_before_writing(project):
 def test_recover_cleanup_keeps_a_worktree_whose_detached_head_has_a_commit(project):
     job = create(project, 'title = "finished"\n' + sh_step("s", "echo A > a.txt"))
     assert logist(project, "job", "run", job).returncode == 0
-    wt = worktree(project, job)
+    wt = Path(logist(project, "job", "path", job).stdout.strip())  # brought back after SUCCESS
     git(wt, "checkout", "-q", "--detach")
     (wt / "precious.txt").write_text("only here\n")
     git(wt, "add", "precious.txt")
@@ -106,6 +115,7 @@ def test_recover_cleanup_keeps_a_worktree_whose_detached_head_has_a_commit(proje
     # a clean worktree on the job branch is still cleaned
     other = create(project, 'title = "plain"\n' + sh_step("s", "echo B > b.txt"))
     assert logist(project, "job", "run", other).returncode == 0
+    assert logist(project, "job", "path", other).returncode == 0  # brought back after SUCCESS
     r = logist(project, "recover", "--cleanup", "--keep-days", "0", "--json")
     rows = {c["id"]: c for c in json.loads(r.stdout)}
     assert rows[other]["worktree_removed"] and not rows[job]["worktree_removed"]

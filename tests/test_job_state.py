@@ -227,7 +227,9 @@ def store_and_job(cli):
     from logist.store.jobstore import JobStore
 
     job_id = create_job(cli, "--title", "State API", "--step", "one", "--step", "two")
-    return JobStore.discover(cli.repo), job_id
+    store = JobStore.discover(cli.repo)
+    store.ensure_worktree(job_id)  # a worktree whose copy of the record transitions keep in step
+    return store, job_id
 
 
 def _update(store, job_id, update, *, now="2030-01-02T03:04:05.000Z", tid="t" * 16):

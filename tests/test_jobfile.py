@@ -223,13 +223,13 @@ def test_job_list_and_status_do_not_import_the_job_file_parser(cli):
 #  file named, key named, why)
 BAD_CONFIG = {
     "bad regex": (("[observer.patterns]", '[observer.patterns]\nok = "fine"\nbad = "deploy (started"'),
-                  "config.toml", "observer.patterns.bad (line 27)", "invalid regex"),
+                  "config.toml", "observer.patterns.bad (line 31)", "invalid regex"),
     "regex matching every line": (("[observer.patterns]", '[observer.patterns]\nall = ".*"'),
                                   "config.toml", "observer.patterns.all", "matches an empty line"),
     "pattern not a string": (("[observer.patterns]", "[observer.patterns]\nnum = 5"),
                              "config.toml", "observer.patterns.num", "valid string"),
     "unknown sentinel key": (("silence_seconds = 300", "silence_secs = 300"),
-                             "config.toml", "sentinel.silence_secs (line 22)", "unknown sentinel setting"),
+                             "config.toml", "sentinel.silence_secs (line 26)", "unknown sentinel setting"),
     "sentinel number as a string": (("silence_seconds = 300", 'silence_seconds = "300"'),
                                     "config.toml", "sentinel.silence_seconds", "must be a number, not '300'"),
     "sentinel not a number": (("silence_seconds = 300", 'silence_seconds = "5m"'),

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from _core import create_job, tip
-from conftest import git
+from conftest import git, wtdir
 
 from logist.core.faults import crash_env
 
@@ -77,7 +77,7 @@ def test_job_list_does_not_import_the_models(cli):
 
 def _commit_record(repo, job: str, manifest_text: str) -> str:
     """Commit a hand-made record on the job branch with git itself (as a person or agent could)."""
-    wt = _store(repo).worktree_path(job)
+    wt = _store(repo).ensure_worktree(job)  # made on demand, as `logist job path` does
     (wt / ".logist" / "jobs" / job / "manifest.json").write_text(manifest_text)
     git(wt, "commit", "-q", "-am", "edited by hand")
     return git(wt, "rev-parse", "HEAD")
@@ -165,6 +165,11 @@ def test_job_status_reads_a_remembered_record_without_the_models(cli):
     assert not [m for m in mods if m.split(".")[0] in ("pydantic", "dulwich") or m == "logist.core.model"], mods
     assert (st["id"], st["state"], st["step"], st["step_count"], st["step_name"], st["head"]) == \
            (job, "DRAFT", 1, 2, "step-1", tip(cli.repo, job))
+    # no worktree yet: where it will go, from no config model either
+    assert st["worktree"] == str(wtdir(cli.repo) / job) and st["worktree_exists"] is False
+    cli.ok("job", "path", job)
+    st, mods = _fresh(cli.repo, "job", "status", job, "--json")
+    assert not [m for m in mods if m.split(".")[0] in ("pydantic", "dulwich") or m == "logist.core.model"], mods
     listed = {}
     for block in git(cli.repo, "worktree", "list", "--porcelain").split("\n\n"):
         fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
@@ -174,7 +179,7 @@ def test_job_status_reads_a_remembered_record_without_the_models(cli):
 
 def test_job_status_of_a_moved_worktree_shows_where_it_is(cli, tmp_path):
     job = create_job(cli, "--title", "moved", "--step", "one")
-    old = cli.ok("job", "status", job, "--json").json()["worktree"]
+    old = cli.ok("job", "path", job).out.strip()
     new = tmp_path / "elsewhere"
     git(cli.repo, "worktree", "move", old, str(new))
     assert cli.ok("job", "status", job, "--json").json()["worktree"] == str(new)

@@ -408,6 +408,7 @@ def test_worktree_index_lock_is_removed_by_recover(repo):
 
     init_project(repo)
     job = create(repo, 'title = "wt"\n' + mock_step("one", {"one.txt": "1\n"}))
+    assert logist(repo, "job", "path", job).returncode == 0
     lock = repo / ".git" / "worktrees" / job / "index.lock"
     assert lock.parent.is_dir()
     lock.write_text("")

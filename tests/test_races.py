@@ -146,6 +146,8 @@ def test_eight_processes_transition_eight_jobs(store, procs, tmp_path):
 
     jobs = [create_job(store, JobFile(title=f"race {i}", steps=[StepFile(prompt="x")]), activate=True,
                        job_id=f"race-{i}").id for i in range(N)]
+    for j in jobs:  # worktrees whose copy of the record every transition keeps in step
+        store.ensure_worktree(j)
     outs = [tmp_path / f"out-{w}.json" for w in range(N)]
     for w in range(N):
         procs.popen([sys.executable, "-c", TRANSITION_WORKER, str(store.root), str(outs[w]), str(w),

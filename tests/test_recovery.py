@@ -148,6 +148,7 @@ def test_several_interrupted_jobs_make_one_warning_line(project):
 
 def test_dead_lock_on_a_resting_job(project):
     job = create(project, one_step())
+    assert logist(project, "job", "path", job).returncode == 0  # a worktree (the first step would make it)
     assert logist(project, "job", "suspend", job, env=crash_env("after-publish")).returncode == 137
     # the worktree was left behind the branch: its index shows the old record as a change
     wt = worktree(project, job)
@@ -203,7 +204,10 @@ def test_abandon_from_each_transient_state(project, point, state):
     data = json.loads(r.stdout)["jobs"][0]
     assert data["before"] == state and data["after"] == "INTERVENTION_REQUIRED"
     before = len(history(project, job))
-    assert_consistent(project, job, state="INTERVENTION_REQUIRED")
+    # killed before its first step made the worktree: there is none to check (job path makes it)
+    provisioned = point != "after-provisioning-commit"
+    assert_consistent(project, job, state="INTERVENTION_REQUIRED", check_worktree=provisioned)
+    assert provisioned == (f"logist/{job}\n" in git(project, "worktree", "list", "--porcelain") + "\n")
     assert logist(project, "recover", "--abandon", job).returncode == 2  # nothing left to abandon
     assert logist(project, "job", "resubmit", job).returncode == 0
     assert logist(project, "job", "run", job).returncode == 0
@@ -211,13 +215,18 @@ def test_abandon_from_each_transient_state(project, point, state):
     assert len(h) > before
 
 
+KEEP_FINISHED = "[worktrees]\nkeep_finished = true\n"  # finished jobs keep their worktrees until cleanup
+
+
 def test_cleanup_archives_then_removes_finished_worktrees(project):
+    (project / ".logist" / "config.local.toml").write_text(KEEP_FINISHED)
     done = create(project, one_step("done", "d.txt"))
     assert logist(project, "job", "run", done).returncode == 0
     dirty = create(project, one_step("dirty", "x.txt"))
     assert logist(project, "job", "run", dirty).returncode == 0
     (worktree(project, dirty) / "scratch.txt").write_text("uncommitted\n")
     pending = create(project, one_step("pending", "p.txt"))
+    assert logist(project, "job", "path", pending).returncode == 0  # a worktree cleanup must not touch
 
     r = logist(project, "recover", "--cleanup", "--keep-days", "1")
     assert r.returncode == 0 and "nothing to clean up" in r.stdout  # all too recent
@@ -245,6 +254,7 @@ def test_cleanup_archives_then_removes_finished_worktrees(project):
 def test_cleanup_never_overwrites_an_archive_that_keeps_other_commits(project):
     """recover --cleanup keeps the rule of gc (logist.store.archive): an archive ref that keeps
     a commit the job's tip does not contain is left as it is, and so is the worktree."""
+    (project / ".logist" / "config.local.toml").write_text(KEEP_FINISHED)
     job = create(project, one_step("done", "d.txt"))
     assert logist(project, "job", "run", job).returncode == 0
     elsewhere = git(project, "commit-tree", "-m", "kept elsewhere",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from _crashkit import (
@@ -137,8 +138,11 @@ def test_a_worktree_turned_into_another_repository_is_moved_aside(project):
     assert "kept at" in r.stderr, r.stderr
     aside = [p for p in worktree(project, job).parent.iterdir() if p.name.startswith(f"{job}.broken-")]
     assert len(aside) == 1 and (aside[0] / "a.txt").read_text() == "A\n"
-    assert (worktree(project, job) / ".git").is_file()
-    assert manifest(project, job)["state"] in ("SUCCESS", "INTERVENTION_REQUIRED")
+    state = manifest(project, job)["state"]
+    assert state in ("SUCCESS", "INTERVENTION_REQUIRED")
+    # the worktree made again is a good one (given back at SUCCESS: `job path` makes it once more)
+    wt = Path(logist(project, "job", "path", job).stdout.strip()) if state == "SUCCESS" else worktree(project, job)
+    assert (wt / ".git").is_file() and git(wt, "symbolic-ref", "HEAD") == f"refs/heads/logist/{job}"
     fsck = subprocess.run(["git", "-C", str(project), "fsck", "--no-dangling"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
 
@@ -165,7 +169,7 @@ def test_cancel_commits_and_exits_0_or_commits_nothing(project):
     """A cancel whose worktree cannot take the record's copy after the commit: the commit is
     the transition, so it exits 0 with a warning (never exit 1 with CANCELED committed)."""
     job = create(project, 'title = "cancel"\n' + sh_step("s", "echo A > a.txt"))
-    wt = worktree(project, job)
+    wt = Path(logist(project, "job", "path", job).stdout.strip())
     (wt / ".git").write_text("garbage\n")
     before = refs(project)
     r = logist(project, "job", "cancel", job)

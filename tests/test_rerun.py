@@ -127,6 +127,10 @@ class Project:
                 return path
         raise AssertionError(f"no worktree for {job_id}")
 
+    def path(self, job_id: str) -> Path:
+        """The job's worktree, made again if it was given back (`logist job path`)."""
+        return Path(self.ok("job", "path", job_id).stdout.strip())
+
     def tip(self, job_id: str) -> str:
         return git(self.repo, "rev-parse", f"logist/{job_id}")
 
@@ -144,6 +148,11 @@ def assert_consistent(p: Project, job_id: str) -> None:
     bad = [ln for ln in (fsck.stdout + fsck.stderr).splitlines()
            if ln and not ln.startswith("dangling")]
     assert not bad, bad
+    listed = git(p.repo, "worktree", "list", "--porcelain") + "\n"
+    if f"branch refs/heads/logist/{job_id}\n" not in listed:
+        # only a finished job gives its worktree back (docs/architecture.md#worktrees)
+        assert p.manifest(job_id)["state"] in ("SUCCESS", "CANCELED"), listed
+        return
     wt = p.wt(job_id)
     if wt.exists():
         assert git(wt, "status", "--porcelain", "--untracked-files=no") == ""
@@ -315,7 +324,7 @@ def test_rerun_no_run_prepares_pending(proj):
     assert data["state"] == "PENDING" and data["run"] == 2 and data["from_step"] == 2
     assert data["ran"] is False and data["run_ref"] == f"refs/logist/runs/{jid}/1"
     assert proj.calls() == {"one": 1, "two": 1}
-    wt = proj.wt(jid)
+    wt = proj.path(jid)
     # the worktree holds exactly the code where step 2 started: no two.txt yet
     assert not (wt / "two.txt").exists()
     assert (wt / "one.txt").read_text() == "run 1 step 1\n"
@@ -363,7 +372,7 @@ def test_rerun_after_stopping_partway(proj):
 def test_rerun_refuses_conflicting_local_changes(proj):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
-    wt = proj.wt(jid)
+    wt = proj.path(jid)
     (wt / "two.txt").write_text("local edit\n")  # two.txt differs between step 2's start and the tip
     before = proj.refs()
     r = proj.cli("job", "rerun", jid, "--step", "2")
@@ -585,8 +594,8 @@ def test_restep_isolated(proj):
         if line.strip().startswith("git diff"):
             out = subprocess.run(line.strip(), shell=True, cwd=proj.repo, capture_output=True, text=True)
             assert out.returncode == 0, out.stderr
-    # no temporary worktree is left behind
-    assert len(git(proj.repo, "worktree", "list").splitlines()) == 2
+    # no temporary worktree is left behind (and the finished job gave its own back)
+    assert len(git(proj.repo, "worktree", "list").splitlines()) == 1
     assert_consistent(proj, jid)
 
 
@@ -612,6 +621,7 @@ def test_restep_with_watcher(proj, monkeypatch):
 def test_rerun_killed_before_the_branch_moved_recovers(proj):
     jid = proj.job("one", "two")
     proj.ok("job", "run", jid)
+    proj.path(jid)  # a worktree for the rerun to move (the finished job gave its own back)
     tip = proj.tip(jid)
     r = proj.cli("job", "rerun", jid, "--step", "2", env=crash_env("rerun-after-worktree-move"))
     assert r.returncode == 137
@@ -620,7 +630,7 @@ def test_rerun_killed_before_the_branch_moved_recovers(proj):
     r = proj.ok("job", "run", jid)  # repairs the worktree from the tip; nothing to run
     assert "SUCCESS" in r.stdout
     assert proj.tip(jid) == tip
-    assert (proj.wt(jid) / "two.txt").read_text() == "run 1 step 2\n"
+    assert (proj.path(jid) / "two.txt").read_text() == "run 1 step 2\n"
     assert_consistent(proj, jid)
     proj.ok("job", "rerun", jid, "--step", "2")
     assert proj.manifest(jid)["run"] == 2
@@ -698,7 +708,7 @@ def test_isolated_restep_killed_after_its_result_was_kept(proj):
     assert m["execution"] is None and m["steps"][0]["status"] == "SUCCESS"
     done = proj.history(jid)[-1]
     assert done["data"]["phase"] == "done" and done["data"]["success"] is True
-    assert len(git(proj.repo, "worktree", "list").splitlines()) == 2
+    assert len(git(proj.repo, "worktree", "list").splitlines()) == 1  # a finished job has none
     assert_consistent(proj, jid)
 
 

@@ -278,7 +278,7 @@ def test_trust_refusal_then_acceptance(net):
     assert manifest_at(b, f"logist/{jid}", jid)["trusted"] is True
     assert git(b, "log", "-1", "--format=%s", f"logist/{jid}").startswith(f"logist({jid}): note")
     lg(b, "job", "run", jid)
-    assert (wt / "ran.txt").read_text() == "ran"
+    assert git(b, "show", f"logist/{jid}:ran.txt") == "ran"  # (its worktree was given back)
     assert lg(b, "job", "status", jid, "--json").json()["state"] == "SUCCESS"
 
 

@@ -185,7 +185,10 @@ def test_mock_scenario_is_noted_and_lands_where_the_table_says(cli, name):
             assert last.startswith(f"{min(want_sentinel)} -> interrupt: "), last
     else:
         assert status["last_signal"] is None
-    assert worktree_status(status["worktree"]) == ""
+    if state == "SUCCESS":  # finished: its worktree was given back
+        assert not status["worktree_exists"]
+    else:
+        assert worktree_status(status["worktree"]) == ""
 
 
 def local_config(repo: Path, text: str) -> None:

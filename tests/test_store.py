@@ -14,6 +14,7 @@ from _core import (
     create_job,
     git_input,
     history_at,
+    job_worktree,
     record_at,
     refs_snapshot,
     subject,
@@ -106,9 +107,12 @@ def test_create_makes_branch_worktree_and_first_commit(cli):
     assert [e["event"] for e in history_at(repo, oid, job_id)] == ["create"]
     t = check_transition_commit(repo, oid, job_id)
     assert t["Logist-From"] == "create" and t["Logist-To"] == "DRAFT"
-    # the worktree: outside the user's working tree, under the git directory, on the job branch
+    # no worktree yet (the first step makes it); `job path` makes it now: outside the user's
+    # working tree and the git directory, on the job branch
     wt = Path(data["worktree"])
-    assert wt == wtdir(repo) / job_id
+    assert wt == wtdir(repo) / job_id and not wt.exists()
+    assert str(wt) not in git(repo, "worktree", "list", "--porcelain")
+    assert job_worktree(cli, job_id) == wt
     assert git(wt, "symbolic-ref", "HEAD") == f"refs/heads/logist/{job_id}"
     assert (wt / "README.md").read_text() == "# project\n"
     assert json.loads((wt / ".logist" / "jobs" / job_id / "manifest.json").read_text()) == rec
@@ -130,7 +134,7 @@ def test_create_from_another_base(cli):
     job_id = create_job(cli, "--title", "On feature", "--step", "x", "--base", "feature")
     assert git(repo, "rev-parse", f"{tip(repo, job_id)}^") == feature
     assert record_at(repo, tip(repo, job_id), job_id)["base"] == feature
-    assert (store_of(repo).worktree_path(job_id) / "feature.txt").exists()
+    assert (job_worktree(cli, job_id) / "feature.txt").exists()
 
 
 def test_create_with_activate_and_explicit_id(cli):
@@ -155,7 +159,7 @@ def test_worktree_dir_is_configurable(cli, tmp_path):
 def test_each_transition_is_one_commit_with_subject_and_trailers(cli):
     repo = cli.repo
     job_id = create_job(cli, "--title", "Walk", "--step", "a", "--step", "b")
-    wt = store_of(repo).worktree_path(job_id)
+    wt = job_worktree(cli, job_id)
     expected = ["DRAFT"]
     for action, state in (("activate", "PENDING"), ("suspend", "SUSPENDED"), ("resume", "PENDING"),
                           ("cancel", "CANCELED")):
@@ -166,7 +170,10 @@ def test_each_transition_is_one_commit_with_subject_and_trailers(cli):
         t = check_transition_commit(repo, after, job_id)
         assert (t["Logist-From"], t["Logist-To"]) == (expected[-1], state)
         assert subject(repo, after) == f"logist({job_id}): {expected[-1]} -> {state} (step 1/2)"
-        assert worktree_status(wt) == ""
+        if state == "CANCELED":  # a finished job gives its clean worktree back
+            assert not wt.exists() and str(wt) not in git(repo, "worktree", "list", "--porcelain")
+        else:
+            assert worktree_status(wt) == ""
         assert cli.ok("job", "status", job_id, "--json").json()["state"] == state
         expected.append(state)
     # the log alone is enough to audit the job
@@ -200,7 +207,7 @@ def test_the_tip_record_is_the_state_not_the_working_copy(cli):
     repo = cli.repo
     job_id = create_job(cli, "--title", "Truth", "--step", "a", "--activate")
     store = store_of(repo)
-    wt = store.worktree_path(job_id)
+    wt = job_worktree(cli, job_id)
     copy = wt / ".logist" / "jobs" / job_id / "manifest.json"
     forged = json.loads(copy.read_text())
     forged["state"] = "SUCCESS"
@@ -226,7 +233,7 @@ def test_agent_style_commit_after_a_transition_keeps_the_record(cli):
     silently reverts the last transition (docs/architecture.md#known-hazards-of-git)."""
     repo = cli.repo
     job_id = create_job(cli, "--title", "Agent commits", "--step", "a")
-    wt = store_of(repo).worktree_path(job_id)
+    wt = job_worktree(cli, job_id)
     for n, action in enumerate(("activate", "suspend", "resume")):
         cli.ok("job", action, job_id)
         logist_tip = tip(repo, job_id)
@@ -244,7 +251,7 @@ def test_agent_style_commit_after_a_transition_keeps_the_record(cli):
     assert record_at(repo, final, job_id)["state"] == "CANCELED"
     for n in range(3):  # the agent's work survives logist's next commit
         assert git(repo, "show", f"{final}:work{n}.txt") == f"agent work {n}"
-    assert worktree_status(wt) == ""
+    assert not wt.exists()  # all of it is on the branch: the worktree was given back
     fsck_clean(repo)
 
 
@@ -296,19 +303,19 @@ writes = { "sub/two.txt" = "2\\n" }
     seen = []
 
     def progress(msg):
-        if " -> " not in msg:
+        if " -> " not in msg or not wt.exists():
             return
         status = worktree_status(wt)
         seen.append((msg, status))
 
     Engine(store, progress=progress, watch=False).run(job_id)
-    assert len(seen) == 8  # 4 transitions per step
+    assert len(seen) == 7  # 4 transitions per step; the worktree is made by the first
     for msg, status in seen:
         ours = [line for line in status.splitlines() if ".logist" in line]
         assert not ours, (msg, status)
         if msg.split(" -> ")[1].startswith(("PENDING", "SUCCESS")):
             assert status == "", (msg, status)
-    assert worktree_status(wt) == ""
+    assert not wt.exists()  # SUCCESS: released, everything is on the branch
     commits = git(repo, "rev-list", "--reverse", f"logist/{job_id}", "--not", "main").split()
     assert len(commits) == 1 + 8  # create + one commit per transition
     for oid in commits:
@@ -334,7 +341,7 @@ def test_publish_refuses_a_moved_branch(cli):
         store.commit_transition(job_id, stale_tip, new, [entry])
     assert info.value.exit_code == 4
     assert refs_snapshot(repo) == before
-    assert worktree_status(store.worktree_path(job_id)) == ""
+    assert not store.worktree_path(job_id).exists()  # none made by the refused transition
 
 
 def test_publish_is_fenced_by_the_lease(cli):
@@ -423,6 +430,7 @@ def test_a_failed_worktree_takes_the_branch_back(cli, monkeypatch):
         raise GitError(f"cannot create the worktree of job {job_id}: injected")
 
     monkeypatch.setattr(JobStore, "ensure_worktree", fail)
+    write(cli.repo / ".logist" / "config.local.toml", "[worktrees]\nat_first_step = false\n")
     before = refs_snapshot(cli.repo)
     r = cli("job", "create", "--title", "T", "--step", "x")
     assert r.code == 1 and "injected" in r.err
@@ -434,11 +442,12 @@ def test_a_deleted_worktree_is_recreated(cli):
 
     job_id = create_from_toml(cli, 'title = "Gone"\n[[steps]]\nprompt = "p"\n[steps.mock]\n'
                                    'writes = { "w.txt" = "w" }\n', "--activate")
-    wt = store_of(cli.repo).worktree_path(job_id)
+    wt = job_worktree(cli, job_id)
     shutil.rmtree(wt)
     cli.ok("job", "run", job_id)
     assert cli.ok("job", "status", job_id, "--json").json()["state"] == "SUCCESS"
-    assert (wt / "w.txt").read_text() == "w" and worktree_status(wt) == ""
+    assert git(cli.repo, "show", f"logist/{job_id}:w.txt") == "w"
+    assert job_worktree(cli, job_id) == wt and (wt / "w.txt").read_text() == "w" and worktree_status(wt) == ""
 
 
 def test_concurrent_transitions_make_exactly_one_commit(cli):
@@ -462,7 +471,7 @@ def test_concurrent_transitions_make_exactly_one_commit(cli):
     assert git(cli.repo, "rev-list", "--count", f"{before}..{after}") == "1"
     assert record_at(cli.repo, after, job_id)["state"] == "PENDING"
     assert "refs/logist/locks/" not in refs_snapshot(cli.repo)
-    assert worktree_status(store_of(cli.repo).worktree_path(job_id)) == ""
+    assert not store_of(cli.repo).worktree_path(job_id).exists()  # a transition alone makes none
     fsck_clean(cli.repo)
 
 
@@ -472,8 +481,9 @@ def test_logist_works_from_inside_a_job_worktree(cli, configured):
     cfg = cli.repo / ".logist" / "config.toml"
     cfg.write_text(cfg.read_text().replace('dir = ""', f'dir = "{configured}"'))
     job_id = create_job(cli, "--title", "Inside", "--step", "x", "--activate")
+    wt = job_worktree(cli, job_id)
     from_main = cli.ok("job", "status", job_id, "--json").json()
-    wt = Path(from_main["worktree"])
+    assert Path(from_main["worktree"]) == wt
     if configured:
         assert wt == (cli.repo.parent / "job-worktrees" / job_id)
     from_inside = cli.ok("job", "status", job_id, "--json", cwd=wt).json()

@@ -79,7 +79,10 @@ def test_a_new_directory_is_created_marked_and_only_its_own_empty_dirs_are_fixed
     wdir = tmp_path / "worktrees-here"
     _set_dir(cli.repo, str(wdir))
     job = cli.ok("job", "create", "--title", "Mine", "--step", "s").out.strip()
-    assert (wdir / ".logist-worktrees").is_file() and (wdir / job / ".git").is_file()
+    assert (wdir / ".logist-worktrees").is_file()  # checked and marked at create
+    assert not (wdir / job).exists()  # the worktree itself comes with the first step
+    cli.ok("job", "path", job)
+    assert (wdir / job / ".git").is_file()
     (wdir / "user-sub").mkdir()  # a user's empty directory, in logist's directory
     (wdir / "user-files").mkdir()
     (wdir / "user-files" / "x").write_text("x\n")
@@ -99,7 +102,7 @@ def test_a_new_directory_is_created_marked_and_only_its_own_empty_dirs_are_fixed
     cli("doctor", "--fix")
     assert not (wdir / job).exists()  # logist's empty directory: removed
     assert (wdir / "user-sub").is_dir()
-    cli("doctor", "--fix")  # then the job's missing worktree is added again
+    cli.ok("job", "path", job)  # the job's worktree is made again when it is needed
     assert (wdir / job / ".git").is_file()
 
 
@@ -111,5 +114,8 @@ def test_an_existing_empty_directory_or_one_with_our_worktrees_is_adopted(cli, t
     assert (wdir / ".logist-worktrees").is_file()
     # a pre-marker directory that holds only this repository's worktrees is adopted too
     os.unlink(wdir / ".logist-worktrees")
-    cli.ok("job", "create", "--title", "Second", "--step", "s")
-    assert (wdir / ".logist-worktrees").is_file() and (wdir / job).is_dir()
+    cli.ok("job", "path", job)
+    os.unlink(wdir / ".logist-worktrees")
+    second = cli.ok("job", "create", "--title", "Second", "--step", "s").out.strip()
+    cli.ok("job", "path", second)
+    assert (wdir / ".logist-worktrees").is_file() and (wdir / job).is_dir() and (wdir / second).is_dir()

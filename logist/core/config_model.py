@@ -19,8 +19,8 @@ class _Section(BaseModel):
 
 class WorktreeConfig(_Section):
     dir: str = ""  # empty: $XDG_DATA_HOME/logist/worktrees/<repo>-<hash> (outside the repository)
-    at_first_step: bool = False  # make a job's worktree when its first step starts, not at job create
-    keep_finished: bool = True  # false: release a job's worktree when it ends in SUCCESS/CANCELED
+    at_first_step: bool = True  # a job's worktree is made when its first step starts (false: at job create)
+    keep_finished: bool = False  # true: keep a job's worktree after SUCCESS/CANCELED (false: released)
     sparse: list[str] = Field(default_factory=list)  # directories a job's worktree checks out (empty: all)
 
 

@@ -26,6 +26,8 @@ POINTS = frozenset({
     "after-provisioning-commit", "after-provision", "after-executing-commit", "agent-spawned",
     "agent-running", "after-agent-exit", "after-harvesting-commit", "before-harvest-commit",
     "after-harvest-commit", "run-agent-running",
+    # releasing a finished job's worktree
+    "release-after-rename", "release-after-prune",
     # recovery
     "recover-after-takeover",
     # rerun and restep

@@ -10,6 +10,7 @@ Where there is no /proc, ``pid_alive`` falls back to ``kill(pid, 0)`` alone and
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def hostname() -> str:
@@ -91,3 +92,25 @@ def pidfd_open(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return None
+
+
+def processes_in(path: Path) -> list[int]:
+    """Pids of processes whose working directory is inside ``path`` (Linux /proc; else [])."""
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        return []
+    try:
+        target = str(path.resolve())
+    except OSError:
+        return []
+    pids = []
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == target or cwd.startswith(target + os.sep):
+            pids.append(int(entry.name))
+    return pids

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from logist.core.faults import crash_point
 from logist.core.jobid import JobId
-from logist.core.model import TERMINAL, Manifest, State, StepStatus
+from logist.core.model import Manifest, State, StepStatus
 from logist.core.safepath import why_unsafe
 from logist.engine.agent_proc import exec_base
 from logist.engine.agent_supervisor import mask_env, read_step_log
@@ -148,10 +148,7 @@ class Harvester(StepTransitions):
         self._unlock_worktree(job_id)
         if out.log is not None:
             self._note_log(oid, out.output)
-        if new.state in TERMINAL:
-            kept = self.store.release_worktree(job_id)
-            if kept:
-                self.progress(f"{job_id}: worktree kept: {kept}")
+        self._release_if_finished(job_id, new.state)
 
 
 @dataclass

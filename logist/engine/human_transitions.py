@@ -97,8 +97,12 @@ def human_locked(store: JobStore, lease: Lease, job_id: JobId, event: str, messa
     clear_request(store, job_id)  # answered, or stale: it must not stop a later run
     if manifest.state in TRANSIENT:
         store.unlock_worktree(job_id)
-    if new.state in TERMINAL:
-        store.release_worktree(job_id)  # a worktree with changes stays (`logist doctor` shows it)
+    if new.state in TERMINAL and not store.config.worktrees.keep_finished:
+        kept = store.release_worktree(job_id)  # one with changes stays, and the person is told why
+        if kept:
+            from logist.core.notices import notice
+
+            notice(f"job {job_id}: worktree kept: {kept}")
     return new
 
 

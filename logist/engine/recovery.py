@@ -225,6 +225,12 @@ def sync_worktree(store: JobStore, job_id: JobId) -> list[str]:
     ``git worktree lock`` left by a step that was interrupted. What was done, in words."""
     did: list[str] = []
     wt = store.worktree_path(job_id)
+    if store.read(job_id)[1].state in TERMINAL:  # its release may have been interrupted: finish it
+        did += store.sweep_released()
+        if os.path.lexists(wt / ".git") and not store.config.worktrees.keep_finished:
+            worktree_lock.unlock(store.paths.common_dir, wt)
+            kept = store.release_worktree(job_id)
+            did.append(f"kept the worktree: {kept}" if kept else "released the worktree (the job has finished)")
     if not (wt / ".git").exists():
         return did
     if store.sync_worktree_record(job_id):
@@ -308,6 +314,8 @@ def recover_all(store: JobStore, *, progress: Progress | None = None, trust: boo
     from logist.git.reftx import remove_stale_lock_files
 
     removed = remove_stale_lock_files(store.paths.common_dir, store.git_places())
+    for did in store.sweep_released():
+        (progress or (lambda msg: None))(did)
     results = []
     for j in interrupted_jobs(store, with_actions=False):
         try:

@@ -175,6 +175,8 @@ def finish_restep(engine: Engine, lease: Lease, r: Restep, run, error: str | Non
         engine._unlock_worktree(job_id)
     if run is not None and run.output:
         engine._note_log(result_commit or oid, run.output)
+    if not r.isolated:  # a restep that leaves the job finished gives its worktree back
+        engine._release_if_finished(job_id, new.state)
     engine.progress(f"{job_id}: restep {r.number} of step {n} {v.word}"
                     + (f": {v.reason}" if not v.success else "")
                     + (f"; job moved on to {new.state.value} (step {new.step})" if advanced else ""))

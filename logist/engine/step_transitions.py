@@ -9,7 +9,7 @@ from pathlib import Path
 
 from logist.core.errors import LogistError
 from logist.core.jobid import JobId
-from logist.core.model import Manifest, State, StepStatus
+from logist.core.model import TERMINAL, Manifest, State, StepStatus
 from logist.engine.agent_supervisor import AgentSupervisor, read_step_log
 from logist.engine.steps import StepResult
 from logist.git import refs
@@ -97,6 +97,14 @@ class StepTransitions(AgentSupervisor):
 
     def _unlock_worktree(self, job_id: JobId) -> None:
         self.store.unlock_worktree(job_id)
+
+    def _release_if_finished(self, job_id: JobId, state: State) -> None:
+        """A job that ended in SUCCESS or CANCELED gives its worktree back unless [worktrees]
+        keep_finished (docs/architecture.md#worktrees); one that must stay is said why."""
+        if state in TERMINAL and not self.store.config.worktrees.keep_finished:
+            kept = self.store.release_worktree(job_id)
+            if kept:
+                self.progress(f"{job_id}: worktree kept: {kept}")
 
     def _note_log(self, commit: str, output: str) -> None:
         try:

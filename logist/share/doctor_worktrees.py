@@ -10,11 +10,13 @@ from pathlib import Path
 from logist.core.errors import LogistError
 from logist.core.jobid import JobId
 from logist.core.model import TERMINAL, TRANSIENT, State
+from logist.core.procs import processes_in
 from logist.git import refs
 from logist.git.gitcmd import git
 from logist.share.findings import DoctorReport, Finding, git_fix
 from logist.share.remotes import for_each_ref, is_ancestor, rev
-from logist.share.worktree_checks import processes_in, worktree_entries
+from logist.share.worktree_checks import worktree_entries
+from logist.store.job_worktrees import RELEASING
 from logist.store.jobstore import JobStore
 
 
@@ -29,6 +31,7 @@ def check_worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
         if wt.exists():
             _registered_worktree(store, jid, wt, e, jobs.get(jid), rep)
     _missing_worktrees(store, jobs, rep)
+    _erased_branches(store, jobs, rep)
 
 
 def _registered_worktrees(store: JobStore, wdir: Path, rep: DoctorReport) -> dict[str, dict[str, str]]:
@@ -67,6 +70,12 @@ def _worktrees_dir_contents(store: JobStore, wdir: Path, registered: dict[str, d
         return
     for d in sorted(wdir.iterdir()):
         if not d.is_dir() or d.is_symlink() or d.name in registered:
+            continue
+        if d.name.startswith(RELEASING):
+            rep.findings.append(Finding(
+                "interrupted-release", f"{d} is a finished job's worktree whose release was "
+                "interrupted (everything in it is on the job branch)", fix="logist recover",
+                apply=lambda: "; ".join(store.sweep_released()) or "nothing left to delete"))
             continue
         jid = d.name
         if not any(d.iterdir()) and jid in jobs:
@@ -132,6 +141,23 @@ def _missing_worktrees(store: JobStore, jobs, rep: DoctorReport) -> None:
             "missing-worktree", f"job {jid} ({m.state.value}) has no worktree", job=jid,
             fix=f"git worktree add {wt} {refs.branch_name(jid)}",
             apply=functools.partial(_create_worktree, store, jid)))
+
+
+def _erased_branches(store: JobStore, jobs, rep: DoctorReport) -> None:
+    """A job whose branch is gone while logist's copy of its tip is not (a finished job has no
+    worktree to show it): `git branch` brings it back. Jobs reported with their worktree are
+    not reported twice."""
+    told = {f.job for f in rep.findings if f.kind == "erased-branch"}
+    for ref, oid in sorted(for_each_ref(store, refs.TIPS_PREFIX).items()):
+        name = ref[len(refs.TIPS_PREFIX):]
+        if name in jobs or name in told or not refs.JOB_ID_RE.match(name) or name.endswith("-"):
+            continue
+        jid = refs.validate_job_id(name)
+        rep.findings.append(Finding(
+            "erased-branch", f"job {jid}: its branch {refs.branch_name(jid)} is gone; "
+            f"{ref} still holds its last commit {oid[:12]}", job=jid,
+            fix=f"git branch {refs.branch_name(jid)} {oid}",
+            apply=functools.partial(_restore_branch, store, jid)))
 
 
 def _last_reflog_commit(wt: Path) -> str:

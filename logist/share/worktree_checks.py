@@ -5,9 +5,9 @@ process in it, commits not on the job branch). Used by cleanup and `logist docto
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from logist.core.jobid import JobId
+from logist.core.procs import processes_in
 from logist.git.gitcmd import git, git_out
 from logist.share.remotes import is_ancestor
 from logist.store.jobstore import JobStore
@@ -26,28 +26,6 @@ def worktree_entries(store: JobStore) -> dict[str, dict[str, str]]:
             key, _, value = line.partition(" ")
             cur[key] = value
     return entries
-
-
-def processes_in(path: Path) -> list[int]:
-    """Pids of processes whose working directory is inside ``path`` (Linux /proc; else [])."""
-    proc_dir = Path("/proc")
-    if not proc_dir.is_dir():
-        return []
-    try:
-        target = str(path.resolve())
-    except OSError:
-        return []
-    pids = []
-    for entry in proc_dir.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd == target or cwd.startswith(target + os.sep):
-            pids.append(int(entry.name))
-    return pids
 
 
 def worktree_blockers(store: JobStore, job_id: JobId, keep_tip: str,

@@ -10,13 +10,37 @@ import os
 import time
 from pathlib import Path
 
-from logist.core.errors import GitError, UsageError
+from logist.core.errors import GitError, LogistError, UsageError
+from logist.core.faults import crash_point
 from logist.core.jobid import JobId
 from logist.core.safepath import read_file, write_file
 from logist.git import refs, worktree_lock
 from logist.git.gitcmd import Started, git, git_out
 from logist.store.job_reads import RECORD_FILES, JobReader
 from logist.store.repo import default_worktrees_dir
+
+RELEASING = ".logist-releasing-"  # a released worktree, renamed aside until it is deleted
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` and everything under it, read-only directories included (an agent's
+    module cache); never follows a symlink out of it. What cannot be deleted stays."""
+    import shutil
+    import stat
+
+    def writable(p: str) -> None:
+        try:
+            st = os.lstat(p)
+            if stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o700) != 0o700:
+                os.chmod(p, st.st_mode | 0o700)
+        except OSError:
+            pass
+
+    writable(str(path))
+    for root, dirs, _files in os.walk(path):  # never into a symlinked directory
+        for d in dirs:
+            writable(os.path.join(root, d))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class WorktreeKeeper(JobReader):
@@ -236,20 +260,87 @@ class WorktreeKeeper(JobReader):
                "worktree is created again from the branch (uncommitted work there is not in the job)")
 
     def release_worktree(self, job_id: JobId) -> str | None:
-        """Remove the worktree of a job that has finished (SUCCESS, CANCELED) unless ``[worktrees]
-        keep_finished``: everything it holds is on the branch; ``ensure_worktree`` brings it back
-        (``job path``, rerun, restep). Only a clean, unlocked worktree goes (``git worktree remove``
-        without --force: untracked or changed files keep it, like files a harvest left out).
-        None when there is no worktree any more, else why it stays."""
+        """Release the worktree of a job that has finished (SUCCESS, CANCELED) unless ``[worktrees]
+        keep_finished``: everything it holds is on the branch, and ``ensure_worktree`` brings it
+        back (``job path``, rerun, restep). Only a worktree with nothing to lose goes
+        (:meth:`release_blockers`); files git ignores go with it, as with ``git worktree remove``.
+        None when the job has no worktree any more, else why it stays (one line).
+
+        Crash-safe: the directory is first renamed aside (``.logist-releasing-<name>-<pid>``, one
+        atomic step: the job has its whole worktree or none), then git forgets it (``git
+        worktree prune``), then the renamed copy is deleted; ``logist recover`` finishes an
+        interrupted release (:meth:`sweep_released`). docs/architecture.md#worktrees."""
         wt = self.worktree_path(job_id)
-        if not (wt / ".git").exists():
+        if not os.path.lexists(wt / ".git"):
             return None
         if self.config.worktrees.keep_finished:
-            return "[worktrees] keep_finished"
-        proc = git(["worktree", "remove", "--", str(wt)], cwd=self.paths.root, check=False)
-        if proc.returncode != 0:
-            return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "git worktree remove failed"
+            return "[worktrees] keep_finished = true"
+        if self.worktree_problem(wt) is None:
+            try:  # the record's copy is logist's, always the tip's (a crash may have left it behind)
+                self.sync_worktree_record(job_id)
+            except LogistError:
+                pass  # `git status` below says what is wrong
+        blockers = self.release_blockers(job_id, wt)
+        if blockers:
+            return "; ".join(blockers)
+        trash = wt.with_name(f"{RELEASING}{wt.name}-{os.getpid()}")
+        try:
+            os.rename(wt, trash)
+        except OSError as exc:
+            return f"it cannot be moved aside ({exc.strerror})"
+        crash_point("release-after-rename")
+        git(["worktree", "prune"], cwd=self.paths.root, check=False)
+        crash_point("release-after-prune")
+        remove_tree(trash)
         return None
+
+    def release_blockers(self, job_id: JobId, wt: Path) -> list[str]:
+        """Why the job's worktree at ``wt`` must stay (empty: nothing in it would be lost): it
+        is broken, locked (a step runs), off the job branch, holds changed or untracked files,
+        or a process works in it (a shell someone opened with ``cd $(logist job path ...)``)."""
+        from logist.core.procs import processes_in
+
+        problem = self.worktree_problem(wt)
+        if problem is not None:
+            return [f"it is broken ({problem}); `logist doctor` says what to do"]
+        if worktree_lock.is_locked(self.paths.common_dir, wt):
+            return [f"it is locked (`git worktree unlock {wt}` if no step runs there)"]
+        head = git(["symbolic-ref", "-q", "HEAD"], cwd=wt, check=False).stdout.strip()
+        if head != refs.branch_ref(job_id):
+            return [f"its HEAD is not on {refs.branch_name(job_id)} (`git -C {wt} status`)"]
+        proc = git(["status", "--porcelain", "-z", "--untracked-files=all"], cwd=wt, check=False)
+        if proc.returncode != 0:
+            return [f"`git status` fails in it ({wt})"]
+        changed = [e[3:] for e in proc.stdout.split("\0") if len(e) > 3]
+        out = []
+        if changed:
+            out.append(f"{len(changed)} uncommitted or untracked file(s) in it (e.g. {changed[0]!r}): "
+                       f"commit or remove them (`git -C {wt} status`), then "
+                       f"`logist job clean {job_id} --keep-branch --yes` releases it")
+        pids = [p for p in processes_in(wt) if p != os.getpid()]
+        if pids:
+            out.append(f"process(es) {', '.join(map(str, pids[:5]))} work in it")
+        return out
+
+    def sweep_released(self) -> list[str]:
+        """Finish releases a crash interrupted: delete the renamed-aside copies in the worktrees
+        dir (none of a live process) and let git forget their worktrees. What was done, in words."""
+        from logist.core.procs import pid_alive
+
+        try:
+            d = self.worktrees_dir()
+            entries = [e for e in os.scandir(d) if e.name.startswith(RELEASING)]
+        except (OSError, LogistError):
+            return []
+        did = []
+        for e in entries:
+            pid = e.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+                continue  # a release in progress
+            git(["worktree", "prune"], cwd=self.paths.root, check=False)
+            remove_tree(Path(e.path))
+            did.append(f"finished an interrupted release: deleted {e.path}")
+        return did
 
     def sync_worktree_record(self, job_id: JobId, files: dict[str, bytes] | None = None, *,
                              started: Started | None = None) -> bool:

@@ -188,8 +188,34 @@ class RepoBase:
 
     def existing_worktree(self, job_id: JobId) -> Path:
         """Where the job's worktree is, as git records it (what `job status` shows); the
-        configured place when git has no worktree of the job's branch."""
-        return self.worktree_path(job_id)
+        configured place when git has no worktree of the job's branch (most jobs at rest:
+        docs/architecture.md#worktrees), found without loading the config models when no
+        config file sets ``worktrees.dir``."""
+        found = self._git_worktree(job_id)
+        if found is not None:
+            return found
+        if self._config is None and self._worktrees_dir is None and not self._may_set_worktrees_dir():
+            return default_worktrees_dir(self.paths.common_dir) / refs.validate_job_id(job_id)
+        return self.new_worktree_path(job_id)
+
+    def _may_set_worktrees_dir(self) -> bool:
+        """False only when no config file can set ``worktrees.dir``: every line that names
+        ``dir`` is a comment or ``dir = ""``. Text only (no TOML parser): anything else is
+        left to the full config."""
+        import re
+
+        empty = re.compile(r"\s*dir\s*=\s*(\"\"|'')\s*(#.*)?")
+        for path in (self.config_root() / ".logist" / n for n in ("config.toml", "config.local.toml")):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return True
+            for line in text.splitlines():
+                if "dir" in line and not line.lstrip().startswith("#") and not empty.fullmatch(line):
+                    return True
+        return False
 
     def _git_worktree(self, job_id: JobId) -> Path | None:
         """The worktree git has for the job's branch (its admin dir is named by the job id)."""

@@ -17,7 +17,10 @@ def create(*, title: str | None = None, prompt: str | None = None, agent: str | 
            step: list[str] | None = None,
            file: Path | None = None, base: str | None = None, activate: bool = False,
            id: str | None = None, json_: bool = False) -> int:
-    """Create a job: branch logist/<id> from --base (default HEAD), a worktree, a first commit.
+    """Create a job: branch logist/<id> from --base (default HEAD) and a first commit.
+
+    The job's worktree is made when its first step starts (`logist job path` makes it sooner;
+    [worktrees] at_first_step = false makes it here: docs/architecture.md#worktrees).
 
     Parameters
     ----------

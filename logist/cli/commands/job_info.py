@@ -210,9 +210,10 @@ def select(id: str, /) -> int:
 def path(id: str | None = None, /, *, json_: bool = False) -> int:
     """Print the path of the job's worktree, creating it if the job has none (yet, or any more).
 
-    With [worktrees] at_first_step a job's worktree is made when its first step starts; with
-    keep_finished = false it is released when the job ends in SUCCESS or CANCELED
-    (docs/architecture.md#worktrees). `job path` brings it back on the job's branch.
+    A job's worktree is made when its first step starts and released when the job ends in
+    SUCCESS or CANCELED with nothing uncommitted in it ([worktrees] at_first_step and
+    keep_finished: docs/architecture.md#worktrees). `job path` brings it back on the job's
+    branch; a finished job keeps it until a rerun ends or `logist job clean --keep-branch`.
 
     Parameters
     ----------
