@@ -210,7 +210,7 @@ def test_a_second_listing_reads_only_the_records_that_moved(cli, tmp_path):
     assert any(c.startswith("git cat-file --batch") for c in started), started
     again, started = _traced_list(cli.repo, trace)
     assert again == first
-    assert [c.split()[1] for c in started] == ["rev-parse", "for-each-ref"], started  # refs, locks, reviews
+    assert [c.split()[1] for c in started] == ["for-each-ref"], started  # refs, locks, reviews
     cli.ok("job", "suspend", jobs[1])
     moved, started = _traced_list(cli.repo, trace)
     assert [c for c in started if "cat-file" in c] == ["git cat-file --batch"]
@@ -261,15 +261,15 @@ def _hash(repo, text: str) -> str:
                           capture_output=True, check=True).stdout.strip()
 
 
-def test_job_status_of_a_job_at_rest_is_two_git_processes(cli, tmp_path):
-    """Find the repository, read the record: the lock, the review branch and whether any lock
-    exists come from git's ref files; a job none of whose steps started has no signal to look
-    for. A held lock is still read and shown."""
+def test_job_status_of_a_job_at_rest_is_one_git_process(cli, tmp_path):
+    """Read the record: the repository, the lock, the review branch and whether any lock exists
+    come from git's files; a job none of whose steps started has no signal to look for. A held
+    lock is still read and shown."""
     job = create_job(cli, "--title", "at rest", "--step", "one")
     trace = tmp_path / "trace"
     for args in (("job", "status", job), ("job", "status", job, "--json")):
         out, started = _traced(cli.repo, trace, *args)
-        assert [c.split()[1] for c in started] == ["rev-parse", "cat-file"], started
+        assert [c.split()[1] for c in started] == ["cat-file"], started
     assert json.loads(out)["holder"] is None and json.loads(out)["review_branch"] is None
     holder = {"pid": 4242, "host": "elsewhere", "boot_id": "", "start_time": None, "command": "test",
               "acquired_at": 1.0, "heartbeat_at": 1.0, "lease_seconds": 30.0}

@@ -6,6 +6,7 @@ transactions. The base of :class:`logist.store.jobstore.JobStore`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,10 +45,15 @@ class RepoPaths:
 
 
 def find_repo(cwd: str | Path | None = None) -> RepoPaths:
-    """Discover the repository around ``cwd`` (linked worktrees and subdirectories too)."""
+    """Discover the repository around ``cwd`` (linked worktrees and subdirectories too): read
+    from the ``.git`` entries on the way up when the layout is the plain one
+    (:func:`_plain_repo`), else asked of ``git rev-parse``."""
     cwd = Path(cwd or os.getcwd())
     if not cwd.is_dir():
         raise NotARepositoryError(f"{cwd} is not a directory")
+    plain = _plain_repo(cwd)
+    if plain is not None:
+        return plain
     proc = git(["rev-parse", "--is-bare-repository", "--show-toplevel", "--absolute-git-dir",
                 "--git-common-dir"], cwd=cwd, check=False)
     if proc.returncode != 0:
@@ -64,6 +70,81 @@ def find_repo(cwd: str | Path | None = None) -> RepoPaths:
     if not common.is_absolute():
         common = (cwd / common).resolve()
     return RepoPaths(root=root, git_dir=git_dir, common_dir=common.resolve())
+
+
+_CONFIG_NEEDS_GIT = re.compile(rb"^\s*(?:bare\s*=\s*(?:true|yes|on|1)\b|worktree\s*=|\[include)", re.M | re.I)
+
+
+def _plain_repo(cwd: Path) -> RepoPaths | None:
+    """What ``git rev-parse --show-toplevel --absolute-git-dir --git-common-dir`` says, read
+    from the files, for the plain layout only: the nearest ``.git`` above ``cwd`` (on the same
+    file system) is a directory, or a file ``gitdir: <dir>`` (a linked worktree); both that
+    work tree and its git dir are owned by this user (git's safe.directory check passes
+    untested), and the repository's config sets no ``core.bare``, ``core.worktree`` or include.
+    Anything else returns None and git itself is asked (its answer and its errors)."""
+    start = os.path.realpath(cwd)
+    try:
+        dev = os.stat(start).st_dev
+    except OSError:
+        return None
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    d = start
+    while True:
+        dotgit = os.path.join(d, ".git")
+        try:
+            st = os.lstat(dotgit)
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            return None
+        if st is not None:
+            return _plain_at(d, dotgit, st, uid)
+        if os.path.basename(d) == ".git" or os.path.exists(os.path.join(d, "HEAD")):
+            return None  # inside a git dir (or a bare repository): git says what that means
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        try:
+            if os.stat(parent).st_dev != dev:
+                return None
+        except OSError:
+            return None
+        d = parent
+
+
+def _plain_at(top: str, dotgit: str, st: os.stat_result, uid: int | None) -> RepoPaths | None:
+    import stat as stat_mod
+
+    if stat_mod.S_ISDIR(st.st_mode):
+        git_dir = dotgit
+    elif stat_mod.S_ISREG(st.st_mode):
+        try:
+            with open(dotgit, "rb") as f:
+                line = f.read(4096).decode("utf-8", "strict").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not line.startswith("gitdir: ") or "\n" in line:
+            return None
+        git_dir = os.path.realpath(os.path.join(top, line[len("gitdir: "):]))
+    else:
+        return None
+    try:
+        common = git_dir
+        if os.path.exists(os.path.join(git_dir, "commondir")):
+            with open(os.path.join(git_dir, "commondir"), "rb") as f:
+                common = os.path.realpath(os.path.join(git_dir, f.read(4096).decode("utf-8", "strict").strip()))
+        if uid is not None and (os.stat(top).st_uid != uid or os.stat(git_dir).st_uid != uid
+                                or os.stat(common).st_uid != uid):
+            return None
+        if not (os.path.isfile(os.path.join(git_dir, "HEAD")) and os.path.isdir(os.path.join(common, "objects"))):
+            return None
+        with open(os.path.join(common, "config"), "rb") as f:
+            config = f.read(1 << 20)
+        if _CONFIG_NEEDS_GIT.search(config) or os.path.exists(os.path.join(git_dir, "config.worktree")):
+            return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return RepoPaths(root=Path(top), git_dir=Path(os.path.realpath(git_dir)), common_dir=Path(common))
 
 
 
