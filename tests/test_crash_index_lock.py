@@ -104,8 +104,12 @@ def test_git_commands_clear_a_dead_lock_or_name_a_live_one(project, tmp_path, pr
     from logist.git.gitcmd import git as lgit
 
     (project / "x.txt").write_text("x\n")
+    from logist.git.lockfiles import possible_holders
+
     lock = project / ".git" / "index.lock"
     lock.write_text("")
+    # a git the fixture started may still be ending (under load): then the lock is rightly kept
+    wait_for(lambda: not possible_holders(lock, [project]), what="the fixture's git processes to end")
     lgit(["add", "x.txt"], cwd=project)
     assert not lock.exists()
     fake = tmp_path / "bin" / "git"

@@ -272,3 +272,33 @@ def test_parallel_job_creates_each_get_their_worktree(store, procs):
             wt = Path(listed[f"refs/heads/logist/w{w}-{i}"])
             assert (wt / ".logist" / "jobs" / f"w{w}-{i}" / "manifest.json").is_file()
     fsck_clean(store.root)
+
+
+def test_a_runner_finding_the_job_busy_says_busy_not_the_winners_index_lock(store, procs, tmp_path):
+    """The job's lease is taken before the worktree's lock files are looked at: while the
+    winner's own git holds the worktree's index.lock, a second runner is told who holds the
+    job (exit 4), not that a git lock file is in the way (what a race under load once showed)."""
+    from logist.core.jobid import JobId
+    from logist.store.locks import acquire
+
+    job, _counter, _gate = gated_job(store.root, tmp_path)
+    wt = Path(subprocess.run([sys.executable, "-m", "logist", "-C", str(store.root), "job", "path", job],
+                             capture_output=True, text=True, check=True).stdout.strip())
+    admin = Path((wt / ".git").read_text().split("gitdir:", 1)[1].strip())
+    before = git(store.root, "for-each-ref", "--format=%(refname) %(objectname)")
+    lease = acquire(store, JobId(job))  # the "winner": this process, alive
+    live_git = procs.popen(["git", "-C", str(wt), "hash-object", "--stdin"], stdin=subprocess.PIPE)
+    (admin / "index.lock").write_text("")
+    try:
+        loser = procs.start(store.root, "job", "run", job)
+        out, err = loser.communicate(timeout=120)
+        assert loser.returncode == 4, err
+        assert "busy: held by pid" in err and f"pid {os.getpid()}" in err, err
+        assert "index.lock" not in err
+        no_traceback(out, err)
+    finally:
+        (admin / "index.lock").unlink()
+        live_git.kill()
+        lease.release()
+    after = git(store.root, "for-each-ref", "--format=%(refname) %(objectname)")
+    assert after == before

@@ -82,16 +82,18 @@ class Engine(Harvester):
 
     @contextmanager
     def _call(self, job_id: JobId, lease: Lease | None) -> Iterator[Lease]:
-        """A public call: the id checked, crash-left lock files cleared, the job's lease taken
-        (unless the caller holds one: ``lease``) and kept alive by its heartbeat; at its end
+        """A public call: the id checked, the job's lease taken (unless the caller holds one:
+        ``lease``) and kept alive by its heartbeat, then crash-left lock files cleared; at its end
         :meth:`_end_call`."""
         refs.validate_job_id(job_id)
-        self._check_lock_files(job_id)
         own = lease is None
         lease = lease or acquire(self.store, job_id)
         self._depth += 1
         try:
             lease.start_heartbeat()
+            # Under the lease: a live index.lock is then no other logist runner's own git (two
+            # runners of one job: the loser is told "busy", not about the winner's index.lock).
+            self._check_lock_files(job_id)
             yield lease
         finally:
             self._end_call(lease, own)
