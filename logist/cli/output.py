@@ -107,15 +107,19 @@ def local_time(iso: str | None) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S ") + (off[:3] + ":" + off[3:] if off else "")
 
 
-def ago(iso: str | None) -> str:
-    """How long ago an ISO 8601 time was: ``45s``, ``12m``, ``3h05m``, ``4d``."""
-    from datetime import datetime, timezone
+def ago(iso: str | None, now: float | None = None) -> str:
+    """How long ago an ISO 8601 time was: ``45s``, ``12m``, ``3h05m``, ``4d`` (``now``: the
+    time to count from, as ``time.time()``, for a table of many rows)."""
+    import time
+    from datetime import datetime
 
     if not iso:
         return ""
     try:
         t = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
-        s = int((datetime.now(timezone.utc) - t).total_seconds())
+        if t.tzinfo is None:
+            return ""  # no zone: not a time logist wrote
+        s = int((time.time() if now is None else now) - t.timestamp())
     except (ValueError, TypeError):
         return ""
     return duration(max(0, s)) + " ago"

@@ -26,6 +26,12 @@ class JobStatus:
     tip: str
     worktree: str
     holder: dict[str, Any] | None
+    has_worktree: bool | None = None  # known already (a listing): no stat of its .git
+
+    def _worktree_exists(self) -> bool:
+        if self.has_worktree is not None:
+            return self.has_worktree
+        return os.path.exists(os.path.join(self.worktree, ".git"))
 
     def to_dict(self) -> dict[str, Any]:
         d = self.record
@@ -37,7 +43,7 @@ class JobStatus:
             "step_count": len(steps), "step_name": current.get("name", ""),
             "agent": current.get("agent", d.get("agent", "mock")),
             "attempt": d.get("attempt", 0), "run": d.get("run", 1), "branch": refs.branch_name(d["id"]),
-            "worktree": self.worktree, "worktree_exists": os.path.exists(os.path.join(self.worktree, ".git")),
+            "worktree": self.worktree, "worktree_exists": self._worktree_exists(),
             "head": self.tip, "base": d["base"],
             "cost_usd": d.get("cost_usd", 0.0), "tokens": d.get("tokens", 0),
             "seconds": d.get("seconds", 0.0), "reason": d.get("reason", ""),
@@ -90,7 +96,8 @@ def status_rows(store: JobStore, records, lock_refs: dict[str, str] | None = Non
             continue
         lock = locks.get(rec.id)
         holder = holder_dict(*lock) if lock else None
-        rows.append(JobStatus(rec.data, rec.tip, worktrees.get(rec.id, ""), holder).to_dict())
+        wt = worktrees.get(rec.id)  # found with its .git file (store.git_worktrees)
+        rows.append(JobStatus(rec.data, rec.tip, wt or "", holder, has_worktree=wt is not None).to_dict())
         if not rows[-1]["worktree"]:
             rows[-1]["worktree"] = None
     return rows

@@ -164,11 +164,14 @@ def list_cmd(*, all: bool = False, state: list[str] | None = None, since: str | 
         say("no jobs" + (" match" if filtered else "")
             + ("" if all or states is not None else " (use --all to include finished ones)"))
         return 0
+    import time
+
     from logist.cli.output import ago
 
+    now = time.time()
     table(["id", "state", "step", "active", "cost", "title / reason"],
           [[r["id"], r["state"] + (" (interrupted)" if r.get("interrupted") else ""),
-            f"{r.get('step', '?')}/{r.get('step_count', '?')}", ago(r.get("updated_at")),
+            f"{r.get('step', '?')}/{r.get('step_count', '?')}", ago(r.get("updated_at"), now),
             f"${r.get('cost_usd', 0):.2f}",
             one_line(r.get("reason") if r["state"] in NEEDS_ME else (r.get("title") or r.get("error", "")))]
            for r in rows])
