@@ -87,72 +87,107 @@ def _convert(kind: str | None, text: str) -> Any:
     return Path(text) if kind == "path" else text
 
 
-def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
-    code = getattr(fn, "__code__", None)
-    if code is None or code.co_argcount != code.co_posonlyargcount or code.co_flags & 0x08:
-        return None  # a parameter that may be positional or named, or **kwargs: cyclopts
-    annotations: dict[str, object] = getattr(fn, "__annotations__", {})
-    if any("Annotated" in str(a) or "Parameter" in str(a) for a in annotations.values()):
-        return None  # cyclopts metadata (another name, a negative flag, ...): cyclopts reads it
-    names = code.co_varnames
-    positional = names[:code.co_posonlyargcount]
-    keywords = names[code.co_posonlyargcount:code.co_posonlyargcount + code.co_kwonlyargcount]
-    rest: str | None = None  # *args: the positional values after the named ones (str only)
-    if code.co_flags & 0x04:
-        rest = names[code.co_posonlyargcount + code.co_kwonlyargcount]
-        if annotations.get(rest) != "str":
-            return None
-    options: dict[str, str] = {}
-    for name in keywords:
-        if name != name.lower():
+class _Signature:
+    """What the fast binder reads of a command's function: its positional-only parameters, the
+    ``*args`` name (or None), its keyword-only options by their ``--name`` and each kind."""
+
+    def __init__(self, fn: Callable[..., Any], positional: tuple[str, ...], keywords: tuple[str, ...],
+                 rest: str | None, annotations: dict[str, object]) -> None:
+        self.fn, self.positional, self.keywords, self.rest = fn, positional, keywords, rest
+        self.options = {"--" + name.replace("_", "-").strip("-"): name for name in keywords}
+        self.kinds = {name: _kind(annotations.get(name)) for name in (*positional, *keywords)}
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any]) -> _Signature | None:
+        """The signature, or None when it has anything the binder leaves to cyclopts."""
+        code = getattr(fn, "__code__", None)
+        if code is None or code.co_argcount != code.co_posonlyargcount or code.co_flags & 0x08:
+            return None  # a parameter that may be positional or named, or **kwargs: cyclopts
+        annotations: dict[str, object] = getattr(fn, "__annotations__", {})
+        if any("Annotated" in str(a) or "Parameter" in str(a) for a in annotations.values()):
+            return None  # cyclopts metadata (another name, a negative flag, ...): cyclopts reads it
+        names = code.co_varnames
+        npos, nkw = code.co_posonlyargcount, code.co_kwonlyargcount
+        keywords = names[npos:npos + nkw]
+        if any(name != name.lower() for name in keywords):
             return None  # cyclopts turns PascalCase into words: not worth a second rule
-        options["--" + name.replace("_", "-").strip("-")] = name
-    kinds = {name: _kind(annotations.get(name)) for name in (*positional, *keywords)}
-    args: list[str] = []
+        rest: str | None = None  # *args: the positional values after the named ones (str only)
+        if code.co_flags & 0x04:
+            rest = names[npos + nkw]
+            if annotations.get(rest) != "str":
+                return None
+        return cls(fn, names[:npos], keywords, rest, annotations)
+
+    def complete(self, args: list[Any], kwargs: dict[str, Any]) -> bool:
+        """Every parameter without a default is given."""
+        if len(args) < len(self.positional) - len(self.fn.__defaults__ or ()):
+            return False
+        defaults = self.fn.__kwdefaults__ or {}
+        return all(name in kwargs or name in defaults for name in self.keywords)
+
+
+def _positional(sig: _Signature, args: list[Any], word: str) -> bool:
+    """Bind one positional word (False: leave the line to cyclopts)."""
+    if len(args) >= len(sig.positional):
+        if sig.rest is None:
+            return False
+        args.append(word)
+        return True
+    kind = sig.kinds[sig.positional[len(args)]]
+    value = _convert(kind, word)
+    if kind not in ("str", "path", "int") or value is None:
+        return False
+    args.append(value)
+    return True
+
+
+def _option(sig: _Signature, kwargs: dict[str, Any], word: str, words: list[str], i: int) -> int | None:
+    """Bind the option ``word`` (its value inline or the next word at ``i``); the index of the
+    next word, or None to leave the line to cyclopts."""
+    option, eq, value = word.partition("=")
+    name = sig.options.get(option)
+    if name is None:
+        return None
+    kind = sig.kinds[name]
+    if kind == "bool":
+        if eq or name in kwargs:
+            return None
+        kwargs[name] = True
+        return i
+    if kind not in ("str", "path", "list", "int"):
+        return None
+    if not eq:
+        if i >= len(words):
+            return None
+        value, i = words[i], i + 1
+    if value.startswith("-"):
+        return None  # a value that looks like an option: cyclopts decides
+    if kind == "list":
+        kwargs.setdefault(name, []).append(value)
+        return i
+    if name in kwargs or _convert(kind, value) is None:
+        return None
+    kwargs[name] = _convert(kind, value)
+    return i
+
+
+def bind_words(fn: Callable[..., Any], words: list[str]) -> Bound | None:
+    """(fn, args, kwargs) for ``words`` read in full, or None (ask cyclopts)."""
+    sig = _Signature.of(fn)
+    if sig is None:
+        return None
+    args: list[Any] = []
     kwargs: dict[str, Any] = {}
     i = 0
     while i < len(words):
         word = words[i]
         i += 1
         if not word.startswith("-"):
-            if len(args) >= len(positional):
-                if rest is None:
-                    return None
-                args.append(word)
-                continue
-            value = _convert(kinds[positional[len(args)]], word)
-            if kinds[positional[len(args)]] not in ("str", "path", "int") or value is None:
+            if not _positional(sig, args, word):
                 return None
-            args.append(value)
             continue
-        option, eq, value = word.partition("=")
-        name = options.get(option)
-        if name is None:
+        after = _option(sig, kwargs, word, words, i)
+        if after is None:
             return None
-        kind = kinds[name]
-        if kind == "bool":
-            if eq or name in kwargs:
-                return None
-            kwargs[name] = True
-            continue
-        if kind not in ("str", "path", "list", "int"):
-            return None
-        if not eq:
-            if i >= len(words):
-                return None
-            value = words[i]
-            i += 1
-        if value.startswith("-"):
-            return None  # a value that looks like an option: cyclopts decides
-        if kind == "list":
-            kwargs.setdefault(name, []).append(value)
-        elif name in kwargs or _convert(kind, value) is None:
-            return None
-        else:
-            kwargs[name] = _convert(kind, value)
-    required = code.co_posonlyargcount - len(fn.__defaults__ or ())
-    if len(args) < required:
-        return None
-    if any(name not in kwargs and name not in (fn.__kwdefaults__ or {}) for name in keywords):
-        return None
-    return fn, args, kwargs
+        i = after
+    return (fn, args, kwargs) if sig.complete(args, kwargs) else None
