@@ -51,8 +51,8 @@ from logist.store.review_objects import (
     write_tree,
 )
 
-if TYPE_CHECKING:  # the job store calls refresh() after a harvest: imported there, not here
-    from logist.store.jobstore import JobStore
+if TYPE_CHECKING:  # what the chain reads of a job store (refresh() is called by the store's writer)
+    from logist.store.job_reads import JobReader
 
 MAX_WALK = 20000  # first-parent commits read from a job branch
 MAX_FOREIGN = 200  # commits not made by logist looked at on top of a review branch
@@ -94,7 +94,7 @@ class ReviewChain:
 
 # --------------------------------------------------------------------------- the chain
 
-def _work_commits(store: JobStore, job_id: JobId, tip: str, base: str) -> list[tuple[str, int, int, str]]:
+def _work_commits(store: JobReader, job_id: JobId, tip: str, base: str) -> list[tuple[str, int, int, str]]:
     """[(commit, step, step_count, transition id)] of the commits that carry a step's work on
     the current run, oldest first; consecutive ones of the same step count once (the last)."""
     out = git(["log", "--first-parent", "-z", f"--max-count={MAX_WALK}", "--format=%H%x1f%B",
@@ -126,7 +126,7 @@ _Todo = dict[str, tuple[bytes, tuple[str, str, bytes, bytes, str]]]
 class _Builder:
     """Computes review commits (and writes the missing ones) for one job."""
 
-    def __init__(self, store: JobStore, job_id: JobId, tip: str) -> None:
+    def __init__(self, store: JobReader, job_id: JobId, tip: str) -> None:
         """One ``cat-file --batch`` reads the review branch's value, the record and the history
         at ``tip`` (as data: only the base, the step names and the summaries are used)."""
         self.store, self.job_id, self.tip = store, job_id, tip
@@ -236,7 +236,7 @@ class _Builder:
         return fixed
 
 
-def build(store: JobStore, job_id: JobId, tip: str | None = None, *, write: bool = True) -> ReviewChain:
+def build(store: JobReader, job_id: JobId, tip: str | None = None, *, write: bool = True) -> ReviewChain:
     """The review branch of the job at ``tip`` (default: its branch tip), its commits written to
     the object store (``write=False``: only computed, for read-only commands). Deterministic:
     the same job branch gives the same commit ids."""
@@ -251,7 +251,7 @@ def build(store: JobStore, job_id: JobId, tip: str | None = None, *, write: bool
     return chain
 
 
-def made_by_logist(store: JobStore, job_id: JobId, oid: str, chain: ReviewChain | None = None, *,
+def made_by_logist(store: JobReader, job_id: JobId, oid: str, chain: ReviewChain | None = None, *,
                    tip: str | None = None) -> bool:
     """Is ``oid`` a review commit logist made for this job (of this or an earlier run)?
 
@@ -284,7 +284,7 @@ def made_by_logist(store: JobStore, job_id: JobId, oid: str, chain: ReviewChain 
     return bool(steps) and steps[0].commit == oid
 
 
-def _transition_id(store: JobStore, commit: str) -> str:
+def _transition_id(store: JobReader, commit: str) -> str:
     got = read_objects(store, [commit])
     if not got or got[0] is None:
         return ""
@@ -293,7 +293,7 @@ def _transition_id(store: JobStore, commit: str) -> str:
     return trailers(body).get("Logist-Transition-Id", "")
 
 
-def foreign_commits(store: JobStore, job_id: JobId, tip: str, chain: ReviewChain | None = None
+def foreign_commits(store: JobReader, job_id: JobId, tip: str, chain: ReviewChain | None = None
                     ) -> tuple[list[tuple[str, str]], str | None]:
     """([(oid, subject)] of the commits on top of ``tip``'s first-parent line that logist did not
     make, newest first; the newest commit below them that logist made, or None)."""
@@ -332,13 +332,13 @@ class ReviewUpdate:
         return refs.review_name(self.job_id)
 
 
-def current(store: JobStore, job_id: JobId) -> str | None:
+def current(store: JobReader, job_id: JobId) -> str | None:
     proc = git(["rev-parse", "-q", "--verify", "--end-of-options", refs.review_ref(job_id)],
                cwd=store.root, check=False)
     return proc.stdout.strip() or None
 
 
-def update(store: JobStore, job_id: JobId, *, tip: str | None = None,
+def update(store: JobReader, job_id: JobId, *, tip: str | None = None,
            chain: ReviewChain | None = None) -> ReviewUpdate:
     """Move ``logist-review/<id>`` to the review branch computed from the job, by
     compare-and-swap. A branch that carries commits logist did not make (a reviewer's fixup)
@@ -376,7 +376,7 @@ def update(store: JobStore, job_id: JobId, *, tip: str | None = None,
                         message=f"{refs.review_name(job_id)} kept moving while logist rebuilt it")
 
 
-def _contains(store: JobStore, tip: str, oid: str) -> bool:
+def _contains(store: JobReader, tip: str, oid: str) -> bool:
     if tip == oid:
         return True
     return git(["merge-base", "--is-ancestor", oid, tip], cwd=store.root, check=False).returncode == 0
@@ -387,7 +387,7 @@ def _describe(foreign: list[tuple[str, str]]) -> str:
     return shown + (", ..." if len(foreign) > 3 else "")
 
 
-def refresh(store: JobStore, job_id: JobId) -> ReviewUpdate | None:
+def refresh(store: JobReader, job_id: JobId) -> ReviewUpdate | None:
     """After a commit that can change the job's work (a harvest, a restep, a rerun, an adopt):
     bring the review branch along. Never raises: the review branch is derived data that `logist
     job pr` and `logist push` rebuild anyway; a failure here must not fail the transition."""

@@ -16,7 +16,7 @@ from logist.core.jobid import JobId
 from logist.git.gitcmd import CatFileBatch, git
 
 if TYPE_CHECKING:
-    from logist.store.jobstore import JobStore
+    from logist.store.repo import RepoBase
 
 _TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): ?(.*)$")
 _IDENT = re.compile(rb"^(.*) <(.*)> (-?\d+) ([+-]\d{4})$")
@@ -35,7 +35,7 @@ def trailers(message: str) -> dict[str, str]:
     return out
 
 
-def read_objects(store: JobStore, specs: list[str]) -> list[tuple[str, str, bytes] | None]:
+def read_objects(store: RepoBase, specs: list[str]) -> list[tuple[str, str, bytes] | None]:
     """One ``git cat-file --batch``: (oid, type, content) per spec, None when missing."""
     if not specs:
         return []
@@ -120,12 +120,12 @@ def _ident_env(prefix: str, ident: bytes) -> dict[str, str]:
             f"GIT_{prefix}_DATE": f"@{when} {tz}"}
 
 
-def write_tree(store: JobStore, content: bytes) -> str:
+def write_tree(store: RepoBase, content: bytes) -> str:
     proc = git(["hash-object", "-t", "tree", "-w", "--stdin"], cwd=store.root, input=content, text=False)
     return str(proc.stdout.decode().strip())
 
 
-def commit_tree(store: JobStore, tree: str, parent: str, author: bytes, committer: bytes,
+def commit_tree(store: RepoBase, tree: str, parent: str, author: bytes, committer: bytes,
                  msg: str) -> str:
     env = {**_ident_env("AUTHOR", author), **_ident_env("COMMITTER", committer)}
     proc = git(["-c", "i18n.commitEncoding=UTF-8", "commit-tree", "--no-gpg-sign", tree, "-p", parent],
@@ -134,7 +134,7 @@ def commit_tree(store: JobStore, tree: str, parent: str, author: bytes, committe
 
 
 
-def existing_commits(store: JobStore, oids: list[str]) -> set[str]:
+def existing_commits(store: RepoBase, oids: list[str]) -> set[str]:
     """The ``oids`` that are commits in the object store (one ``cat-file --batch-check``)."""
     proc = git(["cat-file", "--batch-check=%(objectname) %(objecttype)"], cwd=store.root,
                input="".join(o + "\n" for o in oids), check=False)
