@@ -8,6 +8,9 @@ A project of ``--files`` files (like a mid-size repository). Interleaved round b
   do) against ``git worktree add`` of another branch at the same commit (the floor; target
   <= 1.3x);
 - the same with ``[worktrees] sparse = ["src/pkg0"]`` (informational);
+- giving a finished job's worktree back (``JobStore.release_worktree``: the checks that nothing
+  would be lost, rename aside, ``git worktree prune``, delete) against ``git worktree remove``
+  of the floor's worktree (informational);
 - ``logist job create`` as a fresh process with ``[worktrees] at_first_step = true``: it makes
   no worktree (informational).
 """
@@ -63,7 +66,8 @@ def main() -> None:
         sparse_repo_cfg = repo / ".logist" / "config.local.toml"
         floor_dir = tmp / "floor-wt"
         sh(repo, "branch", "floor-branch", "HEAD")
-        samples: dict[str, list[float]] = {"logist": [], "floor": [], "sparse": []}
+        samples: dict[str, list[float]] = {"logist": [], "floor": [], "sparse": [], "release": [],
+                                           "remove": []}
 
         def logist_wt(sparse: bool) -> float:
             if sparse:
@@ -75,12 +79,18 @@ def main() -> None:
                 n = len(list(wt.rglob("*.py")))
                 assert n < n_files, f"sparse checkout made {n} files"
                 sparse_repo_cfg.unlink()
-            sh(repo, "worktree", "remove", "--force", str(wt))
+                sh(repo, "worktree", "remove", "--force", str(wt))
+            else:
+                samples["release"].append(timed(lambda: kept_of(s.release_worktree(jid))))
+                assert not wt.exists()
             return t
+
+        def kept_of(why: str | None) -> None:
+            assert why is None, f"release refused: {why}"
 
         def floor() -> float:
             t = timed(lambda: sh(repo, "worktree", "add", "-q", str(floor_dir), "floor-branch"))
-            sh(repo, "worktree", "remove", "--force", str(floor_dir))
+            samples["remove"].append(timed(lambda: sh(repo, "worktree", "remove", str(floor_dir))))
             return t
 
         for r in range(1 + rounds):
@@ -90,6 +100,9 @@ def main() -> None:
                 t = fn()
                 if r:
                     samples[name].append(t)
+            if not r:  # the warm-up round counts for nothing
+                samples["release"].clear()
+                samples["remove"].clear()
         if floor_dir.exists():
             shutil.rmtree(floor_dir)
         sparse_repo_cfg.write_text("[worktrees]\nat_first_step = true\n")
@@ -106,6 +119,8 @@ def main() -> None:
                    "git worktree add", 1.3),
             Result(f"the same, sparse = [\"src/pkg0\"], {n_files} files", med_ms(samples["sparse"]),
                    med_ms(samples["floor"]), "git worktree add (full)", None),
+            Result(f"give a finished job's worktree back, {n_files} files", med_ms(samples["release"]),
+                   med_ms(samples["remove"]), "git worktree remove", None),
             Result("logist job create (no worktree), fresh process", med_ms(create), med_ms(samples["floor"]),
                    "git worktree add", None),
         ]
