@@ -69,3 +69,21 @@ def test_hide_jobs_refuses_an_unknown_or_malformed_remote(net):
         res = lg(net.a, "hide-jobs", "--", bad, code=None)
         assert res.code != 0 and "error" in res.err, res
     assert git(net.a, "config", "--get-all", "remote.origin.fetch") == before
+
+
+def test_a_fetched_job_asked_for_here_names_its_remote_and_the_commands(net):
+    """`job status ID` in a clone that only fetched the job: not "there are no jobs yet", but
+    where it is and the two commands that read it or take it; exit 1, nothing written."""
+    job = make_job(net.a, "Fetched job", run=False)
+    lg(net.a, "push")
+    b = net.clone("b")
+    lg(b, "init")
+    lg(b, "fetch")
+    before = git(b, "for-each-ref", "--format=%(refname) %(objectname)")
+    res = lg(b, "job", "status", job, code=1)
+    assert f"no job '{job}' here; it was fetched from origin" in res.err
+    assert f"logist job status {job} --remote origin" in res.err
+    assert f"logist job adopt {job} --remote origin" in res.err
+    assert git(b, "for-each-ref", "--format=%(refname) %(objectname)") == before
+    assert "there are no jobs yet" in lg(b, "job", "status", "not-fetched-x1", code=1).err
+    assert lg(b, "job", "status", job, "--remote", "origin", "--json").json()["id"] == job

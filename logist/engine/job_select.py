@@ -100,9 +100,30 @@ def resolve_job(store: JobStore, given: str) -> JobId:
                          hint=_candidates_hint(store, "say which: ", "", matches))
     if store.restore_branch(given):  # a deleted branch whose tip logist kept (docs/refs.md)
         return given
+    remotes = _fetched_from(store, given)
+    if remotes:
+        r = remotes[0]
+        raise JobNotFoundError(f"no job {given!r} here; it was fetched from {', '.join(remotes)}",
+                               hint=f"`logist job status {given} --remote {r}` reads it as fetched; "
+                                    f"`logist job adopt {given} --remote {r}` takes it to work on here")
     raise JobNotFoundError(f"no job {given!r}",
                            hint=_candidates_hint(store, "jobs here: ", "there are no jobs yet")
                            + "; `logist job list --all` lists them")
+
+
+def _fetched_from(store: JobStore, job_id: JobId) -> list[str]:
+    """The remotes whose fetched job branches (``refs/remotes/<R>/logist/<id>``) hold
+    ``job_id`` (the error path of :func:`resolve_job` only: one git process)."""
+    from logist.git.gitcmd import git
+
+    proc = git(["for-each-ref", "--format=%(refname)", "--", f"refs/remotes/*/logist/{job_id}"],
+               cwd=store.root, check=False)
+    found = []
+    for name in proc.stdout.splitlines():
+        remote = name[len("refs/remotes/"):-len(f"/logist/{job_id}")]
+        if name.endswith(f"/logist/{job_id}") and refs.REMOTE_RE.match(remote) and ".." not in remote:
+            found.append(remote)
+    return found
 
 
 def select_job(store: JobStore, job_id: str) -> JobId:
