@@ -322,6 +322,14 @@ left=$(logist job list --remote origin --json | python3 -c 'import json,sys; pri
 [ "$left" = 0 ] || { echo "FAIL: $left jobs still PENDING" >&2; exit 1; }
 cd "$repo"
 
+step "worktrees cost nothing at rest: finished jobs gave theirs back; job path makes one again"
+git worktree list
+n=$(git worktree list --porcelain | grep -c '^branch refs/heads/logist/' || true)
+[ "$n" = 0 ] || { echo "FAIL: $n job worktrees left after every job finished" >&2; exit 1; }
+wt=$(logist job path "$job")
+git -C "$wt" status --short --branch
+echo "ok: no job worktree at rest; $job's made again on demand"
+
 step "dashboard (one frame)"
 logist dashboard --once
 
