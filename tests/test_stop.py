@@ -1,6 +1,6 @@
 """Stopping a running job (docs/stopping.md): `job stop`, `job cancel`/`suspend` of a running
 job, and Ctrl-C in a foreground `job run`. Real runner processes, real agents (the mock agent),
-signals sent by pid, results read with git."""
+signals sent by pid, results read with git; the commands around them run in process."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from _core import (
     subject,
     tip,
 )
-from conftest import git, run_logist, wait_for
+from conftest import git, run_cli, run_logist, wait_for
 
 HANG = ('title = "Hang"\nagent = "mock"\n{head}\n[[steps]]\nprompt = "hang"\n[steps.mock]\n'
         'scenario = "{scenario}"\n{mock}\n')
@@ -32,7 +32,7 @@ HANG = ('title = "Hang"\nagent = "mock"\n{head}\n[[steps]]\nprompt = "hang"\n[st
 def _create(repo: Path, *, head: str = "", mock: str = "", scenario: str = "hang") -> str:
     path = repo.parent / "hang.toml"
     path.write_text(HANG.format(head=head, mock=mock, scenario=scenario))
-    r = run_logist("job", "create", "--activate", "--json", "--file", path, cwd=repo)
+    r = run_cli("job", "create", "--activate", "--json", "--file", path, cwd=repo)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["id"]
 
@@ -101,7 +101,7 @@ def test_job_stop_suspends_a_job_run_by_a_background_runner(project):
         agent = _agent_pid(repo, job_id)
         wait_for(lambda: _state(repo, job_id) == "EXECUTING", 30, "EXECUTING")
         started = time.monotonic()
-        r = run_logist("job", "stop", job_id, "--message", "wrong approach", cwd=repo)
+        r = run_cli("job", "stop", job_id, "--message", "wrong approach", cwd=repo)
         assert r.returncode == 0, r.stderr
         assert time.monotonic() - started < 15
         assert f"{job_id}: SUSPENDED" in r.stdout and "job resume" in r.stdout
@@ -123,7 +123,7 @@ def test_cancel_of_a_running_job_stops_it_instead_of_refusing(project):
     proc, out = _foreground_run(repo, job_id)
     try:
         agent = _agent_pid(repo, job_id)
-        r = run_logist("job", "cancel", job_id, "--message", "not needed", cwd=repo)
+        r = run_cli("job", "cancel", job_id, "--message", "not needed", cwd=repo)
         assert r.returncode == 0, r.stderr
         assert _state(repo, job_id) == "CANCELED"
         assert pid_gone(agent)
@@ -151,7 +151,7 @@ def test_ctrl_c_once_stops_the_agent_and_leaves_the_job_suspended(project):
         assert _state(repo, job_id) == "SUSPENDED"
         assert git(repo, "for-each-ref", f"refs/logist/locks/{job_id}") == ""
         # resumable: resume makes it PENDING again
-        r = run_logist("job", "resume", job_id, cwd=repo)
+        r = run_cli("job", "resume", job_id, cwd=repo)
         assert r.returncode == 0 and _state(repo, job_id) == "PENDING"
     finally:
         if proc.poll() is None:
@@ -163,8 +163,9 @@ def test_ctrl_c_twice_leaves_at_once_and_the_agent_runs_on(project):
     repo = project
     # the agent ignores SIGINT, so the first press's ladder is still waiting at the second press
     # (and SIGTERM, so a slow machine has the ladder's two graces, 20 s, for the second press)
-    job_id = _create(repo, head="[sentinel]\ninterrupt_grace_seconds = 10\nterminate_grace_seconds = 10",
-                     mock='ignore_signals = ["INT", "TERM"]')
+    graces = repo / ".logist" / "config.local.toml"
+    graces.write_text("[sentinel]\ninterrupt_grace_seconds = 10\nterminate_grace_seconds = 10\n")
+    job_id = _create(repo, mock='ignore_signals = ["INT", "TERM"]')
     proc, out = _foreground_run(repo, job_id)
     runner = None
     try:
@@ -172,6 +173,9 @@ def test_ctrl_c_twice_leaves_at_once_and_the_agent_runs_on(project):
         wait_for(lambda: _ignores_sigint(agent), 20, "the agent to ignore SIGINT")
         os.kill(proc.pid, signal.SIGINT)
         wait_for(lambda: "Ctrl-C again within 2 s" in out.read_text(), 20, "the first press to be seen")
+        # the background runner the second press starts reads the config afresh: its ladder
+        # (the `job stop` below) need not wait 20 s for an agent that ignores both signals
+        graces.write_text("[sentinel]\ninterrupt_grace_seconds = 0.2\nterminate_grace_seconds = 0.2\n")
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 130
         text = out.read_text()
@@ -181,7 +185,7 @@ def test_ctrl_c_twice_leaves_at_once_and_the_agent_runs_on(project):
         assert not pid_gone(agent)
         assert _state(repo, job_id) == "EXECUTING"
         # the background runner holds it now, and honours a stop
-        r = run_logist("job", "stop", job_id, cwd=repo)
+        r = run_cli("job", "stop", job_id, cwd=repo)
         assert r.returncode == 0, r.stderr
         assert _state(repo, job_id) == "SUSPENDED"
         wait_for(lambda: pid_gone(agent), 10, "the agent to be gone")
@@ -197,7 +201,7 @@ def test_stop_of_a_job_that_is_not_running_is_refused_and_changes_nothing(projec
     repo = project
     job_id = _create(repo)
     before = refs_snapshot(repo)
-    r = run_logist("job", "stop", job_id, cwd=repo)
+    r = run_cli("job", "stop", job_id, cwd=repo)
     assert r.returncode == 1
     assert "not running" in r.stderr and f"logist job suspend {job_id}" in r.stderr
     assert refs_snapshot(repo) == before
@@ -213,7 +217,7 @@ def test_stop_request_for_a_holder_on_another_machine_is_a_ref_it_honours_later(
                           input=json.dumps(holder).encode(), capture_output=True).stdout.decode().strip()
     git(repo, "update-ref", f"refs/logist/locks/{job_id}", blob)
     before = tip(repo, job_id)
-    r = run_logist("job", "stop", job_id, "--cancel", cwd=repo)
+    r = run_cli("job", "stop", job_id, "--cancel", cwd=repo)
     assert r.returncode == 0, r.stderr
     assert "another machine" in r.stdout and "elsewhere.invalid" in r.stdout
     req = json.loads(git(repo, "cat-file", "blob", f"refs/logist/stop/{job_id}"))
@@ -221,7 +225,7 @@ def test_stop_request_for_a_holder_on_another_machine_is_a_ref_it_honours_later(
     assert tip(repo, job_id) == before  # only the holder writes the record
     # the holder's lease ends; whoever runs the job next honours the request before any step
     git(repo, "update-ref", "-d", f"refs/logist/locks/{job_id}")
-    r = run_logist("job", "run", job_id, cwd=repo)
+    r = run_cli("job", "run", job_id, cwd=repo)
     assert r.returncode == 6, r.stderr  # canceled instead of run (docs/exit-codes.md)
     assert _state(repo, job_id) == "CANCELED"
     assert "PENDING -> CANCELED" in subject(repo, f"logist/{job_id}")
@@ -234,7 +238,7 @@ def test_a_malformed_stop_request_is_ignored(project):
     blob = subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"], check=True,
                           input=b"{not json", capture_output=True).stdout.decode().strip()
     git(repo, "update-ref", f"refs/logist/stop/{job_id}", blob)
-    r = run_logist("job", "run", job_id, cwd=repo)
+    r = run_cli("job", "run", job_id, cwd=repo)
     assert r.returncode == 0, r.stderr
     assert _state(repo, job_id) == "SUCCESS"
 
