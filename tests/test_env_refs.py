@@ -5,12 +5,9 @@ note or a log; a key written literally in ``args`` or ``env`` is refused at `job
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from conftest import git
+from conftest import git, run_cli
 
 from logist.core.redact import redact
 
@@ -18,9 +15,7 @@ KEY = "sk-proj-" + "Zx9" * 12  # an OpenAI-shaped key (made up)
 
 
 def logist(project, *args, env=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "logist", *args], cwd=str(project),
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    proc = run_cli(*args, cwd=project, env=env)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

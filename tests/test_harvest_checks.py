@@ -5,17 +5,12 @@ reach a reason or a commit message."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from conftest import git
+from conftest import git, run_cli
 
 
 def logist(project, *args):
-    return subprocess.run([sys.executable, "-m", "logist", *args], cwd=str(project), text=True,
-                          capture_output=True, timeout=120, env=dict(os.environ),
-                          stdin=subprocess.DEVNULL)
+    return run_cli(*args, cwd=project)
 
 
 def run_command_job(project, tmp_path, outcome: dict) -> tuple[str, dict]:
