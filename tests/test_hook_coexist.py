@@ -14,7 +14,7 @@ from pathlib import Path
 import pre_commit  # noqa: F401 - the real package (the test extra): these tests are about it
 import pytest
 from _core import tree_digest, write
-from conftest import git, run_logist, wait_for
+from conftest import git, run_cli, wait_for
 
 from logist.share.install import wire_line
 
@@ -51,7 +51,7 @@ def pre_commit_install(repo: Path, *extra: str) -> str:
 
 
 def init(repo: Path) -> str:
-    proc = run_logist("init", cwd=repo)
+    proc = run_cli("init", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -109,7 +109,7 @@ def test_pre_commit_first_then_logist(project):
     assert "already set up" in init(project)
     assert hooks(project) == state
     assert_both_run(project, "two")
-    wired = json.loads(run_logist("doctor", "--json", cwd=project).stdout)["hooks"]
+    wired = json.loads(run_cli("doctor", "--json", cwd=project).stdout)["hooks"]
     assert all(w["wired"] for w in wired.values()) and set(wired) == set(HOOK_TYPES)
 
 
@@ -142,7 +142,7 @@ def test_pre_commit_overwrite_then_logist_again(project):
     init(project)
     pre_commit_install(project, "--overwrite")  # pre-commit deletes the .legacy hook (logist's)
     assert not (project / ".git/hooks/post-merge.legacy").exists()
-    doctor = run_logist("doctor", cwd=project)
+    doctor = run_cli("doctor", cwd=project)
     assert doctor.returncode == 0 and "post-merge hook does not run logist" in doctor.stdout
     assert "installed as post-merge.legacy" in init(project)
     assert_both_run(project, "rewired")
@@ -188,7 +188,7 @@ def test_husky_style_hooks_path(repo):
     assert not (repo / ".git/hooks/post-merge").exists()  # git does not look there: not written either
     assert "already set up" in init(repo) and tree_digest(husky) == before
     write(husky / "post-merge", "echo husky >> .git/husky-ran\n" + wire_line("post-merge") + "\n")
-    wired = json.loads(run_logist("doctor", "--json", cwd=repo).stdout)["hooks"]
+    wired = json.loads(run_cli("doctor", "--json", cwd=repo).stdout)["hooks"]
     assert wired["post-merge"]["wired"] is True and wired["post-rewrite"]["wired"] is False
     merge_a_topic(repo, "husky")
     assert (repo / ".git/husky-ran").read_text() == "husky\n"
