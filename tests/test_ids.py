@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from _core import create_job, refs_snapshot, tip
-from conftest import git, run_logist
+from conftest import git, run_cli
 
 
 def test_generated_ids_are_short_and_cut_at_a_word(cli):
@@ -74,7 +74,7 @@ def test_inside_a_job_worktree_that_job_is_meant_before_the_selected_one(cli):
     b = create_job(cli, "--title", "Selected", "--step", "x", "--id", "selected-ffff")
     cli.ok("job", "select", b)
     wt = cli.ok("job", "path", a).out.strip()
-    r = run_logist("job", "status", "--json", cwd=wt)
+    r = run_cli("job", "status", "--json", cwd=wt)
     assert r.returncode == 0, r.stderr
     assert '"id":"here-eeee"' in r.stdout
     # a subdirectory of the worktree too; outside it, the selected job
@@ -82,6 +82,6 @@ def test_inside_a_job_worktree_that_job_is_meant_before_the_selected_one(cli):
     import os
 
     os.makedirs(sub)
-    assert '"id":"here-eeee"' in run_logist("job", "status", "--json", cwd=sub).stdout
-    assert '"id":"selected-ffff"' in run_logist("job", "status", "--json", cwd=cli.repo).stdout
+    assert '"id":"here-eeee"' in run_cli("job", "status", "--json", cwd=sub).stdout
+    assert '"id":"selected-ffff"' in run_cli("job", "status", "--json", cwd=cli.repo).stdout
     assert tip(cli.repo, a)

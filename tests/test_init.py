@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from _core import Cli, no_traceback, refs_snapshot, tree_digest, write
-from conftest import git, run_logist, wait_for
+from conftest import git, run_cli, wait_for
 
 from logist.share.install import data_dir, wire_line
 
@@ -230,7 +230,7 @@ def _one_line_error(err: str) -> None:
 def test_init_outside_a_repository(tmp_path):
     outside = tmp_path / "not-a-repo"
     outside.mkdir()
-    r = run_logist("init", cwd=outside, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    r = run_cli("init", cwd=outside, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
     assert r.returncode == 1, r
     assert "not a git repository" in r.stderr
     _one_line_error(r.stderr)
@@ -241,12 +241,12 @@ def test_init_in_a_bare_repository(tmp_path):
     bare = tmp_path / "bare.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     before = tree_digest(bare)
-    r = run_logist("init", cwd=bare)
+    r = run_cli("init", cwd=bare)
     assert r.returncode == 1, r
     assert "bare" in r.stderr
     _one_line_error(r.stderr)
     assert tree_digest(bare) == before
-    r = run_logist("-C", bare, "init", cwd=tmp_path)
+    r = run_cli("-C", bare, "init", cwd=tmp_path)
     assert r.returncode == 1 and "bare" in r.stderr
 
 
