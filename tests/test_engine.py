@@ -26,7 +26,7 @@ from _core import (
     worktree_status,
 )
 from _oracle import Oracle
-from conftest import git, run_logist, wait_for
+from conftest import git, run_cli, run_logist, wait_for
 
 PY = json.dumps(sys.executable)
 
@@ -427,7 +427,7 @@ def test_run_detach_and_attach(project):
     text = (f'title = "Background"\nprompt = "The whole job"\n[[steps]]\nname = "gated"\nprompt = "x"\n'
             f'command = [{PY}, "-c", {json.dumps(code)}]\n'
             '[[steps]]\nname = "s2"\nprompt = "Do part 2"\n[steps.mock]\noutput = ["second step says hi"]\n')
-    r = run_logist("job", "create", "--activate", "--json", "--file", _write_job(repo, text), cwd=repo)
+    r = run_cli("job", "create", "--activate", "--json", "--file", _write_job(repo, text), cwd=repo)
     assert r.returncode == 0, r.stderr
     job_id = json.loads(r.stdout)["id"]
     r = run_logist("job", "run", "--detach", job_id, cwd=repo)
@@ -442,7 +442,7 @@ def test_run_detach_and_attach(project):
         out_lines = Lines(attach, attach.stdout)
         out_lines.wait_for("step one is working")
         # a step that is already running is refused, never started twice
-        busy = run_logist("job", "step", job_id, cwd=repo)
+        busy = run_cli("job", "step", job_id, cwd=repo)
         assert busy.returncode == 4 and "busy" in busy.stderr
         gate.write_text("go")
         code, out = out_lines.finish(timeout=120)
@@ -458,7 +458,7 @@ def test_run_detach_and_attach(project):
             attach.kill()
             attach.wait()
         kill_group(pid)
-    status = json.loads(run_logist("job", "status", job_id, "--json", cwd=repo).stdout)
+    status = json.loads(run_cli("job", "status", job_id, "--json", cwd=repo).stdout)
     assert status["state"] == "SUCCESS"
 
 
