@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
 from model_server import ModelServer, Script
@@ -75,8 +75,9 @@ class Run:
                     **clis.agent_env(agent, self.server.url if url else None, home,
                                      key=clis.TEST_KEY if key else None)}
         self.env["GIT_CONFIG_GLOBAL"] = os.environ["GIT_CONFIG_GLOBAL"]
-        made = logist("job", "create", "--file", str(job_file(tmp, agent, **step)), "--activate",
-                      "--json", cwd=project, env=self.env)
+        # create and status in process; the run, with the CLI under test, a process of its own
+        made = run_cli("job", "create", "--file", str(job_file(tmp, agent, **step)), "--activate",
+                       "--json", cwd=project, env=self.env)
         assert made.returncode == 0, made.stderr
         self.id = json.loads(made.stdout)["id"]
         started = time.monotonic()
@@ -85,8 +86,8 @@ class Run:
         finally:
             self.seconds = time.monotonic() - started
             self.server.stop()
-        self.status = json.loads(logist("job", "status", self.id, "--json", cwd=project,
-                                        env=self.env).stdout)
+        self.status = json.loads(run_cli("job", "status", self.id, "--json", cwd=project,
+                                         env=self.env).stdout)
         self.branch = f"refs/heads/logist/{self.id}"
 
     def manifest(self) -> dict:
