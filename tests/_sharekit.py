@@ -135,22 +135,6 @@ class Net:
         return path
 
 
-def make_net(tmp: Path) -> Net:
-    remote = tmp / "remote.git"
-    git(tmp, "init", "-q", "--bare", "-b", "main", str(remote))
-    a = tmp / "a"
-    git(tmp, "clone", "-q", str(remote), str(a))
-    (a / "README.md").write_text("# project\n")
-    git(a, "add", "README.md")
-    git(a, "commit", "-q", "-m", "initial")
-    lg(a, "init")
-    git(a, "add", ".logist")
-    git(a, "commit", "-q", "-m", "logist init")
-    git(a, "push", "-q", "origin", "main")
-    git(a, "remote", "set-head", "origin", "main")
-    return Net(tmp, remote, a)
-
-
 def fake_gh(dir_: Path, log: Path, *, fail: bool = False,
             fail_message: str = "a pull request for branch already exists") -> Path:
     """A `gh` on PATH that records its argv and body file and prints a PR URL."""

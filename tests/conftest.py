@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+GITCONFIG = ("[user]\n\tname = Test User\n\temail = test@example.invalid\n"
+             "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +24,7 @@ def hermetic_env(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     gitconfig = home / ".gitconfig"
-    gitconfig.write_text("[user]\n\tname = Test User\n\temail = test@example.invalid\n"
-                         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    gitconfig.write_text(GITCONFIG)
     for key in list(os.environ):
         if key.startswith(("GIT_", "LOGIST_")):
             monkeypatch.delenv(key, raising=False)
@@ -69,16 +70,90 @@ def git(cwd, *args, check=True) -> str:
     return proc.stdout.strip()
 
 
+# ------------------------------------------------------------------------ template repositories
+# The repositories most tests start from (``repo``, ``project``, ``net``) are built once per test
+# process (an xdist worker) by real git and `logist init`, in an environment of their own (never
+# the first test's), and copied into each test's tmp path: the same files and history at a
+# fraction of the processes. A copy is a plain file copy; git's index is refreshed after it
+# (new inodes and ctimes), and the clone's remote URL names the copied bare remote.
+_TEMPLATES: dict[str, Path] = {}
+
+
+def _template_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LOGIST_"))}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+               XDG_DATA_HOME=str(home / ".local" / "share"), GIT_CONFIG_NOSYSTEM="1",
+               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_TERMINAL_PROMPT="0",
+               GIT_EDITOR="false", LOGIST_NO_WATCHER="1",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return env
+
+
+def _build_template(kind: str, base: Path) -> Path:
+    """Build template ``kind`` under ``base``: "repo" (one commit on main), "project" (that,
+    after `logist init`) or "net" (a bare remote and a clone ``a`` that pushed the project's
+    first two commits, its origin/HEAD set)."""
+    where = base / kind
+    home = base / f"{kind}-home"
+    home.mkdir(parents=True)
+    (home / ".gitconfig").write_text(GITCONFIG)
+    env = _template_env(home)
+
+    def run(*argv, cwd):
+        proc = subprocess.run(list(map(str, argv)), cwd=str(cwd), env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{argv}: {proc.stdout}{proc.stderr}"
+
+    logist = (sys.executable, "-m", "logist")
+    if kind == "net":
+        remote, a = where / "remote.git", where / "a"
+        where.mkdir()
+        run("git", "init", "-q", "--bare", "-b", "main", remote, cwd=where)
+        run("git", "clone", "-q", remote, a, cwd=where)
+        (a / "README.md").write_text("# project\n")
+        run("git", "add", "README.md", cwd=a)
+        run("git", "commit", "-q", "-m", "initial", cwd=a)
+        run(*logist, "init", cwd=a)
+        run("git", "add", ".logist", cwd=a)
+        run("git", "commit", "-q", "-m", "logist init", cwd=a)
+        run("git", "push", "-q", "origin", "main", cwd=a)
+        run("git", "remote", "set-head", "origin", "main", cwd=a)
+        return where
+    where.mkdir()
+    run("git", "init", "-q", "-b", "main", cwd=where)
+    (where / "README.md").write_text("# project\n")
+    run("git", "add", "README.md", cwd=where)
+    run("git", "commit", "-q", "-m", "initial", cwd=where)
+    if kind == "project":
+        run(*logist, "init", cwd=where)
+    return where
+
+
+def copy_template(kind: str, dest: Path, base: Path) -> Path:
+    """A copy of template ``kind`` (built under ``base`` the first time) at ``dest``."""
+    import shutil
+
+    if kind not in _TEMPLATES:
+        _TEMPLATES[kind] = _build_template(kind, base)
+    src = _TEMPLATES[kind]
+    if kind == "net":  # ``dest`` (the test's tmp path) gets remote.git and a
+        for name in ("remote.git", "a"):
+            shutil.copytree(src / name, dest / name, symlinks=True)
+        config = dest / "a" / ".git" / "config"
+        config.write_text(config.read_text().replace(str(src), str(dest)))
+        git(dest / "a", "update-index", "-q", "--refresh")
+        return dest
+    shutil.copytree(src, dest, symlinks=True)
+    git(dest, "update-index", "-q", "--refresh")
+    return dest
+
+
 @pytest.fixture
-def repo(tmp_path) -> Path:
-    """A real git repository with one commit on main."""
+def repo(tmp_path, tmp_path_factory) -> Path:
+    """A real git repository with one commit on main (a copy of a template: see above)."""
     path = tmp_path / "project"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    (path / "README.md").write_text("# project\n")
-    git(path, "add", "README.md")
-    git(path, "commit", "-q", "-m", "initial")
-    return path
+    if (path / ".git").is_dir():  # ``project`` came first and made it
+        return path
+    return copy_template("repo", path, tmp_path_factory.getbasetemp() / "templates")
 
 
 def run_logist(*args, cwd, env=None, input=None, timeout=120) -> subprocess.CompletedProcess:
@@ -134,13 +209,16 @@ def run_cli(*args, cwd, env=None, input=None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def project(repo, capsys) -> Path:
-    """``repo`` after `logist init`."""
-    from logist.cli import main
+def project(tmp_path, tmp_path_factory, capsys) -> Path:
+    """``repo`` after `logist init` (the same path when a test asks for both)."""
+    path = tmp_path / "project"
+    if not (path / ".git").is_dir():
+        return copy_template("project", path, tmp_path_factory.getbasetemp() / "templates")
+    from logist.cli import main  # ``repo`` came first: init it in place
 
-    assert main(["-C", str(repo), "init"]) == 0
+    assert main(["-C", str(path), "init"]) == 0
     capsys.readouterr()
-    return repo
+    return path
 
 
 @pytest.fixture
@@ -162,14 +240,15 @@ def procs():
 
 
 @pytest.fixture
-def net(tmp_path, monkeypatch):
+def net(tmp_path, tmp_path_factory, monkeypatch):
     """A bare remote and a first clone that made the project's first commits (``_sharekit.Net``)."""
-    from _sharekit import make_net
+    from _sharekit import Net
 
     # The observer/sentinel side process is not what these tests are about: leave the CPU of a
     # 2-core CI box to git and the workers (test_push_fetch_round_trip turns it back on).
     monkeypatch.setenv("LOGIST_NO_WATCHER", "1")
-    return make_net(tmp_path)
+    copy_template("net", tmp_path, tmp_path_factory.getbasetemp() / "templates")
+    return Net(tmp_path, tmp_path / "remote.git", tmp_path / "a")
 
 
 # ---------------------------------------------------------------------------- real agent CLIs

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from _sharekit import lg, make_job, make_net, refs_snapshot, remote_refs  # noqa: F401
+from _sharekit import lg, make_job, refs_snapshot, remote_refs
 from conftest import git, wtdir
 
 
