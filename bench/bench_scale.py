@@ -4,7 +4,7 @@ For each size (default 10 and 1,000 jobs; ``--sizes 10,1000,10000`` adds 10,000)
 ``--files`` files (default 500) gets N jobs made by `logist job create --activate` (the same
 code as the CLI, in ``--jobs`` parallel long-running processes), and ``--stepped`` of them
 (default 10%) run one mock step through `logist job step`, so the repository holds what users'
-repositories hold: job branches, loose objects, notes, a worktree per job. Then, as fresh
+repositories hold: job branches, loose objects, notes, worktrees as the configuration makes them. Then, as fresh
 processes (run as after a plain ``pip install``: ``bench.installed_python``), interleaved
 round by round:
 
