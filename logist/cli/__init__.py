@@ -74,13 +74,15 @@ EXAMPLES = {
 # the fast binder reads the same functions' signatures, so both see one command surface.
 COMMANDS: tuple[tuple[str, str, str, str], ...] = (
     ("", "init", "init:init", "Set up logist in this git repository (idempotent)."),
-    ("job", "create", "job:create", "Create a job: branch logist/<id>, a worktree, a first commit."),
+    ("job", "create", "job:create",
+     "Create a job: branch logist/<id> and a first commit (its worktree comes with its first step)."),
     ("job", "list", "job:list_cmd", "List jobs, most recently active first (--all, --state, --since, --needs-me)."),
     ("job", "status", "job_info:status", "Where a job stands: state, step, run, holder, last signal, cost."),
     ("job", "show", "job_info:show", "The whole job record (the manifest at the branch tip)."),
     ("job", "history", "job_info:history", "The job's transitions, runs and resteps (--notes adds notes)."),
     ("job", "select", "job_info:select", "Make a job the default for commands that omit the id."),
-    ("job", "path", "job_info:path", "Print the path of a job's worktree."),
+    ("job", "path", "job_info:path",
+     "Print the path of a job's worktree, making it if the job has none (not yet, or given back)."),
     ("job", "activate", "job_transitions:activate", "DRAFT -> PENDING."),
     ("job", "suspend", "job_transitions:suspend", "Any non-terminal state -> SUSPENDED."),
     ("job", "resume", "job_transitions:resume", "SUSPENDED -> PENDING."),
