@@ -103,3 +103,17 @@ def test_nothing_is_written_where_logist_is_not_set_up(repo):
     store = JobStore.discover(repo)
     assert store.config.locks.lease_seconds > 0
     assert not (repo / ".git" / "logist").exists()
+
+
+def test_the_cache_key_follows_the_config_models_source(tmp_path, monkeypatch):
+    """A default changed in logist/core/config_model.py (the same version string, as in a
+    development checkout) is never read back stale from a cache written before the change."""
+    from pathlib import Path
+
+    _write(tmp_path, FULL)
+    before = cfg._cache_path(tmp_path / "cache", tmp_path)
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes",
+                        lambda self: real(self) + (b"\n# changed" if self.name == "config_model.py" else b""))
+    after = cfg._cache_path(tmp_path / "cache", tmp_path)
+    assert before is not None and after is not None and before != after

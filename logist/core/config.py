@@ -173,7 +173,8 @@ def load_config(project_root: Path, cache_dir: Path | None = None) -> Config:
     ``cache_dir``: where validated configs are remembered (the repository's logist cache):
     the same merged data validated before is read from its dump there, as a
     :class:`ConfigView`, without the models or the TOML parser (docs/performance.md#fresh-processes).
-    The cache can only miss: its key is logist's version and the bytes of both files.
+    The cache can only miss: its key is logist's version, the config model's source and the bytes
+    of both files.
     """
     path = _cache_path(cache_dir, project_root) if cache_dir is not None else None
     if path is not None:
@@ -201,7 +202,8 @@ def load_config(project_root: Path, cache_dir: Path | None = None) -> Config:
 
 def _cache_path(cache_dir: Path, project_root: Path) -> Path | None:
     """Where the validated dump of the config files as they are now would be (the key: logist's
-    version and the files' bytes, so no TOML is parsed on a hit); None when a file cannot be
+    version, the config model's source and the files' bytes, so no TOML is parsed on a hit, and
+    a default changed by an update of logist is never read back stale); None when a file cannot be
     read (the validation then says why)."""
     from logist import __version__
 
@@ -210,6 +212,10 @@ def _cache_path(cache_dir: Path, project_root: Path) -> Path | None:
     except ImportError:  # pragma: no cover
         from hashlib import sha1
     parts = [__version__.encode()]
+    try:  # and the model's source: a default changed within one version misses the cache too
+        parts.append(Path(__file__).with_name("config_model.py").read_bytes())
+    except OSError:  # pragma: no cover - installed without sources
+        pass
     for file in config_files(project_root):
         try:
             parts.append(b"1" + read_bounded(file, MAX_CONFIG_BYTES))
