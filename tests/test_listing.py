@@ -324,3 +324,28 @@ def test_job_metrics_reads_the_record_as_data(cli):
     assert [(s["agent"], s["status"], s["attempts"], s["cost_usd"], s["tokens"]) for s in got["steps"]] == \
         [("mock", "PENDING", 0, 0.0, 0), ("mock", "PENDING", 0, 2.0, 0)]
     assert isinstance(got["steps"][1]["cost_usd"], float)
+
+
+def test_job_status_of_a_job_that_ran_reads_notes_only_where_there_are_some(cli, tmp_path, monkeypatch):
+    """The last signal of a job that ran: its own commits are walked (`git log`), and `git notes
+    show` runs only for a notes ref that exists; a note added with git is then shown."""
+    from _core import create_from_toml
+
+    monkeypatch.setenv("LOGIST_NO_WATCHER", "1")  # no side process: no observer or sentinel notes
+    text = ('title = "ran"\nprompt = "p"\n[[steps]]\nname = "s1"\nprompt = "p1"\n[steps.mock]\n'
+            'writes = { "a.txt" = "a" }\n[[steps]]\nname = "s2"\nprompt = "p2"\n[steps.mock]\n'
+            'writes = { "b.txt" = "b" }\n')
+    job = create_from_toml(cli, text, "--activate")
+    cli.ok("job", "step", job)
+    trace = tmp_path / "trace"
+    out, started = _traced(cli.repo, trace, "job", "status", job, "--json")
+    assert json.loads(out)["last_signal"] is None
+    assert not [c for c in started if c.startswith("git notes")], started
+    assert "log" in [c.split()[1] for c in started]
+    executing = [line.split()[0] for line in git(cli.repo, "log", "--format=%H %(trailers:key=Logist-To,valueonly)",
+                                                   f"logist/{job}").splitlines() if line.endswith("EXECUTING")]
+    note = json.dumps({"signal": "rate_limit", "text": "slow down", "t": "2026-12-06T00:00:00Z"})
+    git(cli.repo, "notes", "--ref=refs/notes/logist/observer", "add", "-m", note, executing[0])
+    out, started = _traced(cli.repo, trace, "job", "status", job, "--json")
+    assert json.loads(out)["last_signal"].startswith("rate_limit")
+    assert [c for c in started if c.startswith("git notes")], started

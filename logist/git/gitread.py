@@ -23,7 +23,7 @@ from pathlib import Path
 
 _OID_RE = re.compile(rb"[0-9a-f]{40}\Z")
 # The ref namespaces logist reads, all of them shared by every worktree (in the common dir).
-_SHARED_PREFIXES = ("refs/heads/", "refs/logist/")
+_SHARED_PREFIXES = ("refs/heads/", "refs/logist/", "refs/notes/")
 
 
 class Unsupported(Exception):

@@ -50,6 +50,13 @@ def _job_commits(store: JobStore, job_id: JobId, base: str | None = None) -> lis
 
 
 def _notes_for(store: JobStore, notes_ref: str, commit: str) -> list[dict[str, Any]]:
+    from logist.git.gitread import Unsupported
+
+    try:
+        if store.reader.ref(notes_ref) is None:
+            return []  # no such notes ref at all (read from git's files): nothing to ask git
+    except Unsupported:
+        pass
     proc = git(["notes", f"--ref={notes_ref}", "show", commit], cwd=store.root, check=False)
     if proc.returncode != 0:
         return []
