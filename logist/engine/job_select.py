@@ -72,6 +72,16 @@ def _candidates_hint(store: JobStore, lead: str, none: str, ids: list[JobId] | N
     return lead + shown
 
 
+def _by_prefix(store: JobStore, given: str, ids: list[JobId]) -> JobId | None:
+    """The one id of ``ids`` that starts with ``given``; None if none does; a UsageError
+    listing the candidates if several do."""
+    matches = [j for j in ids if j.startswith(given)]
+    if len(matches) > 1:
+        raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
+                         hint=_candidates_hint(store, "say which: ", "", matches))
+    return matches[0] if matches else None
+
+
 def resolve_job(store: JobStore, given: str) -> JobId:
     """The job ``given`` names: its id, or a prefix of exactly one job's id. An ambiguous prefix
     is a UsageError listing the candidates; an unknown one a JobNotFoundError. The one place ids
@@ -79,25 +89,18 @@ def resolve_job(store: JobStore, given: str) -> JobId:
     from logist.core.errors import JobNotFoundError
 
     if isinstance(given, str) and given.endswith("-") and refs.JOB_ID_RE.match(given):
-        ids = _job_ids(store)  # "fix-the-": a prefix ending where a word does
-        matches = [j for j in ids if j.startswith(given)]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
-                             hint=_candidates_hint(store, "say which: ", "", matches))
+        found = _by_prefix(store, given, _job_ids(store))  # "fix-the-": a prefix ending where a word does
+        if found is not None:
+            return found
     given = refs.validate_job_id(given)  # a prefix follows the rules of ids too: a JobId from here
     if (store.paths.common_dir / refs.branch_ref(given)).is_file():
         return given  # an existing job (a loose branch ref): no git process
     ids = _job_ids(store)
     if given in ids:
         return given
-    matches = [j for j in ids if j.startswith(given)]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise UsageError(f"{given!r} is the start of {len(matches)} job ids",
-                         hint=_candidates_hint(store, "say which: ", "", matches))
+    found = _by_prefix(store, given, ids)
+    if found is not None:
+        return found
     if store.restore_branch(given):  # a deleted branch whose tip logist kept (docs/refs.md)
         return given
     remotes = _fetched_from(store, given)
