@@ -134,7 +134,8 @@ def test_dashboard_ctrl_c_exits_130_and_a_pipe_gets_one_frame(cli, tmp_path):
 
 
 def test_foreground_run_shows_a_live_status_line_on_a_terminal(cli, tmp_path):
-    slow = 'title = "Slow"\n[[steps]]\nprompt = "p"\n[steps.mock]\nscenario = "slow"\ndelay_s = 6.0\n'
+    # the agent runs for 3 s, at least two of the status line's 1 s ticks after its first line
+    slow = 'title = "Slow"\n[[steps]]\nprompt = "p"\n[steps.mock]\nscenario = "slow"\ndelay_s = 3.0\n'
     job_id = create_from_toml(cli, slow, "--activate", name="slow.toml")
     term = Term(tmp_path, f"{sys.executable} -m logist -C {cli.repo} job run {job_id}")
     try:
@@ -148,7 +149,7 @@ def test_foreground_run_shows_a_live_status_line_on_a_terminal(cli, tmp_path):
         assert not any(ln.startswith(f"{job_id}  step 1/1") for ln in final.splitlines())  # erased at the end
     finally:
         term.close()
-    other = create_from_toml(cli, slow.replace("6.0", "2.5"), "--activate", name="slow2.toml")
+    other = create_from_toml(cli, slow.replace("3.0", "1.5"), "--activate", name="slow2.toml")
     piped = subprocess.run([sys.executable, "-m", "logist", "-C", str(cli.repo), "job", "run", other],
                            capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0
