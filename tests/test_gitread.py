@@ -162,3 +162,22 @@ def test_a_failed_transition_leaves_no_waiting_git_behind(cli, monkeypatch):
     store.commit_transition(job, tip_before, new, [entry])
     assert tip(cli.repo, job) != tip_before
     assert git(store.worktree_path(job), "status", "--porcelain") == ""
+
+
+def test_packed_refs_are_found_by_their_whole_name(cli):
+    """packed-refs is searched, not parsed line by line: a name that starts another name, a
+    peeled line and a namespace are each found as git finds them."""
+    a = create_job(cli, "--title", "a", "--id", "pk", "--step", "one")
+    b = create_job(cli, "--title", "b", "--id", "pk-2", "--step", "one")
+    git(cli.repo, "tag", "-a", "-m", "annotated", "v1", tip(cli.repo, a))  # a peeled ^ line
+    git(cli.repo, "pack-refs", "--all")
+    packed = (cli.repo / ".git" / "packed-refs").read_bytes()
+    assert b"^" in packed and not (cli.repo / ".git" / "refs" / "heads" / "logist" / a).exists()
+    from logist.store.jobstore import JobStore
+
+    reader = JobStore.discover(cli.repo).reader
+    for job in (a, b):
+        assert reader.ref(f"refs/heads/logist/{job}") == git(cli.repo, "rev-parse", f"refs/heads/logist/{job}")
+    assert reader.ref("refs/heads/logist/pk-") is None and reader.ref("refs/heads/logist/p") is None
+    assert reader.any_ref_under("refs/heads/logist/") is True
+    assert reader.any_ref_under("refs/logist/locks/") is False

@@ -280,6 +280,8 @@ def test_job_status_of_a_job_at_rest_is_one_git_process(cli, tmp_path):
     out, started = _traced(cli.repo, trace, "job", "status", job, "--json")
     st = json.loads(out)
     assert st["holder"]["lock"] == blob and st["holder"]["host"] == "elsewhere"
+    # the packed branch is found in packed-refs, not by listing every job (for-each-ref)
+    assert {c.split()[1] for c in started} == {"cat-file"}, started
     assert st["review_branch"] == f"logist-review/{job}"
     rows = {r["id"]: r for r in cli.ok("job", "list", "--json").json()}
     assert rows[job]["review_branch"] == f"logist-review/{job}" and rows[job]["holder"]["lock"] == blob

@@ -82,6 +82,17 @@ def _by_prefix(store: JobStore, given: str, ids: list[JobId]) -> JobId | None:
     return matches[0] if matches else None
 
 
+def _packed_branch(store: JobStore, job_id: JobId) -> bool:
+    """Whether the job's branch is in ``packed-refs`` (read from the file: a search, not a
+    listing of every job); False when the reader cannot say (git is asked then)."""
+    from logist.git.gitread import Unsupported
+
+    try:
+        return store.reader.ref(refs.branch_ref(job_id)) is not None
+    except Unsupported:
+        return False
+
+
 def resolve_job(store: JobStore, given: str) -> JobId:
     """The job ``given`` names: its id, or a prefix of exactly one job's id. An ambiguous prefix
     is a UsageError listing the candidates; an unknown one a JobNotFoundError. The one place ids
@@ -93,8 +104,8 @@ def resolve_job(store: JobStore, given: str) -> JobId:
         if found is not None:
             return found
     given = refs.validate_job_id(given)  # a prefix follows the rules of ids too: a JobId from here
-    if (store.paths.common_dir / refs.branch_ref(given)).is_file():
-        return given  # an existing job (a loose branch ref): no git process
+    if (store.paths.common_dir / refs.branch_ref(given)).is_file() or _packed_branch(store, given):
+        return given  # an existing job (a loose or packed branch ref): no git process, no listing
     ids = _job_ids(store)
     if given in ids:
         return given

@@ -37,7 +37,7 @@ class RepoReader:
         """``get_object(oid: bytes)``: a parsed dulwich object, KeyError when absent."""
         self._common = common_dir
         self._get = get_object
-        self._packed: tuple[tuple[int, int, int], dict[str, str]] | None = None
+        self._packed: tuple[tuple[int, int, int], bytes] | None = None
         self._reftable = (common_dir / "reftable").is_dir()
 
     # ---- refs ------------------------------------------------------------------------
@@ -48,7 +48,7 @@ class RepoReader:
         try:
             raw = (self._common / name).read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return self._packed_refs().get(name)
+            return self._packed_ref(name)
         except OSError as exc:
             raise Unsupported(f"cannot read {name}: {exc}") from None
         value = raw.strip()
@@ -64,30 +64,40 @@ class RepoReader:
         for _dir, _subdirs, files in os.walk(self._common / prefix):
             if files:
                 return True
-        return any(name.startswith(prefix) for name in self._packed_refs())
+        return self._packed_find(b" " + prefix.encode("utf-8", "surrogateescape")) is not None
 
-    def _packed_refs(self) -> dict[str, str]:
+    def _packed_ref(self, name: str) -> str | None:
+        """The object id of ``name`` in ``packed-refs`` (its line ``<oid> <name>``), or None."""
+        return self._packed_find(b" " + name.encode("utf-8", "surrogateescape") + b"\n")
+
+    def _packed_find(self, needle: bytes) -> str | None:
+        """The object id of the first ``packed-refs`` line whose text after the id starts with
+        ``needle`` (which starts with the space): a search in C over the file's bytes, not a
+        parse of every line (a repository of 10,000 jobs has 20,000 of them)."""
+        data = self._packed_bytes()
+        i = data.find(needle)
+        while i >= 0:
+            if i >= 41 and data[i - 41:i - 40] == b"\n" and _OID_RE.match(data[i - 40:i]):
+                return data[i - 40:i].decode()
+            i = data.find(needle, i + 1)
+        return None
+
+    def _packed_bytes(self) -> bytes:
+        """``packed-refs`` as bytes, a newline before the first line and after the last."""
         path = self._common / "packed-refs"
         try:
             st = path.stat()
         except FileNotFoundError:
-            return {}
+            return b""
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._packed is not None and self._packed[0] == key:
             return self._packed[1]
-        table: dict[str, str] = {}
         try:
-            data = path.read_bytes()
+            data = b"\n" + path.read_bytes() + b"\n"
         except FileNotFoundError:
-            return {}
-        for line in data.splitlines():
-            if not line or line[:1] in (b"#", b"^"):
-                continue
-            oid, _, ref = line.partition(b" ")
-            if _OID_RE.match(oid):
-                table[ref.decode(errors="surrogateescape")] = oid.decode()
-        self._packed = (key, table)
-        return table
+            return b""
+        self._packed = (key, data)
+        return data
 
     def commit(self, name: str) -> str | None:
         """Like ``git rev-parse --verify -q NAME^{commit}`` for a plain ref: None if absent."""
