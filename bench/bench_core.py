@@ -286,8 +286,8 @@ def bench_transition(tmp: Path, rounds: int, cli_rounds: int) -> list[Result]:
     procs = counter.calls
 
     # Sanity: the worktree is clean, the floors made real commits with the record.
-    wt = store.worktree_path(jid)
-    dirty = sh(wt, "status", "--porcelain")
+    wt = store.worktree_path(jid)  # none before a first step (the default): nothing to dirty
+    dirty = sh(wt, "status", "--porcelain") if wt.is_dir() else ""
     if dirty:
         print(f"warning: worktree not clean after transitions:\n{dirty}")
     sh(repo, "cat-file", "-e", f"{dfloor.tip}:.logist/jobs/{jid}/manifest.json")

@@ -244,16 +244,18 @@ from logist.cli import main
 root, w, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for i in range(n):
     code = main(["-C", root, "job", "create", "--title", f"made by {w}", "--id", f"w{w}-{i}", "--step", "x"])
+    code = code or main(["-C", root, "job", "path", f"w{w}-{i}"])  # the worktree, as a first step makes it
     if code != 0:
         sys.exit(code)
 """
 
 
 def test_parallel_job_creates_each_get_their_worktree(store, procs):
-    """Creates in parallel, with `git worktree prune` running all the while (as another create
-    ran it before every add): a prune that meets a `git worktree add` half-way removes the new
-    entry (git writes it in steps) and the add fails ("could not open .git/worktrees/<id>/locked");
-    logist prunes only after a failed add and adds again, so every create gets its worktree."""
+    """Creates and worktrees made in parallel (`job path` makes one as a first step does), with
+    `git worktree prune` running all the while (as another maker ran it before every add): a
+    prune that meets a `git worktree add` half-way removes the new entry (git writes it in
+    steps) and the add fails ("could not open .git/worktrees/<id>/locked"); logist prunes only
+    after a failed add and adds again, so every job gets its worktree."""
     workers, each = 3, 4
     pruner = procs.popen(["sh", "-c", 'while :; do git -C "$0" worktree prune; done', str(store.root)],
                          start_new_session=True)
