@@ -11,8 +11,8 @@ round by round:
 - `logist job create`, `logist job list --json`, `logist job status ID`, `logist job step ID`,
   and ``python -c pass`` (the interpreter's own start, measured, the floor of any fresh process);
 - `git gc` (after a first gc, so each round is the every-time cost) and `git status` in the
-  project, against a copy of the same repository without logist's refs, notes and worktrees
-  (the floor: what the user's repository costs git without logist);
+  project, against a copy of the same repository without logist's refs, notes, worktrees and
+  objects (the floor: what the user's repository costs git without logist);
 - whether logist's own writes left the repository over git's auto-gc limit (`git gc --auto`
   would start), from `git count-objects` and git's own estimate.
 
@@ -90,6 +90,9 @@ def floor_copy(repo: Path, dest: Path) -> Path:
         sh(dest, "update-ref", "--stdin", input="".join(f"delete {r}\n" for r in refs))
     shutil.rmtree(dest / ".git" / "worktrees", ignore_errors=True)
     shutil.rmtree(dest / ".git" / "logs" / "refs" / "heads" / "logist", ignore_errors=True)
+    # and without logist's objects: left as unreachable garbage, every `git gc` would rewrite them
+    sh(dest, "reflog", "expire", "--expire=now", "--all")
+    sh(dest, "gc", "-q", "--prune=now")
     return dest
 
 
