@@ -89,7 +89,7 @@ def test_question_then_silence_is_stopped_and_noted(step):
         asked = time.monotonic()
         wait_for(lambda: agent.poll() is not None, 10, "the agent to be stopped")
         wait_for(lambda: not group_alive(agent.pid), 5, "the process group to be gone")
-        assert time.monotonic() - asked <= FAST_LADDER["silence_seconds"] + 4
+        assert time.monotonic() - asked <= FAST_LADDER["silence_seconds"] + 8  # a loaded CI box
         assert agent.returncode == -signal.SIGINT  # the first rung was enough
         wait_for(lambda: reaped(watcher), 15, "the watcher to exit by itself")
     finally:
