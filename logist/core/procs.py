@@ -94,6 +94,26 @@ def pidfd_open(pid: int) -> int | None:
         return None
 
 
+def group_id_reused(pidfd: int | None, pgid: int) -> bool:
+    """True when ``pgid``, the process group the process behind ``pidfd`` leads, is provably
+    not that group any more: that process is gone and reaped, and a live process now has the
+    id. A group id stays taken while any member lives, so it names another group only once the
+    whole group is gone and a new session leader got the same pid (pids wrap: 32,768 by
+    default). False when it cannot be told (no pidfd) or the leader or its zombie remains."""
+    import signal
+
+    if pidfd is None:
+        return False
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+        return False  # the leader (or its unreaped zombie) still holds the id
+    except ProcessLookupError:
+        pass
+    except (AttributeError, OSError):
+        return False
+    return os.path.exists(f"/proc/{pgid}")
+
+
 def processes_in(path: Path) -> list[int]:
     """Pids of processes whose working directory is inside ``path`` (Linux /proc; else [])."""
     proc_dir = Path("/proc")

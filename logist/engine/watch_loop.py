@@ -14,7 +14,7 @@ import signal
 import time
 
 from logist.core.errors import UsageError
-from logist.core.procs import pid_alive, pidfd_open
+from logist.core.procs import group_id_reused, pid_alive, pidfd_open
 from logist.engine.logtail import LogTail
 from logist.engine.watch_config import WatchConfig, config_table, observer_part, parse_config
 from logist.engine.watch_notes import NoteBuffer, SeenSignals, prior_interventions
@@ -425,7 +425,10 @@ class _Watch:
         self.result.verdict = None
 
     def _signal_group(self, signum: int, *, quiet: bool = False) -> bool:
-        """Signal the agent's process group; False when it is gone or may not be signalled."""
+        """Signal the agent's process group; False when it is gone or may not be signalled
+        (its id reused by another process's group once the agent was reaped)."""
+        if self.pgid == self.pid and group_id_reused(self.pidfd, self.pgid):
+            return False
         try:
             os.killpg(self.pgid, signum)
         except ProcessLookupError:
