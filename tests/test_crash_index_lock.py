@@ -48,12 +48,14 @@ def test_kills_while_git_holds_index_lock_recover(project, procs):
         lock = admin_dir(project, job) / "index.lock"
         runs += 1
         hit = kill_group_when_file_appears(runner, lock)
-        if not hit:
+        if not hit and runner.returncode != -signal.SIGKILL:
             assert runner.returncode == 0, runner.stderr.read() if runner.stderr else ""
             continue
-        landed += 1
-        assert lock.exists()
-        # a command that needs the job clears the file (no live git holds it) and goes on
+        # killed: with git's lock file held (hit), or just after git let go of it (a plain kill
+        # mid-step); either way a command that needs the job clears what is left and goes on
+        landed += hit
+        if hit:
+            assert lock.exists()
         rec = logist(project, "recover")
         no_traceback(rec.stdout, rec.stderr)
         assert rec.returncode == 0, rec.stdout + rec.stderr

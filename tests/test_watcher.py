@@ -90,9 +90,9 @@ def test_question_then_silence_is_stopped_and_noted(step):
         wait_for(lambda: agent.poll() is not None, 10, "the agent to be stopped")
         wait_for(lambda: not group_alive(agent.pid), 5, "the process group to be gone")
         assert time.monotonic() - asked <= FAST_LADDER["silence_seconds"] + 8  # a loaded CI box
-        # The first rung (SIGINT) ends it; in 2 of 4 full CI runs under load a SIGTERM did (the
-        # likely cause, another test's side process signalling a group id the wrap of pids had
-        # given to this agent, is fixed: test_a_group_id_reused_...); both are a stopped agent.
+        # The first rung (SIGINT) ends it alone; in 3 of 5 full CI runs (2 workers, real agent
+        # CLIs beside) the agent outlived SIGINT and the ladder's next rung (SIGTERM, after
+        # the grace) ended it, cause not yet found: the notes must then show that climb.
         assert agent.returncode in (-signal.SIGINT, -signal.SIGTERM)
         wait_for(lambda: reaped(watcher), 15, "the watcher to exit by itself")
     finally:
@@ -108,8 +108,9 @@ def test_question_then_silence_is_stopped_and_noted(step):
 
     shown = git(step["repo"], "notes", "--ref=logist/sentinel", "show", step["commit"])
     rungs = [json.loads(line) for line in shown.splitlines()]
+    climbed = [] if agent.returncode == -signal.SIGINT else [("waiting_input_stuck", "terminate")]
     assert [(r["signal"], r["action"]) for r in rungs] == [
-        ("waiting_input_stuck", "note"), ("waiting_input_stuck", "interrupt")]
+        ("waiting_input_stuck", "note"), ("waiting_input_stuck", "interrupt"), *climbed]
     observed = read_note_lines(step["repo"], NOTES_OBSERVER, step["commit"])
     assert ("waiting_input", 2) in [(o["signal"], o["line"]) for o in observed]
     log = git(step["repo"], "log", "-1", "--notes=logist/observer", "--notes=logist/sentinel",
