@@ -6,6 +6,7 @@ Nothing here fakes git: repositories, bare remotes and worktrees are real.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -292,6 +293,8 @@ def kill_leftovers(place: Path) -> list[int]:
     """Kill (SIGKILL, by pid) every process but this one whose command line names ``place`` or
     whose working directory is inside it; the pids killed."""
     mark = str(place)
+    # the path whole: ".../test_x1" must not match ".../test_x10" (pytest numbers its dirs)
+    named = re.compile(re.escape(mark.encode()) + rb"(?![A-Za-z0-9_.-])")
     me, killed = os.getpid(), []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
@@ -301,7 +304,7 @@ def kill_leftovers(place: Path) -> list[int]:
             cwd = os.readlink(f"/proc/{name}/cwd")
         except OSError:
             continue
-        if mark.encode() in cmdline or cwd == mark or cwd.startswith(mark + os.sep):
+        if named.search(cmdline) or cwd == mark or cwd.startswith(mark + os.sep):
             try:
                 os.kill(int(name), signal.SIGKILL)
                 killed.append(int(name))

@@ -304,3 +304,21 @@ def test_a_runner_finding_the_job_busy_says_busy_not_the_winners_index_lock(stor
         lease.release()
     after = git(store.root, "for-each-ref", "--format=%(refname) %(objectname)")
     assert after == before
+
+
+def test_the_leftover_sweep_takes_the_path_whole(tmp_path):
+    """pytest numbers its tmp dirs (test_x1, test_x10): the sweep of test_x1 spares test_x10's."""
+    from conftest import kill_leftovers
+
+    mine, theirs = tmp_path / "test_x1", tmp_path / "test_x10"
+    theirs.mkdir(parents=True)
+    other = subprocess.Popen(["sh", "-c", f'while [ ! -f "{theirs}/gate" ]; do sleep 0.05; done'],
+                             start_new_session=True)
+    try:
+        assert other.pid not in kill_leftovers(mine) and other.poll() is None
+        assert other.pid in kill_leftovers(theirs)
+        assert other.wait(timeout=10) == -9
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
